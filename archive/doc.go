@@ -1,0 +1,65 @@
+// Package archive turns a night's alert topic into the tarball ZTF publishes
+// at ztf.uw.edu/alerts/public, and serves the listing.
+//
+// # Files
+//
+// One night of one program is one file in the output folder:
+//
+//	ztf_public_YYYYMMDD.tar.gz        programid 1, topic ztf_YYYYMMDD_programid1
+//	ztf_partnership_YYYYMMDD.tar.gz   programid 2, topic ztf_YYYYMMDD_programid2
+//
+// The file is a single gzip member (RFC 1952) around a POSIX ustar archive:
+//
+//	+------------------------------------------------------------------+
+//	| gzip header: 1f 8b 08 00 | mtime 0 | xfl 0 | os 255              |
+//	+------------------------------------------------------------------+
+//	| deflate: independent 1 MiB input blocks, each compressed with the |
+//	|   previous 32 KiB as dictionary and ended by a sync flush, the    |
+//	|   last one by a final block (what pgzip writes)                   |
+//	|   +----------------------------------------------------------+   |
+//	|   | ustar: <candid>.avro   one per message, value verbatim    |   |
+//	|   |        ...             partition 0 in offset order, then 1 |   |
+//	|   |        MD5SUMS         "<md5 hex>  <member name>\n" lines |   |
+//	|   |        two zero blocks                                    |   |
+//	|   +----------------------------------------------------------+   |
+//	+------------------------------------------------------------------+
+//	| gzip trailer: CRC-32 and input size mod 2^32, little endian       |
+//	+------------------------------------------------------------------+
+//
+// A member holds the Kafka message value byte for byte: a single-alert Avro
+// object container file. Its name is the alert's top-level candid (read from
+// the container's own writer schema) plus ".avro". A candid already used in
+// this archive gets "_2", "_3", ... before ".avro", so every message of the
+// topic is a member and `tar -x` never overwrites one with another. A value
+// that is not an Avro container with a candid is kept as
+// "nocandid_<partition>_<offset>.avro" and counted; nothing is dropped.
+// Member mtime is the record timestamp, mode 0644, owner 0:0, so the same
+// topic always gives the same tar bytes.
+//
+// # Runs, checkpoints, resume
+//
+// The range archived is [log start offset, high watermark) of every
+// partition, listed once when a run starts. While it runs, three hidden
+// files sit next to the final name:
+//
+//	.ztf_public_YYYYMMDD.tar.gz.part    the gzip stream so far (no trailer)
+//	.ztf_public_YYYYMMDD.tar.gz.sums    MD5SUMS lines of the members so far
+//	.ztf_public_YYYYMMDD.tar.gz.ckpt    JSON checkpoint (see checkpoint)
+//
+// Every CheckpointBytes of tar input, at a member boundary, the run pads the
+// tar entry, sync-flushes the compressor, fsyncs .part and .sums, and
+// replaces .ckpt atomically (temp, fsync, rename, fsync dir). The checkpoint
+// holds the offset range, the next offset per partition, the lengths of
+// .part and .sums, the gzip CRC and size, and the last 32 KiB of input (the
+// next block's dictionary). A new run with a valid checkpoint truncates
+// .part and .sums to those lengths and carries on; without one it starts
+// over. Checkpoints fall at the same input positions in every run, so a run
+// that was killed and resumed writes the same bytes as one that was not.
+// The end: MD5SUMS member, tar end, final deflate block, trailer, fsync,
+// rename to the final name, fsync the folder, then the hidden files go. A
+// reader never sees a half file under a final name.
+//
+// Next to each finished archive, ".ztf_public_YYYYMMDD.tar.gz.json" records
+// the offset range it holds, so the scheduler can tell an archive that a late
+// message made incomplete from one that is complete.
+package archive

@@ -1,0 +1,118 @@
+package archive
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+)
+
+// The hidden files of a run, next to the final name (see the package doc).
+type runPaths struct {
+	dir, final, part, sums, ckpt, meta string
+}
+
+func pathsFor(dir, name string) runPaths {
+	h := filepath.Join(dir, "."+name)
+	return runPaths{
+		dir:   dir,
+		final: filepath.Join(dir, name),
+		part:  h + ".part",
+		sums:  h + ".sums",
+		ckpt:  h + ".ckpt",
+		meta:  h + ".json",
+	}
+}
+
+// PartitionRange is the offsets of one partition a run archives: [Start, End).
+type PartitionRange struct {
+	Partition int32 `json:"partition"`
+	Start     int64 `json:"start"`
+	End       int64 `json:"end"`
+}
+
+// checkpoint is the .ckpt file: where a killed run continues from. Its
+// fields are part of the on-disk format; Version changes with them.
+type checkpoint struct {
+	Version    int              `json:"version"`
+	Topic      string           `json:"topic"`
+	Level      int              `json:"level"`
+	Ranges     []PartitionRange `json:"ranges"`
+	Next       []int64          `json:"next"` // next offset per range
+	PartSize   int64            `json:"part_size"`
+	SumsSize   int64            `json:"sums_size"`
+	Gzip       gzState          `json:"gzip"`
+	Members    int64            `json:"members"`
+	NoCandid   int64            `json:"no_candid"`
+	MaxTime    int64            `json:"max_time"` // newest record, Unix seconds
+	Checkpoint int64            `json:"checkpoint_bytes"`
+}
+
+const checkpointVersion = 1
+
+// Manifest is the .json file beside a finished archive: what it holds.
+type Manifest struct {
+	Topic    string           `json:"topic"`
+	Ranges   []PartitionRange `json:"ranges"`
+	Members  int64            `json:"members"`
+	NoCandid int64            `json:"no_candid"`
+	Size     int64            `json:"size"`
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// writeFileAtomic is temp file, fsync, rename, fsync the folder.
+func writeFileAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(data)
+	if err == nil {
+		err = f.Sync()
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(filepath.Dir(path))
+	}
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("write %s: %w", filepath.Base(path), err)
+	}
+	return nil
+}
+
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+func removeIfExists(paths ...string) error {
+	var errs []error
+	for _, p := range paths {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}

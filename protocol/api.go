@@ -8,6 +8,9 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 type api struct {
 	key      int16
 	min, max int16
+	// groups marks keys answered by Groups: advertised and served only
+	// when the server has one.
+	groups bool
 	// serve answers req (already decoded at a version in [min, max]). A nil
 	// response means none is sent (Produce with acks=0). A returned error
 	// closes the connection.
@@ -21,5 +24,15 @@ func register(a api) {
 	if _, dup := apis[a.key]; dup {
 		panic("protocol: api key registered twice")
 	}
+	if a.min < 0 || a.max < a.min {
+		panic("protocol: bad version range")
+	}
 	apis[a.key] = a
 }
+
+// Keys the listener itself needs to tell apart.
+const (
+	produceKey     int16 = 0
+	fetchKey       int16 = 1
+	apiVersionsKey int16 = 18
+)

@@ -1,7 +1,402 @@
+// Package protocol is ztfbroker's Kafka-wire listener.
+//
+// A Kafka request frame is
+//
+//	+-----------+---------+---------+----------------+-----------+--------------+------+
+//	| size int32| key i16 | ver i16 | correlation i32| client id | [tagged flds]| body |
+//	+-----------+---------+---------+----------------+-----------+--------------+------+
+//
+// where size counts every byte after itself, the client id is an int16-length
+// nullable string and the tagged-field section is present only for flexible
+// versions. A response frame is size, correlation id, a tagged-field byte for
+// flexible versions (never for ApiVersions) and the body.
+//
+// Each connection has one read goroutine, which reads a frame, decodes it with
+// kmsg and answers it through the handler registered for its key (one file
+// per key, NN_name.go), and one write goroutine, which encodes and writes the
+// answers in the order the requests came. Requests on one connection are
+// handled one at a time, as Kafka does; clients pipeline across connections.
+// Fetch answers are written with writev straight from the bytes the Backend
+// returned: record batches are never decoded or re-encoded here.
 package protocol
 
-// Server is the Kafka listener (placeholder until the listener lands).
-type Server struct{}
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"time"
 
-// conn is one client connection (placeholder until the listener lands).
-type conn struct{}
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// ErrServerClosed is returned by Serve after Shutdown.
+var ErrServerClosed = errors.New("protocol: server closed")
+
+// Config is the listener's configuration. Zero fields take the defaults of
+// DefaultConfig, except NodeID, where 0 is a valid id.
+type Config struct {
+	// NodeID is this broker's node.id, advertised in Metadata and as the
+	// leader of every partition and the coordinator of every group.
+	NodeID int32
+	// AdvertisedAddr (advertised.listeners) is the host:port clients are
+	// told to connect to. Empty: the listener's own address, with an
+	// unspecified IP replaced by this machine's first non-loopback IPv4
+	// (librdkafka may resolve "localhost" to ::1, so IPv4 is preferred).
+	AdvertisedAddr string
+	// MaxRequestBytes (socket.request.max.bytes) caps a request frame; a
+	// larger announced size closes the connection before any allocation.
+	MaxRequestBytes int
+	// IdleTimeout (connections.max.idle.ms) closes a connection that sends
+	// nothing for this long.
+	IdleTimeout time.Duration
+	// RequestReadTimeout bounds reading one request once its size arrived.
+	RequestReadTimeout time.Duration
+	// WriteTimeout bounds writing one response.
+	WriteTimeout time.Duration
+	// MaxConnections (max.connections) refuses connections beyond it.
+	MaxConnections int
+	// FetchMaxBytes (fetch.max.bytes) caps the bytes of one Fetch response
+	// whatever the request asks for (the first batch is always served).
+	FetchMaxBytes int
+	// FetchMaxWait caps a Fetch request's MaxWaitMs.
+	FetchMaxWait time.Duration
+}
+
+// DefaultConfig returns Kafka's defaults where Kafka has a setting.
+func DefaultConfig() Config {
+	return Config{
+		MaxRequestBytes:    100 << 20,
+		IdleTimeout:        10 * time.Minute,
+		RequestReadTimeout: 30 * time.Second,
+		WriteTimeout:       2 * time.Minute,
+		MaxConnections:     5000,
+		FetchMaxBytes:      55 << 20,
+		FetchMaxWait:       30 * time.Second,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.MaxRequestBytes == 0 {
+		c.MaxRequestBytes = d.MaxRequestBytes
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = d.IdleTimeout
+	}
+	if c.RequestReadTimeout == 0 {
+		c.RequestReadTimeout = d.RequestReadTimeout
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = d.WriteTimeout
+	}
+	if c.MaxConnections == 0 {
+		c.MaxConnections = d.MaxConnections
+	}
+	if c.FetchMaxBytes == 0 {
+		c.FetchMaxBytes = d.FetchMaxBytes
+	}
+	if c.FetchMaxWait == 0 {
+		c.FetchMaxWait = d.FetchMaxWait
+	}
+	return c
+}
+
+// Validate reports every problem in c at once, naming the setting.
+func (c Config) Validate() error {
+	var errs []error
+	if c.NodeID < 0 {
+		errs = append(errs, fmt.Errorf("node.id %d: must be >= 0", c.NodeID))
+	}
+	if c.AdvertisedAddr != "" {
+		if _, _, err := splitHostPort(c.AdvertisedAddr); err != nil {
+			errs = append(errs, fmt.Errorf("advertised.listeners %q: %w", c.AdvertisedAddr, err))
+		}
+	}
+	if c.MaxRequestBytes < 1024 || int64(c.MaxRequestBytes) > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("socket.request.max.bytes %d: must be in [1024, 2147483647]", c.MaxRequestBytes))
+	}
+	if c.IdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("connections.max.idle.ms %v: must be > 0", c.IdleTimeout))
+	}
+	if c.RequestReadTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("request read timeout %v: must be > 0", c.RequestReadTimeout))
+	}
+	if c.WriteTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("write timeout %v: must be > 0", c.WriteTimeout))
+	}
+	if c.MaxConnections < 1 {
+		errs = append(errs, fmt.Errorf("max.connections %d: must be >= 1", c.MaxConnections))
+	}
+	if c.FetchMaxBytes < 1 || int64(c.FetchMaxBytes) > 1<<31-1 {
+		errs = append(errs, fmt.Errorf("fetch.max.bytes %d: must be in [1, 2147483647]", c.FetchMaxBytes))
+	}
+	if c.FetchMaxWait <= 0 {
+		errs = append(errs, fmt.Errorf("fetch max wait %v: must be > 0", c.FetchMaxWait))
+	}
+	return errors.Join(errs...)
+}
+
+// splitHostPort parses an advertised host:port.
+func splitHostPort(addr string) (string, int32, error) {
+	host, ps, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	if host == "" {
+		return "", 0, errors.New("empty host")
+	}
+	port, err := strconv.Atoi(ps)
+	if err != nil || port < 1 || port > 65535 {
+		return "", 0, fmt.Errorf("port %q not in [1, 65535]", ps)
+	}
+	return host, int32(port), nil
+}
+
+// ListenerConfig is what may differ between listeners of one server (TLS
+// and SASL listeners later add their settings here).
+type ListenerConfig struct {
+	// Name labels the listener in logs (PLAINTEXT, SASL_SSL, ...).
+	Name string
+	// AdvertisedAddr overrides Config.AdvertisedAddr for this listener.
+	AdvertisedAddr string
+}
+
+// listener is one net.Listener being served and what it advertises.
+type listener struct {
+	cfg  ListenerConfig
+	ln   net.Listener
+	host string
+	port int32
+}
+
+// Server serves the Kafka protocol on any number of listeners.
+type Server struct {
+	cfg    Config
+	b      Backend
+	g      Groups
+	log    *zap.Logger
+	m      *metrics
+	ids    topicIDs
+	done   chan struct{} // closed when Shutdown starts
+	wg     sync.WaitGroup
+	stopMu sync.Once
+
+	mu        sync.Mutex
+	closing   bool
+	listeners map[*listener]struct{}
+	conns     map[*conn]struct{}
+}
+
+// NewServer checks cfg and returns a Server answering from b and, when g is
+// not nil, serving the group and producer-id keys from g. A nil logger logs
+// nothing; a nil registerer registers no metrics.
+func NewServer(cfg Config, b Backend, g Groups, logger *zap.Logger, reg prometheus.Registerer) (*Server, error) {
+	cfg = cfg.withDefaults()
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("protocol: config: %w", err)
+	}
+	if b == nil {
+		return nil, errors.New("protocol: nil Backend")
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		return nil, fmt.Errorf("protocol: metrics: %w", err)
+	}
+	s := &Server{
+		cfg:       cfg,
+		b:         b,
+		g:         g,
+		log:       logger,
+		m:         m,
+		done:      make(chan struct{}),
+		listeners: make(map[*listener]struct{}),
+		conns:     make(map[*conn]struct{}),
+	}
+	s.ids.b = b
+	return s, nil
+}
+
+// Serve accepts connections on ln until Shutdown, advertising
+// Config.AdvertisedAddr. It returns ErrServerClosed after Shutdown.
+func (s *Server) Serve(ln net.Listener) error {
+	return s.ServeListener(ln, ListenerConfig{Name: "PLAINTEXT"})
+}
+
+// ServeListener is Serve with per-listener settings.
+func (s *Server) ServeListener(ln net.Listener, lc ListenerConfig) error {
+	l := &listener{cfg: lc, ln: ln}
+	adv := lc.AdvertisedAddr
+	if adv == "" {
+		adv = s.cfg.AdvertisedAddr
+	}
+	if adv == "" {
+		adv = reachableAddr(ln.Addr())
+	}
+	host, port, err := splitHostPort(adv)
+	if err != nil {
+		ln.Close()
+		return fmt.Errorf("protocol: listener %s advertised address %q: %w", lc.Name, adv, err)
+	}
+	if host == "localhost" {
+		host = "127.0.0.1" // librdkafka may try ::1 first for localhost
+	}
+	l.host, l.port = host, port
+
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		ln.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	s.log.Info("listening", zap.String("listener", lc.Name), zap.Stringer("addr", ln.Addr()),
+		zap.String("advertised", net.JoinHostPort(host, strconv.Itoa(int(port)))))
+
+	var backoff time.Duration
+	for {
+		nc, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return ErrServerClosed
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyOpenFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+				time.Sleep(backoff)
+				continue
+			}
+			s.mu.Lock()
+			delete(s.listeners, l)
+			s.mu.Unlock()
+			return fmt.Errorf("protocol: accept on %s: %w", lc.Name, err)
+		}
+		backoff = 0
+		s.accept(l, nc)
+	}
+}
+
+// accept starts serving one connection, or refuses it.
+func (s *Server) accept(l *listener, nc net.Conn) {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		nc.Close()
+		return
+	}
+	if len(s.conns) >= s.cfg.MaxConnections {
+		s.mu.Unlock()
+		s.m.clientErrors.WithLabelValues("max_connections").Inc()
+		s.log.Warn("connection refused: max.connections reached", zap.Stringer("remote", nc.RemoteAddr()),
+			zap.Int("max.connections", s.cfg.MaxConnections))
+		nc.Close()
+		return
+	}
+	c := newConn(s, l, nc)
+	s.conns[c] = struct{}{}
+	s.mu.Unlock()
+	s.m.connsOpen.Inc()
+	s.m.connsTotal.Inc()
+	s.goTracked(c.write)
+	s.goTracked(c.read)
+}
+
+// dropConn forgets a connection whose goroutines have finished with it.
+func (s *Server) dropConn(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.m.connsOpen.Dec()
+}
+
+// goTracked runs f on a goroutine Shutdown waits for. Every goroutine of the
+// server starts here, so Shutdown knows when the last one is done.
+func (s *Server) goTracked(f func()) {
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		f()
+	}()
+}
+
+// Shutdown stops accepting, lets requests being handled finish and be
+// answered (long polls return at once), then closes every connection. When
+// ctx ends first, connections are closed at once and ctx's error returned.
+// It is safe to call more than once and from several goroutines.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.stopMu.Do(func() {
+		s.mu.Lock()
+		s.closing = true
+		close(s.done)
+		lns := make([]*listener, 0, len(s.listeners))
+		for l := range s.listeners {
+			lns = append(lns, l)
+		}
+		conns := make([]*conn, 0, len(s.conns))
+		for c := range s.conns {
+			conns = append(conns, c)
+		}
+		s.mu.Unlock()
+		for _, l := range lns {
+			l.ln.Close()
+		}
+		// Readers waiting for a next request stop now; one in a handler
+		// finishes it first and then sees s.done.
+		for _, c := range conns {
+			c.stopReading()
+		}
+		s.log.Info("shutting down", zap.Int("connections", len(conns)))
+	})
+
+	finished := make(chan struct{})
+	go func() { // untracked: it waits for the tracked ones
+		s.wg.Wait()
+		close(finished)
+	}()
+	select {
+	case <-finished:
+		return nil
+	case <-ctx.Done():
+	}
+	s.mu.Lock()
+	for c := range s.conns {
+		c.kill()
+	}
+	s.mu.Unlock()
+	select {
+	case <-finished:
+	case <-time.After(100 * time.Millisecond):
+	}
+	return ctx.Err()
+}
+
+// reachableAddr is the host:port to advertise for a listener address.
+func reachableAddr(a net.Addr) string {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return a.String()
+	}
+	ip := ta.IP
+	if ip == nil || ip.IsUnspecified() {
+		ip = net.IPv4(127, 0, 0, 1)
+		if addrs, err := net.InterfaceAddrs(); err == nil {
+			for _, ad := range addrs {
+				if in, ok := ad.(*net.IPNet); ok && !in.IP.IsLoopback() && in.IP.To4() != nil {
+					ip = in.IP.To4()
+					break
+				}
+			}
+		}
+	}
+	return net.JoinHostPort(ip.String(), strconv.Itoa(ta.Port))
+}

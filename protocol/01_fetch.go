@@ -1,0 +1,330 @@
+package protocol
+
+import (
+	"net"
+	"reflect"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+)
+
+// Fetch: v4-15.
+//
+// Records are the bytes Backend.Fetch appended to a pooled buffer: whole
+// batches starting with the one containing the fetch offset (the client skips
+// records before its offset). They are written to the socket as they are,
+// with writev between the encoded fields (fetchResponse.appendBuffers), so a
+// fetched byte is copied once, from the log into the buffer.
+//
+// Limits: PartitionMaxBytes per partition and MaxBytes (capped by
+// fetch.max.bytes) per request, soft for the first batch, which is always
+// served whole. Long polling: with fewer than MinBytes available and no
+// partition error, the request waits up to MaxWaitMillis (capped) for any of
+// its partitions' Backend.Changed channels, then fetches again.
+//
+// Fetch sessions (KIP-227) are not kept: SessionID is always 0, which makes
+// clients send full fetches; a request naming a session gets
+// FETCH_SESSION_ID_NOT_FOUND. Leader epoch is always 0: a newer
+// CurrentLeaderEpoch is UNKNOWN_LEADER_EPOCH.
+//
+// Version notes: v4 LastStableOffset, AbortedTransactions, isolation level
+// (no transactions, so LSO = high watermark); v5 LogStartOffset; v7
+// sessions; v9 CurrentLeaderEpoch; v10 zstd; v11 rack (ignored),
+// PreferredReadReplica (-1); v12 flexible; v13 topic ids instead of names;
+// v15 ReplicaState instead of ReplicaID.
+func init() { register(api{key: fetchKey, min: 4, max: 15, serve: serveFetch}) }
+
+// fetchResponse is a Fetch answer whose record batches are written with
+// writev instead of being copied into the encoded body.
+type fetchResponse struct {
+	*kmsg.FetchResponse
+	bufs [][]byte // pooled buffers holding the record batches
+}
+
+func (f *fetchResponse) release() {
+	for _, b := range f.bufs {
+		putBuf(b)
+	}
+	f.bufs = nil
+}
+
+// releaseResponse returns pooled memory held by a response once written.
+func releaseResponse(r kmsg.Response) {
+	if f, ok := r.(*fetchResponse); ok {
+		f.release()
+	}
+}
+
+// fetchPartition is one requested partition, resolved to a topic name.
+type fetchPartition struct {
+	topic string
+	rp    *kmsg.FetchRequestTopicPartition
+	out   *kmsg.FetchResponseTopicPartition
+	code  int16 // fixed answer (unknown topic id, leader epoch)
+}
+
+func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.FetchRequest)
+	resp := &fetchResponse{FetchResponse: req.ResponseKind().(*kmsg.FetchResponse)}
+	resp.SessionID = 0
+	switch {
+	case req.SessionID != 0:
+		resp.ErrorCode = kerr.FetchSessionIDNotFound.Code
+		return resp, nil
+	case req.SessionEpoch > 0:
+		resp.ErrorCode = kerr.InvalidFetchSessionEpoch.Code
+		return resp, nil
+	}
+
+	var parts []fetchPartition
+	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
+	for i := range req.Topics {
+		rt := &req.Topics[i]
+		t := &resp.Topics[i]
+		*t = kmsg.NewFetchResponseTopic()
+		t.Topic, t.TopicID = rt.Topic, rt.TopicID
+		var code int16
+		name := rt.Topic
+		if req.Version >= 13 {
+			var ok bool
+			if name, _, ok = s.ids.name(rt.TopicID); !ok {
+				code = kerr.UnknownTopicID.Code
+			}
+		}
+		t.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
+		for j := range rt.Partitions {
+			rp := &rt.Partitions[j]
+			p := &t.Partitions[j]
+			*p = kmsg.NewFetchResponseTopicPartition()
+			p.Partition = rp.Partition
+			if req.IsolationLevel == 1 {
+				p.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
+			}
+			pc := code
+			if pc == 0 && rp.CurrentLeaderEpoch > 0 {
+				pc = kerr.UnknownLeaderEpoch.Code
+			}
+			parts = append(parts, fetchPartition{topic: name, rp: rp, out: p, code: pc})
+		}
+	}
+
+	maxBytes := s.cfg.FetchMaxBytes
+	if req.MaxBytes > 0 && int(req.MaxBytes) < maxBytes {
+		maxBytes = int(req.MaxBytes)
+	}
+	wait := min(time.Duration(req.MaxWaitMillis)*time.Millisecond, s.cfg.FetchMaxWait)
+	deadline := time.Now().Add(wait)
+
+	var changed []<-chan struct{}
+	for {
+		got, failed := s.fetchOnce(resp, parts, maxBytes)
+		if failed || got >= int(req.MinBytes) || wait <= 0 || !time.Now().Before(deadline) {
+			break
+		}
+		if changed == nil {
+			// Subscribe, then fetch again: an append between the fetch
+			// above and the subscription is not missed.
+			changed = s.changedChans(parts)
+			resp.release()
+			continue
+		}
+		woke := s.waitChanged(c, changed, deadline)
+		changed = nil
+		resp.release()
+		if !woke {
+			// Deadline, shutdown or a dead connection: answer with
+			// what there is now.
+			s.fetchOnce(resp, parts, maxBytes)
+			break
+		}
+	}
+	for _, p := range parts {
+		if n := len(p.out.RecordBatches); n > 0 {
+			s.m.fetched(p.topic, n, countRecords(p.out.RecordBatches))
+		}
+	}
+	return resp, nil
+}
+
+// fetchOnce fills every partition's answer from the Backend and returns the
+// record bytes gathered and whether any partition failed.
+func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes int) (total int, failed bool) {
+	remaining := maxBytes
+	for _, p := range parts {
+		out := p.out
+		out.RecordBatches = nil
+		out.ErrorCode = p.code
+		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = -1, -1, -1
+		if p.code != 0 {
+			failed = true
+			continue
+		}
+		if remaining <= 0 {
+			// Budget spent: report offsets only.
+			lso, hw, err := s.b.Offsets(p.topic, p.rp.Partition)
+			if err != nil {
+				out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "fetch: offsets",
+					zap.String("topic", p.topic), zap.Int32("partition", p.rp.Partition))
+				failed = true
+				continue
+			}
+			out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, lso
+			continue
+		}
+		limit := remaining
+		if pm := int(p.rp.PartitionMaxBytes); pm > 0 && pm < limit {
+			limit = pm
+		}
+		buf := getBuf(min(limit, 8<<20))[:0]
+		recs, hw, lso, err := s.b.Fetch(p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
+		if len(recs) == 0 || &recs[:1][0] != &buf[:1][0] {
+			putBuf(buf) // empty, or the Backend grew a new array
+		} else {
+			resp.bufs = append(resp.bufs, buf)
+		}
+		if err != nil {
+			out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "fetch",
+				zap.String("topic", p.topic), zap.Int32("partition", p.rp.Partition), zap.Int64("offset", p.rp.FetchOffset))
+			if lso, hw, oerr := s.b.Offsets(p.topic, p.rp.Partition); oerr == nil {
+				out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, lso
+			}
+			failed = true
+			continue
+		}
+		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, lso
+		if len(recs) > 0 {
+			out.RecordBatches = recs
+			remaining -= len(recs)
+			total += len(recs)
+		}
+	}
+	return total, failed
+}
+
+// changedChans subscribes to every fetchable partition's next append.
+func (s *Server) changedChans(parts []fetchPartition) []<-chan struct{} {
+	chans := make([]<-chan struct{}, 0, len(parts))
+	for _, p := range parts {
+		if p.code != 0 {
+			continue
+		}
+		if ch, err := s.b.Changed(p.topic, p.rp.Partition); err == nil && ch != nil {
+			chans = append(chans, ch)
+		}
+	}
+	return chans
+}
+
+// waitChanged waits for any channel to close, reporting false at the
+// deadline, at shutdown or when the connection dies.
+func (s *Server) waitChanged(c *conn, chans []<-chan struct{}, deadline time.Time) bool {
+	t := time.NewTimer(time.Until(deadline))
+	defer t.Stop()
+	if len(chans) == 1 {
+		select {
+		case <-chans[0]:
+			return true
+		case <-t.C:
+		case <-s.done:
+		case <-c.ctx.Done():
+		}
+		return false
+	}
+	cases := make([]reflect.SelectCase, 0, len(chans)+3)
+	for _, ch := range []<-chan time.Time{t.C} {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+	}
+	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.done)},
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.ctx.Done())})
+	for _, ch := range chans {
+		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
+	}
+	i, _, _ := reflect.Select(cases)
+	return i >= 3
+}
+
+// appendBuffers encodes the response after the frame header in dst and
+// returns the pieces to write: encoded fields alternating with record
+// batches, their total length, and dst for reuse.
+func (f *fetchResponse) appendBuffers(dst []byte) (net.Buffers, int, []byte) {
+	v := f.Version
+	flex := v >= 12
+	arrayLen := func(dst []byte, n int) []byte {
+		if flex {
+			return kbin.AppendCompactArrayLen(dst, n)
+		}
+		return kbin.AppendArrayLen(dst, n)
+	}
+	bufs := make(net.Buffers, 0, 2*len(f.bufs)+1)
+	cut := 0
+	total := 0
+
+	dst = kbin.AppendInt32(dst, f.ThrottleMillis)
+	if v >= 7 {
+		dst = kbin.AppendInt16(dst, f.ErrorCode)
+		dst = kbin.AppendInt32(dst, f.SessionID)
+	}
+	dst = arrayLen(dst, len(f.Topics))
+	for i := range f.Topics {
+		t := &f.Topics[i]
+		switch {
+		case v >= 13:
+			dst = kbin.AppendUuid(dst, t.TopicID)
+		case flex:
+			dst = kbin.AppendCompactString(dst, t.Topic)
+		default:
+			dst = kbin.AppendString(dst, t.Topic)
+		}
+		dst = arrayLen(dst, len(t.Partitions))
+		for j := range t.Partitions {
+			p := &t.Partitions[j]
+			dst = kbin.AppendInt32(dst, p.Partition)
+			dst = kbin.AppendInt16(dst, p.ErrorCode)
+			dst = kbin.AppendInt64(dst, p.HighWatermark)
+			dst = kbin.AppendInt64(dst, p.LastStableOffset)
+			if v >= 5 {
+				dst = kbin.AppendInt64(dst, p.LogStartOffset)
+			}
+			// No transactions: aborted transactions are null, or empty
+			// for read_committed as Kafka sends them.
+			if flex {
+				dst = kbin.AppendCompactNullableArrayLen(dst, 0, p.AbortedTransactions == nil)
+			} else {
+				dst = kbin.AppendNullableArrayLen(dst, 0, p.AbortedTransactions == nil)
+			}
+			if v >= 11 {
+				dst = kbin.AppendInt32(dst, p.PreferredReadReplica)
+			}
+			// Records are never null on the wire: Kafka sends empty.
+			n := len(p.RecordBatches)
+			if flex {
+				dst = kbin.AppendUvarint(dst, uint32(n+1))
+			} else {
+				dst = kbin.AppendInt32(dst, int32(n))
+			}
+			if n > 0 {
+				bufs = append(bufs, dst[cut:])
+				total += len(dst) - cut
+				bufs = append(bufs, p.RecordBatches)
+				total += n
+				cut = len(dst)
+			}
+			if flex {
+				dst = append(dst, 0) // partition tagged fields
+			}
+		}
+		if flex {
+			dst = append(dst, 0) // topic tagged fields
+		}
+	}
+	if flex {
+		dst = append(dst, 0) // response tagged fields
+	}
+	bufs = append(bufs, dst[cut:])
+	total += len(dst) - cut
+	return bufs, total, dst
+}

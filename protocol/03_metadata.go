@@ -1,0 +1,110 @@
+package protocol
+
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+)
+
+// Metadata: v0-12.
+//
+// One broker, this node, leads every partition with leader epoch 0; replicas
+// and ISR are this node. Topic ids are served from v10 (Backend.Topic
+// returns them) and v12 requests may name topics by id alone.
+//
+// Version notes: v1 null topics = all, ControllerID, IsInternal, Rack; v2
+// ClusterID; v3 ThrottleMillis; v4 AllowAutoTopicCreation (auto-creation
+// before v4 is implied); v5 OfflineReplicas; v7 LeaderEpoch; v8 authorized
+// operations (not computed: left at the "not requested" default); v9
+// flexible; v10 TopicID; v11 drops cluster authorized operations; v12
+// nullable topic names.
+func init() { register(api{key: 3, min: 0, max: 12, serve: serveMetadata}) }
+
+func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	req := kreq.(*kmsg.MetadataRequest)
+	resp := req.ResponseKind().(*kmsg.MetadataResponse)
+
+	b := kmsg.NewMetadataResponseBroker()
+	b.NodeID, b.Host, b.Port = s.cfg.NodeID, c.l.host, c.l.port
+	resp.Brokers = []kmsg.MetadataResponseBroker{b}
+	cid := s.b.ClusterID()
+	resp.ClusterID = &cid
+	resp.ControllerID = s.cfg.NodeID
+
+	autoCreate := req.Version < 4 || req.AllowAutoTopicCreation
+	addTopic := func(name string, id [16]byte, create bool) {
+		t := kmsg.NewMetadataResponseTopic()
+		t.Topic = kmsg.StringPtr(name)
+		if name == "" && id != ([16]byte{}) {
+			var n int32
+			var ok bool
+			t.TopicID = id
+			if name, n, ok = s.ids.name(id); !ok {
+				t.Topic = nil
+				t.ErrorCode = kerr.UnknownTopicID.Code
+				resp.Topics = append(resp.Topics, t)
+				return
+			}
+			t.Topic = kmsg.StringPtr(name)
+			t.Partitions = partitionsMetadata(s.cfg.NodeID, n)
+			resp.Topics = append(resp.Topics, t)
+			return
+		}
+		tid, n, err := s.b.Topic(name, create)
+		if err != nil {
+			t.ErrorCode = s.errCode(err, kerr.UnknownServerError, "metadata: topic", zap.String("topic", name))
+			resp.Topics = append(resp.Topics, t)
+			return
+		}
+		s.ids.remember(tid, name)
+		if req.Version >= 10 {
+			t.TopicID = tid
+		}
+		t.Partitions = partitionsMetadata(s.cfg.NodeID, n)
+		resp.Topics = append(resp.Topics, t)
+	}
+
+	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
+	if all {
+		for _, name := range s.b.TopicNames() {
+			addTopic(name, [16]byte{}, false)
+		}
+		// A topic deleted between listing and lookup is not reported.
+		kept := resp.Topics[:0]
+		for _, t := range resp.Topics {
+			if t.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+				kept = append(kept, t)
+			}
+		}
+		resp.Topics = kept
+		return resp, nil
+	}
+	for _, rt := range req.Topics {
+		var name string
+		if rt.Topic != nil {
+			name = *rt.Topic
+		}
+		if name == "" && rt.TopicID == ([16]byte{}) {
+			t := kmsg.NewMetadataResponseTopic()
+			t.Topic = rt.Topic
+			t.ErrorCode = kerr.InvalidTopicException.Code
+			resp.Topics = append(resp.Topics, t)
+			continue
+		}
+		addTopic(name, rt.TopicID, autoCreate && name != "")
+	}
+	return resp, nil
+}
+
+func partitionsMetadata(node, n int32) []kmsg.MetadataResponseTopicPartition {
+	ps := make([]kmsg.MetadataResponseTopicPartition, 0, n)
+	for i := int32(0); i < n; i++ {
+		p := kmsg.NewMetadataResponseTopicPartition()
+		p.Partition, p.Leader, p.LeaderEpoch = i, node, 0
+		p.Replicas = []int32{node}
+		p.ISR = []int32{node}
+		p.OfflineReplicas = []int32{}
+		ps = append(ps, p)
+	}
+	return ps
+}

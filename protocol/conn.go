@@ -1,0 +1,327 @@
+package protocol
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"runtime/debug"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kbin"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
+)
+
+var errTooManyOpenFiles = syscall.EMFILE
+
+// minHeaderBytes is the smallest request header: key, version, correlation
+// id and a null client id.
+const minHeaderBytes = 2 + 2 + 4 + 2
+
+// conn is one client connection. The read goroutine owns reading and
+// handling; the write goroutine owns writing and closing the socket.
+type conn struct {
+	s      *Server
+	l      *listener
+	nc     net.Conn
+	remote string
+
+	// ctx ends when the connection is killed, so handlers blocked on the
+	// Backend or Groups give up.
+	ctx    context.Context
+	cancel context.CancelFunc
+
+	out chan response // read goroutine -> write goroutine, in request order
+
+	// clientID of the last request, for logs.
+	clientID string
+}
+
+// response is one answer on its way to the write goroutine.
+type response struct {
+	corr    int32
+	key     int16
+	version int16
+	resp    kmsg.Response
+	start   time.Time
+}
+
+func newConn(s *Server, l *listener, nc net.Conn) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	return &conn{
+		s:      s,
+		l:      l,
+		nc:     nc,
+		remote: nc.RemoteAddr().String(),
+		ctx:    ctx,
+		cancel: cancel,
+		out:    make(chan response, 8),
+	}
+}
+
+// stopReading wakes a reader waiting for its next request (Shutdown).
+func (c *conn) stopReading() { c.nc.SetReadDeadline(time.Unix(1, 0)) }
+
+// kill closes the connection at once (Shutdown past its deadline).
+func (c *conn) kill() {
+	c.cancel()
+	c.nc.Close()
+}
+
+// clientError logs one line for something a client did wrong and counts it.
+func (c *conn) clientError(reason, msg string, fields ...zap.Field) {
+	c.s.m.clientErrors.WithLabelValues(reason).Inc()
+	c.s.log.Warn(msg, append(fields, zap.String("remote", c.remote), zap.String("listener", c.l.cfg.Name),
+		zap.String("client_id", c.clientID))...)
+}
+
+// read reads, decodes and answers requests one at a time until the client
+// goes, breaks the protocol or the server shuts down.
+func (c *conn) read() {
+	defer close(c.out) // the writer flushes what is queued, then closes
+	var size [4]byte
+	for {
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
+		select {
+		case <-c.s.done:
+			return
+		default:
+		}
+		if _, err := io.ReadFull(c.nc, size[:]); err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				select {
+				case <-c.s.done:
+				default:
+					c.s.log.Debug("closing idle connection", zap.String("remote", c.remote),
+						zap.Duration("connections.max.idle.ms", c.s.cfg.IdleTimeout))
+				}
+			}
+			return
+		}
+		n := int64(binary.BigEndian.Uint32(size[:]))
+		if int32(n) < minHeaderBytes || n > int64(c.s.cfg.MaxRequestBytes) {
+			c.clientError("frame_size", "closing connection: request size out of bounds",
+				zap.Int64("size", int64(int32(n))), zap.Int("socket.request.max.bytes", c.s.cfg.MaxRequestBytes))
+			return
+		}
+		frame := getBuf(int(n))
+		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.RequestReadTimeout))
+		if _, err := io.ReadFull(c.nc, frame); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.clientError("short_frame", "closing connection: reading request", zap.Error(err))
+			}
+			putBuf(frame)
+			return
+		}
+		c.s.m.bytesRead.Add(float64(4 + n))
+		r, keep, ok := c.handle(frame)
+		if keep {
+			putBuf(frame)
+		}
+		if !ok {
+			return
+		}
+		if r.resp == nil {
+			continue
+		}
+		select {
+		case c.out <- r:
+		case <-c.ctx.Done():
+			releaseResponse(r.resp)
+			return
+		}
+	}
+}
+
+// handle decodes one frame and answers it. ok false closes the connection;
+// recycle false means the frame's bytes may still be referenced (Produce
+// hands record batches to the Backend).
+func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
+	start := time.Now()
+	rd := kbin.Reader{Src: frame}
+	key, version, corr := rd.Int16(), rd.Int16(), rd.Int32()
+	cid := rd.NullableString()
+	if cid != nil {
+		c.clientID = *cid
+	}
+	if !rd.Ok() {
+		c.clientError("malformed_header", "closing connection: malformed request header", zap.Int16("api_key", key))
+		return r, true, false
+	}
+	r = response{corr: corr, key: key, version: version, start: start}
+	a, known := apis[key]
+	if !known || (a.groups && c.s.g == nil) {
+		c.clientError("unknown_api", "closing connection: unsupported api key",
+			zap.Int16("api_key", key), zap.Int16("api_version", version))
+		return r, true, false
+	}
+	name := kmsg.NameForKey(key)
+	if key == apiVersionsKey && version > a.max {
+		// KIP-511: the body of a newer version cannot be parsed; answer
+		// v0 so the client learns what we serve and retries.
+		c.s.m.request(name)
+		r.resp, r.version = apiVersionsFallback(c.s), 0
+		return r, true, true
+	}
+	if version < a.min || version > a.max {
+		c.clientError("unsupported_version", "closing connection: unsupported api version",
+			zap.String("api", name), zap.Int16("api_version", version), zap.Int16("min", a.min), zap.Int16("max", a.max))
+		return r, true, false
+	}
+	req := kmsg.RequestForKey(key)
+	req.SetVersion(version)
+	if req.IsFlexible() {
+		kmsg.SkipTags(&rd)
+		if !rd.Ok() {
+			c.clientError("malformed_header", "closing connection: malformed request header tags", zap.String("api", name))
+			return r, true, false
+		}
+	}
+	if err := req.ReadFrom(rd.Src); err != nil {
+		c.clientError("malformed_body", "closing connection: malformed request body",
+			zap.String("api", name), zap.Int16("api_version", version), zap.Error(err))
+		return r, true, false
+	}
+	c.s.m.request(name)
+	resp, err := c.serve(a, req)
+	if err != nil {
+		c.clientError("request_refused", "closing connection", zap.String("api", name),
+			zap.Int16("api_version", version), zap.Error(err))
+		return r, key != produceKey, false
+	}
+	if resp != nil {
+		resp.SetVersion(version)
+		if key == apiVersionsKey {
+			r.version = resp.GetVersion()
+		}
+	} else {
+		c.s.m.observe(name, time.Since(start))
+	}
+	r.resp = resp
+	return r, key != produceKey, true
+}
+
+// serve runs a handler, turning a panic into a closed connection: one bad
+// request must never take the broker down.
+func (c *conn) serve(a api, req kmsg.Request) (resp kmsg.Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			c.s.log.Error("handler panic", zap.Any("panic", p), zap.ByteString("stack", debug.Stack()))
+			resp, err = nil, fmt.Errorf("internal error: %v", p)
+		}
+	}()
+	return a.serve(c.s, c, req)
+}
+
+// write encodes and writes responses in order; it owns closing the socket.
+func (c *conn) write() {
+	defer c.s.dropConn(c)
+	defer c.cancel()
+	defer c.nc.Close()
+	buf := make([]byte, 0, 4096)
+	for r := range c.out {
+		var err error
+		buf, err = c.writeOne(buf, r)
+		c.s.m.observe(kmsg.NameForKey(r.key), time.Since(r.start))
+		if err != nil {
+			if !errors.Is(err, net.ErrClosed) {
+				c.s.log.Debug("writing response", zap.String("remote", c.remote), zap.Error(err))
+			}
+			c.nc.Close()
+			c.cancel()
+			for r := range c.out { // let the reader finish and exit
+				releaseResponse(r.resp)
+			}
+			return
+		}
+		if cap(buf) > 1<<20 {
+			buf = make([]byte, 0, 4096) // do not pin a one-off large answer
+		}
+	}
+}
+
+// writeOne writes one response frame: size, correlation id, the header's
+// tagged fields (flexible versions, never ApiVersions) and the body.
+func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
+	defer releaseResponse(r.resp)
+	buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
+	binary.BigEndian.PutUint32(buf[4:], uint32(r.corr))
+	if r.resp.IsFlexible() && r.key != apiVersionsKey {
+		buf = append(buf, 0)
+	}
+	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+	if fr, ok := r.resp.(*fetchResponse); ok {
+		bufs, n, grown := fr.appendBuffers(buf)
+		binary.BigEndian.PutUint32(bufs[0][:4], uint32(n-4))
+		c.s.m.bytesWritten.Add(float64(n))
+		_, err := bufs.WriteTo(c.nc)
+		return grown, err
+	}
+	buf = r.resp.AppendTo(buf)
+	binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
+	c.s.m.bytesWritten.Add(float64(len(buf)))
+	_, err := c.nc.Write(buf)
+	return buf, err
+}
+
+// Request frames and fetched records come from size-classed pools so a busy
+// connection does not allocate per request.
+var bufPools [28]sync.Pool // class i holds buffers of cap 1<<i
+
+func bufClass(n int) int {
+	i := 9 // 512 bytes minimum
+	for 1<<i < n {
+		i++
+	}
+	return i
+}
+
+// getBuf returns a buffer of length n.
+func getBuf(n int) []byte {
+	i := bufClass(n)
+	if i >= len(bufPools) {
+		return make([]byte, n)
+	}
+	if p, ok := bufPools[i].Get().(*[]byte); ok {
+		return (*p)[:n]
+	}
+	return make([]byte, n, 1<<i)
+}
+
+// putBuf recycles a buffer from getBuf.
+func putBuf(b []byte) {
+	c := cap(b)
+	if c == 0 || c&(c-1) != 0 {
+		return
+	}
+	i := bufClass(c)
+	if i >= len(bufPools) {
+		return
+	}
+	b = b[:0]
+	bufPools[i].Put(&b)
+}
+
+// errCode turns a Backend error into a Kafka error code: a *kerr.Error is
+// its code; anything else is logged and becomes fallback.
+func (s *Server) errCode(err error, fallback *kerr.Error, what string, fields ...zap.Field) int16 {
+	if err == nil {
+		return 0
+	}
+	var ke *kerr.Error
+	if errors.As(err, &ke) {
+		return ke.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return kerr.RequestTimedOut.Code
+	}
+	s.log.Error(what, append(fields, zap.Error(err))...)
+	return fallback.Code
+}

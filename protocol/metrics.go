@@ -1,0 +1,78 @@
+package protocol
+
+import (
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// metrics are the listener's Prometheus series. With a nil registerer they
+// are still updated, just never exported.
+type metrics struct {
+	requests        *prometheus.CounterVec
+	latency         *prometheus.HistogramVec
+	connsOpen       prometheus.Gauge
+	connsTotal      prometheus.Counter
+	clientErrors    *prometheus.CounterVec
+	bytesRead       prometheus.Counter
+	bytesWritten    prometheus.Counter
+	topicBytesIn    *prometheus.CounterVec
+	topicBytesOut   *prometheus.CounterVec
+	topicRecordsIn  *prometheus.CounterVec
+	topicRecordsOut *prometheus.CounterVec
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	const ns, sub = "ztfbroker", "kafka"
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "requests_total", Help: "Requests decoded, per API key."}, []string{"api"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: ns, Subsystem: sub,
+			Name: "request_duration_seconds", Help: "Time from a request read to its response written, per API key.",
+			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 10)}, []string{"api"}),
+		connsOpen: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub,
+			Name: "connections_open", Help: "Client connections open."}),
+		connsTotal: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "connections_total", Help: "Client connections accepted."}),
+		clientErrors: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "client_errors_total", Help: "Protocol errors by clients, by reason."}, []string{"reason"}),
+		bytesRead: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "network_read_bytes_total", Help: "Request bytes read, framing included."}),
+		bytesWritten: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "network_written_bytes_total", Help: "Response bytes written, framing included."}),
+		topicBytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "topic_bytes_in_total", Help: "Record batch bytes produced, per topic."}, []string{"topic"}),
+		topicBytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "topic_bytes_out_total", Help: "Record batch bytes fetched, per topic."}, []string{"topic"}),
+		topicRecordsIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "topic_records_in_total", Help: "Records produced, per topic (from batch headers)."}, []string{"topic"}),
+		topicRecordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "topic_records_out_total", Help: "Records fetched, per topic (from batch headers)."}, []string{"topic"}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	for _, c := range []prometheus.Collector{m.requests, m.latency, m.connsOpen, m.connsTotal, m.clientErrors,
+		m.bytesRead, m.bytesWritten, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+func (m *metrics) request(api string) { m.requests.WithLabelValues(api).Inc() }
+
+func (m *metrics) observe(api string, d time.Duration) {
+	m.latency.WithLabelValues(api).Observe(d.Seconds())
+}
+
+func (m *metrics) produced(topic string, bytes int, records int64) {
+	m.topicBytesIn.WithLabelValues(topic).Add(float64(bytes))
+	m.topicRecordsIn.WithLabelValues(topic).Add(float64(records))
+}
+
+func (m *metrics) fetched(topic string, bytes int, records int64) {
+	m.topicBytesOut.WithLabelValues(topic).Add(float64(bytes))
+	m.topicRecordsOut.WithLabelValues(topic).Add(float64(records))
+}

@@ -1,0 +1,391 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/log"
+)
+
+// ErrClosed is returned by every method once Close has begun.
+var ErrClosed = errors.New("broker: closed")
+
+// Broker owns the topics of one node: their metadata in pebble and one
+// partition log each. It implements protocol.Backend.
+type Broker struct {
+	cfg       Config
+	clusterID string
+	logger    *zap.Logger
+	now       func() time.Time
+	reg       prometheus.Registerer
+	logMetric *log.Metrics
+	collector *collector
+	db        *pebble.DB
+
+	// adminMu serializes topic creation, deletion and growth, which do
+	// slow I/O (synced metadata, opening logs) outside mu.
+	adminMu sync.Mutex
+	// mu guards topics and closed. Held briefly: lookups take it for
+	// reading, admin operations swap entries under it.
+	mu     sync.RWMutex
+	topics map[string]*topic
+	closed bool
+
+	orphans []string
+	// producers is the idempotent producer check of issue 4, if installed.
+	producers atomic.Pointer[ProducerCheck]
+
+	quit      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// topic is immutable once published in Broker.topics: growth and config
+// changes publish a new *topic sharing the existing partitions.
+type topic struct {
+	name       string
+	id         [16]byte
+	created    time.Time
+	overrides  map[string]string
+	cfg        topicConfig
+	partitions []*partition
+}
+
+// partition is one topic-partition and its log.
+type partition struct {
+	topic string
+	index int32
+	log   *log.Log
+	// mu orders writes to the log (issue 4 checks producer sequences
+	// under it, between splitting and log.Write); reads take no lock.
+	mu sync.Mutex
+	// removed is set under mu when the topic is deleted, so that a
+	// producer racing the deletion gets UNKNOWN_TOPIC_OR_PARTITION.
+	removed bool
+}
+
+// Open opens the broker in cfg.DataDir: the metadata store, then every
+// topic's partition logs (recovering each), and starts retention. logger nil
+// means no logging, reg nil means no metrics, now nil means time.Now.
+func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() time.Time) (*Broker, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
+		return nil, fmt.Errorf("broker: %w", err)
+	}
+	db, err := openMeta(filepath.Join(cfg.DataDir, "meta"), logger)
+	if err != nil {
+		return nil, fmt.Errorf("broker: open metadata: %w", err)
+	}
+	b := &Broker{
+		cfg:    cfg,
+		logger: logger,
+		now:    now,
+		reg:    reg,
+		db:     db,
+		topics: map[string]*topic{},
+		quit:   make(chan struct{}),
+	}
+	if reg != nil {
+		b.logMetric = log.NewMetrics(reg)
+	}
+	if err := b.load(); err != nil {
+		b.closeLogs()
+		return nil, errors.Join(err, db.Close())
+	}
+	b.reportOrphans()
+	if reg != nil {
+		b.collector = &collector{b: b}
+		if err := reg.Register(b.collector); err != nil {
+			b.closeLogs()
+			return nil, errors.Join(fmt.Errorf("broker: register metrics: %w", err), db.Close())
+		}
+	}
+	b.goroutine(b.retentionLoop)
+	parts := 0
+	for _, t := range b.topics {
+		parts += len(t.partitions)
+	}
+	logger.Info("broker opened", zap.String("dir", cfg.DataDir), zap.String("cluster_id", b.clusterID),
+		zap.Int("topics", len(b.topics)), zap.Int("partitions", parts))
+	return b, nil
+}
+
+func (b *Broker) load() error {
+	id, err := clusterID(b.db, b.cfg.ClusterID, b.logger)
+	if err != nil {
+		return fmt.Errorf("broker: cluster id: %w", err)
+	}
+	b.clusterID = id
+	records, err := loadTopics(b.db)
+	if err != nil {
+		return fmt.Errorf("broker: load topics: %w", err)
+	}
+	var errs []error
+	for _, name := range sortedKeys(records) {
+		t, err := b.openTopic(name, records[name], 0, false)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		b.topics[name] = t
+	}
+	return errors.Join(errs...)
+}
+
+// openTopic builds a topic from its record, opening partitions from first
+// (earlier ones are the caller's) up to r.Partitions. fresh means the
+// partitions are being created: a folder already there belongs to no topic
+// (a crash during a deletion) and is moved aside rather than adopted.
+func (b *Broker) openTopic(name string, r topicRecord, first int32, fresh bool) (*topic, error) {
+	id, err := r.id()
+	if err != nil {
+		return nil, fmt.Errorf("topic %q: %w", name, err)
+	}
+	cfg, err := b.cfg.resolveTopic(r.Configs)
+	if err != nil {
+		return nil, fmt.Errorf("topic %q: %w", name, err)
+	}
+	t := &topic{name: name, id: id, created: r.Created, overrides: r.Configs, cfg: cfg}
+	for i := first; i < r.Partitions; i++ {
+		if fresh {
+			if err := b.moveAside(b.partitionDir(name, i)); err != nil {
+				closePartitions(t.partitions)
+				return nil, err
+			}
+		}
+		p, err := b.openPartition(t, i)
+		if err != nil {
+			closePartitions(t.partitions)
+			return nil, err
+		}
+		t.partitions = append(t.partitions, p)
+	}
+	return t, nil
+}
+
+func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
+	l, err := log.Open(b.partitionDir(t.name, i), logConfig(t.cfg.log), log.Options{
+		Logger:  b.logger.With(zap.String("topic", t.name), zap.Int32("partition", i)),
+		Now:     b.now,
+		Metrics: b.logMetric,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("open %s-%d: %w", t.name, i, err)
+	}
+	return &partition{topic: t.name, index: i, log: l}, nil
+}
+
+func (b *Broker) moveAside(dir string) error {
+	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	aside := fmt.Sprintf("%s.orphan-%d", dir, b.now().UnixMilli())
+	if err := os.Rename(dir, aside); err != nil {
+		return fmt.Errorf("move aside %s: %w", dir, err)
+	}
+	b.logger.Warn("folder with no topic metadata moved aside", zap.String("dir", dir), zap.String("to", aside))
+	return nil
+}
+
+// logConfig adapts Kafka's meaning of 0 to package log, where a zero field
+// means its default: retention.ms=0 and retention.bytes=0 delete everything
+// sealed, so they become the smallest non-zero value.
+func logConfig(c log.Config) log.Config {
+	if c.RetentionAge == 0 {
+		c.RetentionAge = time.Millisecond
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = 1
+	}
+	return c
+}
+
+func (b *Broker) partitionDir(topic string, i int32) string {
+	return filepath.Join(b.cfg.DataDir, topic+"-"+strconv.Itoa(int(i)))
+}
+
+func closePartitions(ps []*partition) error {
+	var errs []error
+	for _, p := range ps {
+		if err := p.log.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close %s-%d: %w", p.topic, p.index, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// reportOrphans logs folders in DataDir that no topic owns: left by a crash
+// between deleting a topic's metadata and its logs, or copied in by hand.
+// They are kept, not deleted.
+func (b *Broker) reportOrphans() {
+	entries, err := os.ReadDir(b.cfg.DataDir)
+	if err != nil {
+		b.logger.Error("list data dir", zap.Error(err))
+		return
+	}
+	for _, e := range entries {
+		if !e.IsDir() || e.Name() == "meta" {
+			continue
+		}
+		name := e.Name()
+		if i := strings.LastIndexByte(name, '-'); i > 0 {
+			if n, err := strconv.Atoi(name[i+1:]); err == nil {
+				if t := b.topics[name[:i]]; t != nil && n >= 0 && n < len(t.partitions) {
+					continue
+				}
+			}
+		}
+		b.orphans = append(b.orphans, name)
+		b.logger.Warn("directory with no topic metadata; left in place", zap.String("dir", filepath.Join(b.cfg.DataDir, name)))
+	}
+}
+
+// Orphans lists the folders of DataDir found at Open that no topic owns.
+func (b *Broker) Orphans() []string { return append([]string(nil), b.orphans...) }
+
+// Meta is the metadata store, for the group coordinator and producer ids
+// (issue 4), which keep their keys under their own prefixes (see meta.go).
+func (b *Broker) Meta() *pebble.DB { return b.db }
+
+// Logger is the broker's logger, for the parts of issue 4 built on it.
+func (b *Broker) Logger() *zap.Logger { return b.logger }
+
+// ClusterID is the cluster id reported to clients.
+func (b *Broker) ClusterID() string { return b.clusterID }
+
+// Config returns the configuration the broker runs with.
+func (b *Broker) Config() Config { return b.cfg }
+
+// goroutine starts f tracked by Close.
+func (b *Broker) goroutine(f func()) {
+	b.wg.Add(1)
+	go func() {
+		defer b.wg.Done()
+		f()
+	}()
+}
+
+func (b *Broker) retentionLoop() {
+	t := time.NewTicker(b.cfg.RetentionCheckInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.quit:
+			return
+		case <-t.C:
+			b.EnforceRetention()
+		}
+	}
+}
+
+// EnforceRetention runs retention once over every partition (the background
+// loop calls it every log.retention.check.interval.ms) and returns the number
+// of segments deleted.
+func (b *Broker) EnforceRetention() int {
+	total := 0
+	for _, p := range b.allPartitions() {
+		n, err := p.log.EnforceRetention()
+		if err != nil {
+			b.logger.Error("retention", zap.String("topic", p.topic), zap.Int32("partition", p.index), zap.Error(err))
+			continue
+		}
+		if n > 0 {
+			total += n
+			b.logger.Info("retention deleted segments", zap.String("topic", p.topic), zap.Int32("partition", p.index),
+				zap.Int("segments", n), zap.Int64("log_start_offset", p.log.LogStartOffset()))
+		}
+	}
+	return total
+}
+
+// allPartitions lists every partition, sorted by topic then index.
+func (b *Broker) allPartitions() []*partition {
+	b.mu.RLock()
+	defer b.mu.RUnlock()
+	if b.closed {
+		return nil
+	}
+	var out []*partition
+	for _, name := range sortedKeys(b.topics) {
+		out = append(out, b.topics[name].partitions...)
+	}
+	return out
+}
+
+// Close stops retention, then flushes and closes every log and the metadata
+// store. It is safe to call twice; the second call returns the first's error.
+func (b *Broker) Close() error {
+	b.closeOnce.Do(func() {
+		close(b.quit)
+		b.wg.Wait()
+		// Wait out topic admin in progress, then refuse new calls.
+		b.adminMu.Lock()
+		defer b.adminMu.Unlock()
+		b.mu.Lock()
+		b.closed = true
+		b.mu.Unlock()
+		if b.collector != nil {
+			b.reg.Unregister(b.collector)
+		}
+		if m := b.logMetric; m != nil {
+			for _, c := range []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost} {
+				if c != nil {
+					b.reg.Unregister(c)
+				}
+			}
+		}
+		errs := []error{b.closeLogs()}
+		if err := b.db.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close metadata: %w", err))
+		}
+		b.closeErr = errors.Join(errs...)
+		b.logger.Info("broker closed", zap.Error(b.closeErr))
+	})
+	return b.closeErr
+}
+
+func (b *Broker) closeLogs() error {
+	var errs []error
+	for _, name := range sortedKeys(b.topics) {
+		ps := b.topics[name].partitions
+		for _, p := range ps {
+			p.mu.Lock()
+		}
+		errs = append(errs, closePartitions(ps))
+		for _, p := range ps {
+			p.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// topicNames lists topic names sorted; it is TopicNames without the lock.
+func (b *Broker) topicNamesLocked() []string {
+	names := make([]string, 0, len(b.topics))
+	for n := range b.topics {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}

@@ -1,0 +1,500 @@
+package broker
+
+import (
+	"errors"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+
+	"github.com/ztfbroker/ztfbroker/log"
+)
+
+// Config is the broker's configuration. Every field has a Kafka setting name
+// (in the comment) under which ApplySettings accepts it.
+type Config struct {
+	// DataDir holds the metadata store (DataDir/meta) and one folder per
+	// partition log (DataDir/<topic>-<partition>). log.dirs; one directory.
+	DataDir string
+	// ClusterID is reported in Metadata and DescribeCluster. cluster.id;
+	// empty means generate one at the first start and keep it in the
+	// metadata store.
+	ClusterID string
+	// NumPartitions is the partition count of auto-created topics and of
+	// CreateTopics requests that leave it to the broker. num.partitions.
+	NumPartitions int32
+	// AutoCreateTopics creates a missing topic on first use, so that ZTF's
+	// nightly topics (ztf_YYYYMMDD_programidN) need no set-up.
+	// auto.create.topics.enable.
+	AutoCreateTopics bool
+	// MessageMaxBytes is the largest record batch accepted, header included.
+	// message.max.bytes (max.message.bytes per topic).
+	MessageMaxBytes int32
+	// Topic is every topic's log configuration unless the topic overrides
+	// it: retention.ms, retention.bytes, segment.bytes, segment.ms,
+	// index.interval.bytes, flush.ms (0: every append is fsynced before it
+	// is acknowledged, with group commit; N > 0: every N ms). The broker-wide
+	// synonyms (log.retention.ms, log.segment.bytes, log.roll.ms,
+	// log.flush.interval.ms, ...) are accepted too.
+	Topic log.Config
+	// RetentionCheckInterval is how often retention runs over every
+	// partition. log.retention.check.interval.ms.
+	RetentionCheckInterval time.Duration
+}
+
+const (
+	// defaultMessageMaxBytes is 10 MiB rather than Kafka's 1 MiB: a ZTF
+	// alert with its three cutouts and 30 days of history is 60-500 kB, and
+	// producers batch (librdkafka's batch.size is 1 MB, the Java client
+	// lingers), so 1 MiB refuses real nights; 10 MiB still bounds what one
+	// batch costs in memory on a 4 GB machine.
+	defaultMessageMaxBytes = 10 << 20
+	// flushAlwaysInterval is kept in log.Config.FlushInterval under
+	// FlushAlways, where the store does not use it, so that the value stays
+	// valid if a topic later switches policy.
+	flushAlwaysInterval = 200 * time.Millisecond
+	// maxPartitions bounds one topic: every partition holds open files.
+	maxPartitions = 10000
+)
+
+// DefaultConfig returns the configuration used for every setting left unset.
+func DefaultConfig() Config {
+	return Config{
+		DataDir:          "data",
+		NumPartitions:    1,
+		AutoCreateTopics: true,
+		MessageMaxBytes:  defaultMessageMaxBytes,
+		Topic: log.Config{
+			SegmentBytes:       256 << 20,
+			SegmentAge:         7 * 24 * time.Hour,
+			RetentionAge:       7 * 24 * time.Hour,
+			RetentionBytes:     -1,
+			IndexIntervalBytes: 4096,
+			Flush:              log.FlushAlways,
+			FlushInterval:      flushAlwaysInterval,
+		},
+		RetentionCheckInterval: 5 * time.Minute,
+	}
+}
+
+// Validate returns every problem of c, each naming its setting.
+func (c Config) Validate() error {
+	var errs []error
+	for _, k := range brokerOnly {
+		if err := k.check(&c); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", k.name, k.get(&c), err))
+		}
+	}
+	tc := c.topicDefaults()
+	for _, k := range topicKeys {
+		if err := k.check(&tc); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", k.name, k.get(&tc), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ApplySettings sets the Kafka-named settings onto c, so that a YAML file's
+// keys can be passed straight through. Every unknown key, unparsable value or
+// value out of range is named in the joined error; c is changed only when
+// there is none.
+func (c *Config) ApplySettings(settings map[string]string) error {
+	keys := make([]string, 0, len(settings))
+	for k := range settings {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+
+	next := *c
+	tc := next.topicDefaults()
+	var errs []error
+	seen := map[string]string{} // canonical name -> key that set it
+	for _, key := range keys {
+		val := strings.TrimSpace(settings[key])
+		canon, apply := brokerSetting(key)
+		if apply == nil {
+			errs = append(errs, fmt.Errorf("%s: unknown setting", key))
+			continue
+		}
+		if prev, dup := seen[canon]; dup {
+			errs = append(errs, fmt.Errorf("%s: set twice, also as %s", key, prev))
+			continue
+		}
+		seen[canon] = key
+		if err := apply(&next, &tc, val); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", key, val, err))
+		}
+	}
+	next.Topic, next.MessageMaxBytes = tc.log, tc.maxMessageBytes
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	if err := next.Validate(); err != nil {
+		return err
+	}
+	*c = next
+	return nil
+}
+
+// brokerSetting resolves a settings key to its canonical name and a setter.
+func brokerSetting(key string) (string, func(*Config, *topicConfig, string) error) {
+	for _, k := range topicKeys {
+		if key == k.name || key == k.broker {
+			return k.name, func(_ *Config, tc *topicConfig, v string) error {
+				if err := k.set(tc, v); err != nil {
+					return err
+				}
+				return k.check(tc)
+			}
+		}
+	}
+	switch key {
+	case "log.retention.minutes", "log.retention.hours":
+		unit := time.Minute
+		if key == "log.retention.hours" {
+			unit = time.Hour
+		}
+		return "retention.ms", func(_ *Config, tc *topicConfig, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return errors.New("not an integer")
+			}
+			tc.log.RetentionAge = time.Duration(n) * unit
+			if n < 0 {
+				tc.log.RetentionAge = -1
+			}
+			return nil
+		}
+	}
+	for _, s := range brokerOnly {
+		if key == s.name {
+			return s.name, func(c *Config, _ *topicConfig, v string) error {
+				if err := s.set(c, v); err != nil {
+					return err
+				}
+				return s.check(c)
+			}
+		}
+	}
+	return "", nil
+}
+
+// topicConfig is what a topic may override: its log and its batch size cap.
+type topicConfig struct {
+	log             log.Config
+	maxMessageBytes int32
+}
+
+func (c Config) topicDefaults() topicConfig {
+	return topicConfig{log: c.Topic, maxMessageBytes: c.MessageMaxBytes}
+}
+
+// topicKey is one topic-level config: its Kafka name, the broker-wide synonym
+// that sets its default, and how it reads, parses and checks.
+type topicKey struct {
+	name   string
+	broker string
+	typ    kmsg.ConfigType
+	doc    string
+	get    func(*topicConfig) string
+	set    func(*topicConfig, string) error // parse only
+	check  func(*topicConfig) error         // range
+}
+
+func noCheck(*topicConfig) error { return nil }
+
+// fixed is a config the broker reports but serves only one way.
+func fixed(name, broker, value, doc string) topicKey {
+	return topicKey{
+		name: name, broker: broker, typ: kmsg.ConfigTypeString, doc: doc,
+		get: func(*topicConfig) string { return value },
+		set: func(_ *topicConfig, v string) error {
+			if v != value {
+				return fmt.Errorf("only %q is supported", value)
+			}
+			return nil
+		},
+		check: noCheck,
+	}
+}
+
+func parseInt(v string, bits int) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, bits)
+	if err != nil {
+		return 0, errors.New("not an integer")
+	}
+	return n, nil
+}
+
+func ms(d time.Duration) string {
+	if d < 0 {
+		return "-1"
+	}
+	return strconv.FormatInt(d.Milliseconds(), 10)
+}
+
+// topicKeys are sorted by name, the order DescribeConfigs lists them in.
+var topicKeys = []topicKey{
+	fixed("cleanup.policy", "log.cleanup.policy", "delete",
+		"Segments past retention are deleted; compaction is not supported."),
+	fixed("compression.type", "compression.type", "producer",
+		"Batches are stored and served as the producer compressed them."),
+	{
+		name: "flush.ms", broker: "log.flush.interval.ms", typ: kmsg.ConfigTypeLong,
+		doc: "0: every append is fsynced before it is acknowledged (group commit); N > 0: fsync every N ms.",
+		get: func(tc *topicConfig) string {
+			if tc.log.Flush == log.FlushAlways {
+				return "0"
+			}
+			return ms(tc.log.FlushInterval)
+		},
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 64)
+			if err != nil {
+				return err
+			}
+			if n == 0 {
+				tc.log.Flush, tc.log.FlushInterval = log.FlushAlways, flushAlwaysInterval
+				return nil
+			}
+			tc.log.Flush, tc.log.FlushInterval = log.FlushInterval, time.Duration(n)*time.Millisecond
+			return nil
+		},
+		check: func(tc *topicConfig) error {
+			if tc.log.Flush != log.FlushAlways && tc.log.FlushInterval <= 0 {
+				return errors.New("must be >= 0")
+			}
+			return nil
+		},
+	},
+	{
+		name: "index.interval.bytes", broker: "log.index.interval.bytes", typ: kmsg.ConfigTypeInt,
+		doc: "Bytes of log between two entries of the sparse offset and time index.",
+		get: func(tc *topicConfig) string { return strconv.Itoa(tc.log.IndexIntervalBytes) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 32)
+			tc.log.IndexIntervalBytes = int(n)
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if tc.log.IndexIntervalBytes < 1 {
+				return errors.New("must be >= 1")
+			}
+			return nil
+		},
+	},
+	{
+		name: "max.message.bytes", broker: "message.max.bytes", typ: kmsg.ConfigTypeInt,
+		doc: "Largest record batch accepted, header included (MESSAGE_TOO_LARGE above).",
+		get: func(tc *topicConfig) string { return strconv.Itoa(int(tc.maxMessageBytes)) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 32)
+			tc.maxMessageBytes = int32(n)
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if tc.maxMessageBytes < batchHeaderLen {
+				return fmt.Errorf("must be >= %d (an empty record batch)", batchHeaderLen)
+			}
+			return nil
+		},
+	},
+	fixed("message.timestamp.type", "log.message.timestamp.type", "CreateTime",
+		"Record timestamps are the producer's; LogAppendTime is not supported."),
+	{
+		name: "retention.bytes", broker: "log.retention.bytes", typ: kmsg.ConfigTypeLong,
+		doc: "Size a partition may reach before its oldest segments are deleted; -1: no limit.",
+		get: func(tc *topicConfig) string { return strconv.FormatInt(tc.log.RetentionBytes, 10) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 64)
+			tc.log.RetentionBytes = n
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if tc.log.RetentionBytes < -1 {
+				return errors.New("must be >= -1")
+			}
+			return nil
+		},
+	},
+	{
+		name: "retention.ms", broker: "log.retention.ms", typ: kmsg.ConfigTypeLong,
+		doc: "Age after which a sealed segment is deleted; -1: keep forever.",
+		get: func(tc *topicConfig) string { return ms(tc.log.RetentionAge) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 64)
+			tc.log.RetentionAge = time.Duration(n) * time.Millisecond
+			if n < 0 {
+				tc.log.RetentionAge = -1
+			}
+			return err
+		},
+		check: noCheck,
+	},
+	{
+		name: "segment.bytes", broker: "log.segment.bytes", typ: kmsg.ConfigTypeInt,
+		doc: "Size at which the active segment is sealed and a new one started.",
+		get: func(tc *topicConfig) string { return strconv.FormatInt(tc.log.SegmentBytes, 10) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 32)
+			tc.log.SegmentBytes = n
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			// Kafka 4 raised the minimum to 1 MiB: smaller segments
+			// mean a file (and an index) per few batches.
+			if tc.log.SegmentBytes < 1<<20 {
+				return errors.New("must be >= 1048576")
+			}
+			return nil
+		},
+	},
+	{
+		name: "segment.ms", broker: "log.roll.ms", typ: kmsg.ConfigTypeLong,
+		doc: "Age at which the active segment is sealed even when not full.",
+		get: func(tc *topicConfig) string { return ms(tc.log.SegmentAge) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 64)
+			tc.log.SegmentAge = time.Duration(n) * time.Millisecond
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if tc.log.SegmentAge < time.Millisecond {
+				return errors.New("must be >= 1")
+			}
+			return nil
+		},
+	},
+}
+
+func findTopicKey(name string) *topicKey {
+	for i := range topicKeys {
+		if topicKeys[i].name == name {
+			return &topicKeys[i]
+		}
+	}
+	return nil
+}
+
+// resolveTopic applies a topic's overrides onto the broker's defaults.
+func (c Config) resolveTopic(overrides map[string]string) (topicConfig, error) {
+	tc := c.topicDefaults()
+	var errs []error
+	for _, name := range sortedKeys(overrides) {
+		v := overrides[name]
+		k := findTopicKey(name)
+		if k == nil {
+			errs = append(errs, fmt.Errorf("%s: unknown topic config", name))
+			continue
+		}
+		if err := k.set(&tc, v); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, v, err))
+			continue
+		}
+		if err := k.check(&tc); err != nil {
+			errs = append(errs, fmt.Errorf("%s %q: %w", name, v, err))
+		}
+	}
+	return tc, errors.Join(errs...)
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
+
+// brokerKey is a broker-only setting.
+type brokerKey struct {
+	name  string
+	typ   kmsg.ConfigType
+	doc   string
+	get   func(*Config) string
+	set   func(*Config, string) error
+	check func(*Config) error
+}
+
+var brokerOnly = []brokerKey{
+	{
+		name: "auto.create.topics.enable", typ: kmsg.ConfigTypeBoolean,
+		doc: "Create a missing topic with num.partitions on first use.",
+		get: func(c *Config) string { return strconv.FormatBool(c.AutoCreateTopics) },
+		set: func(c *Config, v string) error {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				return errors.New("not true or false")
+			}
+			c.AutoCreateTopics = b
+			return nil
+		},
+		check: func(*Config) error { return nil },
+	},
+	{
+		name: "cluster.id", typ: kmsg.ConfigTypeString,
+		doc: "Cluster id reported to clients; empty: generated once and kept.",
+		get: func(c *Config) string { return c.ClusterID },
+		set: func(c *Config, v string) error { c.ClusterID = v; return nil },
+		check: func(c *Config) error {
+			if strings.ContainsAny(c.ClusterID, " \t\r\n") {
+				return errors.New("contains white space")
+			}
+			return nil
+		},
+	},
+	{
+		name: "log.dirs", typ: kmsg.ConfigTypeString,
+		doc: "Directory of the metadata store and the partition logs (one only).",
+		get: func(c *Config) string { return c.DataDir },
+		set: func(c *Config, v string) error {
+			if strings.Contains(v, ",") {
+				return errors.New("one directory only")
+			}
+			c.DataDir = v
+			return nil
+		},
+		check: func(c *Config) error {
+			if strings.TrimSpace(c.DataDir) == "" {
+				return errors.New("empty")
+			}
+			return nil
+		},
+	},
+	{
+		name: "log.retention.check.interval.ms", typ: kmsg.ConfigTypeLong,
+		doc: "How often retention runs over every partition.",
+		get: func(c *Config) string { return ms(c.RetentionCheckInterval) },
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 64)
+			c.RetentionCheckInterval = time.Duration(n) * time.Millisecond
+			return err
+		},
+		check: func(c *Config) error {
+			if c.RetentionCheckInterval <= 0 {
+				return errors.New("must be > 0")
+			}
+			return nil
+		},
+	},
+	{
+		name: "num.partitions", typ: kmsg.ConfigTypeInt,
+		doc: "Partition count of auto-created topics and of CreateTopics without one.",
+		get: func(c *Config) string { return strconv.Itoa(int(c.NumPartitions)) },
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 32)
+			c.NumPartitions = int32(n)
+			return err
+		},
+		check: func(c *Config) error {
+			if c.NumPartitions < 1 || c.NumPartitions > maxPartitions {
+				return fmt.Errorf("must be in [1, %d]", maxPartitions)
+			}
+			return nil
+		},
+	},
+}

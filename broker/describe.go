@@ -1,0 +1,107 @@
+package broker
+
+import (
+	"slices"
+
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
+
+// TopicConfigs lists a topic's configs (all when keys is nil) as
+// DescribeConfigs reports them: the value in force, its source (the topic's
+// override, the broker's file, or the built-in default) and the synonyms
+// below it, the last of which is the default.
+func (b *Broker) TopicConfigs(name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
+	t, err := b.lookup(name)
+	if err != nil {
+		return nil, err
+	}
+	def := DefaultConfig().topicDefaults()
+	broker := b.cfg.topicDefaults()
+	var out []kmsg.DescribeConfigsResponseResourceConfig
+	for i := range topicKeys {
+		k := &topicKeys[i]
+		if keys != nil && !slices.Contains(keys, k.name) {
+			continue
+		}
+		var syn []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
+		if _, ok := t.overrides[k.name]; ok {
+			syn = append(syn, synonym(k.name, k.get(&t.cfg), kmsg.ConfigSourceDynamicTopicConfig))
+		}
+		if bv := k.get(&broker); bv != k.get(&def) {
+			syn = append(syn, synonym(k.broker, bv, kmsg.ConfigSourceStaticBrokerConfig))
+		}
+		syn = append(syn, synonym(k.broker, k.get(&def), kmsg.ConfigSourceDefaultConfig))
+		out = append(out, describe(k.name, k.typ, k.doc, false, syn))
+	}
+	return out, nil
+}
+
+// BrokerConfigs lists the broker's configs (all when keys is nil). None can
+// be changed at run time, so all are read-only.
+func (b *Broker) BrokerConfigs(keys []string) []kmsg.DescribeConfigsResponseResourceConfig {
+	type entry struct {
+		name, value, def string
+		typ              kmsg.ConfigType
+		doc              string
+	}
+	var entries []entry
+	def, cur := DefaultConfig(), b.cfg
+	for _, k := range brokerOnly {
+		entries = append(entries, entry{k.name, k.get(&cur), k.get(&def), k.typ, k.doc})
+	}
+	dt, ct := def.topicDefaults(), cur.topicDefaults()
+	for _, k := range topicKeys {
+		entries = append(entries, entry{k.broker, k.get(&ct), k.get(&dt), k.typ, k.doc})
+	}
+	// cluster.id as reported, not as configured (it may be generated).
+	for i := range entries {
+		if entries[i].name == "cluster.id" {
+			entries[i].value = b.clusterID
+		}
+	}
+	slices.SortFunc(entries, func(a, b entry) int {
+		switch {
+		case a.name < b.name:
+			return -1
+		case a.name > b.name:
+			return 1
+		}
+		return 0
+	})
+	var out []kmsg.DescribeConfigsResponseResourceConfig
+	for _, e := range entries {
+		if keys != nil && !slices.Contains(keys, e.name) {
+			continue
+		}
+		var syn []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym
+		if e.value != e.def {
+			syn = append(syn, synonym(e.name, e.value, kmsg.ConfigSourceStaticBrokerConfig))
+		}
+		syn = append(syn, synonym(e.name, e.def, kmsg.ConfigSourceDefaultConfig))
+		out = append(out, describe(e.name, e.typ, e.doc, true, syn))
+	}
+	return out
+}
+
+func synonym(name, value string, src kmsg.ConfigSource) kmsg.DescribeConfigsResponseResourceConfigConfigSynonym {
+	s := kmsg.NewDescribeConfigsResponseResourceConfigConfigSynonym()
+	s.Name, s.Value, s.Source = name, kmsg.StringPtr(value), src
+	return s
+}
+
+// describe builds one config entry whose value and source are those of the
+// first synonym (the one in force).
+func describe(name string, typ kmsg.ConfigType, doc string, readOnly bool,
+	syn []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym,
+) kmsg.DescribeConfigsResponseResourceConfig {
+	c := kmsg.NewDescribeConfigsResponseResourceConfig()
+	c.Name = name
+	c.Value = syn[0].Value
+	c.Source = syn[0].Source
+	c.IsDefault = c.Source == kmsg.ConfigSourceDefaultConfig
+	c.ReadOnly = readOnly
+	c.ConfigSynonyms = syn
+	c.ConfigType = typ
+	c.Documentation = kmsg.StringPtr(doc)
+	return c
+}

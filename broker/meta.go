@@ -1,0 +1,151 @@
+package broker
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/cockroachdb/pebble"
+	"go.uber.org/zap"
+)
+
+// Metadata keys in pebble (DataDir/meta). Part of the on-disk format.
+const (
+	keyClusterID   = "cluster/id"
+	topicKeyPrefix = "topic/"
+	// Reserved for issue 4: "group/<group>", "offset/<group>/<topic>/<partition>",
+	// "producer/<id>".
+)
+
+// topicRecord is the value under topic/<name>. Part of the on-disk format;
+// add fields, never rename them.
+type topicRecord struct {
+	Version    int               `json:"v"`
+	ID         string            `json:"id"` // 32 hex digits
+	Partitions int32             `json:"partitions"`
+	Configs    map[string]string `json:"configs,omitempty"` // overrides only
+	Created    time.Time         `json:"created"`
+}
+
+const topicRecordVersion = 1
+
+// prefixEnd is the iterator upper bound of the keys starting with prefix
+// (every prefix here ends in '/', so incrementing its last byte is enough).
+func prefixEnd(prefix string) []byte {
+	end := []byte(prefix)
+	end[len(end)-1]++
+	return end
+}
+
+func topicMetaKey(name string) []byte { return []byte(topicKeyPrefix + name) }
+
+func (r topicRecord) id() ([16]byte, error) {
+	var id [16]byte
+	b, err := hex.DecodeString(r.ID)
+	if err != nil || len(b) != 16 {
+		return id, fmt.Errorf("bad topic id %q", r.ID)
+	}
+	copy(id[:], b)
+	return id, nil
+}
+
+func putTopic(db *pebble.DB, name string, r topicRecord) error {
+	r.Version = topicRecordVersion
+	v, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	// Synced: a topic is acknowledged only once it survives a SIGKILL,
+	// or its acknowledged data would be orphaned (KAFKA-NOTES trap 9).
+	return db.Set(topicMetaKey(name), v, pebble.Sync)
+}
+
+func deleteTopicRecord(db *pebble.DB, name string) error {
+	return db.Delete(topicMetaKey(name), pebble.Sync)
+}
+
+func loadTopics(db *pebble.DB) (map[string]topicRecord, error) {
+	it, err := db.NewIter(&pebble.IterOptions{
+		LowerBound: []byte(topicKeyPrefix),
+		UpperBound: prefixEnd(topicKeyPrefix),
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]topicRecord{}
+	var errs []error
+	for it.First(); it.Valid(); it.Next() {
+		name := string(it.Key()[len(topicKeyPrefix):])
+		var r topicRecord
+		if err := json.Unmarshal(it.Value(), &r); err != nil {
+			errs = append(errs, fmt.Errorf("topic %q: %w", name, err))
+			continue
+		}
+		if r.Version != topicRecordVersion {
+			errs = append(errs, fmt.Errorf("topic %q: record version %d", name, r.Version))
+			continue
+		}
+		out[name] = r
+	}
+	errs = append(errs, it.Close())
+	return out, errors.Join(errs...)
+}
+
+// clusterID returns the configured id, else the stored one, else a new one
+// (22 characters of base64url like Kafka's), stored before it is used.
+func clusterID(db *pebble.DB, configured string, logger *zap.Logger) (string, error) {
+	stored, closer, err := db.Get([]byte(keyClusterID))
+	switch {
+	case err == nil:
+		s := string(stored)
+		closer.Close()
+		if configured != "" && configured != s {
+			logger.Warn("cluster.id differs from the stored one; using the configured id",
+				zap.String("configured", configured), zap.String("stored", s))
+		}
+		if configured != "" {
+			return configured, nil
+		}
+		return s, nil
+	case !errors.Is(err, pebble.ErrNotFound):
+		return "", err
+	}
+	id := configured
+	if id == "" {
+		u := newUUID()
+		id = base64.RawURLEncoding.EncodeToString(u[:])
+	}
+	return id, db.Set([]byte(keyClusterID), []byte(id), pebble.Sync)
+}
+
+// newUUID returns a random (version 4) UUID.
+func newUUID() [16]byte {
+	var u [16]byte
+	_, _ = rand.Read(u[:]) // crypto/rand.Read never fails
+	u[6] = u[6]&0x0f | 0x40
+	u[8] = u[8]&0x3f | 0x80
+	return u
+}
+
+// pebbleLogger sends pebble's own messages to zap.
+type pebbleLogger struct{ s *zap.SugaredLogger }
+
+func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
+func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
+func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }
+
+func openMeta(dir string, logger *zap.Logger) (*pebble.DB, error) {
+	opts := &pebble.Options{
+		Logger: pebbleLogger{logger.Named("pebble").Sugar()},
+		// Metadata is small: keep pebble's memory well inside the
+		// 200 MB budget of the whole process.
+		MemTableSize: 4 << 20,
+		Cache:        pebble.NewCache(8 << 20),
+	}
+	defer opts.Cache.Unref()
+	return pebble.Open(dir, opts)
+}

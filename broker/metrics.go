@@ -1,0 +1,44 @@
+package broker
+
+import (
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// collector reads every partition's size and segment count at scrape time,
+// so that no gauge has to be kept up to date on the write path and deleted
+// topics simply stop being reported.
+type collector struct{ b *Broker }
+
+var (
+	descLogSize = prometheus.NewDesc("ztfbroker_log_size_bytes",
+		"Bytes of a partition's log on disk (every segment).", []string{"topic", "partition"}, nil)
+	descSegments = prometheus.NewDesc("ztfbroker_log_segments",
+		"Segment files of a partition's log.", []string{"topic", "partition"}, nil)
+	descTopics = prometheus.NewDesc("ztfbroker_topics",
+		"Topics on this broker.", nil, nil)
+	descPartitions = prometheus.NewDesc("ztfbroker_partitions",
+		"Partitions on this broker.", nil, nil)
+)
+
+func (c *collector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descLogSize
+	ch <- descSegments
+	ch <- descTopics
+	ch <- descPartitions
+}
+
+func (c *collector) Collect(ch chan<- prometheus.Metric) {
+	c.b.mu.RLock()
+	topics := len(c.b.topics)
+	c.b.mu.RUnlock()
+	parts := c.b.allPartitions()
+	ch <- prometheus.MustNewConstMetric(descTopics, prometheus.GaugeValue, float64(topics))
+	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
+	for _, p := range parts {
+		idx := strconv.Itoa(int(p.index))
+		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.log.Size()), p.topic, idx)
+		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(p.log.Segments()), p.topic, idx)
+	}
+}

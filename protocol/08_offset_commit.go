@@ -1,0 +1,15 @@
+package protocol
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// OffsetCommit: v2-9, answered by Groups (issue 4), advertised and served only when
+// the server has one.
+//
+// Commit metadata must round-trip; v2 is the first with retention, v8
+// flexible, v9 for KIP-848 members.
+func init() {
+	register(api{key: 8, min: 2, max: 9, groups: true,
+		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
+			return groupAnswer(s.g.OffsetCommit(c.ctx, req.(*kmsg.OffsetCommitRequest)))
+		}})
+}

@@ -1,0 +1,15 @@
+package protocol
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// SyncGroup: v0-5, answered by Groups (issue 4), advertised and served only when
+// the server has one.
+//
+// An empty assignment must still be a valid (empty) byte string; v4
+// flexible; v5 protocol type and name.
+func init() {
+	register(api{key: 14, min: 0, max: 5, groups: true,
+		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
+			return groupAnswer(s.g.SyncGroup(c.ctx, req.(*kmsg.SyncGroupRequest)))
+		}})
+}

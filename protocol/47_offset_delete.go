@@ -1,0 +1,12 @@
+package protocol
+
+import "github.com/twmb/franz-go/pkg/kmsg"
+
+// OffsetDelete: v0, answered by Groups (issue 4), advertised and served only
+// when the server has one.
+func init() {
+	register(api{key: 47, min: 0, max: 0, groups: true,
+		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
+			return groupAnswer(s.g.OffsetDelete(c.ctx, req.(*kmsg.OffsetDeleteRequest)))
+		}})
+}

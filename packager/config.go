@@ -1,0 +1,209 @@
+package packager
+
+import (
+	"errors"
+	"fmt"
+	"runtime"
+	"time"
+)
+
+// Format is the wire format of the messages on a topic.
+type Format string
+
+const (
+	// FormatOCF: each message value is one single-alert Avro Object Container
+	// File carrying its schema, exactly as ZTF sends alerts (default).
+	FormatOCF Format = "ocf"
+	// FormatConfluent: magic byte 0, the 4-byte big-endian schema id, then
+	// the Avro body; the schema is served at /schemas/ids/<id>. About half
+	// the bytes of FormatOCF (the schema text is a third of each ZTF message).
+	FormatConfluent Format = "confluent"
+)
+
+// Source kinds.
+const (
+	SourceNone     = ""
+	SourceSimulate = "simulate"
+	SourceIngest   = "ingest"
+	SourceReplay   = "replay"
+)
+
+// Config configures a Packager. Zero values take the defaults of
+// DefaultConfig where noted.
+type Config struct {
+	// HistoryDir is the pebble folder of per-object history (required).
+	HistoryDir string `yaml:"history_dir"`
+	// RejectDir receives refused inputs (required).
+	RejectDir string `yaml:"reject_dir"`
+	// HistoryDays: rows older than this before an exposure are pruned and
+	// not attached (30).
+	HistoryDays float64 `yaml:"history_days"`
+	// Format of every topic this packager writes: "ocf" or "confluent".
+	Format Format `yaml:"format"`
+	// SchemaID is the id of the 4.02 schema for Confluent framing and the
+	// /schemas/ids/<id> endpoint (1).
+	SchemaID int32 `yaml:"schema_id"`
+	// Topic, when set, replaces the nightly ztf_<YYYYMMDD>_programid<N>.
+	Topic string `yaml:"topic"`
+	// Publisher is written into each alert ("ztfbroker").
+	Publisher string `yaml:"publisher"`
+	// Workers encoding alerts in parallel (GOMAXPROCS).
+	Workers int `yaml:"workers"`
+	// Source is what Run reads.
+	Source SourceConfig `yaml:"source"`
+	// Clock returns the time; nil means time.Now.
+	Clock func() time.Time `yaml:"-"`
+}
+
+// SourceConfig chooses and configures the source that Run reads.
+type SourceConfig struct {
+	// Kind: "" (none: Run waits for the context), "simulate", "ingest" or "replay".
+	Kind     string         `yaml:"kind"`
+	Simulate SimulateConfig `yaml:"simulate"`
+	// IngestDir is watched for exposure folders (see the package doc).
+	IngestDir string `yaml:"ingest_dir"`
+	// IngestPoll is how often IngestDir is scanned (1s).
+	IngestPoll time.Duration `yaml:"ingest_poll"`
+	// ReplayPaths are .avro files or folders of them.
+	ReplayPaths []string `yaml:"replay_paths"`
+}
+
+// SimulateConfig configures the synthetic night.
+type SimulateConfig struct {
+	// Alerts per exposure (500).
+	Alerts int `yaml:"alerts"`
+	// Exposures to make; 0 means until stopped.
+	Exposures int `yaml:"exposures"`
+	// Interval is the wall-clock time between exposures (30s, as a survey
+	// takes them); 0 in tests means back to back.
+	Interval time.Duration `yaml:"interval"`
+	// Cadence is the sky time between two visits of the simulated field (45m).
+	Cadence time.Duration `yaml:"cadence"`
+	// Objects in the field's population; each exposure detects Alerts of
+	// them and records upper limits for the rest (Alerts * 5/4).
+	Objects int `yaml:"objects"`
+	// Seed makes the night reproducible (1).
+	Seed uint64 `yaml:"seed"`
+	// Programid of the alerts (1 = public).
+	Programid int `yaml:"programid"`
+	// Start is the sky time of the first exposure; zero means the clock's now.
+	Start time.Time `yaml:"start"`
+}
+
+// DefaultConfig returns the defaults; HistoryDir and RejectDir still need
+// setting.
+func DefaultConfig() Config {
+	return Config{
+		HistoryDays: 30,
+		Format:      FormatOCF,
+		SchemaID:    1,
+		Publisher:   "ztfbroker",
+		Workers:     runtime.GOMAXPROCS(0),
+		Source: SourceConfig{
+			IngestPoll: time.Second,
+			Simulate: SimulateConfig{
+				Alerts:    500,
+				Interval:  30 * time.Second,
+				Cadence:   45 * time.Minute,
+				Seed:      1,
+				Programid: 1,
+			},
+		},
+	}
+}
+
+// withDefaults fills zero values from DefaultConfig.
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.HistoryDays == 0 {
+		c.HistoryDays = d.HistoryDays
+	}
+	if c.Format == "" {
+		c.Format = d.Format
+	}
+	if c.SchemaID == 0 {
+		c.SchemaID = d.SchemaID
+	}
+	if c.Publisher == "" {
+		c.Publisher = d.Publisher
+	}
+	if c.Workers == 0 {
+		c.Workers = d.Workers
+	}
+	if c.Source.IngestPoll == 0 {
+		c.Source.IngestPoll = d.Source.IngestPoll
+	}
+	s := &c.Source.Simulate
+	if s.Alerts == 0 {
+		s.Alerts = d.Source.Simulate.Alerts
+	}
+	if s.Cadence == 0 {
+		s.Cadence = d.Source.Simulate.Cadence
+	}
+	if s.Objects == 0 {
+		s.Objects = s.Alerts * 5 / 4
+	}
+	if s.Seed == 0 {
+		s.Seed = d.Source.Simulate.Seed
+	}
+	if s.Programid == 0 {
+		s.Programid = d.Source.Simulate.Programid
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	return c
+}
+
+// Validate reports every problem, naming the setting.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("packager: %s: %s", setting, fmt.Sprintf(format, args...)))
+	}
+	if c.HistoryDir == "" {
+		bad("history_dir", "required")
+	}
+	if c.RejectDir == "" {
+		bad("reject_dir", "required")
+	}
+	if c.HistoryDays < 0 {
+		bad("history_days", "%v is negative", c.HistoryDays)
+	}
+	switch c.Format {
+	case "", FormatOCF, FormatConfluent:
+	default:
+		bad("format", "%q is neither %q nor %q", c.Format, FormatOCF, FormatConfluent)
+	}
+	if c.SchemaID < 0 {
+		bad("schema_id", "%d is negative", c.SchemaID)
+	}
+	if c.Workers < 0 {
+		bad("workers", "%d is negative", c.Workers)
+	}
+	s := c.Source
+	switch s.Kind {
+	case SourceNone:
+	case SourceSimulate:
+		if s.Simulate.Alerts < 0 {
+			bad("source.simulate.alerts", "%d is negative", s.Simulate.Alerts)
+		}
+		if s.Simulate.Objects != 0 && s.Simulate.Objects < s.Simulate.Alerts {
+			bad("source.simulate.objects", "%d is fewer than alerts (%d)", s.Simulate.Objects, s.Simulate.Alerts)
+		}
+		if s.Simulate.Exposures < 0 || s.Simulate.Interval < 0 || s.Simulate.Cadence < 0 {
+			bad("source.simulate", "exposures, interval and cadence must not be negative")
+		}
+	case SourceIngest:
+		if s.IngestDir == "" {
+			bad("source.ingest_dir", "required for source kind ingest")
+		}
+	case SourceReplay:
+		if len(s.ReplayPaths) == 0 {
+			bad("source.replay_paths", "required for source kind replay")
+		}
+	default:
+		bad("source.kind", "%q is not one of simulate, ingest, replay", s.Kind)
+	}
+	return errors.Join(errs...)
+}

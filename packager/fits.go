@@ -1,0 +1,169 @@
+package packager
+
+import (
+	"bytes"
+	"compress/gzip"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"strings"
+)
+
+// FITS stamps, as ZTF cuts them: a 63x63 single-precision image in the
+// primary HDU, the header in 80-character cards padded to a 2880-byte
+// block, the data big-endian and padded to a 2880-byte block, all gzipped.
+
+const (
+	fitsBlock = 2880
+	stampSize = 63
+)
+
+// StampSpec describes a synthetic cutout.
+type StampSpec struct {
+	RA, Dec    float64
+	Background float64 // sky level [DN]
+	Noise      float64 // sigma per pixel [DN]
+	Flux       float64 // total flux of the point source [DN]
+	FWHM       float64 // [pixels]
+	DX, DY     float64 // source offset from the centre [pixels]
+	Seed       uint64
+	Kind       string // "sci", "ref" or "diff"
+}
+
+// MakeStamp renders a gzipped FITS cutout: Gaussian PSF, sky and noise.
+func MakeStamp(s StampSpec) []byte {
+	var hdr bytes.Buffer
+	card := func(key string, value string, comment string) {
+		c := fmt.Sprintf("%-8s= %20s", key, value)
+		if comment != "" {
+			c += " / " + comment
+		}
+		fmt.Fprintf(&hdr, "%-80.80s", c)
+	}
+	card("SIMPLE", "T", "conforms to FITS standard")
+	card("BITPIX", "-32", "array data type")
+	card("NAXIS", "2", "number of array dimensions")
+	card("NAXIS1", "63", "")
+	card("NAXIS2", "63", "")
+	card("CTYPE1", "'RA---TAN'", "")
+	card("CTYPE2", "'DEC--TAN'", "")
+	card("CRPIX1", "32.0", "")
+	card("CRPIX2", "32.0", "")
+	card("CRVAL1", fmt.Sprintf("%.7f", s.RA), "[deg]")
+	card("CRVAL2", fmt.Sprintf("%.7f", s.Dec), "[deg]")
+	card("CD1_1", "-0.000281", "1.01 arcsec/pixel")
+	card("CD2_2", "0.000281", "")
+	card("EXPTIME", "30.0", "[s]")
+	card("IMGTYPE", "'"+s.Kind+"'", "ztfbroker simulation")
+	fmt.Fprintf(&hdr, "%-80s", "END")
+	for hdr.Len()%fitsBlock != 0 {
+		hdr.WriteByte(' ')
+	}
+	rng := rand.New(rand.NewPCG(s.Seed, 0x5eed))
+	data := make([]byte, 0, fitsBlock*6)
+	sig := s.FWHM / 2.3548
+	if sig <= 0 {
+		sig = 1
+	}
+	norm := s.Flux / (2 * math.Pi * sig * sig)
+	c := float64(stampSize-1) / 2
+	for y := 0; y < stampSize; y++ {
+		for x := 0; x < stampSize; x++ {
+			dx, dy := float64(x)-c-s.DX, float64(y)-c-s.DY
+			v := s.Background + norm*math.Exp(-(dx*dx+dy*dy)/(2*sig*sig)) + rng.NormFloat64()*s.Noise
+			data = binary.BigEndian.AppendUint32(data, math.Float32bits(float32(v)))
+		}
+	}
+	for len(data)%fitsBlock != 0 {
+		data = append(data, 0)
+	}
+	var out bytes.Buffer
+	zw, _ := gzip.NewWriterLevel(&out, gzip.DefaultCompression)
+	zw.Write(hdr.Bytes())
+	zw.Write(data)
+	zw.Close()
+	return out.Bytes()
+}
+
+// ErrNotFITS is wrapped by CheckStamp's errors.
+var ErrNotFITS = errors.New("not a gzipped FITS image")
+
+// CheckStamp verifies that b is a gzipped FITS file: gzip, a primary header
+// of whole 2880-byte blocks starting SIMPLE = T and ending END, and as many
+// data bytes as BITPIX and NAXISn ask for.
+func CheckStamp(b []byte) error {
+	zr, err := gzip.NewReader(bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotFITS, err)
+	}
+	raw, err := io.ReadAll(io.LimitReader(zr, 16<<20))
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotFITS, err)
+	}
+	if len(raw) < fitsBlock || !strings.HasPrefix(string(raw), "SIMPLE  =") {
+		return fmt.Errorf("%w: no SIMPLE card", ErrNotFITS)
+	}
+	bitpix, naxis := 0, -1
+	dims := map[int]int{}
+	end := -1
+	for off := 0; off+80 <= len(raw); off += 80 {
+		c := string(raw[off : off+80])
+		key := strings.TrimSpace(c[:8])
+		if key == "END" {
+			end = off + 80
+			break
+		}
+		if len(c) < 10 || c[8:10] != "= " {
+			continue
+		}
+		val := strings.TrimSpace(strings.SplitN(c[10:], "/", 2)[0])
+		var n int
+		if _, err := fmt.Sscanf(val, "%d", &n); err != nil {
+			continue
+		}
+		switch {
+		case key == "BITPIX":
+			bitpix = n
+		case key == "NAXIS":
+			naxis = n
+		case strings.HasPrefix(key, "NAXIS"):
+			var i int
+			if _, err := fmt.Sscanf(key, "NAXIS%d", &i); err == nil {
+				dims[i] = n
+			}
+		}
+	}
+	if end < 0 {
+		return fmt.Errorf("%w: no END card", ErrNotFITS)
+	}
+	switch bitpix {
+	case 8, 16, 32, 64, -32, -64:
+	default:
+		return fmt.Errorf("%w: BITPIX %d", ErrNotFITS, bitpix)
+	}
+	if naxis < 0 {
+		return fmt.Errorf("%w: no NAXIS", ErrNotFITS)
+	}
+	hdrLen := (end + fitsBlock - 1) / fitsBlock * fitsBlock
+	size := 0
+	if naxis > 0 {
+		size = abs(bitpix) / 8
+		for i := 1; i <= naxis; i++ {
+			size *= dims[i]
+		}
+	}
+	if len(raw) < hdrLen+size {
+		return fmt.Errorf("%w: %d data bytes, header asks for %d", ErrNotFITS, len(raw)-hdrLen, size)
+	}
+	return nil
+}
+
+func abs(n int) int {
+	if n < 0 {
+		return -n
+	}
+	return n
+}

@@ -1,0 +1,185 @@
+package packager
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"math"
+
+	"github.com/cockroachdb/pebble"
+	"github.com/hamba/avro/v2"
+)
+
+// History is the per-object photometry of the last days in pebble: each
+// detection and upper limit (as ztf.alert.prv_candidate) and each forced
+// photometry point (as ztf.alert.fp_hist), Avro binary encoded with those
+// record schemas of 4.02.
+//
+// Keys (part of the on-disk format):
+//
+//	'o' objectId 0x00 jd(8, big-endian IEEE bits) kind(1) id(8)  -> row
+//	't' jd(8) objectId 0x00 kind(1) id(8)                          -> empty (time index, for pruning)
+//
+// kind is 'd' detection, 'u' upper limit, 'f' forced photometry; id is the
+// candid of a detection and the pid of the image otherwise. Julian dates are
+// positive, so their IEEE bits sort as the dates do.
+type History struct {
+	db     *pebble.DB
+	schema *Schema
+}
+
+// Row kinds in history keys.
+const (
+	kindDetection = 'd'
+	kindLimit     = 'u'
+	kindForced    = 'f'
+)
+
+// OpenHistory opens (or creates) the store in dir.
+func OpenHistory(dir string, schema *Schema) (*History, error) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		return nil, fmt.Errorf("packager: open history %s: %w", dir, err)
+	}
+	return &History{db: db, schema: schema}, nil
+}
+
+// Close closes the store.
+func (h *History) Close() error { return h.db.Close() }
+
+func objectKey(objectID string, jd float64, kind byte, id int64) []byte {
+	k := make([]byte, 0, 1+len(objectID)+1+8+1+8)
+	k = append(k, 'o')
+	k = append(k, objectID...)
+	k = append(k, 0)
+	k = binary.BigEndian.AppendUint64(k, math.Float64bits(jd))
+	k = append(k, kind)
+	return binary.BigEndian.AppendUint64(k, uint64(id))
+}
+
+func timeKey(objectID string, jd float64, kind byte, id int64) []byte {
+	k := make([]byte, 0, 1+8+len(objectID)+1+1+8)
+	k = append(k, 't')
+	k = binary.BigEndian.AppendUint64(k, math.Float64bits(jd))
+	k = append(k, objectID...)
+	k = append(k, 0, kind)
+	return binary.BigEndian.AppendUint64(k, uint64(id))
+}
+
+// HistoryBatch collects the rows of one exposure, committed together.
+type HistoryBatch struct {
+	h *History
+	b *pebble.Batch
+}
+
+// Batch starts a batch.
+func (h *History) Batch() *HistoryBatch { return &HistoryBatch{h: h, b: h.db.NewBatch()} }
+
+func (hb *HistoryBatch) put(objectID string, jd float64, kind byte, id int64, schema avro.Schema, v any) error {
+	val, err := avro.Marshal(schema, v)
+	if err != nil {
+		return fmt.Errorf("packager: encode history row of %s: %w", objectID, err)
+	}
+	if err := hb.b.Set(objectKey(objectID, jd, kind, id), val, nil); err != nil {
+		return err
+	}
+	return hb.b.Set(timeKey(objectID, jd, kind, id), nil, nil)
+}
+
+// AddDetection records a detection (or, with Candid nil, an upper limit).
+func (hb *HistoryBatch) AddDetection(objectID string, p *PrvCandidate) error {
+	if p.Candid != nil {
+		return hb.put(objectID, p.JD, kindDetection, *p.Candid, hb.h.schema.PrvCandidate, p)
+	}
+	return hb.put(objectID, p.JD, kindLimit, p.Pid, hb.h.schema.PrvCandidate, p)
+}
+
+// AddForced records a forced-photometry point.
+func (hb *HistoryBatch) AddForced(objectID string, f *FpHist) error {
+	return hb.put(objectID, f.JD, kindForced, f.Pid, hb.h.schema.FpHist, f)
+}
+
+// Commit writes the batch durably.
+func (hb *HistoryBatch) Commit() error {
+	defer hb.b.Close()
+	if err := hb.b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("packager: commit history: %w", err)
+	}
+	return nil
+}
+
+// Get returns the rows of objectID with from <= jd < to, oldest first.
+func (h *History) Get(objectID string, from, to float64) ([]PrvCandidate, []FpHist, error) {
+	lo := objectKey(objectID, from, 0, 0)
+	hi := objectKey(objectID, to, 0, 0)
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return nil, nil, err
+	}
+	defer it.Close()
+	var prv []PrvCandidate
+	var fp []FpHist
+	kindAt := 1 + len(objectID) + 1 + 8
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		switch k[kindAt] {
+		case kindDetection, kindLimit:
+			var p PrvCandidate
+			if err := avro.Unmarshal(h.schema.PrvCandidate, it.Value(), &p); err != nil {
+				return nil, nil, fmt.Errorf("packager: history row of %s: %w", objectID, err)
+			}
+			prv = append(prv, p)
+		case kindForced:
+			var f FpHist
+			if err := avro.Unmarshal(h.schema.FpHist, it.Value(), &f); err != nil {
+				return nil, nil, fmt.Errorf("packager: history row of %s: %w", objectID, err)
+			}
+			fp = append(fp, f)
+		}
+	}
+	return prv, fp, it.Error()
+}
+
+// Prune deletes every row older than jd and returns how many.
+func (h *History) Prune(before float64) (int, error) {
+	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: []byte{'t'}, UpperBound: timeKey("", before, 0, 0)[:9]})
+	if err != nil {
+		return 0, err
+	}
+	b := h.db.NewBatch()
+	defer b.Close()
+	n := 0
+	for it.First(); it.Valid(); it.Next() {
+		k := it.Key()
+		if len(k) < 1+8+1+1+8 {
+			continue
+		}
+		jd := math.Float64frombits(binary.BigEndian.Uint64(k[1:9]))
+		rest := k[9:]
+		obj := rest[:len(rest)-10]
+		kind := rest[len(rest)-9]
+		id := int64(binary.BigEndian.Uint64(rest[len(rest)-8:]))
+		if err := b.Delete(objectKey(string(obj), jd, kind, id), nil); err != nil {
+			return 0, errors.Join(err, it.Close())
+		}
+		if err := b.Delete(k, nil); err != nil {
+			return 0, errors.Join(err, it.Close())
+		}
+		n++
+	}
+	if err := it.Close(); err != nil {
+		return 0, err
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	return n, b.Commit(pebble.Sync)
+}
+
+type quietPebble struct{}
+
+func (quietPebble) Infof(string, ...any)  {}
+func (quietPebble) Errorf(string, ...any) {}
+func (quietPebble) Fatalf(format string, args ...any) {
+	panic(fmt.Sprintf(format, args...))
+}

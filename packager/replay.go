@@ -1,0 +1,233 @@
+package packager
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/hamba/avro/v2"
+)
+
+// Replay re-publishes existing alert files. A file holding one alert goes out
+// as the bytes it is; a file holding several is cut into single-alert
+// container files that keep the original schema text and record bytes.
+// Each file is one exposure.
+type Replay struct {
+	files []string
+	next  int
+	now   func() time.Time
+}
+
+// NewReplay lists the .avro files under paths (files or folders, walked in
+// name order).
+func NewReplay(paths []string, now func() time.Time) (*Replay, error) {
+	if now == nil {
+		now = time.Now
+	}
+	r := &Replay{now: now}
+	for _, p := range paths {
+		st, err := os.Stat(p)
+		if err != nil {
+			return nil, fmt.Errorf("packager: replay: %w", err)
+		}
+		if !st.IsDir() {
+			r.files = append(r.files, p)
+			continue
+		}
+		err = filepath.WalkDir(p, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			if !d.IsDir() && filepath.Ext(path) == ".avro" {
+				r.files = append(r.files, path)
+			}
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("packager: replay: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Files lists what will be replayed, in order.
+func (r *Replay) Files() []string { return r.files }
+
+// Next reads the next file. An unreadable file becomes an exposure holding
+// only its rejection, so a replay goes on past it.
+func (r *Replay) Next(ctx context.Context) (*Exposure, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if r.next >= len(r.files) {
+		return nil, io.EOF
+	}
+	path := r.files[r.next]
+	r.next++
+	exp := &Exposure{ID: path, Arrived: r.now()}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error()})
+		return exp, nil
+	}
+	alerts, err := SplitAlerts(b)
+	if err != nil {
+		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error(), Input: b, Name: filepath.Base(path)})
+		return exp, nil
+	}
+	exp.Raw = alerts
+	return exp, nil
+}
+
+// RawAlert is an alert already serialized: one single-alert container file.
+// JD and Programid choose the night's topic; they are zero when the writer
+// schema could not be read, and the packager then uses the arrival night.
+type RawAlert struct {
+	Key       []byte
+	Value     []byte
+	JD        float64
+	Programid int
+}
+
+// SplitAlerts returns one single-alert container file per alert in b. A file
+// of one alert is returned as is (the same slice); several alerts are cut at
+// record boundaries, each written with the file's schema text. Old writer
+// schemas whose defaults strict parsers refuse are read leniently; if the
+// schema cannot be read at all, a one-alert file is still forwarded.
+func SplitAlerts(b []byte) ([]RawAlert, error) {
+	c, err := readContainer(b)
+	if err != nil {
+		return nil, err
+	}
+	var total int64
+	for _, bl := range c.blocks {
+		total += bl.count
+	}
+	schema, schemaErr := parseLenient(c.schemaText)
+	if total == 1 && len(c.blocks) == 1 && c.codec == "null" {
+		a := RawAlert{Value: b}
+		if schemaErr == nil {
+			describe(schema, c.blocks[0].records, &a)
+		}
+		return []RawAlert{a}, nil
+	}
+	if schemaErr != nil {
+		return nil, fmt.Errorf("packager: %d alerts under a schema that cannot be read: %w", total, schemaErr)
+	}
+	header, err := containerHeaderRaw(c.schemaText, c.sync)
+	if err != nil {
+		return nil, err
+	}
+	var out []RawAlert
+	for _, bl := range c.blocks {
+		r := &byteReader{b: bl.records}
+		for i := int64(0); i < bl.count; i++ {
+			start := r.off
+			if err := r.skip(schema); err != nil {
+				return nil, fmt.Errorf("packager: alert %d: %w", len(out), err)
+			}
+			rec := bl.records[start:r.off]
+			v := appendBlock(append([]byte(nil), header...), 1, rec, c.sync)
+			a := RawAlert{Value: v}
+			describe(schema, rec, &a)
+			out = append(out, a)
+		}
+		if r.off != len(bl.records) {
+			return nil, fmt.Errorf("packager: block holds %d bytes past its %d records", len(bl.records)-r.off, bl.count)
+		}
+	}
+	return out, nil
+}
+
+// containerHeaderRaw writes a container header with the schema text exactly
+// as given (hamba's encoder would need a schema it can parse strictly).
+func containerHeaderRaw(schemaText []byte, sync [16]byte) ([]byte, error) {
+	out := append([]byte(nil), ocfMagic...)
+	out = appendBlockCount(out, 2)
+	out = appendBytes(out, []byte("avro.schema"))
+	out = appendBytes(out, schemaText)
+	out = appendBytes(out, []byte("avro.codec"))
+	out = appendBytes(out, []byte("null"))
+	out = appendBlockCount(out, 0)
+	return append(out, sync[:]...), nil
+}
+
+func appendBlockCount(b []byte, n int64) []byte { return appendLong(b, n) }
+
+func appendLong(b []byte, n int64) []byte {
+	u := uint64((n << 1) ^ (n >> 63))
+	for u >= 0x80 {
+		b = append(b, byte(u)|0x80)
+		u >>= 7
+	}
+	return append(b, byte(u))
+}
+
+func appendBytes(b, v []byte) []byte { return append(appendLong(b, int64(len(v))), v...) }
+
+// describe fills the key and topic fields of a from the record; failures
+// leave them empty (old prototype alerts have no objectId).
+func describe(schema avro.Schema, rec []byte, a *RawAlert) {
+	var m map[string]any
+	if err := avro.Unmarshal(schema, rec, &m); err != nil {
+		return
+	}
+	if id, ok := m["objectId"].(string); ok && id != "" {
+		a.Key = []byte(id)
+	}
+	cand, _ := m["candidate"].(map[string]any)
+	if a.Key == nil {
+		if c, ok := m["candid"].(int64); ok {
+			a.Key = []byte(strconv.FormatInt(c, 10))
+		}
+	}
+	if cand == nil {
+		return
+	}
+	if jd, ok := cand["jd"].(float64); ok {
+		a.JD = jd
+	}
+	switch p := cand["programid"].(type) {
+	case int:
+		a.Programid = p
+	case int64:
+		a.Programid = int(p)
+	}
+}
+
+// parseLenient parses a writer schema after deleting every default value:
+// schemas before 4.x declare union defaults that do not match the first
+// branch, which strict parsers refuse, and defaults never change how the
+// writer's own data is read.
+func parseLenient(text []byte) (avro.Schema, error) {
+	var v any
+	if err := json.Unmarshal(text, &v); err != nil {
+		return nil, fmt.Errorf("schema JSON: %w", err)
+	}
+	stripDefaults(v)
+	clean, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	return avro.ParseBytesWithCache(clean, "", &avro.SchemaCache{})
+}
+
+func stripDefaults(v any) {
+	switch t := v.(type) {
+	case map[string]any:
+		delete(t, "default")
+		for _, x := range t {
+			stripDefaults(x)
+		}
+	case []any:
+		for _, x := range t {
+			stripDefaults(x)
+		}
+	}
+}

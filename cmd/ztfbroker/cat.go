@@ -1,0 +1,100 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/ztfbroker/ztfbroker/alertcat"
+)
+
+const catUsage = `usage: ztfbroker cat [flags] SOURCE... DEST
+
+SOURCE and DEST are kafka://[group@]host:port[,host:port]/topic (a topic may
+be a regular expression when consuming), a .avro or .json/.jsonl file, a
+directory (DEST: one <candid>.avro per alert; end it with /), or - for
+stdin/stdout. Without a group, Kafka is read from the earliest offset and
+nothing is committed; with a group, reading resumes and commits.
+
+JSON alerts are one object per line: "$avro" (sync marker, header keys and
+writer schema, so the Avro bytes can be rebuilt exactly), "$kafka" (where the
+record was read), then every field of the alert in schema order.
+
+flags:
+`
+
+// runCat is `ztfbroker cat`: copy alerts between Kafka topics, Avro files and
+// JSON.
+func runCat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("cat", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, catUsage)
+		fs.PrintDefaults()
+	}
+	var (
+		cfg     alertcat.Config
+		start   string
+		bytesAs string
+		schemas string
+	)
+	fs.StringVar(&cfg.From, "from", "", "format of file and stdin sources: avro or json (default: by extension, or sniffed)")
+	fs.StringVar(&cfg.To, "to", "", "format of file and stdout destinations: avro or json (default: by extension; json for -)")
+	fs.BoolVar(&cfg.EOF, "eof", false, "stop each Kafka source at the end offsets taken when it starts")
+	fs.Int64Var(&cfg.Count, "count", 0, "stop after `N` alerts (0: no limit)")
+	fs.StringVar(&start, "start", "", "read Kafka from the first record at or after this `time` (RFC 3339, or a duration ago such as 2h)")
+	fs.BoolVar(&cfg.Progress, "progress", false, "report counts and rates on stderr every second")
+	fs.StringVar(&cfg.Registry, "registry", "", "schema registry `URL` for Confluent-framed messages (GET URL/schemas/ids/<id>)")
+	fs.StringVar(&bytesAs, "bytes", "base64", "bytes fields in JSON: base64 or datauri")
+	fs.StringVar(&schemas, "schema", "", "comma-separated .avsc `files` (dependency order) for JSON alerts without \"$avro\"")
+	fs.BoolVar(&cfg.Create, "create", false, "create a missing destination topic with the broker's defaults")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on connecting, metadata requests and delivery")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() < 2 {
+		fs.Usage()
+		return errors.New("cat: need SOURCE... DEST")
+	}
+	cfg.Sources = fs.Args()[:fs.NArg()-1]
+	cfg.Dest = fs.Arg(fs.NArg() - 1)
+	switch bytesAs {
+	case "base64":
+		cfg.Bytes = alertcat.Base64
+	case "datauri", "data":
+		cfg.Bytes = alertcat.DataURI
+	default:
+		return fmt.Errorf("cat: --bytes must be base64 or datauri, not %q", bytesAs)
+	}
+	if schemas != "" {
+		cfg.SchemaFiles = strings.Split(schemas, ",")
+	}
+	if start != "" {
+		t, err := parseStart(start, time.Now())
+		if err != nil {
+			return err
+		}
+		cfg.Start = t
+	}
+	cfg.Stdin, cfg.Stdout, cfg.Stderr = stdin, stdout, stderr
+	return alertcat.Run(ctx, cfg)
+}
+
+func parseStart(s string, now time.Time) (time.Time, error) {
+	if d, err := time.ParseDuration(s); err == nil {
+		return now.Add(-d), nil
+	}
+	for _, layout := range []string{time.RFC3339Nano, "2006-01-02T15:04:05", "2006-01-02"} {
+		if t, err := time.Parse(layout, s); err == nil {
+			return t, nil
+		}
+	}
+	return time.Time{}, fmt.Errorf("cat: --start %q: want RFC 3339 (2026-11-29T03:00:00Z), a date, or a duration ago (2h)", s)
+}

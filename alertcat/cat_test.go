@@ -99,8 +99,12 @@ func TestCatRoundTripThroughKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	first, _ := os.ReadFile(one)
-	if !bytes.Equal(first, mustRead(t, singles[0])) {
-		t.Fatalf("first alert: one.avro differs from %s", singles[0])
+	found := false
+	for _, f := range singles {
+		found = found || bytes.Equal(first, mustRead(t, f))
+	}
+	if !found {
+		t.Fatal("one.avro (--count 1) is not byte-identical to any input file")
 	}
 }
 

@@ -1,0 +1,184 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+)
+
+// FlushPolicy says when appended batches reach stable storage.
+type FlushPolicy int
+
+const (
+	// FlushInterval fsyncs every Config.FlushInterval, on roll and on close.
+	FlushInterval FlushPolicy = iota
+	// FlushAlways makes Append return only after fdatasync; concurrent
+	// appends share one fsync (group commit).
+	FlushAlways
+)
+
+func (p FlushPolicy) String() string {
+	switch p {
+	case FlushInterval:
+		return "interval"
+	case FlushAlways:
+		return "always"
+	}
+	return fmt.Sprintf("FlushPolicy(%d)", int(p))
+}
+
+// Defaults, as Kafka's and ZTF's.
+const (
+	DefaultSegmentBytes       = 256 << 20
+	DefaultSegmentAge         = 7 * 24 * time.Hour
+	DefaultRetentionAge       = 7 * 24 * time.Hour
+	DefaultIndexIntervalBytes = 4096
+	DefaultFlushInterval      = 200 * time.Millisecond
+
+	// maxSegmentBytes keeps positions inside the 32-bit index fields.
+	maxSegmentBytes = math.MaxInt32
+	// maxBatchSize bounds one batch (the broker enforces message.max.bytes,
+	// far lower); larger length fields are damage.
+	maxBatchSize = 1 << 30
+	// maxSegmentOffsets keeps relative offsets inside the 32-bit index fields.
+	maxSegmentOffsets = math.MaxInt32
+)
+
+// Config is the per-partition configuration. Names in comments are Kafka's.
+// Zero values mean the default.
+type Config struct {
+	SegmentBytes       int64         // segment.bytes; default 256 MiB
+	SegmentAge         time.Duration // segment.ms; default 7 days
+	RetentionAge       time.Duration // retention.ms; default 7 days; < 0 keeps forever
+	RetentionBytes     int64         // retention.bytes; default -1 (no limit)
+	IndexIntervalBytes int           // index.interval.bytes; default 4096
+	Flush              FlushPolicy   // default FlushInterval
+	FlushInterval      time.Duration // flush.ms; default 200 ms
+	// LeaderEpoch is written into every batch's partitionLeaderEpoch (which
+	// the CRC does not cover); stored batches with an epoch outside
+	// [0, LeaderEpoch] are reported as damage. Default 0 (one node).
+	LeaderEpoch int32
+}
+
+func (c Config) withDefaults() Config {
+	if c.SegmentBytes == 0 {
+		c.SegmentBytes = DefaultSegmentBytes
+	}
+	if c.SegmentAge == 0 {
+		c.SegmentAge = DefaultSegmentAge
+	}
+	if c.RetentionAge == 0 {
+		c.RetentionAge = DefaultRetentionAge
+	}
+	if c.RetentionBytes == 0 {
+		c.RetentionBytes = -1
+	}
+	if c.IndexIntervalBytes == 0 {
+		c.IndexIntervalBytes = DefaultIndexIntervalBytes
+	}
+	if c.FlushInterval == 0 {
+		c.FlushInterval = DefaultFlushInterval
+	}
+	return c
+}
+
+// Validate reports every setting that is out of range (zero means default).
+func (c Config) Validate() error {
+	var errs []error
+	if c.SegmentBytes < 0 || c.SegmentBytes > maxSegmentBytes {
+		errs = append(errs, fmt.Errorf("segment.bytes %d: want 1..%d", c.SegmentBytes, int64(maxSegmentBytes)))
+	}
+	if c.SegmentAge < 0 {
+		errs = append(errs, fmt.Errorf("segment.ms %v: want > 0", c.SegmentAge))
+	}
+	if c.IndexIntervalBytes < 0 {
+		errs = append(errs, fmt.Errorf("index.interval.bytes %d: want > 0", c.IndexIntervalBytes))
+	}
+	if c.Flush != FlushInterval && c.Flush != FlushAlways {
+		errs = append(errs, fmt.Errorf("flush policy %v: want interval or always", c.Flush))
+	}
+	if c.FlushInterval < 0 {
+		errs = append(errs, fmt.Errorf("flush.ms %v: want > 0", c.FlushInterval))
+	}
+	if c.LeaderEpoch < 0 {
+		errs = append(errs, fmt.Errorf("leader epoch %d: want >= 0", c.LeaderEpoch))
+	}
+	return errors.Join(errs...)
+}
+
+// Options carries the dependencies of a Log.
+type Options struct {
+	FS      FS               // nil means the operating system's file system
+	Logger  *zap.Logger      // nil means no logging
+	Now     func() time.Time // nil means time.Now
+	Metrics *Metrics         // nil means no metrics; one Metrics is shared by all logs
+}
+
+func (o Options) withDefaults() Options {
+	if o.FS == nil {
+		o.FS = OSFS{}
+	}
+	if o.Logger == nil {
+		o.Logger = zap.NewNop()
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return o
+}
+
+// Metrics are the store's Prometheus collectors, shared by every partition
+// log. Per-partition gauges (size, segments) are the broker's: it reads
+// Size and Segments.
+type Metrics struct {
+	FsyncSeconds        prometheus.Histogram
+	RecoveryTruncations prometheus.Counter
+	RecoveryBytesLost   prometheus.Counter
+}
+
+// NewMetrics creates the collectors and registers them with reg (nil
+// means do not register).
+func NewMetrics(reg prometheus.Registerer) *Metrics {
+	m := &Metrics{
+		FsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "fsync_seconds",
+			Help:    "Latency of fdatasync on segment files.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		}),
+		RecoveryTruncations: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "recovery_truncations_total",
+			Help: "Torn segment tails truncated when opening a log.",
+		}),
+		RecoveryBytesLost: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "recovery_bytes_lost_total",
+			Help: "Bytes of torn segment tails dropped when opening a log.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost)
+	}
+	return m
+}
+
+// AppendInfo describes a batch once it has an offset.
+type AppendInfo struct {
+	BaseOffset   int64
+	LastOffset   int64
+	MaxTimestamp int64 // milliseconds, from the batch header
+	Records      int32
+}
+
+// Range is a stretch of whole record batches in one segment file.
+// The file may be renamed to Segment+".deleted" and removed by retention
+// after Ranges returns; a caller that opens it by path must treat a missing
+// file as ErrOffsetOutOfRange.
+type Range struct {
+	Segment    string // file path, for errors and logs
+	Pos        int64  // byte position in the segment file
+	Len        int64
+	BaseOffset int64 // offset of the first batch in the range
+}

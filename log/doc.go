@@ -1,0 +1,91 @@
+// Package log is ztfbroker's partition log: Kafka v2 record batches stored
+// verbatim in segment files, with a sparse offset index and a sparse time
+// index per segment, group-committed fsyncs, retention, crash recovery of
+// the active segment's tail and CRC checks on every read.
+//
+// # Files
+//
+// One folder per partition, `<topic>-<partition>/`, holding for each
+// segment three files named by the segment's base offset (the offset of its
+// first batch) in 20 decimal digits:
+//
+//	00000000000000000000.log        record batches, back to back
+//	00000000000000000000.index      sparse offset index
+//	00000000000000000000.timeindex  sparse time index
+//	log-start-offset                only after DeleteRecords moved it inside a segment
+//
+// Files renamed to `*.deleted` belong to segments retention removed and
+// `*.tmp` files to an interrupted rewrite; Open removes both.
+//
+// # Segment file (.log)
+//
+// Batches exactly as the producer sent them (Kafka's DefaultRecordBatch,
+// magic 2), except baseOffset and partitionLeaderEpoch, which the log
+// patches in place: the CRC does not cover them. All integers big-endian.
+//
+//	+----------------+------------+-------------+-------+---------+
+//	| baseOffset  i64| length  i32| leaderEpoch | magic | crc  u32|
+//	|  (patched)     | bytes after|  i32 patched| i8 =2 | CRC32C  |
+//	+----------------+------------+-------------+-------+---------+
+//	  0                8            12            16      17
+//	+------------+-----------------+-------------+-------------+-----
+//	| attributes | lastOffsetDelta | firstTs i64 | maxTs   i64 | ...
+//	|    i16     |      i32        |             |             |
+//	+------------+-----------------+-------------+-------------+-----
+//	  21           23                27            35
+//	 ... producerId i64 (43) | producerEpoch i16 (51) | baseSequence i32 (53)
+//	   | records i32 (57) | records (61 ..  12+length)
+//	                 CRC32C (Castagnoli) covers [21, 12+length)
+//
+// # Offset index (.index)
+//
+// One 8-byte entry per indexed batch: the first batch of the segment and
+// then the first batch after every IndexIntervalBytes of log.
+//
+//	+--------------------+--------------------+
+//	| relOffset u32      | position u32       |   relOffset = baseOffset - segment base
+//	+--------------------+--------------------+   position  = byte position in .log
+//
+// # Time index (.timeindex)
+//
+// One 12-byte entry beside every offset index entry, and in a sealed
+// segment one more at the end, the seal entry.
+//
+//	+-----------------------------+--------------------+
+//	| timestamp i64               | relOffset u32      |
+//	+-----------------------------+--------------------+
+//
+// For an indexed batch, timestamp is the largest batch maxTimestamp of the
+// segment up to and including that batch (so entries never decrease) and
+// relOffset is that batch's last offset: every batch up to it has a max
+// timestamp <= timestamp. The seal entry holds the segment's largest max
+// timestamp and the last offset of the first batch that carries it, so
+// that opening a sealed segment reads one entry.
+//
+// Entry sizes, field order, the file suffixes and the 20-digit names are
+// the on-disk format; IndexIntervalBytes is not (it only sets density).
+//
+// # Invariants
+//
+//   - Offsets are contiguous: each batch's baseOffset is its predecessor's
+//     last offset + 1, and a segment's base is its predecessor's next offset.
+//   - A segment with a successor is sealed and complete: roll fsyncs its
+//     data, seal entry and indexes before the next segment's file exists.
+//   - Under FlushAlways the high watermark never passes fsynced data;
+//     under FlushInterval it is the written end and fsyncs run every
+//     FlushInterval, on roll and on close.
+//   - A failed write or fsync makes the log read-only until reopened.
+//
+// # Recovery
+//
+// Open costs O(segments): a sealed segment is opened by checking the ends
+// of its indexes (an index that fails is rebuilt from its segment); only
+// the active segment is scanned, from its last index entry whose batch is
+// intact, with CRC checks; a torn tail is truncated at the first bad frame,
+// fsynced, logged and counted. Indexes of the active segment are fsynced
+// at least every second, which bounds that scan.
+//
+// Damage inside a sealed segment is found when read (every batch's CRC is
+// checked by Read and Verify) and reported as a *CorruptionError naming the
+// file and byte position; damaged bytes are never returned as data.
+package log

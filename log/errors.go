@@ -1,0 +1,59 @@
+package log
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. Callers compare with errors.Is.
+var (
+	// ErrOffsetOutOfRange: the offset is below the log start offset or above
+	// the high watermark (Kafka's OFFSET_OUT_OF_RANGE).
+	ErrOffsetOutOfRange = errors.New("log: offset out of range")
+	// ErrClosed: the log was closed.
+	ErrClosed = errors.New("log: closed")
+	// ErrReadOnly: an earlier write or fsync failed; the log refuses appends
+	// until it is reopened (and recovered). The error returned by appends wraps
+	// both ErrReadOnly and the original failure.
+	ErrReadOnly = errors.New("log: read-only after failed write or fsync")
+	// ErrInvalidBatch wraps every reason an incoming batch is refused
+	// (Kafka's CORRUPT_MESSAGE / INVALID_RECORD).
+	ErrInvalidBatch = errors.New("log: invalid record batch")
+	// ErrBatchTooLarge: one batch does not fit in a segment's position space.
+	ErrBatchTooLarge = errors.New("log: record batch too large")
+)
+
+// MagicError refuses a batch whose magic byte is not 2 (the v2 format).
+type MagicError struct{ Magic int8 }
+
+func (e *MagicError) Error() string {
+	return fmt.Sprintf("log: record batch magic %d, only 2 is supported", e.Magic)
+}
+
+// Unwrap lets errors.Is(err, ErrInvalidBatch) hold for a wrong magic too.
+func (e *MagicError) Unwrap() error { return ErrInvalidBatch }
+
+// CorruptionError reports stored bytes that are not what was written: a
+// batch whose CRC32C, framing or offset does not check out. Segment is the
+// file path and Offset the byte position in it where the damage was found.
+type CorruptionError struct {
+	Segment string
+	Offset  int64
+	Err     error
+}
+
+func (e *CorruptionError) Error() string {
+	return fmt.Sprintf("log: corruption in %s at byte %d: %v", e.Segment, e.Offset, e.Err)
+}
+
+func (e *CorruptionError) Unwrap() error { return e.Err }
+
+// Reasons carried by CorruptionError.Err and by ErrInvalidBatch wrappers.
+var (
+	errCRC         = errors.New("crc32c mismatch")
+	errShortBatch  = errors.New("batch shorter than its header")
+	errBatchLength = errors.New("batch length out of bounds")
+	errBadOffset   = errors.New("batch base offset does not follow its predecessor")
+	errBadEpoch    = errors.New("partition leader epoch out of range")
+	errBadDelta    = errors.New("negative last offset delta")
+)

@@ -1,0 +1,426 @@
+package log
+
+import (
+	"fmt"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// indexSyncEvery bounds how much of the active segment recovery must scan
+// after a crash under FlushAlways: the indexes are fsynced at most this
+// often by the flusher (and on every roll and close).
+const indexSyncEvery = time.Second
+
+// Log is one topic-partition's log.
+//
+// Who owns what: writeMu serialises writers and owns the active segment's
+// file tail and indexes' pending entries; mu guards the segment list and
+// the offsets below (held briefly, never across I/O except in roll's list
+// swap); sealed segments are read without locks, pinned by their refs; the
+// flusher goroutine is the only one that fsyncs during normal operation.
+type Log struct {
+	dir  string
+	cfg  Config
+	opts Options
+	fs   FS
+	lg   *zap.Logger
+
+	writeMu sync.Mutex
+	flushMu sync.Mutex // one fsync round at a time
+	retMu   sync.Mutex // one retention or DeleteRecords at a time
+
+	mu          sync.RWMutex
+	segs        []*segment // by base offset; the last one is cur
+	cur         *segment   // the active segment; changes under writeMu and mu
+	logStart    int64
+	written     int64 // next offset to assign
+	writtenPos  int64 // end of the active segment
+	durable     int64 // every offset below is fsynced
+	hw          int64 // high watermark
+	hwSeg       *segment
+	hwPos       int64 // end of visible bytes in hwSeg
+	changed     chan struct{}
+	durableCh   chan struct{}
+	werr        error
+	closed      bool
+	lastIdxSync time.Time
+
+	kick chan struct{}
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+// Open opens or creates the log in dir (a `<topic>-<partition>` folder),
+// recovering the tail of the active segment.
+func Open(dir string, cfg Config, opts Options) (*Log, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("log config: %w", err)
+	}
+	l := &Log{
+		dir:       dir,
+		cfg:       cfg.withDefaults(),
+		opts:      opts.withDefaults(),
+		changed:   make(chan struct{}),
+		durableCh: make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+	}
+	l.fs, l.lg = l.opts.FS, l.opts.Logger.With(zap.String("log", dir))
+	if err := l.recover(); err != nil {
+		for _, s := range l.segs {
+			s.release()
+		}
+		return nil, err
+	}
+	active := l.segs[len(l.segs)-1]
+	l.cur = active
+	l.writtenPos = active.size
+	l.durable, l.hw, l.hwSeg, l.hwPos = l.written, l.written, active, active.size
+	l.lastIdxSync = time.Now()
+	l.wg.Add(1)
+	go l.flushLoop()
+	return l, nil
+}
+
+// Append validates one v2 record batch (CRC, magic), assigns its offsets by
+// patching baseOffset in place, writes it verbatim and, under FlushAlways,
+// waits until it is durable. Equivalent to Write then WaitDurable.
+func (l *Log) Append(batch []byte) (AppendInfo, error) {
+	info, err := l.Write(batch)
+	if err != nil {
+		return info, err
+	}
+	return info, l.WaitDurable(info.LastOffset + 1)
+}
+
+// Write is Append without waiting for durability, so that a caller can hold
+// its own lock (idempotent producer sequences) only around the write.
+// It patches baseOffset and partitionLeaderEpoch of batch in place.
+func (l *Log) Write(batch []byte) (AppendInfo, error) {
+	h, err := validateIncoming(batch)
+	if err != nil {
+		return AppendInfo{}, err
+	}
+	if h.Size > l.cfg.SegmentBytes && h.Size > maxSegmentBytes {
+		return AppendInfo{}, ErrBatchTooLarge
+	}
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.mu.RLock()
+	err, closed := l.werr, l.closed
+	l.mu.RUnlock()
+	if closed {
+		return AppendInfo{}, ErrClosed
+	}
+	if err != nil {
+		return AppendInfo{}, err
+	}
+	s := l.cur
+	if s.size > 0 && (s.size+h.Size > l.cfg.SegmentBytes || l.written+int64(h.LastOffsetDelta)-s.base >= maxSegmentOffsets ||
+		l.segmentAged(s)) {
+		if err := l.rollLocked(); err != nil {
+			return AppendInfo{}, err
+		}
+		s = l.cur
+	}
+	putInt64(batch[batchBaseOffsetPos:], l.written)
+	putInt32(batch[batchLeaderEpochPos:], l.cfg.LeaderEpoch)
+	h.BaseOffset = l.written
+	pos := s.size
+	if _, err := s.log.WriteAt(batch, pos); err != nil {
+		return AppendInfo{}, l.fail(fmt.Errorf("write segment %d: %w", s.base, err))
+	}
+	l.mu.Lock()
+	s.noteBatch(h)
+	s.size += h.Size
+	l.written = h.nextOffset()
+	l.writtenPos = s.size
+	if l.cfg.Flush == FlushInterval {
+		l.advanceHWLocked(l.written, s, s.size)
+	}
+	l.mu.Unlock()
+	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
+		return AppendInfo{}, l.fail(err)
+	}
+	return AppendInfo{BaseOffset: h.BaseOffset, LastOffset: h.lastOffset(), MaxTimestamp: h.MaxTimestamp, Records: h.Records}, nil
+}
+
+// segmentAged says whether segment.ms has passed since the first batch of
+// s (by its max timestamp, as Kafka does).
+func (l *Log) segmentAged(s *segment) bool {
+	return s.size > 0 && s.firstTs >= 0 && l.opts.Now().Sub(time.UnixMilli(s.firstTs)) >= l.cfg.SegmentAge
+}
+
+// advanceHWLocked moves the high watermark forward and wakes long polls.
+func (l *Log) advanceHWLocked(hw int64, s *segment, pos int64) {
+	if hw <= l.hw {
+		return
+	}
+	l.hw, l.hwSeg, l.hwPos = hw, s, pos
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// advanceDurableLocked records that offsets below d are fsynced.
+func (l *Log) advanceDurableLocked(d int64, s *segment, pos int64) {
+	if d > l.durable {
+		l.durable = d
+		if l.cfg.Flush == FlushAlways {
+			l.advanceHWLocked(d, s, pos)
+		}
+	}
+	close(l.durableCh)
+	l.durableCh = make(chan struct{})
+}
+
+// fail makes the log read-only for good: an fsync that failed may have
+// dropped dirty pages, so retrying it could report success for lost data.
+func (l *Log) fail(err error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.werr == nil {
+		l.werr = fmt.Errorf("%w: %w", ErrReadOnly, err)
+		l.lg.Error("log is read-only", zap.Error(err))
+		close(l.durableCh)
+		l.durableCh = make(chan struct{})
+	}
+	return l.werr
+}
+
+// rollLocked seals the active segment and starts a new one. Order matters
+// for recovery: the old segment's data, seal entry and indexes are fsynced
+// before the new file exists, so a segment with a successor is complete.
+func (l *Log) rollLocked() error {
+	old := l.cur
+	if err := old.log.Sync(); err != nil {
+		return l.fail(fmt.Errorf("sync segment %d: %w", old.base, err))
+	}
+	seal := timeEntry{Timestamp: old.maxTs, Rel: uint32(old.maxTsOffset - old.base)}
+	if err := old.tidx.add(encodeTimeEntry(seal)); err != nil {
+		return l.fail(err)
+	}
+	if err := old.idx.sync(); err != nil {
+		return l.fail(err)
+	}
+	if err := old.tidx.sync(); err != nil {
+		return l.fail(err)
+	}
+	s, err := createSegment(l.fs, l.dir, l.written, l.cfg.IndexIntervalBytes)
+	if err != nil {
+		return l.fail(err)
+	}
+	if err := l.fs.SyncDir(l.dir); err != nil {
+		s.release()
+		return l.fail(fmt.Errorf("sync dir: %w", err))
+	}
+	l.mu.Lock()
+	l.segs = append(l.segs, s)
+	l.cur = s
+	l.writtenPos = 0
+	l.advanceDurableLocked(l.written, old, old.size)
+	l.mu.Unlock()
+	l.lg.Debug("rolled segment", zap.Int64("sealed", old.base), zap.Int64("base", s.base))
+	return nil
+}
+
+// WaitDurable blocks until every offset below end is durable per the flush
+// policy (immediately under FlushInterval).
+func (l *Log) WaitDurable(end int64) error {
+	if l.cfg.Flush != FlushAlways {
+		return l.Err()
+	}
+	for {
+		l.mu.RLock()
+		durable, werr, closed, ch := l.durable, l.werr, l.closed, l.durableCh
+		l.mu.RUnlock()
+		switch {
+		case durable >= end:
+			return nil
+		case werr != nil:
+			return werr
+		case closed:
+			return ErrClosed
+		}
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+		<-ch
+	}
+}
+
+// flushLoop is the one goroutine that fsyncs: on demand under FlushAlways
+// (every waiter that arrives during an fsync shares the next one), on a
+// ticker under FlushInterval.
+func (l *Log) flushLoop() {
+	defer l.wg.Done()
+	var tick <-chan time.Time
+	if l.cfg.Flush == FlushInterval {
+		t := time.NewTicker(l.cfg.FlushInterval)
+		defer t.Stop()
+		tick = t.C
+	}
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-l.kick:
+			l.flush(false)
+		case <-tick:
+			l.flush(true)
+		}
+	}
+}
+
+// flush fsyncs the active segment up to what is written now and, when due
+// or forced, its indexes.
+func (l *Log) flush(indexes bool) error {
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.RLock()
+	s, target, pos, werr := l.cur, l.written, l.writtenPos, l.werr
+	pending := target > l.durable
+	indexes = indexes || time.Since(l.lastIdxSync) >= indexSyncEvery
+	s.acquire()
+	l.mu.RUnlock()
+	defer s.release()
+	if werr != nil {
+		return werr
+	}
+	if pending {
+		start := time.Now()
+		err := s.log.Sync()
+		if m := l.opts.Metrics; m != nil && m.FsyncSeconds != nil {
+			m.FsyncSeconds.Observe(time.Since(start).Seconds())
+		}
+		if err != nil {
+			return l.fail(fmt.Errorf("sync segment %d: %w", s.base, err))
+		}
+	}
+	if indexes {
+		if err := s.idx.sync(); err != nil {
+			return l.fail(err)
+		}
+		if err := s.tidx.sync(); err != nil {
+			return l.fail(err)
+		}
+	}
+	l.mu.Lock()
+	if indexes {
+		l.lastIdxSync = time.Now()
+	}
+	l.advanceDurableLocked(target, s, pos)
+	l.mu.Unlock()
+	return nil
+}
+
+// Sync fsyncs everything written so far, indexes included.
+func (l *Log) Sync() error {
+	l.mu.RLock()
+	closed := l.closed
+	l.mu.RUnlock()
+	if closed {
+		return ErrClosed
+	}
+	return l.flush(true)
+}
+
+// Changed returns a channel closed the next time the high watermark moves
+// (or the log closes), for long-polling fetches.
+func (l *Log) Changed() <-chan struct{} {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.changed
+}
+
+// LogStartOffset is the first offset consumers may fetch.
+func (l *Log) LogStartOffset() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.logStart
+}
+
+// HighWatermark is the next offset visible to consumers: durable data under
+// FlushAlways, written data under FlushInterval.
+func (l *Log) HighWatermark() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.hw
+}
+
+// Err returns the sticky error that made the log read-only, or nil.
+func (l *Log) Err() error {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.werr
+}
+
+// Size is the number of bytes in all segment files.
+func (l *Log) Size() int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	var n int64
+	for _, s := range l.segs {
+		n += s.size
+	}
+	return n
+}
+
+// Segments is the number of segments, the active one included.
+func (l *Log) Segments() int {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return len(l.segs)
+}
+
+// Close fsyncs what was written and closes the files. It is safe to call
+// twice; the second call returns nil.
+func (l *Log) Close() error {
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	l.wg.Wait()
+
+	var err error
+	l.mu.RLock()
+	werr := l.werr
+	l.mu.RUnlock()
+	if werr == nil {
+		if err = l.cur.syncAll(); err != nil {
+			err = l.fail(err)
+		}
+	}
+	l.mu.Lock()
+	if err == nil && werr == nil {
+		l.advanceDurableLocked(l.written, l.cur, l.writtenPos)
+	} else {
+		close(l.durableCh)
+		l.durableCh = make(chan struct{})
+	}
+	close(l.changed)
+	segs := l.segs
+	l.segs = nil
+	l.mu.Unlock()
+	for _, s := range segs {
+		s.release()
+	}
+	return err
+}
+
+// Remove closes the log and deletes its folder (topic deletion).
+func (l *Log) Remove() error {
+	l.Close()
+	if err := l.fs.RemoveAll(l.dir); err != nil {
+		return fmt.Errorf("remove log: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,118 @@
+package log
+
+import (
+	"fmt"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// EnforceRetention deletes sealed segments past retention by age or size and
+// rolls the active segment by age; it returns the number deleted. Like
+// Kafka, it deletes a prefix of the log: the oldest segments first, stopping
+// at the first one that is kept.
+func (l *Log) EnforceRetention() (deleted int, err error) {
+	l.retMu.Lock()
+	defer l.retMu.Unlock()
+	l.writeMu.Lock()
+	l.mu.RLock()
+	closed, werr := l.closed, l.werr
+	l.mu.RUnlock()
+	if closed {
+		l.writeMu.Unlock()
+		return 0, ErrClosed
+	}
+	if werr == nil && l.segmentAged(l.cur) {
+		err = l.rollLocked()
+	}
+	l.writeMu.Unlock()
+	if err != nil {
+		return 0, err
+	}
+
+	now := l.opts.Now()
+	l.mu.Lock()
+	var total int64
+	for _, s := range l.segs {
+		total += s.size
+	}
+	var doomed []*segment
+	for _, s := range l.segs[:len(l.segs)-1] {
+		byAge := l.cfg.RetentionAge >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > l.cfg.RetentionAge
+		bySize := l.cfg.RetentionBytes >= 0 && total-s.size >= l.cfg.RetentionBytes
+		if !byAge && !bySize {
+			break
+		}
+		doomed = append(doomed, s)
+		total -= s.size
+	}
+	l.dropLocked(len(doomed))
+	l.mu.Unlock()
+	return len(doomed), l.deleteSegments(doomed)
+}
+
+// DeleteRecords advances the log start offset to before (clamped to the high
+// watermark) and deletes segments wholly below it.
+func (l *Log) DeleteRecords(before int64) (logStart int64, err error) {
+	l.retMu.Lock()
+	defer l.retMu.Unlock()
+	l.mu.RLock()
+	if l.closed {
+		l.mu.RUnlock()
+		return 0, ErrClosed
+	}
+	before = min(before, l.hw)
+	cur := l.logStart
+	l.mu.RUnlock()
+	if before <= cur {
+		return cur, nil
+	}
+	// Persist first: after a crash the log must not go back below it.
+	if err := writeLogStart(l.fs, l.dir, before); err != nil {
+		return cur, l.fail(fmt.Errorf("persist log start offset: %w", err))
+	}
+	l.mu.Lock()
+	l.logStart = max(l.logStart, before)
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n+1].base <= l.logStart {
+		n++
+	}
+	doomed := append([]*segment(nil), l.segs[:n]...)
+	l.dropLocked(n)
+	logStart = l.logStart
+	l.mu.Unlock()
+	return logStart, l.deleteSegments(doomed)
+}
+
+// dropLocked removes the first n segments from the list and moves the log
+// start offset to the new first segment.
+func (l *Log) dropLocked(n int) {
+	if n == 0 {
+		return
+	}
+	l.segs = append(l.segs[:0:0], l.segs[n:]...)
+	l.logStart = max(l.logStart, l.segs[0].base)
+}
+
+// deleteSegments renames the files of segments already out of the list to
+// .deleted (so that a crash midway leaves nothing that looks live) and
+// drops the list's reference; the last reader removes the files.
+func (l *Log) deleteSegments(doomed []*segment) error {
+	var firstErr error
+	for _, s := range doomed {
+		for _, p := range []string{s.path, s.idx.path, s.tidx.path} {
+			if err := l.fs.Rename(p, p+deletedSuffix); err != nil && firstErr == nil {
+				firstErr = fmt.Errorf("delete segment %d: %w", s.base, err)
+			}
+		}
+		s.doomed.Store(true)
+		l.lg.Info("deleted segment", zap.String("segment", s.path), zap.Int64("size", s.size))
+		s.release()
+	}
+	if len(doomed) > 0 {
+		if err := l.fs.SyncDir(l.dir); err != nil && firstErr == nil {
+			firstErr = fmt.Errorf("sync dir: %w", err)
+		}
+	}
+	return firstErr
+}

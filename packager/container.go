@@ -213,6 +213,8 @@ func (r *byteReader) skip(s avro.Schema) error {
 			_, err := r.bytes()
 			return err
 		}
+	case *avro.NullSchema:
+		return nil
 	case *avro.RecordSchema:
 		for _, f := range t.Fields() {
 			if err := r.skip(f.Type()); err != nil {

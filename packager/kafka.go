@@ -18,7 +18,7 @@ type KafkaOptions struct {
 // NewKafkaProducer returns a franz-go client for the packager: acks=all,
 // idempotent unless told otherwise, topics auto-created, no compression (the
 // cutouts are gzipped already; the schema text compresses, but the CPU is
-// better spent packaging), batches up to 4 MiB.
+// better spent packaging).
 func NewKafkaProducer(o KafkaOptions, extra ...kgo.Opt) (*kgo.Client, error) {
 	id := o.ClientID
 	if id == "" {
@@ -30,7 +30,6 @@ func NewKafkaProducer(o KafkaOptions, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.AllowAutoTopicCreation(),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
-		kgo.ProducerBatchMaxBytes(4 << 20),
 		kgo.MaxBufferedBytes(1 << 30),
 		kgo.MaxBufferedRecords(100_000),
 		kgo.ProducerLinger(0),

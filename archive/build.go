@@ -351,6 +351,10 @@ func (r *run) consumePartition(ctx context.Context, i int) error {
 			if ferr != nil || rec.Partition != pr.Partition || rec.Offset < r.ck.Next[i] || rec.Offset >= pr.End {
 				return
 			}
+			// A fetch can hold a whole partition: stop within it when asked.
+			if ferr = ctx.Err(); ferr != nil {
+				return
+			}
 			if ferr = r.add(rec); ferr != nil {
 				return
 			}

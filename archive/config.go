@@ -1,0 +1,92 @@
+package archive
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config is the archive inside `serve`: where tarballs go, when nights are
+// built, and from which cluster.
+type Config struct {
+	// Enabled runs the scheduler; the listing is served either way.
+	Enabled bool `yaml:"enabled"`
+	// Dir holds public/ and partnership/ (serve's default: <data-dir>/archive).
+	Dir string `yaml:"dir"`
+	// Bootstrap is the cluster to consume from (serve: its own listener).
+	Bootstrap []string `yaml:"bootstrap"`
+	// Programs are the programids archived: 1 public, 2 partnership.
+	Programs []int `yaml:"programs"`
+	// Level is the gzip level, 1 (fast) to 9 (small).
+	Level int `yaml:"level"`
+	// Idle is how long a night's topic must be quiet, counted from the end
+	// of the UTC night at the earliest, before it is archived.
+	Idle time.Duration `yaml:"idle"`
+	// Lookback is how many past nights are checked and rebuilt if missing
+	// or incomplete.
+	Lookback int `yaml:"lookback_nights"`
+	// Poll is how often topics are looked at.
+	Poll time.Duration `yaml:"poll"`
+	// CheckpointBytes is the tar input between checkpoints of a run.
+	CheckpointBytes int64 `yaml:"checkpoint_bytes"`
+}
+
+// DefaultConfig is the archive as `serve` runs it out of the box.
+func DefaultConfig() Config {
+	return Config{
+		Enabled:         true,
+		Dir:             "data/archive",
+		Programs:        []int{int(Public), int(Partnership)},
+		Level:           DefaultLevel,
+		Idle:            30 * time.Minute,
+		Lookback:        7,
+		Poll:            time.Minute,
+		CheckpointBytes: DefaultCheckpointBytes,
+	}
+}
+
+// Validate names every wrong setting at once.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(setting, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("archive.%s: "+format, append([]any{setting}, args...)...))
+	}
+	if c.Dir == "" {
+		bad("dir", "empty")
+	}
+	if c.Enabled && len(c.Bootstrap) == 0 {
+		bad("bootstrap", "no broker to consume from")
+	}
+	if len(c.Programs) == 0 && c.Enabled {
+		bad("programs", "none")
+	}
+	seen := map[int]bool{}
+	for _, p := range c.Programs {
+		if !Program(p).Valid() {
+			bad("programs", "%d is neither 1 (public) nor 2 (partnership)", p)
+		}
+		if seen[p] {
+			bad("programs", "%d listed twice", p)
+		}
+		seen[p] = true
+	}
+	if c.Level < 1 || c.Level > 9 {
+		bad("level", "%d not in 1-9", c.Level)
+	}
+	if c.Idle < 0 {
+		bad("idle", "negative (%s)", c.Idle)
+	}
+	if c.Lookback < 1 || c.Lookback > 365 {
+		bad("lookback_nights", "%d not in 1-365", c.Lookback)
+	}
+	if c.Poll <= 0 {
+		bad("poll", "must be positive (%s)", c.Poll)
+	}
+	if c.CheckpointBytes < 1<<20 {
+		bad("checkpoint_bytes", "%d is under 1 MiB", c.CheckpointBytes)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,213 @@
+package archive
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"io/fs"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// NewHandler serves dir/public and dir/partnership at /alerts/public/ and
+// /alerts/partnership/: an HTML listing like ZTF's (name, last modified,
+// size, newest night first), the same as JSON with ?format=json, and the
+// archives themselves with Range and If-Range support, so a 9 GB download
+// can resume. Only finished archives are listed or served. Mount it at
+// "/alerts/".
+func NewHandler(dir string, logger *zap.Logger) http.Handler {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	return &handler{dir: dir, log: logger}
+}
+
+type handler struct {
+	dir string
+	log *zap.Logger
+}
+
+// Entry is one archive in a listing.
+type Entry struct {
+	Name     string    `json:"name"`
+	Night    string    `json:"night"`
+	Program  int       `json:"programid"`
+	Size     int64     `json:"size"`
+	Modified time.Time `json:"last_modified"`
+	URL      string    `json:"url"`
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD")
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, "/alerts/")
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
+	folder, name, hasSlash := strings.Cut(rest, "/")
+	var p Program
+	switch folder {
+	case "":
+		h.root(w)
+		return
+	case Public.Name():
+		p = Public
+	case Partnership.Name():
+		p = Partnership
+	default:
+		http.NotFound(w, r)
+		return
+	}
+	switch {
+	case !hasSlash:
+		http.Redirect(w, r, "/alerts/"+folder+"/", http.StatusMovedPermanently)
+	case name == "":
+		h.listing(w, r, p)
+	default:
+		h.file(w, r, p, name)
+	}
+}
+
+func (h *handler) root(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	fmt.Fprint(w, `<!DOCTYPE html><html><head><title>Index of /alerts</title></head><body><h1>Index of /alerts</h1>`+
+		`<ul><li><a href="public/">public/</a></li><li><a href="partnership/">partnership/</a></li></ul></body></html>`)
+}
+
+// List is the finished archives of a program in dir, newest night first.
+func List(dir string, p Program) ([]Entry, error) {
+	des, err := os.ReadDir(filepath.Join(dir, p.Name()))
+	if errors.Is(err, fs.ErrNotExist) {
+		return []Entry{}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	out := []Entry{}
+	for _, de := range des {
+		n, fp, err := ParseFileName(de.Name())
+		if err != nil || fp != p || !de.Type().IsRegular() {
+			continue
+		}
+		info, err := de.Info()
+		if err != nil {
+			continue
+		}
+		out = append(out, Entry{
+			Name: de.Name(), Night: n.String(), Program: int(p), Size: info.Size(),
+			Modified: info.ModTime().UTC().Truncate(time.Second), URL: "/alerts/" + p.Name() + "/" + de.Name(),
+		})
+	}
+	slices.SortFunc(out, func(a, b Entry) int { return strings.Compare(b.Night, a.Night) })
+	return out, nil
+}
+
+func (h *handler) listing(w http.ResponseWriter, r *http.Request, p Program) {
+	entries, err := List(h.dir, p)
+	if err != nil {
+		h.log.Error("archive listing", zap.Error(err))
+		http.Error(w, "cannot read the archive folder", http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Cache-Control", "no-cache")
+	if r.URL.Query().Get("format") == "json" {
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(entries)
+		return
+	}
+	var total int64
+	for _, e := range entries {
+		total += e.Size
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	err = listingTmpl.Execute(w, map[string]any{
+		"Path": "/alerts/" + p.Name() + "/", "Entries": entries, "Total": humanSize(total),
+	})
+	if err != nil {
+		h.log.Debug("archive listing write", zap.Error(err))
+	}
+}
+
+func (h *handler) file(w http.ResponseWriter, r *http.Request, p Program, name string) {
+	if _, fp, err := ParseFileName(name); err != nil || fp != p {
+		http.NotFound(w, r)
+		return
+	}
+	f, err := os.Open(filepath.Join(h.dir, p.Name(), name))
+	if err != nil {
+		http.NotFound(w, r)
+		return
+	}
+	defer f.Close()
+	info, err := f.Stat()
+	if err != nil || !info.Mode().IsRegular() {
+		http.NotFound(w, r)
+		return
+	}
+	// A strong validator, so If-Range works: a rebuilt night has a new
+	// size or time, and a resumed download then starts over.
+	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, info.Size(), info.ModTime().UnixNano()))
+	w.Header().Set("Content-Type", "application/gzip")
+	http.ServeContent(w, r, name, info.ModTime(), f)
+}
+
+// humanSize is Apache's autoindex size: 44, 1.2K, 115M, 2.3G.
+func humanSize(n int64) string {
+	if n < 1024 {
+		return fmt.Sprintf("%d", n)
+	}
+	f := float64(n)
+	for _, u := range []string{"K", "M", "G", "T"} {
+		f /= 1024
+		if f < 1024 || u == "T" {
+			if f < 10 {
+				return fmt.Sprintf("%.1f%s", f, u)
+			}
+			return fmt.Sprintf("%.0f%s", f, u)
+		}
+	}
+	return ""
+}
+
+var listingTmpl = template.Must(template.New("listing").Funcs(template.FuncMap{
+	"human": humanSize,
+	"date":  func(t time.Time) string { return t.Format("2006-01-02 15:04") },
+}).Parse(`<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Index of {{.Path}}</title>
+<style>
+body { font-family: sans-serif; margin: 2em; }
+table { border-collapse: collapse; }
+th, td { padding: 0.2em 1.5em 0.2em 0; text-align: left; }
+td.size, th.size { text-align: right; }
+tr:hover td { background: #eef; }
+</style>
+</head>
+<body>
+<h1>Index of {{.Path}}</h1>
+<table id="listing">
+<thead><tr><th>Name</th><th>Last modified</th><th class="size">Size</th></tr></thead>
+<tbody>
+<tr><td colspan="3"><a href="../">Parent Directory</a></td></tr>
+{{- range .Entries}}
+<tr class="archive"><td class="name"><a href="{{.Name}}">{{.Name}}</a></td><td class="modified">{{date .Modified}}</td><td class="size" title="{{.Size}} bytes" data-bytes="{{.Size}}">{{human .Size}}</td></tr>
+{{- end}}
+</tbody>
+</table>
+<p>{{len .Entries}} nights, {{.Total}} in all. <a href="?format=json">JSON</a></p>
+</body>
+</html>
+`))

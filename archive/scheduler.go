@@ -1,0 +1,242 @@
+package archive
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+)
+
+// Scheduler archives each night once its topic has gone quiet after the end
+// of the UTC night, and at start rebuilds the nights of the last Lookback
+// days that are missing or that late messages made incomplete. It builds one
+// archive at a time: on a small machine the broker comes first.
+type Scheduler struct {
+	cfg     Config
+	log     *zap.Logger
+	now     func() time.Time
+	metrics *schedMetrics
+	// seen is when each night's end offsets were last seen to change.
+	seen map[nightKey]observation
+	// ClientOpts are extra kgo options (TLS, SASL, ...) for every client.
+	ClientOpts []kgo.Opt
+}
+
+type nightKey struct {
+	night   Night
+	program Program
+}
+
+type observation struct {
+	total     int64 // sum of end offsets
+	changedAt time.Time
+}
+
+// NewScheduler checks cfg and sets up metrics on reg (nil: none). now is the
+// clock (nil: time.Now).
+func NewScheduler(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() time.Time) (*Scheduler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if now == nil {
+		now = time.Now
+	}
+	m, err := newSchedMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	return &Scheduler{cfg: cfg, log: logger, now: now, metrics: m, seen: map[nightKey]observation{}}, nil
+}
+
+// Run checks the nights every Poll until ctx ends, then returns nil. A run
+// cut short by ctx leaves its checkpoint and resumes next time.
+func (s *Scheduler) Run(ctx context.Context) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Bootstrap...)}, s.ClientOpts...)...)
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	admin := kadm.NewClient(cl)
+	t := time.NewTicker(s.cfg.Poll)
+	defer t.Stop()
+	for {
+		s.pass(ctx, admin)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// pass looks at every ended night in the window, oldest first.
+func (s *Scheduler) pass(ctx context.Context, admin *kadm.Client) {
+	now := s.now()
+	today := NightOf(now)
+	for d := s.cfg.Lookback; d >= 1; d-- {
+		n := today.AddDays(-d)
+		for _, p := range s.cfg.Programs {
+			if ctx.Err() != nil {
+				return
+			}
+			s.check(ctx, admin, nightKey{n, Program(p)}, now)
+		}
+	}
+	// Forget nights that left the window.
+	for k := range s.seen {
+		if k.night.End().Before(today.AddDays(-s.cfg.Lookback).t) {
+			delete(s.seen, k)
+		}
+	}
+}
+
+func (s *Scheduler) check(ctx context.Context, admin *kadm.Client, k nightKey, now time.Time) {
+	topic := Topic(k.night, k.program)
+	ranges, err := listRanges(ctx, admin, topic)
+	if errors.Is(err, ErrNoTopic) {
+		return
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("archive: list offsets", zap.String("topic", topic), zap.Error(err))
+		}
+		return
+	}
+	var total int64
+	for _, r := range ranges {
+		total += r.End
+	}
+	obs, ok := s.seen[k]
+	switch {
+	case !ok && !now.Before(k.night.End().Add(s.cfg.Idle)):
+		// First sight, already past the idle time: the start-up check.
+		obs = observation{total: total}
+	case !ok || obs.total != total:
+		obs = observation{total: total, changedAt: now}
+	}
+	s.seen[k] = obs
+	if now.Before(k.night.End().Add(s.cfg.Idle)) || now.Sub(obs.changedAt) < s.cfg.Idle {
+		return
+	}
+	dir := filepath.Join(s.cfg.Dir, k.program.Name())
+	paths := pathsFor(dir, FileName(k.night, k.program))
+	if complete(paths, ranges) {
+		return
+	}
+	// A checkpoint for fewer messages than the topic now holds would resume
+	// into an archive that is already incomplete.
+	var ck checkpoint
+	if readJSON(paths.ckpt, &ck) == nil && !covers(ck.Ranges, ranges) {
+		_ = removeIfExists(paths.ckpt)
+	}
+	s.log.Info("archive: building night", zap.String("topic", topic))
+	res, err := Build(ctx, Job{
+		Bootstrap:       s.cfg.Bootstrap,
+		Night:           k.night,
+		Program:         k.program,
+		OutDir:          dir,
+		Level:           s.cfg.Level,
+		CheckpointBytes: s.cfg.CheckpointBytes,
+		ClientOpts:      s.ClientOpts,
+		Logger:          s.log,
+	})
+	program := strconv.Itoa(int(k.program))
+	if err != nil {
+		if ctx.Err() == nil {
+			s.metrics.builds.WithLabelValues(program, "error").Inc()
+			s.log.Error("archive: build failed", zap.String("topic", topic), zap.Error(err))
+		}
+		return
+	}
+	s.metrics.builds.WithLabelValues(program, "ok").Inc()
+	s.metrics.members.WithLabelValues(program).Add(float64(res.Members))
+	s.metrics.bytes.WithLabelValues(program).Add(float64(res.Size))
+	s.metrics.seconds.Observe(res.Elapsed.Seconds())
+}
+
+// complete reports whether the final archive exists and holds every message
+// the topic has now. An archive without a manifest was made elsewhere and is
+// left alone; so is one whose messages retention has since deleted, since a
+// rebuild would hold fewer.
+func complete(paths runPaths, now []PartitionRange) bool {
+	if _, err := os.Stat(paths.final); err != nil {
+		return false
+	}
+	var m Manifest
+	if err := readJSON(paths.meta, &m); err != nil {
+		return true
+	}
+	return covers(m.Ranges, now)
+}
+
+// covers reports whether have reaches every end offset of now, or now has
+// lost messages that have holds (and so cannot do better).
+func covers(have, now []PartitionRange) bool {
+	byP := map[int32]PartitionRange{}
+	for _, r := range have {
+		byP[r.Partition] = r
+	}
+	for _, r := range now {
+		h, ok := byP[r.Partition]
+		if !ok {
+			if r.End > r.Start {
+				return false
+			}
+			continue
+		}
+		if r.Start > h.Start {
+			return true // retention moved on: a rebuild would lose alerts
+		}
+		if r.End > h.End {
+			return false
+		}
+	}
+	return true
+}
+
+type schedMetrics struct {
+	builds  *prometheus.CounterVec
+	members *prometheus.CounterVec
+	bytes   *prometheus.CounterVec
+	seconds prometheus.Histogram
+}
+
+func newSchedMetrics(reg prometheus.Registerer) (*schedMetrics, error) {
+	m := &schedMetrics{
+		builds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_archive_builds_total",
+			Help: "Nightly archive runs, by programid and result (ok, error).",
+		}, []string{"program", "result"}),
+		members: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_archive_members_total",
+			Help: "Alerts written into nightly archives, by programid.",
+		}, []string{"program"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_archive_bytes_total",
+			Help: "Bytes of .tar.gz written, by programid.",
+		}, []string{"program"}),
+		seconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "ztfbroker_archive_build_seconds",
+			Help:    "Time to build one night's archive.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
+		}),
+	}
+	if reg == nil {
+		return m, nil
+	}
+	var errs []error
+	for _, c := range []prometheus.Collector{m.builds, m.members, m.bytes, m.seconds} {
+		errs = append(errs, reg.Register(c))
+	}
+	return m, errors.Join(errs...)
+}

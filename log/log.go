@@ -119,7 +119,7 @@ func (l *Log) Write(batch []byte) (AppendInfo, error) {
 	}
 	s := l.cur
 	if s.size > 0 && (s.size+h.Size > l.cfg.SegmentBytes || l.written+int64(h.LastOffsetDelta)-s.base >= maxSegmentOffsets ||
-		l.segmentAged(s)) {
+		(s.firstTs >= 0 && h.MaxTimestamp-s.firstTs >= l.cfg.SegmentAge.Milliseconds())) {
 		if err := l.rollLocked(); err != nil {
 			return AppendInfo{}, err
 		}
@@ -133,6 +133,9 @@ func (l *Log) Write(batch []byte) (AppendInfo, error) {
 		return AppendInfo{}, l.fail(fmt.Errorf("write segment %d: %w", s.base, err))
 	}
 	l.mu.Lock()
+	if s.size == 0 {
+		s.created = l.opts.Now()
+	}
 	s.noteBatch(h)
 	s.size += h.Size
 	l.written = h.nextOffset()
@@ -147,10 +150,11 @@ func (l *Log) Write(batch []byte) (AppendInfo, error) {
 	return AppendInfo{BaseOffset: h.BaseOffset, LastOffset: h.lastOffset(), MaxTimestamp: h.MaxTimestamp, Records: h.Records}, nil
 }
 
-// segmentAged says whether segment.ms has passed since the first batch of
-// s (by its max timestamp, as Kafka does).
+// segmentAged says whether segment.ms has passed on the clock since the
+// first write into s. Write also rolls, as Kafka does, when a batch's
+// timestamp is segment.ms past the segment's first batch.
 func (l *Log) segmentAged(s *segment) bool {
-	return s.size > 0 && s.firstTs >= 0 && l.opts.Now().Sub(time.UnixMilli(s.firstTs)) >= l.cfg.SegmentAge
+	return s.size > 0 && l.opts.Now().Sub(s.created) >= l.cfg.SegmentAge
 }
 
 // advanceHWLocked moves the high watermark forward and wakes long polls.

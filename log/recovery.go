@@ -247,7 +247,7 @@ func (l *Log) recoverActive(s *segment) error {
 		if err != nil {
 			return s.corruption(0, err)
 		}
-		s.firstTs = h.MaxTimestamp
+		s.firstTs, s.created = h.MaxTimestamp, l.opts.Now()
 		if s.maxTsOffset < 0 {
 			// The max came from before the scan: find its first batch.
 			_, h, ok, err := s.findTime(s.maxTs, s.size)

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
+	"time"
 )
 
 // File name suffixes; part of the on-disk format.
@@ -46,10 +47,11 @@ type segment struct {
 	fs     FS
 	doomed atomic.Bool // renamed to .deleted; remove when the last ref goes
 
-	size        int64 // bytes written
-	maxTs       int64 // largest batch max timestamp, -1 before any batch
-	maxTsOffset int64 // last offset of the first batch carrying maxTs
-	firstTs     int64 // max timestamp of the first batch, for segment.ms
+	size        int64     // bytes written
+	maxTs       int64     // largest batch max timestamp, -1 before any batch
+	maxTsOffset int64     // last offset of the first batch carrying maxTs
+	firstTs     int64     // max timestamp of the first batch, for segment.ms
+	created     time.Time // first write (or open), for segment.ms by the clock
 
 	// The writer's own state for the active segment.
 	bytesSinceIndex int

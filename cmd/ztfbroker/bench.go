@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/ztfbroker/ztfbroker/bench"
+)
+
+// benchChildEnv, when set, tells a test binary started by `bench
+// --with-embedded` to act as ztfbroker (see bench_test.go).
+const benchChildEnv = "ZTFBROKER_BENCH_CHILD"
+
+// listFlag collects a repeatable flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, ",") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
+
+// runBench is `ztfbroker bench`: the same workload against several brokers
+// in one run, next to the machine's limits.
+func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	var (
+		cfg        bench.Config
+		targets    listFlag
+		pids       listFlag
+		embedded   bool
+		binary     string
+		sizes      string
+		rates      string
+		jsonPath   string
+		plotPath   string
+		quiet      bool
+		partitions int
+	)
+	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each phase (default 30s)")
+	fs.Var(&targets, "target", "`NAME=HOST:PORT[,HOST:PORT]` broker to measure (repeatable)")
+	fs.Var(&pids, "target-pid", "`NAME=PID` of a --target's broker process for CPU and RSS (default: the process listening on its port, if visible)")
+	fs.BoolVar(&cfg.WithKfake, "with-kfake", false, "also measure franz-go's kfake, in-process with a data dir")
+	fs.BoolVar(&embedded, "with-embedded", false, "also measure `ztfbroker serve`, started as a subprocess on free ports with a temporary data dir")
+	fs.StringVar(&binary, "binary", "", "ztfbroker binary for --with-embedded (default: this executable)")
+	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
+	fs.IntVar(&partitions, "partitions", 6, "partitions per topic")
+	fs.StringVar(&sizes, "sizes", "60000,1000", "record sizes of the throughput phases, bytes")
+	fs.StringVar(&rates, "rates", "10,80", "offered rates of the latency phases, MB/s (ZTF's peak is about 80)")
+	fs.IntVar(&cfg.LatencySize, "latency-size", 60000, "record size of the latency phases, bytes")
+	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 2<<30, "cap on the bytes of one produce phase")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for brokers started here and the disk test (default: a temporary directory)")
+	fs.DurationVar(&cfg.LimitsDuration, "limits-duration", 0, "length of each machine-limit test (default: --duration, at most 10s)")
+	fs.BoolVar(&cfg.SkipLimits, "skip-limits", false, "do not measure the machine's limits")
+	fs.StringVar(&jsonPath, "json", "", "write every figure to this JSON `file`")
+	fs.StringVar(&plotPath, "plot", "", "draw throughput and latency to this .png or .svg `file`")
+	fs.BoolVar(&quiet, "quiet", false, "no progress lines on stderr")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return nil
+		}
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	cfg.Partitions = int32(partitions)
+	var err error
+	if cfg.Sizes, err = parseInts(sizes); err != nil {
+		return fmt.Errorf("bench: --sizes: %w", err)
+	}
+	if cfg.Rates, err = parseFloats(rates); err != nil {
+		return fmt.Errorf("bench: --rates: %w", err)
+	}
+	pidOf := map[string]int{}
+	for _, p := range pids {
+		name, v, ok := strings.Cut(p, "=")
+		n, err := strconv.Atoi(v)
+		if !ok || err != nil || n <= 0 {
+			return fmt.Errorf("bench: --target-pid %q: want NAME=PID", p)
+		}
+		pidOf[name] = n
+	}
+	for _, t := range targets {
+		name, addrs, ok := strings.Cut(t, "=")
+		if !ok || name == "" || addrs == "" {
+			return fmt.Errorf("bench: --target %q: want NAME=HOST:PORT", t)
+		}
+		cfg.Targets = append(cfg.Targets, bench.Target{Name: name, Addrs: strings.Split(addrs, ","), PID: pidOf[name]})
+		delete(pidOf, name)
+	}
+	for name := range pidOf {
+		return fmt.Errorf("bench: --target-pid %s: no --target of that name", name)
+	}
+	if embedded {
+		if binary == "" {
+			if binary, err = os.Executable(); err != nil {
+				return fmt.Errorf("bench: --with-embedded: %w", err)
+			}
+		}
+		cfg.Embedded = &bench.Embedded{Binary: binary}
+		if os.Getenv(benchChildEnv) != "" || strings.HasSuffix(binary, ".test") {
+			cfg.Embedded.Env = []string{benchChildEnv + "=1"}
+		}
+	}
+	if !quiet {
+		cfg.Log = stderr
+	}
+	rep, err := bench.Run(ctx, cfg)
+	if rep != nil {
+		rep.WriteTable(stdout)
+		if jsonPath != "" {
+			if jerr := rep.WriteJSON(jsonPath); jerr != nil {
+				return fmt.Errorf("bench: --json: %w", jerr)
+			}
+		}
+		if plotPath != "" {
+			if perr := rep.WritePlot(plotPath); perr != nil {
+				return fmt.Errorf("bench: --plot: %w", perr)
+			}
+		}
+	}
+	return err
+}
+
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+func parseFloats(s string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		n, err := strconv.ParseFloat(strings.TrimSpace(f), 64)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}

@@ -37,7 +37,10 @@ const (
 
 // OpenHistory opens (or creates) the store in dir.
 func OpenHistory(dir string, schema *Schema) (*History, error) {
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	// The rows of the last visits are read for every alert: keep them cached.
+	cache := pebble.NewCache(256 << 20)
+	defer cache.Unref()
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}, Cache: cache, MemTableSize: 64 << 20})
 	if err != nil {
 		return nil, fmt.Errorf("packager: open history %s: %w", dir, err)
 	}
@@ -110,34 +113,60 @@ func (hb *HistoryBatch) Commit() error {
 
 // Get returns the rows of objectID with from <= jd < to, oldest first.
 func (h *History) Get(objectID string, from, to float64) ([]PrvCandidate, []FpHist, error) {
+	rawPrv, rawFp, err := h.GetRaw(objectID, from, to)
+	if err != nil {
+		return nil, nil, err
+	}
+	prv := make([]PrvCandidate, len(rawPrv))
+	for i, b := range rawPrv {
+		if err := avro.Unmarshal(h.schema.PrvCandidate, b, &prv[i]); err != nil {
+			return nil, nil, fmt.Errorf("packager: history row of %s: %w", objectID, err)
+		}
+	}
+	fp := make([]FpHist, len(rawFp))
+	for i, b := range rawFp {
+		if err := avro.Unmarshal(h.schema.FpHist, b, &fp[i]); err != nil {
+			return nil, nil, fmt.Errorf("packager: history row of %s: %w", objectID, err)
+		}
+	}
+	return prv, fp, nil
+}
+
+// GetRaw is Get without decoding: each row is the Avro binary encoding of a
+// prv_candidate or fp_hist, so an alert's arrays are these rows laid end to
+// end and need no re-encoding.
+func (h *History) GetRaw(objectID string, from, to float64) (prv, fp [][]byte, err error) {
 	lo := objectKey(objectID, from, 0, 0)
 	hi := objectKey(objectID, to, 0, 0)
 	it, err := h.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
 	if err != nil {
 		return nil, nil, err
 	}
-	defer it.Close()
-	var prv []PrvCandidate
-	var fp []FpHist
 	kindAt := 1 + len(objectID) + 1 + 8
+	var arena []byte
+	type span struct {
+		kind       byte
+		start, end int
+	}
+	var spans []span
 	for it.First(); it.Valid(); it.Next() {
-		k := it.Key()
-		switch k[kindAt] {
+		start := len(arena)
+		arena = append(arena, it.Value()...)
+		spans = append(spans, span{it.Key()[kindAt], start, len(arena)})
+	}
+	if err := errors.Join(it.Error(), it.Close()); err != nil {
+		return nil, nil, err
+	}
+	for _, s := range spans {
+		row := arena[s.start:s.end:s.end]
+		switch s.kind {
 		case kindDetection, kindLimit:
-			var p PrvCandidate
-			if err := avro.Unmarshal(h.schema.PrvCandidate, it.Value(), &p); err != nil {
-				return nil, nil, fmt.Errorf("packager: history row of %s: %w", objectID, err)
-			}
-			prv = append(prv, p)
+			prv = append(prv, row)
 		case kindForced:
-			var f FpHist
-			if err := avro.Unmarshal(h.schema.FpHist, it.Value(), &f); err != nil {
-				return nil, nil, fmt.Errorf("packager: history row of %s: %w", objectID, err)
-			}
-			fp = append(fp, f)
+			fp = append(fp, row)
 		}
 	}
-	return prv, fp, it.Error()
+	return prv, fp, nil
 }
 
 // Prune deletes every row older than jd and returns how many.

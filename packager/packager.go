@@ -80,15 +80,16 @@ type Result struct {
 
 // Packager turns exposures into alerts on the night's topics.
 type Packager struct {
-	cfg    Config
-	schema *Schema
-	hist   *History
-	prod   Producer
-	log    *zap.Logger
-	m      *metrics
-	sync   [16]byte
-	header []byte // container header for the 4.02 schema and sync
-	writers sync.Pool
+	cfg       Config
+	schema    *Schema
+	hist      *History
+	prod      Producer
+	log       *zap.Logger
+	m         *metrics
+	sync      [16]byte
+	header    []byte      // container header for the 4.02 schema and sync
+	head      avro.Schema // the alert fields before prv_candidates
+	writers   sync.Pool
 	closeOnce sync.Once
 }
 
@@ -117,6 +118,9 @@ func New(cfg Config, prod Producer, logger *zap.Logger, reg prometheus.Registere
 	p.header, err = containerHeader(schema.Alert, schema.Text, p.sync)
 	if err != nil {
 		return nil, fmt.Errorf("packager: container header: %w", err)
+	}
+	if p.head, err = headSchema(schema); err != nil {
+		return nil, err
 	}
 	p.writers.New = func() any { return avro.NewWriter(nil, 64<<10) }
 	if p.hist, err = OpenHistory(cfg.HistoryDir, schema); err != nil {
@@ -331,48 +335,56 @@ type writerKey struct{}
 
 var bufPool = sync.Pool{New: func() any { b := make([]byte, 0, 96<<10); return &b }}
 
+// alertHead is the start of an alert record: its fields before
+// prv_candidates, encoded with headSchema. The rest of the record (history
+// rows as stored, cutouts) is appended as bytes: an Avro record is its fields
+// laid end to end.
+type alertHead struct {
+	Schemavsn string     `avro:"schemavsn"`
+	Publisher string     `avro:"publisher"`
+	ObjectID  string     `avro:"objectId"`
+	Candid    int64      `avro:"candid"`
+	Candidate *Candidate `avro:"candidate"`
+}
+
 // encode builds the alert of d with its history and frames it per Format.
 func (p *Packager) encode(d *Detection) (*kgo.Record, error) {
 	c := &d.Candidate
-	prv, fp, err := p.hist.Get(d.ObjectID, c.JD-p.cfg.HistoryDays, c.JD)
+	prv, fp, err := p.hist.GetRaw(d.ObjectID, c.JD-p.cfg.HistoryDays, c.JD)
 	if err != nil {
 		return nil, err
-	}
-	a := Alert{
-		Schemavsn:        SchemaVersion,
-		Publisher:        p.cfg.Publisher,
-		ObjectID:         d.ObjectID,
-		Candid:           c.Candid,
-		Candidate:        *c,
-		CutoutScience:    &d.Science,
-		CutoutTemplate:   &d.Template,
-		CutoutDifference: &d.Difference,
-	}
-	if len(prv) > 0 {
-		a.PrvCandidates = &prv
-	}
-	if len(fp) > 0 {
-		a.FpHists = &fp
 	}
 	w := p.writers.Get().(*avro.Writer)
 	defer p.writers.Put(w)
 	w.Reset(nil)
 	w.Error = nil
-	w.WriteVal(p.schema.Alert, &a)
+	w.WriteVal(p.head, &alertHead{SchemaVersion, p.cfg.Publisher, d.ObjectID, c.Candid, c})
 	if w.Error != nil {
 		return nil, fmt.Errorf("encode: %w", w.Error)
 	}
-	body := w.Buffer()
+	head := w.Buffer()
+	cutouts := [3]*Cutout{&d.Science, &d.Template, &d.Difference}
+
 	bp := bufPool.Get().(*[]byte)
 	v := (*bp)[:0]
 	switch p.cfg.Format {
 	case FormatConfluent:
 		v = append(v, 0)
 		v = binary.BigEndian.AppendUint32(v, uint32(p.cfg.SchemaID))
-		v = append(v, body...)
+		v = appendBody(v, head, prv, fp, cutouts)
 	default:
 		v = append(v, p.header...)
-		v = appendBlock(v, 1, body, p.sync)
+		v = appendLong(v, 1)
+		// The block size precedes the body: write the body after room for
+		// the longest size varint, then move it down.
+		at := len(v)
+		v = append(v, make([]byte, binary.MaxVarintLen64)...)
+		v = appendBody(v, head, prv, fp, cutouts)
+		body := len(v) - at - binary.MaxVarintLen64
+		n := len(appendLong(v[at:at], int64(body)))
+		copy(v[at+n:], v[at+binary.MaxVarintLen64:])
+		v = v[:at+n+body]
+		v = append(v, p.sync[:]...)
 	}
 	*bp = v
 	return &kgo.Record{
@@ -381,6 +393,31 @@ func (p *Packager) encode(d *Detection) (*kgo.Record, error) {
 		Value:   v,
 		Context: context.WithValue(context.Background(), writerKey{}, bp),
 	}, nil
+}
+
+// appendBody appends the alert record: head, then prv_candidates and
+// fp_hists (union ["null", array]), then the three cutouts (union ["null",
+// cutout]).
+func appendBody(v, head []byte, prv, fp [][]byte, cutouts [3]*Cutout) []byte {
+	v = append(v, head...)
+	for _, rows := range [2][][]byte{prv, fp} {
+		if len(rows) == 0 {
+			v = appendLong(v, 0) // null
+			continue
+		}
+		v = appendLong(v, 1)
+		v = appendLong(v, int64(len(rows)))
+		for _, r := range rows {
+			v = append(v, r...)
+		}
+		v = appendLong(v, 0)
+	}
+	for _, ct := range cutouts {
+		v = appendLong(v, 1)
+		v = appendBytes(v, []byte(ct.FileName))
+		v = appendBytes(v, ct.StampData)
+	}
+	return v
 }
 
 // record writes the exposure's detections, limits and forced photometry to

@@ -98,3 +98,19 @@ func unionArrayItems(t avro.Schema) *avro.RecordSchema {
 	}
 	return nil
 }
+
+// headSchema is a record of the alert's fields before prv_candidates.
+func headSchema(s *Schema) (avro.Schema, error) {
+	var fields []*avro.Field
+	for _, f := range s.Alert.(*avro.RecordSchema).Fields() {
+		if f.Name() == "prv_candidates" {
+			break
+		}
+		nf, err := avro.NewField(f.Name(), f.Type())
+		if err != nil {
+			return nil, err
+		}
+		fields = append(fields, nf)
+	}
+	return avro.NewRecordSchema("head", "ztfbroker.packager", fields)
+}

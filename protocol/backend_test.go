@@ -95,6 +95,9 @@ func (m *memBackend) CreateTopic(name string, partitions int32, configs map[stri
 	if partitions < 0 {
 		partitions = m.defaultPart
 	}
+	if partitions > 1000 {
+		return kerr.InvalidPartitions
+	}
 	if !validateOnly {
 		m.createLocked(name, partitions, configs)
 	}
@@ -118,7 +121,7 @@ func (m *memBackend) CreatePartitions(name string, count int32, validateOnly boo
 	if !ok {
 		return kerr.UnknownTopicOrPartition
 	}
-	if int(count) <= len(t.parts) {
+	if int(count) <= len(t.parts) || count > 1000 {
 		return kerr.InvalidPartitions
 	}
 	if !validateOnly {

@@ -161,6 +161,9 @@ func (c *Codec) splitBlock(h *Header, blk Block) ([]*Alert, error) {
 	var out []*Alert
 	d := decoder{b: blk.Data}
 	var scratch []byte
+	if blk.Count < 0 || blk.Count > int64(len(blk.Data)) {
+		return nil, fmt.Errorf("decode alert: block claims %d records in %d bytes", blk.Count, len(blk.Data))
+	}
 	for i := int64(0); i < blk.Count; i++ {
 		start := d.pos
 		d.hasCandid = false

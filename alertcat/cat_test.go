@@ -219,12 +219,12 @@ func TestCatErrors(t *testing.T) {
 		is   error
 		text string
 	}{
-		"unreachable": {Config{Sources: []string{"kafka://127.0.0.1:1/x"}, Dest: "-", Timeout: time.Second}, ErrUnreachable, "127.0.0.1:1"},
-		"unknown topic": {Config{Sources: []string{"kafka://" + addrs + "/nope"}, Dest: "-", EOF: true}, ErrUnknownTopic, `"nope"`},
+		"unreachable":        {Config{Sources: []string{"kafka://127.0.0.1:1/x"}, Dest: "-", Timeout: time.Second}, ErrUnreachable, "127.0.0.1:1"},
+		"unknown topic":      {Config{Sources: []string{"kafka://" + addrs + "/nope"}, Dest: "-", EOF: true}, ErrUnknownTopic, `"nope"`},
 		"unknown dest topic": {Config{Sources: []string{boom402}, Dest: "kafka://" + addrs + "/nope"}, ErrUnknownTopic, `"nope"`},
-		"non-avro message": {Config{Sources: []string{"kafka://" + addrs + "/junk"}, Dest: "-", EOF: true}, ErrNotAvro, "junk["},
-		"non-avro file": {Config{Sources: []string{"cat_test.go"}, Dest: "-", From: "avro"}, ErrNotAvro, "cat_test.go"},
-		"no pattern match": {Config{Sources: []string{"kafka://" + addrs + "/ztf_.*"}, Dest: "-", EOF: true}, ErrUnknownTopic, "ztf_.*"},
+		"non-avro message":   {Config{Sources: []string{"kafka://" + addrs + "/junk"}, Dest: "-", EOF: true}, ErrNotAvro, "junk["},
+		"non-avro file":      {Config{Sources: []string{"cat_test.go"}, Dest: "-", From: "avro"}, ErrNotAvro, "cat_test.go"},
+		"no pattern match":   {Config{Sources: []string{"kafka://" + addrs + "/ztf_.*"}, Dest: "-", EOF: true}, ErrUnknownTopic, "ztf_.*"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := run(t, tc.cfg)

@@ -37,6 +37,9 @@ type decoder struct {
 
 var errShort = errors.New("avro data ends early")
 
+// maxDepth bounds nesting, against recursive schemas and crafted input.
+const maxDepth = 512
+
 func (d *decoder) long() (int64, error) {
 	u, n := binary.Uvarint(d.b[d.pos:])
 	if n <= 0 {
@@ -57,6 +60,9 @@ func (d *decoder) take(n int64) ([]byte, error) {
 
 // value appends the JSON form of the next value of schema s to dst.
 func (d *decoder) value(dst []byte, s avro.Schema, depth int) ([]byte, error) {
+	if depth > maxDepth {
+		return nil, errors.New("values nested too deep")
+	}
 	switch t := s.(type) {
 	case *avro.RefSchema:
 		return d.value(dst, t.Schema(), depth)
@@ -267,6 +273,10 @@ func (d *decoder) blockCount() (int64, error) {
 		if _, err := d.long(); err != nil {
 			return 0, err
 		}
+	}
+	// Items of zero bytes (null) could make a short input claim billions.
+	if n > int64(len(d.b)-d.pos) && n > 1<<16 {
+		return 0, fmt.Errorf("block of %d items in %d bytes", n, len(d.b)-d.pos)
 	}
 	return n, nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -69,6 +70,60 @@ func TestJSONRoundTripEverySample(t *testing.T) {
 			if !bytes.Equal(out, raw) {
 				t.Errorf("%s: %d bytes after the round trip, %d before, or content differs", f, len(out), len(raw))
 			}
+		}
+	}
+}
+
+// FuzzDecode: outside bytes never panic the decoder, and whatever decodes
+// goes to JSON and back to the same record bytes.
+func FuzzDecode(f *testing.F) {
+	for _, p := range []string{boom402, alertsDir + "/ztf-avro-alert/472263571115115000.avro"} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	f.Add([]byte("Obj\x01\x00"))
+	f.Add([]byte{0, 0, 0, 0, 1, 2})
+	schemas := NewSchemas()
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := &Codec{Schemas: schemas}
+		alerts, err := c.Decode(b)
+		if err != nil {
+			return
+		}
+		for _, a := range alerts {
+			js, err := c.AppendJSON(nil, a)
+			if err != nil {
+				t.Fatalf("decoded but not to JSON: %v", err)
+			}
+			dec := json.NewDecoder(bytes.NewReader(js))
+			dec.UseNumber()
+			v, err := readJSON(dec)
+			if err != nil {
+				t.Fatalf("invalid JSON: %v\n%.300s", err, js)
+			}
+			back, err := c.FromJSON(v, "")
+			if err != nil {
+				t.Fatalf("JSON does not read back: %v", err)
+			}
+			if !bytes.Equal(back.Body, a.Body) {
+				t.Fatal("record bytes differ after JSON")
+			}
+		}
+	})
+}
+
+// alertcat is a leaf for the project: it imports nothing internal.
+func TestImportsNothingInternal(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/ztfbroker/ztfbroker/") && dep != "github.com/ztfbroker/ztfbroker/alertcat" {
+			t.Errorf("alertcat imports %s", dep)
 		}
 	}
 }

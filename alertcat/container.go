@@ -248,17 +248,19 @@ func readBytes(r *byteReader) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if n < 0 || n > 1<<30 {
+	if n < 0 || n > 256<<20 {
 		return nil, fmt.Errorf("bad length %d", n)
 	}
-	b := make([]byte, n)
-	if _, err := io.ReadFull(r, b); err != nil {
+	// Grow with the data actually there, not with a length read from
+	// outside bytes.
+	var buf bytes.Buffer
+	if _, err := io.CopyN(&buf, r, n); err != nil {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
 		return nil, err
 	}
-	return b, nil
+	return buf.Bytes(), nil
 }
 
 func appendLong(dst []byte, v int64) []byte {

@@ -13,10 +13,6 @@ import (
 	"github.com/ztfbroker/ztfbroker/bench"
 )
 
-// benchChildEnv, when set, tells a test binary started by `bench
-// --with-embedded` to act as ztfbroker (see bench_test.go).
-const benchChildEnv = "ZTFBROKER_BENCH_CHILD"
-
 // listFlag collects a repeatable flag.
 type listFlag []string
 
@@ -103,9 +99,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			}
 		}
 		cfg.Embedded = &bench.Embedded{Binary: binary}
-		if os.Getenv(benchChildEnv) != "" || strings.HasSuffix(binary, ".test") {
-			cfg.Embedded.Env = []string{benchChildEnv + "=1"}
-		}
 	}
 	if !quiet {
 		cfg.Log = stderr

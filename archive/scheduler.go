@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -27,6 +28,8 @@ type Scheduler struct {
 	seen map[nightKey]observation
 	// ClientOpts are extra kgo options (TLS, SASL, ...) for every client.
 	ClientOpts []kgo.Opt
+
+	passes atomic.Int64 // finished passes, for tests
 }
 
 type nightKey struct {
@@ -71,6 +74,7 @@ func (s *Scheduler) Run(ctx context.Context) error {
 	defer t.Stop()
 	for {
 		s.pass(ctx, admin)
+		s.passes.Add(1)
 		select {
 		case <-ctx.Done():
 			return nil

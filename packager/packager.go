@@ -89,6 +89,7 @@ type Packager struct {
 	sync      [16]byte
 	header    []byte      // container header for the 4.02 schema and sync
 	head      avro.Schema // the alert fields before prv_candidates
+	pruned    float64     // observation date of the last prune: one a day
 	writers   sync.Pool
 	closeOnce sync.Once
 }
@@ -451,9 +452,14 @@ func (p *Packager) record(exp *Exposure) error {
 	if err := b.Commit(); err != nil {
 		return err
 	}
-	n, err := p.hist.Prune(latest - p.cfg.HistoryDays)
-	if n > 0 {
-		p.log.Debug("history pruned", zap.Int("rows", n))
+	if latest-p.pruned < 1 {
+		return nil
 	}
-	return err
+	n, err := p.hist.Prune(latest - p.cfg.HistoryDays)
+	if err != nil {
+		return err
+	}
+	p.pruned = latest
+	p.log.Debug("history pruned", zap.Int("rows", n))
+	return nil
 }

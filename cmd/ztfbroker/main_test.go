@@ -1,0 +1,176 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// binary is the ztfbroker executable built once for the end-to-end tests, so
+// they run the program as a user would and can kill it with SIGKILL.
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "ztfbroker-bin-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	binary = filepath.Join(dir, "ztfbroker")
+	build := exec.Command("go", "build", "-o", binary, ".")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build ztfbroker:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// broker is a running `ztfbroker serve` process.
+type broker struct {
+	t       *testing.T
+	DataDir string
+	Kafka   string // host:port of the Kafka listener
+	HTTP    string // host:port of the HTTP listener
+	args    []string
+	cmd     *exec.Cmd
+	mu      sync.Mutex
+	logs    strings.Builder
+	done    chan struct{}
+}
+
+// startBroker starts `ztfbroker serve` on free loopback ports with a fresh
+// data directory (or dataDir when not empty) and waits until it answers.
+func startBroker(t *testing.T, dataDir string, extra ...string) *broker {
+	t.Helper()
+	if dataDir == "" {
+		dataDir = filepath.Join(t.TempDir(), "data")
+	}
+	b := &broker{t: t, DataDir: dataDir, Kafka: freeAddr(t), HTTP: freeAddr(t)}
+	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Kafka, "--http", b.HTTP}, extra...)
+	b.start()
+	t.Cleanup(func() { b.Kill() })
+	return b
+}
+
+func (b *broker) start() {
+	b.t.Helper()
+	b.cmd = exec.Command(binary, b.args...)
+	stderr, err := b.cmd.StderrPipe()
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.cmd.Stdout = b.cmd.Stderr
+	if err := b.cmd.Start(); err != nil {
+		b.t.Fatal(err)
+	}
+	b.done = make(chan struct{})
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		for sc.Scan() {
+			b.mu.Lock()
+			b.logs.WriteString(sc.Text())
+			b.logs.WriteByte('\n')
+			b.mu.Unlock()
+		}
+		b.cmd.Wait()
+		close(b.done)
+	}()
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-b.done:
+			b.t.Fatalf("ztfbroker serve exited at start:\n%s", b.Logs())
+		default:
+		}
+		resp, err := http.Get("http://" + b.HTTP + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				if c, err := net.Dial("tcp", b.Kafka); err == nil {
+					c.Close()
+					return
+				}
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b.t.Fatalf("ztfbroker serve not ready after 30 s:\n%s", b.Logs())
+}
+
+// Logs returns everything the process has written so far.
+func (b *broker) Logs() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.logs.String()
+}
+
+// Stop sends SIGTERM and waits for a clean exit.
+func (b *broker) Stop() {
+	b.t.Helper()
+	b.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.done:
+	case <-time.After(30 * time.Second):
+		b.cmd.Process.Kill()
+		b.t.Fatalf("ztfbroker did not stop within 30 s of SIGTERM:\n%s", b.Logs())
+	}
+	if code := b.cmd.ProcessState.ExitCode(); code != 0 {
+		b.t.Fatalf("ztfbroker exited with %d after SIGTERM:\n%s", code, b.Logs())
+	}
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (b *broker) Kill() {
+	if b.cmd == nil || b.cmd.Process == nil {
+		return
+	}
+	b.cmd.Process.Signal(syscall.SIGKILL)
+	<-b.done
+}
+
+// Restart starts the process again on the same ports and data directory.
+func (b *broker) Restart() { b.start() }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// runTool runs an external client (kcat, python3) and fails the test with its
+// output when it fails; a missing tool fails too, it never skips.
+func runTool(t *testing.T, ctx context.Context, stdin []byte, name string, args ...string) []byte {
+	t.Helper()
+	if _, err := exec.LookPath(name); err != nil {
+		t.Fatalf("%s is needed by this test and is not installed (.ci/run installs it): %v", name, err)
+	}
+	cmd := exec.CommandContext(ctx, name, args...)
+	if stdin != nil {
+		cmd.Stdin = strings.NewReader(string(stdin))
+	}
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s %s: %v\nstderr:\n%s", name, strings.Join(args, " "), err, stderr.String())
+	}
+	return out
+}

@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/protocol"
+)
+
+// runServe starts the broker and everything configured beside it, and stops
+// them in reverse order when ctx ends (SIGTERM or SIGINT).
+func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writer) error {
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	configFile := fs.String("config", "", "YAML config file (see configs/ztfbroker.yaml); flags override it")
+	var flags settingFlags
+	fs.Func("data-dir", "data directory (default ./data)", flags.set("data.dir"))
+	fs.Func("listen", "Kafka listener HOST:PORT (default 0.0.0.0:9092)", flags.set("listen"))
+	fs.Func("advertise", "HOST:PORT advertised to Kafka clients (default: the listen address)", flags.set("advertise"))
+	fs.Func("http", "HTTP listener HOST:PORT for /metrics, /healthz and the archive (default 0.0.0.0:8080)", flags.set("http"))
+	fs.Func("log-level", "debug, info, warn or error (default info)", flags.set("log.level"))
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	cfg, err := loadServeConfig(*configFile, flags)
+	if err != nil {
+		return err
+	}
+	logger, err := cfg.logger(stderr)
+	if err != nil {
+		return err
+	}
+	defer logger.Sync()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	b, err := broker.Open(cfg.Broker, logger.Named("broker"), reg, time.Now)
+	if err != nil {
+		return fmt.Errorf("open broker: %w", err)
+	}
+	defer func() {
+		if err := b.Close(); err != nil {
+			logger.Error("close broker", zap.Error(err))
+		}
+	}()
+
+	kafkaLn, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	cfg.Listener.AdvertisedAddr = advertised(cfg.Advertise, kafkaLn.Addr())
+	srv, err := protocol.NewServer(cfg.Listener, b, groupsOf(b), logger.Named("kafka"), reg)
+	if err != nil {
+		kafkaLn.Close()
+		return err
+	}
+	httpLn, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		kafkaLn.Close()
+		return fmt.Errorf("http: %w", err)
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		io.WriteString(w, "ok\n")
+	})
+	web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(kafkaLn) }()
+	go func() { errc <- web.Serve(httpLn) }()
+	logger.Info("ztfbroker started",
+		zap.String("kafka", kafkaLn.Addr().String()), zap.String("advertised", cfg.Listener.AdvertisedAddr),
+		zap.String("http", httpLn.Addr().String()), zap.String("data_dir", cfg.Broker.DataDir))
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+		logger.Info("stopping: draining connections")
+	case runErr = <-errc:
+		logger.Error("listener failed", zap.Error(runErr))
+	}
+	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	web.Shutdown(stopCtx)
+	if err := srv.Shutdown(stopCtx); err != nil {
+		logger.Warn("kafka listener shutdown", zap.Error(err))
+	}
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) && !errors.Is(runErr, net.ErrClosed) {
+		return runErr
+	}
+	logger.Info("stopped")
+	return nil
+}
+
+// advertised is the address given to clients: the configured one, or the
+// listener's own with an unspecified host replaced by 127.0.0.1 (IPv4, since
+// librdkafka may resolve "localhost" to ::1 where nothing listens).
+func advertised(configured string, ln net.Addr) string {
+	if configured != "" {
+		return configured
+	}
+	host, port, _ := net.SplitHostPort(ln.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// groupsOf returns the broker's group coordinator, or nil while it has none.
+func groupsOf(b *broker.Broker) protocol.Groups { return nil }

@@ -37,6 +37,7 @@ type testBatch struct {
 	valueSize  int
 	attrs      int16 // extra attribute bits (transactional, ...)
 	producerID int64
+	sequence   int32 // with producerID: epoch 0 and this base sequence
 }
 
 // makeBatch encodes a batch with kmsg the way a client does, compressing
@@ -71,6 +72,9 @@ func makeBatch(t testing.TB, tb testBatch) []byte {
 		FirstSequence:        -1,
 		NumRecords:           int32(len(tb.tsDeltas)),
 		Records:              records,
+	}
+	if tb.producerID > 0 {
+		b.ProducerEpoch, b.FirstSequence = 0, tb.sequence
 	}
 	out := b.AppendTo(nil)
 	binary.BigEndian.PutUint32(out[offLength:], uint32(len(out)-offEpoch))

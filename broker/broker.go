@@ -75,6 +75,8 @@ type partition struct {
 	// removed is set under mu when the topic is deleted, so that a
 	// producer racing the deletion gets UNKNOWN_TOPIC_OR_PARTITION.
 	removed bool
+	// end is the log end offset (written, maybe not yet durable), under mu.
+	end int64
 }
 
 // Open opens the broker in cfg.DataDir: the metadata store, then every
@@ -193,7 +195,9 @@ func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open %s-%d: %w", t.name, i, err)
 	}
-	return &partition{topic: t.name, index: i, log: l}, nil
+	// After recovery everything in the log is durable: its end is the
+	// high watermark.
+	return &partition{topic: t.name, index: i, log: l, end: l.HighWatermark()}, nil
 }
 
 func (b *Broker) moveAside(dir string) error {

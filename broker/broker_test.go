@@ -697,3 +697,40 @@ func TestConcurrentProduce(t *testing.T) {
 		}
 	}
 }
+
+var _ ProducerCheck = (*ProducerSequences)(nil)
+
+// The seam for idempotent producers: a retried batch is acknowledged with its
+// first offsets and not written twice; a gap in sequences is refused.
+func TestProducerCheckSeam(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.open()
+	seqs, err := newProducerSequences(b.Meta(), time.Hour, zap.NewNop(), e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.SetProducerCheck(seqs)
+	mustTopic(t, b, "idem")
+	idem := func(seq int32) []byte {
+		return makeBatch(t, testBatch{baseTS: 1, tsDeltas: deltas(2, 1), producerID: 9, sequence: seq})
+	}
+	produce(t, b, "idem", 0, e.batch(3, 1, 1)) // a plain batch first: offsets 0-2
+	if base := produce(t, b, "idem", 0, idem(0)); base != 3 {
+		t.Fatalf("first idempotent batch at %d, want 3", base)
+	}
+	if base := produce(t, b, "idem", 0, idem(2)); base != 5 {
+		t.Fatalf("second idempotent batch at %d, want 5", base)
+	}
+	if base := produce(t, b, "idem", 0, idem(0)); base != 3 {
+		t.Fatalf("retry acknowledged at %d, want its first offset 3", base)
+	}
+	if _, _, err := b.Produce(context.Background(), "idem", 0, idem(7)); !isKerr(err, kerr.OutOfOrderSequenceNumber) {
+		t.Fatalf("sequence gap: %v", err)
+	}
+	if _, hw, _ := b.Offsets("idem", 0); hw != 7 {
+		t.Fatalf("hw %d, want 7: a retry or a refused batch was written", hw)
+	}
+	if err := b.DeleteTopic("idem"); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -49,18 +49,23 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 	return first, p.log.LogStartOffset(), nil
 }
 
-// ProducerCheck is the idempotent producer check (issue 4). Both methods run
-// under the partition's write lock, so that checking a batch's sequence and
-// writing it are one step per partition.
+// ProducerCheck is the idempotent producer check (issue 4), which
+// *ProducerSequences implements. Check and Appended run under the
+// partition's write lock, so that checking a batch's sequence and writing it
+// are one step per partition; only batches with a producer id (>= 0) are
+// passed.
 type ProducerCheck interface {
 	// Check runs for each batch after the request is split and checked,
-	// before the batch is written. dup reports a batch already written
-	// (a retry): it is not written again and base is its original base
-	// offset. An error (e.g. kerr.OutOfOrderSequenceNumber,
-	// kerr.InvalidProducerEpoch) refuses the request's remaining batches.
-	Check(topic string, partition int32, batch []byte) (base int64, dup bool, err error)
-	// Appended records a batch the log has just written, with its offsets.
-	Appended(topic string, partition int32, batch []byte, base, last int64)
+	// before the batch is written; logEnd is the offset the next batch
+	// gets. dup reports a retry of a batch already written: it is not
+	// written again and dupBaseOffset is its original base offset. An
+	// error (kerr.OutOfOrderSequenceNumber, kerr.InvalidProducerEpoch)
+	// refuses the request's remaining batches.
+	Check(topic string, partition int32, b ProducerBatch, logEnd int64) (dupBaseOffset int64, dup bool, err error)
+	// Appended records a batch the log has just written at baseOffset.
+	Appended(topic string, partition int32, b ProducerBatch, baseOffset int64)
+	// DropTopic forgets a deleted topic's producers.
+	DropTopic(topic string)
 }
 
 // SetProducerCheck installs the idempotent producer check; nil removes it.
@@ -85,7 +90,7 @@ func (p *partition) write(batches []batch, check ProducerCheck) (first, end int6
 	first, end = -1, -1
 	for i, bt := range batches {
 		if check != nil && bt.producerID() >= 0 {
-			base, dup, err := check.Check(p.topic, p.index, bt)
+			base, dup, err := check.Check(p.topic, p.index, producerBatchOf(bt), p.end)
 			if err != nil {
 				return -1, -1, err
 			}
@@ -105,12 +110,13 @@ func (p *partition) write(batches []batch, check ProducerCheck) (first, end int6
 			return -1, -1, p.writeError(err)
 		}
 		if check != nil && bt.producerID() >= 0 {
-			check.Appended(p.topic, p.index, bt, info.BaseOffset, info.LastOffset)
+			check.Appended(p.topic, p.index, producerBatchOf(bt), info.BaseOffset)
 		}
 		if i == 0 {
 			first = info.BaseOffset
 		}
 		end = info.LastOffset + 1
+		p.end = end
 	}
 	return first, end, nil
 }
@@ -127,8 +133,6 @@ func (p *partition) writeError(err error) error {
 		return fmt.Errorf("%v: %w", err, kerr.UnsupportedForMessageFormat)
 	case errors.Is(err, log.ErrInvalidBatch):
 		return fmt.Errorf("%v: %w", err, kerr.CorruptMessage)
-	case errors.Is(err, log.ErrBatchTooLarge):
-		return fmt.Errorf("%v: %w", err, kerr.MessageTooLarge)
 	case errors.Is(err, log.ErrClosed):
 		return fmt.Errorf("%s-%d: %v: %w", p.topic, p.index, err, kerr.NotLeaderForPartition)
 	}

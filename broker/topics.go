@@ -195,6 +195,9 @@ func (b *Broker) DeleteTopic(name string) error {
 	b.mu.Lock()
 	delete(b.topics, name)
 	b.mu.Unlock()
+	if c := b.producers.Load(); c != nil {
+		(*c).DropTopic(name)
+	}
 	var errs []error
 	for _, p := range t.partitions {
 		p.mu.Lock()

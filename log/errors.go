@@ -19,8 +19,6 @@ var (
 	// ErrInvalidBatch wraps every reason an incoming batch is refused
 	// (Kafka's CORRUPT_MESSAGE / INVALID_RECORD).
 	ErrInvalidBatch = errors.New("log: invalid record batch")
-	// ErrBatchTooLarge: one batch does not fit in a segment's position space.
-	ErrBatchTooLarge = errors.New("log: record batch too large")
 )
 
 // MagicError refuses a batch whose magic byte is not 2 (the v2 format).

@@ -103,9 +103,6 @@ func (l *Log) Write(batch []byte) (AppendInfo, error) {
 	if err != nil {
 		return AppendInfo{}, err
 	}
-	if h.Size > l.cfg.SegmentBytes && h.Size > maxSegmentBytes {
-		return AppendInfo{}, ErrBatchTooLarge
-	}
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.mu.RLock()
@@ -273,7 +270,7 @@ func (l *Log) flushLoop() {
 		case <-l.kick:
 			l.flush(false)
 		case <-tick:
-			l.flush(true)
+			l.flush(false)
 		}
 	}
 }

@@ -153,7 +153,7 @@ func (l *Log) Read(offset int64, maxBytes int, dst []byte) ([]byte, error) {
 		if err := readFull(v.s.log, chunk, pos); err != nil {
 			return dst[:orig], v.s.corruption(pos, err)
 		}
-		good, next, err := checkChunk(chunk, expect, l.cfg.LeaderEpoch, end == v.limit)
+		good, err := checkChunk(chunk, expect, l.cfg.LeaderEpoch, end == v.limit)
 		dst = dst[:start+good]
 		budget -= int64(good)
 		if err != nil {
@@ -165,7 +165,6 @@ func (l *Log) Read(offset int64, maxBytes int, dst []byte) ([]byte, error) {
 		if pos+int64(good) < v.limit || budget <= 0 {
 			break
 		}
-		_ = next
 	}
 	return dst, nil
 }
@@ -174,32 +173,32 @@ func (l *Log) Read(offset int64, maxBytes int, dst []byte) ([]byte, error) {
 // from offset expect on. A batch cut by the end of b is damage only when
 // b ends at the end of the visible data (atLimit); otherwise it is left
 // for the next read. It returns the length of the good batches.
-func checkChunk(b []byte, expect int64, maxEpoch int32, atLimit bool) (good int, next int64, err error) {
+func checkChunk(b []byte, expect int64, maxEpoch int32, atLimit bool) (good int, err error) {
 	for good < len(b) {
 		rest := b[good:]
 		if len(rest) < batchHeaderSize {
 			if atLimit {
-				return good, expect, errShortBatch
+				return good, errShortBatch
 			}
-			return good, expect, nil
+			return good, nil
 		}
 		h, err := parseBatchHeader(rest)
 		if err != nil {
-			return good, expect, err
+			return good, err
 		}
 		if h.Size > int64(len(rest)) {
 			if atLimit {
-				return good, expect, errBatchLength
+				return good, errBatchLength
 			}
-			return good, expect, nil
+			return good, nil
 		}
 		if _, err := checkStoredBatch(rest[:h.Size], expect, maxEpoch); err != nil {
-			return good, expect, err
+			return good, err
 		}
 		good += int(h.Size)
 		expect = h.nextOffset()
 	}
-	return good, expect, nil
+	return good, nil
 }
 
 func grow(b []byte, n int) []byte {

@@ -94,6 +94,9 @@ func (l *Log) loadSealed(s *segment, next int64) error {
 	}
 	seal := decodeTimeEntry(b)
 	s.maxTs, s.maxTsOffset = seal.Timestamp, s.base+int64(seal.Rel)
+	if s.size == 0 {
+		s.maxTs, s.maxTsOffset = -1, -1
+	}
 	return nil
 }
 

@@ -10,7 +10,9 @@ import (
 // EnforceRetention deletes sealed segments past retention by age or size and
 // rolls the active segment by age; it returns the number deleted. Like
 // Kafka, it deletes a prefix of the log: the oldest segments first, stopping
-// at the first one that is kept.
+// at the first one that is kept. A segment's age is the clock minus its
+// largest batch max timestamp; a segment whose batches carry no timestamp
+// (-1) counts as expired.
 func (l *Log) EnforceRetention() (deleted int, err error) {
 	l.retMu.Lock()
 	defer l.retMu.Unlock()

@@ -20,7 +20,8 @@
 //
 // Broker CPU seconds are utime+stime from /proc/<pid>/stat over a phase,
 // RSS the peak of VmRSS from /proc/<pid>/status sampled every 200 ms. For
-// the in-process kfake the process is the bench itself, clients included.
+// the in-process kfake the process is the bench itself, clients included;
+// Config.KfakeProcess runs kfake in a child process to measure it alone.
 package bench
 
 import (
@@ -54,12 +55,15 @@ type Embedded struct {
 
 // Config is one bench run.
 type Config struct {
-	Duration   time.Duration
-	Targets    []Target
-	WithKfake  bool
-	Embedded   *Embedded
-	Producers  int
-	Partitions int32
+	Duration  time.Duration
+	Targets   []Target
+	WithKfake bool
+	// KfakeProcess, when set with WithKfake, runs kfake in a child process
+	// of that binary (`bench --serve-kfake`) instead of in this one.
+	KfakeProcess *Embedded
+	Embedded     *Embedded
+	Producers    int
+	Partitions   int32
 	// Sizes are the record sizes of the throughput phases.
 	Sizes []int
 	// Rates are the offered rates of the latency phases, in MB/s.
@@ -187,7 +191,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Embedded != nil {
 		starts = append(starts, func() (Target, func(), error) { return startEmbedded(ctx, cfg, dataDir) })
 	}
-	if cfg.WithKfake {
+	if cfg.WithKfake && cfg.KfakeProcess != nil {
+		starts = append(starts, func() (Target, func(), error) { return startKfakeProcess(ctx, cfg, dataDir) })
+	} else if cfg.WithKfake {
 		starts = append(starts, func() (Target, func(), error) { return startKfake(dataDir) })
 	}
 	for _, t := range cfg.Targets {

@@ -96,13 +96,52 @@ func startEmbedded(ctx context.Context, cfg Config, dataDir string) (Target, fun
 	if err != nil {
 		return t, nil, err
 	}
+	args := []string{"serve", "--data-dir", filepath.Join(dir, "data"), "--listen", listen, "--http", httpAddr}
+	return startProcess(ctx, t, cfg.Embedded, args, listen, dir)
+}
+
+// startKfakeProcess runs kfake in a child process (`<binary> bench
+// --serve-kfake ADDR --data-dir D`), so that its CPU and RSS are its own.
+func startKfakeProcess(ctx context.Context, cfg Config, dataDir string) (Target, func(), error) {
+	t := Target{Name: "kfake", Kind: "kfake-process"}
+	dir, err := os.MkdirTemp(dataDir, "kfake-")
+	if err != nil {
+		return t, nil, err
+	}
+	listen, err := freeAddr()
+	if err != nil {
+		return t, nil, err
+	}
+	args := []string{"bench", "--serve-kfake", listen, "--data-dir", dir}
+	return startProcess(ctx, t, cfg.KfakeProcess, args, listen, dir)
+}
+
+// ServeKfake runs a one-broker kfake with a data directory on addr until
+// ctx ends: the child side of Config.KfakeProcess.
+func ServeKfake(ctx context.Context, addr, dataDir string) error {
+	port := portOf(addr)
+	if port == 0 {
+		return fmt.Errorf("bench: --serve-kfake %q: want 127.0.0.1:PORT", addr)
+	}
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dataDir))
+	if err != nil {
+		return fmt.Errorf("start kfake: %w", err)
+	}
+	<-ctx.Done()
+	c.Close()
+	return nil
+}
+
+// startProcess starts a broker subprocess and waits until it answers a
+// metadata request on listen; dir is removed when it stops.
+func startProcess(ctx context.Context, t Target, p *Embedded, args []string, listen, dir string) (Target, func(), error) {
 	t.Addrs = []string{listen}
-	cmd := exec.Command(cfg.Embedded.Binary, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", listen, "--http", httpAddr)
-	cmd.Env = append(os.Environ(), cfg.Embedded.Env...)
+	cmd := exec.Command(p.Binary, args...)
+	cmd.Env = append(os.Environ(), p.Env...)
 	out := &lockedBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
-		return t, nil, fmt.Errorf("start %s serve: %w", cfg.Embedded.Binary, err)
+		return t, nil, fmt.Errorf("start %s: %w", p.Binary, err)
 	}
 	t.PID = cmd.Process.Pid
 	exited := make(chan error, 1)
@@ -122,14 +161,14 @@ func startEmbedded(ctx context.Context, cfg Config, dataDir string) (Target, fun
 		select {
 		case err := <-exited:
 			os.RemoveAll(dir)
-			return t, nil, fmt.Errorf("ztfbroker serve exited before answering (%v): %s", err, out.tail())
+			return t, nil, fmt.Errorf("%s %s exited before answering (%v): %s", t.Name, args[0], err, out.tail())
 		default:
 		}
 		if err := ping(ctx, t.Addrs); err == nil {
 			return t, stop, nil
 		} else if time.Now().After(deadline) || ctx.Err() != nil {
 			stop()
-			return t, nil, fmt.Errorf("ztfbroker serve on %s did not answer in 30s (%v): %s", listen, err, out.tail())
+			return t, nil, fmt.Errorf("%s on %s did not answer in 30s (%v): %s", t.Name, listen, err, out.tail())
 		}
 		time.Sleep(100 * time.Millisecond)
 	}

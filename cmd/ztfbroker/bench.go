@@ -36,13 +36,17 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plotPath   string
 		quiet      bool
 		partitions int
+		kfakeProc  bool
+		serveKfake string
 	)
 	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each phase (default 30s)")
 	fs.Var(&targets, "target", "`NAME=HOST:PORT[,HOST:PORT]` broker to measure (repeatable)")
 	fs.Var(&pids, "target-pid", "`NAME=PID` of a --target's broker process for CPU and RSS (default: the process listening on its port, if visible)")
 	fs.BoolVar(&cfg.WithKfake, "with-kfake", false, "also measure franz-go's kfake, in-process with a data dir")
+	fs.BoolVar(&kfakeProc, "kfake-process", false, "run --with-kfake's kfake in a child process of this binary, so its CPU and RSS exclude the bench clients")
+	fs.StringVar(&serveKfake, "serve-kfake", "", "internal: serve kfake on this `ADDR` with --data-dir until stopped (the child of --kfake-process)")
 	fs.BoolVar(&embedded, "with-embedded", false, "also measure `ztfbroker serve`, started as a subprocess on free ports with a temporary data dir")
-	fs.StringVar(&binary, "binary", "", "ztfbroker binary for --with-embedded (default: this executable)")
+	fs.StringVar(&binary, "binary", "", "ztfbroker binary for --with-embedded and --kfake-process (default: this executable)")
 	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
 	fs.IntVar(&partitions, "partitions", 6, "partitions per topic")
 	fs.StringVar(&sizes, "sizes", "60000,1000", "record sizes of the throughput phases, bytes")
@@ -63,6 +67,9 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
+	}
+	if serveKfake != "" {
+		return bench.ServeKfake(ctx, serveKfake, cfg.DataDir)
 	}
 	cfg.Partitions = int32(partitions)
 	var err error
@@ -92,13 +99,19 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for name := range pidOf {
 		return fmt.Errorf("bench: --target-pid %s: no --target of that name", name)
 	}
-	if embedded {
-		if binary == "" {
-			if binary, err = os.Executable(); err != nil {
-				return fmt.Errorf("bench: --with-embedded: %w", err)
-			}
+	if (embedded || kfakeProc) && binary == "" {
+		if binary, err = os.Executable(); err != nil {
+			return fmt.Errorf("bench: %w", err)
 		}
+	}
+	if embedded {
 		cfg.Embedded = &bench.Embedded{Binary: binary}
+	}
+	if kfakeProc {
+		if !cfg.WithKfake {
+			return errors.New("bench: --kfake-process needs --with-kfake")
+		}
+		cfg.KfakeProcess = &bench.Embedded{Binary: binary}
 	}
 	if !quiet {
 		cfg.Log = stderr

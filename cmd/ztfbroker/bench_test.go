@@ -23,7 +23,7 @@ func TestBenchCommandEmbeddedAndKfake(t *testing.T) {
 	err := runBench(ctx, []string{
 		"--duration", "2s", "--limits-duration", "1s", "--producers", "2", "--partitions", "3",
 		"--rates", "4,16", "--max-bytes", "200000000", "--data-dir", dir,
-		"--with-embedded", "--binary", binary, "--with-kfake",
+		"--with-embedded", "--binary", binary, "--with-kfake", "--kfake-process",
 		"--json", jsonPath, "--plot", plotPath,
 	}, &out, &errb)
 	t.Log("\n" + out.String())

@@ -144,26 +144,32 @@ func (p *Packager) Close() error {
 }
 
 // Run packages the exposures of the configured source until it ends
-// (replay) or ctx is done (simulate, ingest). With no source configured it
-// waits for ctx. A cancelled context is not an error.
+// (replay, or simulate with Exposures set) or ctx is done. With no source
+// configured it waits for ctx. A cancelled context is not an error.
 func (p *Packager) Run(ctx context.Context) error {
-	var src Source
-	var err error
-	switch p.cfg.Source.Kind {
-	case SourceNone:
-		<-ctx.Done()
-		return nil
-	case SourceSimulate:
-		src, err = NewSimulation(p.cfg.Source.Simulate, p.cfg.Clock)
-	case SourceIngest:
-		src = NewIngest(p.cfg.Source.IngestDir, p.cfg.Source.IngestPoll, p.cfg.Clock, p.schema)
-	case SourceReplay:
-		src, err = NewReplay(p.cfg.Source.ReplayPaths, p.cfg.Clock)
-	}
+	src, err := p.NewSource()
 	if err != nil {
 		return err
 	}
+	if src == nil {
+		<-ctx.Done()
+		return nil
+	}
 	return p.RunSource(ctx, src)
+}
+
+// NewSource builds the source Config.Source names; nil for none.
+func (p *Packager) NewSource() (Source, error) {
+	s := p.cfg.Source
+	switch s.Kind {
+	case SourceSimulate:
+		return NewSimulation(s.Simulate, p.cfg.Clock)
+	case SourceIngest:
+		return NewIngest(s.IngestDir, s.IngestPoll, p.cfg.Clock, p.schema), nil
+	case SourceReplay:
+		return NewReplay(s.ReplayPaths, p.cfg.Clock)
+	}
+	return nil, nil
 }
 
 // RunSource packages every exposure src yields.

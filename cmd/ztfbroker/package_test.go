@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+func packageCluster(t *testing.T) *kfake.Cluster {
+	t.Helper()
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.AllowAutoTopicCreation())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+func packageConsume(t *testing.T, addrs []string, n int) []*kgo.Record {
+	t.Helper()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeRegex(), kgo.ConsumeTopics("^ztf_"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	var out []*kgo.Record
+	for len(out) < n && ctx.Err() == nil {
+		out = append(out, cl.PollFetches(ctx).Records()...)
+	}
+	if len(out) != n {
+		t.Fatalf("consumed %d records, want %d", len(out), n)
+	}
+	return out
+}
+
+func TestPackageCommandSimulate(t *testing.T) {
+	c := packageCluster(t)
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := runPackage(context.Background(), []string{"--bootstrap", strings.Join(c.ListenAddrs(), ","),
+		"--simulate", "15", "--exposures", "2", "--interval", "0",
+		"--history", filepath.Join(dir, "h"), "--rejects", filepath.Join(dir, "r")}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "total: 2 exposures, 30 alerts, 0 rejected") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	recs := packageConsume(t, c.ListenAddrs(), 30)
+	for _, r := range recs {
+		if !bytes.HasPrefix(r.Value, []byte("Obj\x01")) || len(r.Key) != 12 {
+			t.Fatalf("record %s: not a container file keyed by objectId", r.Key)
+		}
+	}
+}
+
+func TestPackageCommandReplay(t *testing.T) {
+	samples := "../../../shared/data/ztf/alerts"
+	if _, err := os.Stat(samples); err != nil {
+		samples = "/work/shared/data/ztf/alerts"
+	}
+	c := packageCluster(t)
+	dir := t.TempDir()
+	var out, errb bytes.Buffer
+	err := runPackage(context.Background(), []string{"--bootstrap", c.ListenAddrs()[0],
+		"--history", filepath.Join(dir, "h"), "--rejects", filepath.Join(dir, "r"),
+		"--replay", filepath.Join(samples, "ztf-avro-alert"), filepath.Join(samples, "other-sources")}, &out, &errb)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errb.String())
+	}
+	if !strings.Contains(out.String(), "total: 36 exposures, 38 alerts, 0 rejected") {
+		t.Errorf("output:\n%s", out.String())
+	}
+	packageConsume(t, c.ListenAddrs(), 38)
+}
+
+func TestPackageCommandUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	for _, args := range [][]string{
+		{},
+		{"--simulate", "5", "--ingest", "x"},
+		{"--simulate", "5", "--format", "xml"},
+	} {
+		if err := runPackage(context.Background(), args, &out, &errb); err == nil {
+			t.Errorf("%q: no error", args)
+		}
+	}
+	if !strings.Contains(errb.String(), "usage: ztfbroker package") {
+		t.Errorf("no usage text:\n%s", errb.String())
+	}
+}

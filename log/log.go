@@ -31,21 +31,22 @@ type Log struct {
 	flushMu sync.Mutex // one fsync round at a time
 	retMu   sync.Mutex // one retention or DeleteRecords at a time
 
-	mu          sync.RWMutex
-	segs        []*segment // by base offset; the last one is cur
-	cur         *segment   // the active segment; changes under writeMu and mu
-	logStart    int64
-	written     int64 // next offset to assign
-	writtenPos  int64 // end of the active segment
-	durable     int64 // every offset below is fsynced
-	hw          int64 // high watermark
-	hwSeg       *segment
-	hwPos       int64 // end of visible bytes in hwSeg
-	changed     chan struct{}
-	durableCh   chan struct{}
-	werr        error
-	closed      bool
-	lastIdxSync time.Time
+	mu           sync.RWMutex
+	segs         []*segment // by base offset; the last one is cur
+	cur          *segment   // the active segment; changes under writeMu and mu
+	logStart     int64
+	written      int64 // next offset to assign
+	writtenPos   int64 // end of the active segment
+	durable      int64 // every offset below is fsynced
+	hw           int64 // high watermark
+	hwSeg        *segment
+	hwPos        int64 // end of visible bytes in hwSeg
+	changed      chan struct{}
+	changedTaken bool // changed was handed out by Changed
+	durableCh    chan struct{}
+	werr         error
+	closed       bool
+	lastIdxSync  time.Time
 
 	kick chan struct{}
 	stop chan struct{}
@@ -160,8 +161,13 @@ func (l *Log) advanceHWLocked(hw int64, s *segment, pos int64) {
 		return
 	}
 	l.hw, l.hwSeg, l.hwPos = hw, s, pos
-	close(l.changed)
-	l.changed = make(chan struct{})
+	if l.changedTaken {
+		// Only a channel someone holds needs replacing: saves an
+		// allocation per append when nobody long-polls.
+		close(l.changed)
+		l.changed = make(chan struct{})
+		l.changedTaken = false
+	}
 }
 
 // advanceDurableLocked records that offsets below d are fsynced.
@@ -331,8 +337,11 @@ func (l *Log) Sync() error {
 // Changed returns a channel closed the next time the high watermark moves
 // (or the log closes), for long-polling fetches.
 func (l *Log) Changed() <-chan struct{} {
-	l.mu.RLock()
-	defer l.mu.RUnlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if !l.closed {
+		l.changedTaken = true
+	}
 	return l.changed
 }
 

@@ -145,6 +145,14 @@ func (l *Log) Write(batch []byte) (AppendInfo, error) {
 	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
 		return AppendInfo{}, l.fail(err)
 	}
+	if l.cfg.Flush == FlushAlways {
+		// Start the fsync now: the high watermark must move even for
+		// writers that never wait (acks=0).
+		select {
+		case l.kick <- struct{}{}:
+		default:
+		}
+	}
 	return AppendInfo{BaseOffset: h.BaseOffset, LastOffset: h.lastOffset(), MaxTimestamp: h.MaxTimestamp, Records: h.Records}, nil
 }
 
@@ -201,7 +209,7 @@ func (l *Log) fail(err error) error {
 // before the new file exists, so a segment with a successor is complete.
 func (l *Log) rollLocked() error {
 	old := l.cur
-	if err := old.log.Sync(); err != nil {
+	if err := l.syncSegment(old); err != nil {
 		return l.fail(fmt.Errorf("sync segment %d: %w", old.base, err))
 	}
 	seal := timeEntry{Timestamp: old.maxTs, Rel: uint32(old.maxTsOffset - old.base)}
@@ -297,12 +305,7 @@ func (l *Log) flush(indexes bool) error {
 		return werr
 	}
 	if pending {
-		start := time.Now()
-		err := s.log.Sync()
-		if m := l.opts.Metrics; m != nil && m.FsyncSeconds != nil {
-			m.FsyncSeconds.Observe(time.Since(start).Seconds())
-		}
-		if err != nil {
+		if err := l.syncSegment(s); err != nil {
 			return l.fail(fmt.Errorf("sync segment %d: %w", s.base, err))
 		}
 	}
@@ -321,6 +324,16 @@ func (l *Log) flush(indexes bool) error {
 	l.advanceDurableLocked(target, s, pos)
 	l.mu.Unlock()
 	return nil
+}
+
+// syncSegment fdatasyncs a segment file and times it.
+func (l *Log) syncSegment(s *segment) error {
+	start := time.Now()
+	err := s.log.Sync()
+	if m := l.opts.Metrics; m != nil && m.FsyncSeconds != nil {
+		m.FsyncSeconds.Observe(time.Since(start).Seconds())
+	}
+	return err
 }
 
 // Sync fsyncs everything written so far, indexes included.

@@ -223,20 +223,29 @@ func TestRefuseBadBatches(t *testing.T) {
 }
 
 func TestHighWatermarkAndChanged(t *testing.T) {
-	fsys := NewCrashFS()
+	gate := make(chan struct{})
+	fsys := &gatedFS{FS: NewCrashFS()}
 	l := openT(t, fsys, "/p/t-0", Config{Flush: FlushAlways})
 	defer l.Close()
 	ch := l.Changed()
+	fsys.gate.Store(&gate)
 	info, err := l.Write(makeBatch(nil, 2, 1, 5))
 	if err != nil {
 		t.Fatal(err)
 	}
+	time.Sleep(10 * time.Millisecond) // the flusher is now stuck in fsync
 	if hw := l.HighWatermark(); hw != 0 {
 		t.Fatalf("hw %d before fsync under always", hw)
 	}
-	if _, err := l.Read(0, 100, nil); err == nil {
-		// offset 0 == hw: empty, fine.
+	if d, err := l.Read(0, 100, nil); err != nil || len(d) != 0 {
+		t.Fatalf("read of undurable data: %d bytes, %v", len(d), err)
 	}
+	select {
+	case <-ch:
+		t.Fatal("Changed closed before the high watermark moved")
+	default:
+	}
+	close(gate)
 	if err := l.WaitDurable(info.LastOffset + 1); err != nil {
 		t.Fatal(err)
 	}
@@ -248,6 +257,32 @@ func TestHighWatermarkAndChanged(t *testing.T) {
 	if hw := l.HighWatermark(); hw != 2 {
 		t.Fatalf("hw %d, want 2", hw)
 	}
+}
+
+// gatedFS holds every file Sync until the gate channel, when set, closes.
+type gatedFS struct {
+	FS
+	gate atomic.Pointer[chan struct{}]
+}
+
+type gatedFile struct {
+	File
+	g *gatedFS
+}
+
+func (g *gatedFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := g.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return gatedFile{f, g}, nil
+}
+
+func (f gatedFile) Sync() error {
+	if ch := f.g.gate.Load(); ch != nil {
+		<-*ch
+	}
+	return f.File.Sync()
 }
 
 // countingFS counts file syncs, to show group commit.

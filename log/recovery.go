@@ -206,7 +206,14 @@ func (l *Log) recoverActive(s *segment) error {
 		}
 		// Probe the first batch before touching the indexes.
 		if k >= 0 {
-			if res := scanBatches(s.log, pos, min(s.size, pos+maxBatchSize), expect, l.cfg.LeaderEpoch, true, func(batchHeader, int64) error { return errStop }); res.err != errStop {
+			wantLast := s.base + int64(decodeTimeEntryRel(s, k))
+			probe := func(h batchHeader, _ int64) error {
+				if h.lastOffset() != wantLast {
+					return errBadOffset // the time index entry is for another batch
+				}
+				return errStop
+			}
+			if res := scanBatches(s.log, pos, min(s.size, pos+maxBatchSize), expect, l.cfg.LeaderEpoch, true, probe); res.err != errStop {
 				continue
 			}
 		}
@@ -264,6 +271,15 @@ func (l *Log) recoverActive(s *segment) error {
 }
 
 var errStop = errors.New("stop")
+
+// decodeTimeEntryRel is the relOffset of time index entry k (read before).
+func decodeTimeEntryRel(s *segment, k int) uint32 {
+	b, err := s.tidx.entry(k)
+	if err != nil {
+		return 0
+	}
+	return decodeTimeEntry(b).Rel
+}
 
 // isCorruption says whether a scan stopped on bad bytes rather than on an
 // I/O error.

@@ -88,8 +88,8 @@ func TestReplayedNight(t *testing.T) {
 		}
 	}
 	hidden, _ := filepath.Glob(filepath.Join(out, ".*"))
-	if len(hidden) != 1 || !strings.HasSuffix(hidden[0], ".json") {
-		t.Errorf("left behind: %v", hidden)
+	if len(hidden) != 2 || !strings.HasSuffix(hidden[0], ".json") || !strings.HasSuffix(hidden[1], ".lock") {
+		t.Errorf("left behind: %v (want the manifest and the lock file)", hidden)
 	}
 }
 
@@ -123,6 +123,15 @@ func TestEmptyAndMissingTopic(t *testing.T) {
 	_, err = Build(context.Background(), Job{Bootstrap: c.ListenAddrs(), Night: testNight.AddDays(1), Program: Public, OutDir: out})
 	if !errors.Is(err, ErrNoTopic) {
 		t.Fatalf("missing topic: %v, want ErrNoTopic", err)
+	}
+	unlock, err := lockRun(pathsFor(out, FileName(testNight, Public)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unlock()
+	_, err = Build(context.Background(), Job{Bootstrap: c.ListenAddrs(), Night: testNight, Program: Public, OutDir: out})
+	if !errors.Is(err, ErrBusy) {
+		t.Fatalf("second run of the same night: %v, want ErrBusy", err)
 	}
 }
 

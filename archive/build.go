@@ -24,8 +24,12 @@ import (
 	"go.uber.org/zap"
 )
 
-// ErrNoTopic means the night's topic does not exist on the cluster.
-var ErrNoTopic = errors.New("archive: topic not found")
+var (
+	// ErrNoTopic means the night's topic does not exist on the cluster.
+	ErrNoTopic = errors.New("archive: topic not found")
+	// ErrBusy means another run is building the same archive.
+	ErrBusy = errors.New("archive: another run is building this night")
+)
 
 const (
 	DefaultLevel           = 6
@@ -88,6 +92,11 @@ func Build(ctx context.Context, job Job) (Result, error) {
 	defer admin.Close()
 	r.opts = opts
 
+	unlock, err := lockRun(r.paths)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
 	if err := r.open(ctx, kadm.NewClient(admin)); err != nil {
 		return Result{}, err
 	}
@@ -263,6 +272,11 @@ func (r *run) fresh(ctx context.Context, admin *kadm.Client) error {
 	if err := removeIfExists(r.paths.ckpt); err != nil {
 		return err
 	}
+	return r.start(ranges)
+}
+
+// start begins a new archive of ranges.
+func (r *run) start(ranges []PartitionRange) (err error) {
 	r.used = map[string]struct{}{}
 	r.ck = checkpoint{Version: checkpointVersion, Topic: r.job.Topic, Level: r.job.Level, Ranges: ranges, Checkpoint: r.job.CheckpointBytes}
 	for _, pr := range ranges {
@@ -332,6 +346,9 @@ func (r *run) consumePartition(ctx context.Context, i int) error {
 		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{r.job.Topic: {pr.Partition: kgo.NewOffset().At(r.ck.Next[i])}}),
 		kgo.FetchMaxBytes(64<<20),
 		kgo.FetchMaxPartitionBytes(32<<20),
+		// Retention deleting messages under a run is an error, not a
+		// silent jump to the new log start.
+		kgo.ConsumeResetOffset(kgo.NoResetOffset()),
 	)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

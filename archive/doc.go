@@ -39,12 +39,13 @@
 // # Runs, checkpoints, resume
 //
 // The range archived is [log start offset, high watermark) of every
-// partition, listed once when a run starts. While it runs, three hidden
-// files sit next to the final name:
+// partition, listed once when a run starts. While it runs, hidden files sit
+// next to the final name:
 //
 //	.ztf_public_YYYYMMDD.tar.gz.part    the gzip stream so far (no trailer)
 //	.ztf_public_YYYYMMDD.tar.gz.sums    MD5SUMS lines of the members so far
 //	.ztf_public_YYYYMMDD.tar.gz.ckpt    JSON checkpoint (see checkpoint)
+//	.ztf_public_YYYYMMDD.tar.gz.lock    flock(2)ed by the running process
 //
 // Every CheckpointBytes of tar input, at a member boundary, the run pads the
 // tar entry, sync-flushes the compressor, fsyncs .part and .sums, and
@@ -56,8 +57,11 @@
 // over. Checkpoints fall at the same input positions in every run, so a run
 // that was killed and resumed writes the same bytes as one that was not.
 // The end: MD5SUMS member, tar end, final deflate block, trailer, fsync,
-// rename to the final name, fsync the folder, then the hidden files go. A
-// reader never sees a half file under a final name.
+// rename to the final name, fsync the folder, then .ckpt and .sums go (the
+// empty .lock stays: removing it would race the next run). A reader never
+// sees a half file under a final name. Retention deleting messages under a
+// run fails it (no reset to the new log start), and a second run of the same
+// archive fails with ErrBusy.
 //
 // Next to each finished archive, ".ztf_public_YYYYMMDD.tar.gz.json" records
 // the offset range it holds, so the scheduler can tell an archive that a late

@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"golang.org/x/sys/unix"
 )
 
 // The hidden files of a run, next to the final name (see the package doc).
 type runPaths struct {
-	dir, final, part, sums, ckpt, meta string
+	dir, final, part, sums, ckpt, meta, lock string
 }
 
 func pathsFor(dir, name string) runPaths {
@@ -22,6 +24,7 @@ func pathsFor(dir, name string) runPaths {
 		sums:  h + ".sums",
 		ckpt:  h + ".ckpt",
 		meta:  h + ".json",
+		lock:  h + ".lock",
 	}
 }
 
@@ -115,4 +118,21 @@ func removeIfExists(paths ...string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// lockRun keeps two runs (serve's scheduler and a manual one, say) off the
+// same archive. The lock goes with the process, so a killed run leaves none.
+func lockRun(p runPaths) (unlock func(), err error) {
+	f, err := os.OpenFile(p.lock, os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, unix.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%w: %s", ErrBusy, p.final)
+		}
+		return nil, fmt.Errorf("lock %s: %w", p.lock, err)
+	}
+	return func() { _ = f.Close() }, nil
 }

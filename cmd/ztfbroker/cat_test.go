@@ -3,9 +3,12 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -86,4 +89,59 @@ func TestCatParseStart(t *testing.T) {
 	if _, err := parseStart("yesterday", now); err == nil {
 		t.Error("yesterday: want an error")
 	}
+}
+
+// The same round trip through `ztfbroker serve` itself, with the topic
+// created by --create.
+func TestCatCommandRoundTripEmbedded(t *testing.T) {
+	dir := t.TempDir()
+	addr := catFreeAddr(t)
+	serve := exec.Command(binary, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--http", catFreeAddr(t))
+	var logs bytes.Buffer
+	serve.Stdout, serve.Stderr = &logs, &logs
+	if err := serve.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = serve.Process.Signal(syscall.SIGTERM)
+		_ = serve.Wait()
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		c, err := net.Dial("tcp", addr)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("serve did not listen: %s", logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	kafka := "kafka://" + addr + "/ztf_20261129_programid1"
+	if _, _, err := catCmd(t, "", "--create", catSample402, kafka); err != nil {
+		t.Fatal(err)
+	}
+	js, _, err := catCmd(t, "", "--eof", kafka, "-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := filepath.Join(dir, "back.avro")
+	if _, _, err := catCmd(t, js, "--from", "json", "-", out); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := os.ReadFile(out)
+	want, _ := os.ReadFile(catSample402)
+	if !bytes.Equal(got, want) {
+		t.Fatalf("through ztfbroker serve: %d bytes back, %d sent, or content differs", len(got), len(want))
+	}
+}
+
+func catFreeAddr(t *testing.T) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
 }

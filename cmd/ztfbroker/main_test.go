@@ -38,8 +38,8 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// broker is a running `ztfbroker serve` process.
-type broker struct {
+// serveProc is a running `ztfbroker serve` process.
+type serveProc struct {
 	t       *testing.T
 	DataDir string
 	Kafka   string // host:port of the Kafka listener
@@ -53,19 +53,19 @@ type broker struct {
 
 // startBroker starts `ztfbroker serve` on free loopback ports with a fresh
 // data directory (or dataDir when not empty) and waits until it answers.
-func startBroker(t *testing.T, dataDir string, extra ...string) *broker {
+func startBroker(t *testing.T, dataDir string, extra ...string) *serveProc {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
-	b := &broker{t: t, DataDir: dataDir, Kafka: freeAddr(t), HTTP: freeAddr(t)}
+	b := &serveProc{t: t, DataDir: dataDir, Kafka: freeAddr(t), HTTP: freeAddr(t)}
 	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Kafka, "--http", b.HTTP}, extra...)
 	b.start()
 	t.Cleanup(func() { b.Kill() })
 	return b
 }
 
-func (b *broker) start() {
+func (b *serveProc) start() {
 	b.t.Helper()
 	b.cmd = exec.Command(binary, b.args...)
 	stderr, err := b.cmd.StderrPipe()
@@ -112,14 +112,14 @@ func (b *broker) start() {
 }
 
 // Logs returns everything the process has written so far.
-func (b *broker) Logs() string {
+func (b *serveProc) Logs() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.logs.String()
 }
 
 // Stop sends SIGTERM and waits for a clean exit.
-func (b *broker) Stop() {
+func (b *serveProc) Stop() {
 	b.t.Helper()
 	b.cmd.Process.Signal(syscall.SIGTERM)
 	select {
@@ -134,7 +134,7 @@ func (b *broker) Stop() {
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
-func (b *broker) Kill() {
+func (b *serveProc) Kill() {
 	if b.cmd == nil || b.cmd.Process == nil {
 		return
 	}
@@ -143,7 +143,7 @@ func (b *broker) Kill() {
 }
 
 // Restart starts the process again on the same ports and data directory.
-func (b *broker) Restart() { b.start() }
+func (b *serveProc) Restart() { b.start() }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()

@@ -21,7 +21,7 @@ import (
 
 func newClient(t *testing.T, addr string, opts ...kgo.Opt) *kgo.Client {
 	t.Helper()
-	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.RequiredAcks(kgo.AllISRAcks())}, opts...)...)
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(addr), kgo.RequiredAcks(kgo.AllISRAcks()), kgo.AllowAutoTopicCreation()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -132,7 +132,7 @@ type acked struct {
 
 // produceUntilKilled produces from several goroutines until the broker dies,
 // recording each acknowledged record with its offset.
-func produceUntilKilled(t *testing.T, b *broker, topic string, after time.Duration) *acked {
+func produceUntilKilled(t *testing.T, b *serveProc, topic string, after time.Duration) *acked {
 	t.Helper()
 	a := &acked{recs: map[int64][]byte{}}
 	cl := newClient(t, b.Kafka, kgo.DefaultProduceTopic(topic), kgo.DisableIdempotentWrite(),
@@ -305,12 +305,17 @@ func TestFlippedBitIsNeverServed(t *testing.T) {
 	// A raw Fetch at the damaged record's offset must answer
 	// KAFKA_STORAGE_ERROR and carry no data.
 	cl = newClient(t, b.Kafka)
+	details, err := kadm.NewClient(cl).ListTopics(context.Background(), topic)
+	if err != nil {
+		t.Fatal(err)
+	}
 	req := kmsg.NewPtrFetchRequest()
 	req.Version = 11
 	req.MaxWaitMillis = 100
 	req.MaxBytes = 1 << 20
 	ft := kmsg.NewFetchRequestTopic()
 	ft.Topic = topic
+	ft.TopicID = details[topic].ID // kgo sends the newest Fetch version, which names topics by id
 	fp := kmsg.NewFetchRequestTopicPartition()
 	fp.FetchOffset = 10
 	fp.PartitionMaxBytes = 1 << 20
@@ -322,7 +327,7 @@ func TestFlippedBitIsNeverServed(t *testing.T) {
 	}
 	p := resp.Topics[0].Partitions[0]
 	if err := kerr.ErrorForCode(p.ErrorCode); !errors.Is(err, kerr.KafkaStorageError) {
-		t.Fatalf("fetch of a damaged batch answered %v, want KAFKA_STORAGE_ERROR", err)
+		t.Fatalf("fetch of a damaged batch answered %v, want KAFKA_STORAGE_ERROR; broker log:\n%s", err, b.Logs())
 	}
 	if bytes.Contains(p.RecordBatches, marker[:5]) || len(p.RecordBatches) > 0 {
 		t.Fatalf("damaged data served: %d bytes", len(p.RecordBatches))

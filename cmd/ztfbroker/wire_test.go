@@ -2,7 +2,7 @@ package main
 
 import (
 	"context"
-	"encoding/binary"
+	be "encoding/binary"
 	"io"
 	"net"
 	"testing"
@@ -32,7 +32,7 @@ func TestHostileClientsDoNotStopService(t *testing.T) {
 	}
 	defer huge.Close()
 	var size [4]byte
-	binary.BigEndian.PutUint32(size[:], 2<<30-1)
+	be.BigEndian.PutUint32(size[:], 2<<30-1)
 	huge.Write(size[:])
 	expectClosed(t, huge, "2 GB frame")
 

@@ -25,6 +25,9 @@ var errTooManyOpenFiles = syscall.EMFILE
 // id and a null client id.
 const minHeaderBytes = 2 + 2 + 4 + 2
 
+// pooledFrameMax is the largest request frame read into a pooled buffer.
+const pooledFrameMax = 64 << 10
+
 // conn is one client connection. The read goroutine owns reading and
 // handling; the write goroutine owns writing and closing the socket.
 type conn struct {
@@ -108,10 +111,18 @@ func (c *conn) read() {
 		n := int64(binary.BigEndian.Uint32(size[:]))
 		if int32(n) < minHeaderBytes || n > int64(c.s.cfg.MaxRequestBytes) {
 			c.clientError("frame_size", "closing connection: request size out of bounds",
-				zap.Int64("size", int64(int32(n))), zap.Int("socket.request.max.bytes", c.s.cfg.MaxRequestBytes))
+				zap.Int64("size", int64(int32(n))), zap.Int("socket.request.max.bytes", c.s.cfg.MaxRequestBytes),
+				zap.String("looks_like", sniff(size)))
 			return
 		}
-		frame := getBuf(int(n))
+		// Small frames come from the pool; big ones are produce requests
+		// whose bytes the Backend may keep, so they are sized exactly.
+		var frame []byte
+		if n <= pooledFrameMax {
+			frame = getBuf(int(n))
+		} else {
+			frame = make([]byte, n)
+		}
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.RequestReadTimeout))
 		if _, err := io.ReadFull(c.nc, frame); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
@@ -121,8 +132,8 @@ func (c *conn) read() {
 			return
 		}
 		c.s.m.bytesRead.Add(float64(4 + n))
-		r, keep, ok := c.handle(frame)
-		if keep {
+		r, recycle, ok := c.handle(frame)
+		if recycle {
 			putBuf(frame)
 		}
 		if !ok {
@@ -140,9 +151,10 @@ func (c *conn) read() {
 	}
 }
 
-// handle decodes one frame and answers it. ok false closes the connection;
-// recycle false means the frame's bytes may still be referenced (Produce
-// hands record batches to the Backend).
+// handle decodes one frame and answers it. ok false closes the connection.
+// recycle false means the frame's bytes may still be referenced: kmsg
+// decodes byte fields as sub-slices of the frame, and Produce hands record
+// batches to the Backend, Groups keeps member metadata and assignments.
 func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 	start := time.Now()
 	rd := kbin.Reader{Src: frame}
@@ -175,6 +187,7 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 			zap.String("api", name), zap.Int16("api_version", version), zap.Int16("min", a.min), zap.Int16("max", a.max))
 		return r, true, false
 	}
+	recycle = key != produceKey && !a.groups
 	req := kmsg.RequestForKey(key)
 	req.SetVersion(version)
 	if req.IsFlexible() {
@@ -194,7 +207,7 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 	if err != nil {
 		c.clientError("request_refused", "closing connection", zap.String("api", name),
 			zap.Int16("api_version", version), zap.Error(err))
-		return r, key != produceKey, false
+		return r, recycle, false
 	}
 	if resp != nil {
 		resp.SetVersion(version)
@@ -205,7 +218,7 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 		c.s.m.observe(name, time.Since(start))
 	}
 	r.resp = resp
-	return r, key != produceKey, true
+	return r, recycle, true
 }
 
 // serve runs a handler, turning a panic into a closed connection: one bad
@@ -269,6 +282,17 @@ func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
 	c.s.m.bytesWritten.Add(float64(len(buf)))
 	_, err := c.nc.Write(buf)
 	return buf, err
+}
+
+// sniff names what a frame that is not Kafka seems to be, for the log.
+func sniff(b [4]byte) string {
+	switch {
+	case b[0] == 0x16 && b[1] == 0x03:
+		return "TLS handshake on a plaintext listener"
+	case string(b[:]) == "GET " || string(b[:]) == "POST" || string(b[:]) == "PUT " || string(b[:]) == "HEAD":
+		return "HTTP"
+	}
+	return "unknown"
 }
 
 // Request frames and fetched records come from size-classed pools so a busy

@@ -236,6 +236,7 @@ func NewGroupCoordinator(db *pebble.DB, cfg GroupConfig, logger *zap.Logger, reg
 	if c.producers, err = newProducerSequences(db, cfg.ProducerIDExpiration, c.logger, now); err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
+	c.producers.onDropTopic = c.dropTopicOffsets
 	if err := c.load(); err != nil {
 		return nil, fmt.Errorf("group coordinator: %w", err)
 	}
@@ -243,6 +244,23 @@ func NewGroupCoordinator(db *pebble.DB, cfg GroupConfig, logger *zap.Logger, reg
 		return nil, fmt.Errorf("group coordinator: register metrics: %w", err)
 	}
 	go c.sweepLoop()
+	return c, nil
+}
+
+// OpenGroupCoordinator builds the coordinator over an open broker: its
+// metadata store, logger, clock and high watermarks, and installs the
+// producer sequence check in its Produce path. Close the coordinator before
+// the broker.
+func OpenGroupCoordinator(b *Broker, cfg GroupConfig, reg prometheus.Registerer) (*GroupCoordinator, error) {
+	hwm := func(topic string, partition int32) (int64, error) {
+		_, h, err := b.Offsets(topic, partition)
+		return h, err
+	}
+	c, err := NewGroupCoordinator(b.Meta(), cfg, b.Logger(), reg, b.now, hwm)
+	if err != nil {
+		return nil, err
+	}
+	b.SetProducerCheck(c.Producers())
 	return c, nil
 }
 

@@ -88,6 +88,10 @@ type ProducerSequences struct {
 	now        func() time.Time
 	expiration time.Duration
 
+	// onDropTopic also forgets the committed offsets of a deleted topic
+	// (the coordinator's), since the broker tells only this type.
+	onDropTopic func(topic string)
+
 	mu      sync.Mutex
 	next    int64 // next producer id; persisted before it is handed out
 	entries map[producerKey]*producerRecord
@@ -218,15 +222,20 @@ func (s *ProducerSequences) Appended(topic string, partition int32, b ProducerBa
 	}
 }
 
-// DropTopic forgets every producer's sequences on topic (deleted).
+// DropTopic forgets every producer's sequences on topic (deleted), and the
+// groups' committed offsets of it, so that a topic created again under the
+// name starts clean.
 func (s *ProducerSequences) DropTopic(topic string) {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	for k := range s.entries {
 		if k.topic == topic {
 			delete(s.entries, k)
 			_ = s.db.Delete(k.bytes(), pebble.NoSync)
 		}
+	}
+	s.mu.Unlock()
+	if s.onDropTopic != nil {
+		s.onDropTopic(topic)
 	}
 }
 
@@ -263,11 +272,8 @@ func (c *GroupCoordinator) InitProducerID(_ context.Context, req *kmsg.InitProdu
 	return resp
 }
 
-// TopicDeleted forgets a deleted topic: every group's committed offsets of
-// it and every producer's sequences, so that a topic created again under
-// the name starts clean.
-func (c *GroupCoordinator) TopicDeleted(topic string) {
-	c.producers.DropTopic(topic)
+// dropTopicOffsets forgets every group's committed offsets of a deleted topic.
+func (c *GroupCoordinator) dropTopicOffsets(topic string) {
 	for _, g := range c.allGroups() {
 		g.mu.Lock()
 		var drop []groupTP

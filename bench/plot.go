@@ -164,7 +164,7 @@ func (r *Report) drawThroughput(c canvas, x0, y0, w, h float64) {
 			}
 		}
 		c.text(gx+(gw-20)/2, y0+h+18, k.phase, anchorMiddle, black)
-		c.text(gx+(gw-20)/2, y0+h+34, sizeLabel(k.size), anchorMiddle, black)
+		c.text(gx+(gw-20)/2, y0+h+36, sizeLabel(k.size), anchorMiddle, black)
 	}
 	note := y0 + h + 56
 	for _, lim := range []struct {

@@ -310,6 +310,9 @@ func (b *Broker) EnforceRetention() int {
 	total := 0
 	for _, p := range b.allPartitions() {
 		n, err := p.log.EnforceRetention()
+		if errors.Is(err, log.ErrClosed) {
+			continue // its topic was deleted meanwhile
+		}
 		if err != nil {
 			b.logger.Error("retention", zap.String("topic", p.topic), zap.Int32("partition", p.index), zap.Error(err))
 			continue

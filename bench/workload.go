@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -359,13 +360,23 @@ func latency(ctx context.Context, cfg Config, t Target, topic string, rate float
 	if len(lats) == 0 {
 		return res, errors.New("latency: no records received")
 	}
-	slices.Sort(lats)
-	pct := func(p float64) float64 {
-		i := int(p*float64(len(lats))+0.999999) - 1
-		i = min(max(i, 0), len(lats)-1)
-		return float64(lats[i]) / 1e6
-	}
-	res.P50ms, res.P99ms, res.P999ms = pct(0.50), pct(0.99), pct(0.999)
-	res.Maxms = float64(lats[len(lats)-1]) / 1e6
+	ms := percentilesMs(lats, 0.50, 0.99, 0.999, 1)
+	res.P50ms, res.P99ms, res.P999ms, res.Maxms = ms[0], ms[1], ms[2], ms[3]
 	return res, nil
+}
+
+// percentilesMs sorts lats (nanoseconds) and returns the nearest-rank
+// percentile for each q (0 < q <= 1), in milliseconds.
+func percentilesMs(lats []int64, qs ...float64) []float64 {
+	slices.Sort(lats)
+	out := make([]float64, len(qs))
+	if len(lats) == 0 {
+		return out
+	}
+	for k, q := range qs {
+		i := int(math.Ceil(q*float64(len(lats)))) - 1
+		i = min(max(i, 0), len(lats)-1)
+		out[k] = float64(lats[i]) / 1e6
+	}
+	return out
 }

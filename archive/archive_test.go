@@ -107,6 +107,13 @@ func TestSimulatedNight(t *testing.T) {
 	if filepath.Base(res.Path) != "ztf_partnership_20260115.tar.gz" || res.Members != 300 {
 		t.Fatalf("result %+v", res)
 	}
+	var inTopic int64
+	for _, pr := range res.Ranges {
+		inTopic += pr.End - pr.Start
+	}
+	if len(res.Ranges) != 4 || inTopic != res.Members {
+		t.Fatalf("topic holds %d messages in %d partitions, archive %d members", inTopic, len(res.Ranges), res.Members)
+	}
 	verifyArchive(t, res.Path, msgs)
 	t.Logf("%d alerts, %.1f MB tar -> %.1f MB gz", res.Members, float64(res.InputBytes)/1e6, float64(res.Size)/1e6)
 }

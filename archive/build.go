@@ -97,10 +97,10 @@ func Build(ctx context.Context, job Job) (Result, error) {
 		return Result{}, err
 	}
 	defer unlock()
+	defer r.abort()
 	if err := r.open(ctx, kadm.NewClient(admin)); err != nil {
 		return Result{}, err
 	}
-	defer r.abort()
 	if err := r.consume(ctx); err != nil {
 		return Result{}, err
 	}

@@ -2,6 +2,7 @@ package log
 
 import (
 	"fmt"
+	"hash/crc32"
 	"math/rand"
 	"os"
 	"path/filepath"
@@ -50,29 +51,42 @@ func BenchmarkAppend(b *testing.B) {
 				b.StopTimer()
 			})
 			b.Run(fmt.Sprintf("%v/%s/baseline", policy, sz.name), func(b *testing.B) {
-				f, err := os.Create(filepath.Join(b.TempDir(), "plain"))
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer f.Close()
-				last := time.Now()
-				b.SetBytes(int64(len(batch)))
-				b.ResetTimer()
-				for i := 0; i < b.N; i++ {
-					if _, err := f.Write(batch); err != nil {
-						b.Fatal(err)
-					}
-					if policy == FlushAlways || time.Since(last) >= DefaultFlushInterval {
-						if err := fdatasync(f); err != nil {
-							b.Fatal(err)
-						}
-						last = time.Now()
-					}
-				}
-				b.StopTimer()
+				appendPlain(b, batch, policy, false)
+			})
+			b.Run(fmt.Sprintf("%v/%s/baseline+crc", policy, sz.name), func(b *testing.B) {
+				appendPlain(b, batch, policy, true)
 			})
 		}
 	}
+}
+
+// appendPlain appends batch to a plain file with the log's fsync pattern;
+// withCRC adds the CRC32C check the log does on the way in, to separate
+// the cost of checking from the cost of storing.
+func appendPlain(b *testing.B, batch []byte, policy FlushPolicy, withCRC bool) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "plain"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	last := time.Now()
+	b.SetBytes(int64(len(batch)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if withCRC && crc32.Checksum(batch[batchAttributesPos:], castagnoli) == 0 {
+			b.Fatal("crc")
+		}
+		if _, err := f.Write(batch); err != nil {
+			b.Fatal(err)
+		}
+		if policy == FlushAlways || time.Since(last) >= DefaultFlushInterval {
+			if err := fdatasync(f); err != nil {
+				b.Fatal(err)
+			}
+			last = time.Now()
+		}
+	}
+	b.StopTimer()
 }
 
 // BenchmarkAppendParallel shows group commit: 8 producers under always.
@@ -139,26 +153,39 @@ func BenchmarkRead(b *testing.B) {
 				}
 				b.SetBytes(n / int64(b.N))
 			})
-			b.Run(fmt.Sprintf("%s/%s/baseline", temp, bs.name), func(b *testing.B) {
-				buf := make([]byte, 1<<20)
-				var pos int64
-				for i := 0; i < b.N; i++ {
-					if temp == "cold" {
-						b.StopTimer()
-						drop()
-						b.StartTimer()
-					}
-					n, err := plain.ReadAt(buf, pos)
-					if n == 0 {
-						b.Fatal(err)
-					}
-					pos += int64(n)
-					if pos >= readDataset {
-						pos = 0
-					}
+			for _, withCRC := range []bool{false, true} {
+				name := "baseline"
+				if withCRC {
+					name = "baseline+crc"
 				}
-				b.SetBytes(1 << 20)
-			})
+				b.Run(fmt.Sprintf("%s/%s/%s", temp, bs.name, name), func(b *testing.B) {
+					buf := make([]byte, 1<<20)
+					var pos int64
+					for i := 0; i < b.N; i++ {
+						if temp == "cold" {
+							b.StopTimer()
+							drop()
+							b.StartTimer()
+						}
+						n, err := plain.ReadAt(buf, pos)
+						if n == 0 {
+							b.Fatal(err)
+						}
+						if withCRC {
+							for p := 0; p+bs.size <= n; p += bs.size {
+								if crc32.Checksum(buf[p+batchAttributesPos:p+bs.size], castagnoli) == 0 {
+									b.Fatal("crc")
+								}
+							}
+						}
+						pos += int64(n)
+						if pos >= readDataset {
+							pos = 0
+						}
+					}
+					b.SetBytes(1 << 20)
+				})
+			}
 		}
 		l.Close()
 		plain.Close()

@@ -258,3 +258,59 @@ func TestCatFramedWithRegistry(t *testing.T) {
 		t.Fatalf("framed without a registry: %v", err)
 	}
 }
+
+// Confluent-framed messages through Kafka: to JSON with the registry's
+// schema, back to Kafka framed with the same id, and to a container file.
+func TestCatFramedThroughKafka(t *testing.T) {
+	addrs := cluster(t, "framed", "again")
+	c := &Codec{Schemas: NewSchemas()}
+	alerts, err := c.Decode(mustRead(t, boom402))
+	if err != nil {
+		t.Fatal(err)
+	}
+	framed := append([]byte{0, 0, 0, 0, 9}, alerts[0].Body...)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(addrs, ",")...), kgo.DefaultProduceTopic("framed"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	if err := cl.ProduceSync(context.Background(), &kgo.Record{Value: framed}).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	reg := registryServer(t, map[int]string{9: alerts[0].SchemaText})
+	src := "kafka://" + addrs + "/framed"
+	if _, err := run(t, Config{Sources: []string{src}, Dest: "-", EOF: true}); err == nil || !strings.Contains(err.Error(), "--registry") {
+		t.Fatalf("without --registry: %v", err)
+	}
+	js, err := run(t, Config{Sources: []string{src}, Dest: "-", EOF: true, Registry: reg})
+	if err != nil || !strings.Contains(js, `"schema_id":9`) {
+		t.Fatalf("%v %.200s", err, js)
+	}
+	jsonl := filepath.Join(t.TempDir(), "framed.jsonl")
+	if err := os.WriteFile(jsonl, []byte(js), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := run(t, Config{Sources: []string{jsonl}, Dest: "kafka://" + addrs + "/again", Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	cons, err := kgo.NewClient(kgo.SeedBrokers(strings.Split(addrs, ",")...), kgo.ConsumeTopics("again"),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cons.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	fs := cons.PollFetches(ctx)
+	if recs := fs.Records(); len(recs) != 1 || !bytes.Equal(recs[0].Value, framed) {
+		t.Fatalf("re-framed message differs (%d records, %v)", len(recs), fs.Errors())
+	}
+	out := filepath.Join(t.TempDir(), "framed.avro")
+	if _, err := run(t, Config{Sources: []string{src}, Dest: out, EOF: true, Registry: reg}); err != nil {
+		t.Fatal(err)
+	}
+	back, err := (&Codec{Schemas: NewSchemas()}).Decode(mustRead(t, out))
+	if err != nil || len(back) != 1 || !bytes.Equal(back[0].Body, alerts[0].Body) {
+		t.Fatalf("framed to a container file: %v", err)
+	}
+}

@@ -734,3 +734,74 @@ func TestProducerCheckSeam(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestListOffsetEmpty(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.open()
+	mustTopic(t, b, "empty")
+	for ts, want := range map[int64]int64{-1: 0, -2: 0, -3: -1, 0: -1, 12345: -1} {
+		if off, _, err := b.ListOffset("empty", 0, ts); err != nil || off != want {
+			t.Errorf("ListOffset(%d) = %d, %v; want %d", ts, off, err, want)
+		}
+	}
+	if _, _, err := b.ListOffset("empty", 0, -7); !isKerr(err, kerr.InvalidRequest) {
+		t.Errorf("ListOffset(-7): %v", err)
+	}
+	if _, _, err := b.ListOffset("empty", 3, -1); !isKerr(err, kerr.UnknownTopicOrPartition) {
+		t.Errorf("missing partition: %v", err)
+	}
+}
+
+// Deleting a topic while it is produced to and fetched from: every call
+// either succeeds or says the topic is unknown; nothing hangs or leaks.
+func TestDeleteWhileProducing(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.open()
+	for round := 0; round < 3; round++ {
+		mustTopic(t, b, "busy")
+		var wg sync.WaitGroup
+		stop := make(chan struct{})
+		errs := make(chan error, 4)
+		for w := 0; w < 4; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					select {
+					case <-stop:
+						return
+					default:
+					}
+					_, _, err := b.Produce(context.Background(), "busy", 0, e.batch(1, 1, 100))
+					if err == nil {
+						_, _, _, err = b.Fetch("busy", 0, 0, 1<<10, nil)
+					}
+					if err != nil && !isKerr(err, kerr.UnknownTopicOrPartition) && !isKerr(err, kerr.NotLeaderForPartition) {
+						errs <- err
+						return
+					}
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		if err := b.DeleteTopic("busy"); err != nil {
+			t.Fatal(err)
+		}
+		close(stop)
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			t.Errorf("round %d: %v", round, err)
+		}
+	}
+}
+
+func TestOpenRefusesBadConfig(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.DataDir = ""
+	cfg.NumPartitions = 0
+	_, err := Open(cfg, nil, nil, nil)
+	if err == nil || !strings.Contains(err.Error(), "log.dirs") || !strings.Contains(err.Error(), "num.partitions") {
+		t.Fatalf("Open with a bad config: %v", err)
+	}
+}

@@ -44,6 +44,9 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 		return -1, -1, err
 	}
 	if err := p.log.WaitDurable(end); err != nil {
+		// Closed (deleted, shutting down) while waiting, the batches
+		// may never be durable: storageError says so without blaming
+		// the disk.
 		return -1, -1, b.storageError(p, "wait durable", err)
 	}
 	return first, p.log.LogStartOffset(), nil
@@ -139,9 +142,21 @@ func (p *partition) writeError(err error) error {
 	return fmt.Errorf("%s-%d: %v: %w", p.topic, p.index, err, kerr.KafkaStorageError)
 }
 
+// closedError answers a call that met a closed log: its topic was deleted
+// (UNKNOWN_TOPIC_OR_PARTITION) or the broker is shutting down
+// (NOT_LEADER_FOR_PARTITION, which clients retry elsewhere or later).
+func (p *partition) closedError(err error) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.writeError(err)
+}
+
 // storageError logs err against the partition and returns it as
 // KAFKA_STORAGE_ERROR, naming the segment file and offset of corruption.
 func (b *Broker) storageError(p *partition, op string, err error) error {
+	if errors.Is(err, log.ErrClosed) {
+		return p.closedError(err)
+	}
 	fields := []zap.Field{zap.String("topic", p.topic), zap.Int32("partition", p.index), zap.Error(err)}
 	fields = append(fields, corruptionFields(err)...)
 	b.logger.Error(op, fields...)

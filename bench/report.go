@@ -47,6 +47,9 @@ type Throughput struct {
 	MBps          float64 `json:"mb_per_s"`
 	CPUSeconds    float64 `json:"broker_cpu_seconds"`
 	MaxRSSBytes   int64   `json:"broker_max_rss_bytes"`
+	// BenchCPUSeconds is this process (the clients, and kfake when it runs
+	// in-process) over the phase.
+	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
 	// Fractions of the machine limits (0 when not measured).
 	OfDisk     float64 `json:"fraction_of_disk_fdatasync,omitempty"`
 	OfLoopback float64 `json:"fraction_of_loopback_tcp,omitempty"`
@@ -80,6 +83,7 @@ type Latency struct {
 	Maxms                float64 `json:"max_ms"`
 	CPUSeconds           float64 `json:"broker_cpu_seconds"`
 	MaxRSSBytes          int64   `json:"broker_max_rss_bytes"`
+	BenchCPUSeconds      float64 `json:"bench_cpu_seconds"`
 }
 
 func (r *Report) fillFractions() {
@@ -138,22 +142,22 @@ func (r *Report) WriteTable(w io.Writer) {
 			l.DiskBlockBytes>>10, l.DiskSyncMBps, l.DiskDir, l.LoopbackMBps)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\ntarget\tphase\trecord\trecords/s\tMB/s\tof disk\tof loopback\tbroker CPU s\tbroker RSS MB\t")
+	fmt.Fprintln(tw, "\ntarget\tphase\trecord\trecords/s\tMB/s\tof disk\tof loopback\tbroker CPU s\tbroker RSS MB\tbench CPU s\t")
 	for _, t := range r.Targets {
 		if t.Error != "" {
-			fmt.Fprintf(tw, "%s\terror\t\t\t\t\t\t\t\t\n", t.Name)
+			fmt.Fprintf(tw, "%s\terror\t\t\t\t\t\t\t\t\t\n", t.Name)
 			continue
 		}
 		for _, th := range t.Throughput {
-			fmt.Fprintf(tw, "%s\t%s\t%d B\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t\n", t.Name, th.Phase, th.RecordBytes,
-				th.RecordsPerSec, th.MBps, pctOf(th.OfDisk), pctOf(th.OfLoopback), cpuText(th.CPUSeconds, t.PID), mb(th.MaxRSSBytes))
+			fmt.Fprintf(tw, "%s\t%s\t%d B\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t\n", t.Name, th.Phase, th.RecordBytes,
+				th.RecordsPerSec, th.MBps, pctOf(th.OfDisk), pctOf(th.OfLoopback), cpuText(th.CPUSeconds, t.PID), mb(th.MaxRSSBytes), th.BenchCPUSeconds)
 		}
 	}
-	fmt.Fprintln(tw, "\ntarget\toffered MB/s\trecord\tsent\treceived\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tbroker CPU s\tbroker RSS MB\t")
+	fmt.Fprintln(tw, "\ntarget\toffered MB/s\trecord\tsent\treceived\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tbroker CPU s\tbroker RSS MB\tbench CPU s\t")
 	for _, t := range r.Targets {
 		for _, l := range t.Latency {
-			fmt.Fprintf(tw, "%s\t%g\t%d B\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t\n", t.Name, l.OfferedMBps, l.RecordBytes,
-				l.Sent, l.Received, l.P50ms, l.P99ms, l.P999ms, l.Maxms, cpuText(l.CPUSeconds, t.PID), mb(l.MaxRSSBytes))
+			fmt.Fprintf(tw, "%s\t%g\t%d B\t%d\t%d\t%.1f\t%.1f\t%.1f\t%.1f\t%s\t%s\t%.1f\t\n", t.Name, l.OfferedMBps, l.RecordBytes,
+				l.Sent, l.Received, l.P50ms, l.P99ms, l.P999ms, l.Maxms, cpuText(l.CPUSeconds, t.PID), mb(l.MaxRSSBytes), l.BenchCPUSeconds)
 		}
 	}
 	tw.Flush()
@@ -171,7 +175,7 @@ func (r *Report) WriteTable(w io.Writer) {
 	}
 	for _, t := range r.Targets {
 		if t.Kind == "kfake" {
-			fmt.Fprintf(w, "note: %s runs in the bench process; its CPU and RSS include the bench clients\n", t.Name)
+			fmt.Fprintf(w, "note: %s runs in the bench process; its broker CPU and RSS include the bench clients (--kfake-process runs it alone)\n", t.Name)
 		}
 		if t.PID <= 0 && t.Error == "" {
 			fmt.Fprintf(w, "note: %s: no broker process found (give --target-pid); CPU and RSS not measured\n", t.Name)

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -131,6 +132,7 @@ func produceThroughput(ctx context.Context, cfg Config, t Target, topic string, 
 	)
 	limit := cfg.MaxBytes / int64(size)
 	sampler := startSampler(t.PID)
+	self := startSampler(os.Getpid())
 	start := time.Now()
 	deadline := start.Add(cfg.Duration)
 	var wg sync.WaitGroup
@@ -159,6 +161,7 @@ func produceThroughput(ctx context.Context, cfg Config, t Target, topic string, 
 	}
 	end := time.Unix(0, lastAck.Load())
 	res.CPUSeconds, res.MaxRSSBytes, _ = sampler.Stop()
+	res.BenchCPUSeconds, _, _ = self.Stop()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return res, fmt.Errorf("produce: %w", err)
 	}
@@ -199,6 +202,7 @@ func consumeThroughput(ctx context.Context, cfg Config, t Target, topic string, 
 	}
 	defer cl.Close()
 	sampler := startSampler(t.PID)
+	self := startSampler(os.Getpid())
 	start := time.Now()
 	pctx, cancel := context.WithTimeout(ctx, cfg.Duration+10*time.Second)
 	defer cancel()
@@ -218,6 +222,7 @@ func consumeThroughput(ctx context.Context, cfg Config, t Target, topic string, 
 	}
 	elapsed := time.Since(start)
 	res.CPUSeconds, res.MaxRSSBytes, _ = sampler.Stop()
+	res.BenchCPUSeconds, _, _ = self.Stop()
 	res.fill(got, elapsed)
 	if got == 0 {
 		return res, errors.New("consume: no records")
@@ -288,6 +293,7 @@ func latency(ctx context.Context, cfg Config, t Target, topic string, rate float
 		firstErr atomic.Value
 	)
 	sampler := startSampler(t.PID)
+	self := startSampler(os.Getpid())
 	t0 := time.Now().Add(10 * time.Millisecond)
 
 	// Consumer: latencies in nanoseconds, one per received record.
@@ -350,6 +356,7 @@ func latency(ctx context.Context, cfg Config, t Target, topic string, rate float
 		<-consDone
 	}
 	res.CPUSeconds, res.MaxRSSBytes, _ = sampler.Stop()
+	res.BenchCPUSeconds, _, _ = self.Stop()
 	if err, _ := firstErr.Load().(error); err != nil {
 		return res, fmt.Errorf("produce: %w", err)
 	}

@@ -20,11 +20,17 @@ import (
 // parallel, so their flushes can share one fsync. acks=0 sends no response;
 // acks 1 and -1 mean the same on one node.
 //
+// Advertised as 0-10 although v0-2 are refused (connection closed), as
+// Kafka 4 does (KAFKA-18659): librdkafka enables gzip, snappy, lz4 and zstd
+// only when the advertised Produce range includes v2 (librdkafka #4956) and
+// otherwise sends every batch uncompressed without a word. Clients take the
+// highest common version, so none sends v0-2 to us.
+//
 // Version notes: v5 LogStartOffset; v7 zstd allowed; v8 ErrorRecords and
 // ErrorMessage; v9 flexible; v10 CurrentLeader/NodeEndpoints tags (not
 // sent: this node is always the leader). Transactions are not served
 // (no AddPartitionsToTxn), so a transactional produce is refused.
-func init() { register(api{key: produceKey, min: 3, max: 10, serve: serveProduce}) }
+func init() { register(api{key: produceKey, min: 3, max: 10, advertiseV0: true, serve: serveProduce}) }
 
 func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)

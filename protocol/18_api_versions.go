@@ -46,6 +46,9 @@ func (s *Server) apiKeys() []kmsg.ApiVersionsResponseApiKey {
 		}
 		k := kmsg.NewApiVersionsResponseApiKey()
 		k.ApiKey, k.MinVersion, k.MaxVersion = a.key, a.min, a.max
+		if a.advertiseV0 {
+			k.MinVersion = 0
+		}
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool { return keys[i].ApiKey < keys[j].ApiKey })

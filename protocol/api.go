@@ -11,6 +11,9 @@ type api struct {
 	// groups marks keys answered by Groups: advertised and served only
 	// when the server has one.
 	groups bool
+	// advertiseV0 advertises versions from 0 while serving only from min;
+	// see 00_produce.go for the one key that needs it and why.
+	advertiseV0 bool
 	// serve answers req (already decoded at a version in [min, max]). A nil
 	// response means none is sent (Produce with acks=0). A returned error
 	// closes the connection.

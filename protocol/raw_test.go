@@ -189,7 +189,7 @@ func TestApiVersions(t *testing.T) {
 			for _, k := range r.ApiKeys {
 				got[k.ApiKey] = [2]int16{k.MinVersion, k.MaxVersion}
 			}
-			for key, want := range map[int16][2]int16{0: {3, 10}, 1: {4, 15}, 2: {1, 7}, 3: {0, 12}, 10: {0, 4},
+			for key, want := range map[int16][2]int16{0: {0, 10}, 1: {4, 15}, 2: {1, 7}, 3: {0, 12}, 10: {0, 4},
 				18: {0, 4}, 23: {2, 4}, 32: {1, 4}} {
 				if got[key] != want {
 					t.Errorf("v%d key %d: %v, want %v", v, key, got[key], want)

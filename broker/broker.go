@@ -44,6 +44,8 @@ type Broker struct {
 	closed bool
 
 	orphans []string
+	// corruptSeen holds "<segment>@<position>" of damage already logged.
+	corruptSeen sync.Map
 	// producers is the idempotent producer check of issue 4, if installed.
 	producers atomic.Pointer[ProducerCheck]
 

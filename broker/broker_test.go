@@ -630,6 +630,10 @@ func TestCorruptBatchNotServed(t *testing.T) {
 	if ctx["segment"] != segs[0] || ctx["position"] != int64(0) {
 		t.Fatalf("error line does not name file and offset: %v", ctx)
 	}
+	b.Fetch("t", 0, 0, 1<<20, nil)
+	if n := e.logs.FilterMessage("fetch").FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
+		t.Fatalf("%d error lines for the same damage, want 1", n)
+	}
 	// The batch after it is still served.
 	if data, _, _, err := b.Fetch("t", 0, 3, 1<<20, nil); err != nil || len(data) == 0 {
 		t.Fatalf("fetch of the good batch: %v", err)

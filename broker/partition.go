@@ -153,12 +153,22 @@ func (p *partition) closedError(err error) error {
 
 // storageError logs err against the partition and returns it as
 // KAFKA_STORAGE_ERROR, naming the segment file and offset of corruption.
-func (b *Broker) storageError(p *partition, op string, err error) error {
+func (b *Broker) storageError(p *partition, op string, err error, extra ...zap.Field) error {
 	if errors.Is(err, log.ErrClosed) {
 		return p.closedError(err)
 	}
 	fields := []zap.Field{zap.String("topic", p.topic), zap.Int32("partition", p.index), zap.Error(err)}
 	fields = append(fields, corruptionFields(err)...)
+	fields = append(fields, extra...)
+	// A consumer stuck on damage fetches it again every poll: one error
+	// line per damaged spot, debug lines after.
+	var ce *log.CorruptionError
+	if errors.As(err, &ce) {
+		if _, seen := b.corruptSeen.LoadOrStore(fmt.Sprintf("%s@%d", ce.Segment, ce.Offset), true); seen {
+			b.logger.Debug(op, fields...)
+			return fmt.Errorf("%s-%d: %s: %v: %w", p.topic, p.index, op, err, kerr.KafkaStorageError)
+		}
+	}
 	b.logger.Error(op, fields...)
 	return fmt.Errorf("%s-%d: %s: %v: %w", p.topic, p.index, op, err, kerr.KafkaStorageError)
 }
@@ -185,7 +195,7 @@ func (b *Broker) Fetch(topic string, partition int32, offset int64, maxBytes int
 			// DeleteRecords or retention moved the start meanwhile.
 			return dst, p.log.HighWatermark(), ls2, fmt.Errorf("offset %d below log start %d: %w", offset, ls2, kerr.OffsetOutOfRange)
 		}
-		return dst, hw, ls, b.storageError(p, "fetch", err)
+		return dst, hw, ls, b.storageError(p, "fetch", err, zap.Int64("fetch_offset", offset))
 	}
 	// The high watermark only grows: read after the data, it covers it.
 	return out, p.log.HighWatermark(), p.log.LogStartOffset(), nil

@@ -13,6 +13,18 @@ import (
 	"github.com/ztfbroker/ztfbroker/bench"
 )
 
+const benchUsage = `usage: ztfbroker bench [flags]
+
+Runs the same workload against every broker given (--target, --with-kfake,
+--with-embedded), one after another, and measures the machine's limits in the
+same run: producer and consumer throughput for each record size, end-to-end
+latency at each offered rate (from the scheduled send time, so stalls are not
+hidden by coordinated omission), and each broker's CPU seconds and peak RSS.
+Prints a table; --json and --plot keep every figure.
+
+flags:
+`
+
 // listFlag collects a repeatable flag.
 type listFlag []string
 
@@ -24,6 +36,10 @@ func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprint(stderr, benchUsage)
+		fs.PrintDefaults()
+	}
 	var (
 		cfg        bench.Config
 		targets    listFlag
@@ -40,12 +56,12 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		serveKfake string
 	)
 	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each phase (default 30s)")
-	fs.Var(&targets, "target", "`NAME=HOST:PORT[,HOST:PORT]` broker to measure (repeatable)")
-	fs.Var(&pids, "target-pid", "`NAME=PID` of a --target's broker process for CPU and RSS (default: the process listening on its port, if visible)")
+	fs.Var(&targets, "target", "broker to measure, as `NAME=HOST:PORT[,HOST:PORT]` (repeatable)")
+	fs.Var(&pids, "target-pid", "broker process of a --target, as `NAME=PID`, for CPU and RSS (default: the process listening on its port, if visible)")
 	fs.BoolVar(&cfg.WithKfake, "with-kfake", false, "also measure franz-go's kfake, in-process with a data dir")
 	fs.BoolVar(&kfakeProc, "kfake-process", false, "run --with-kfake's kfake in a child process of this binary, so its CPU and RSS exclude the bench clients")
 	fs.StringVar(&serveKfake, "serve-kfake", "", "internal: serve kfake on this `ADDR` with --data-dir until stopped (the child of --kfake-process)")
-	fs.BoolVar(&embedded, "with-embedded", false, "also measure `ztfbroker serve`, started as a subprocess on free ports with a temporary data dir")
+	fs.BoolVar(&embedded, "with-embedded", false, "also measure ztfbroker serve, started as a subprocess on free ports with a temporary data dir")
 	fs.StringVar(&binary, "binary", "", "ztfbroker binary for --with-embedded and --kfake-process (default: this executable)")
 	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
 	fs.IntVar(&partitions, "partitions", 6, "partitions per topic")

@@ -382,15 +382,8 @@ func (p *Packager) encode(d *Detection) (*kgo.Record, error) {
 	default:
 		v = append(v, p.header...)
 		v = appendLong(v, 1)
-		// The block size precedes the body: write the body after room for
-		// the longest size varint, then move it down.
-		at := len(v)
-		v = append(v, make([]byte, binary.MaxVarintLen64)...)
+		v = appendLong(v, int64(bodySize(head, prv, fp, cutouts)))
 		v = appendBody(v, head, prv, fp, cutouts)
-		body := len(v) - at - binary.MaxVarintLen64
-		n := len(appendLong(v[at:at], int64(body)))
-		copy(v[at+n:], v[at+binary.MaxVarintLen64:])
-		v = v[:at+n+body]
 		v = append(v, p.sync[:]...)
 	}
 	*bp = v
@@ -400,6 +393,35 @@ func (p *Packager) encode(d *Detection) (*kgo.Record, error) {
 		Value:   v,
 		Context: context.WithValue(context.Background(), writerKey{}, bp),
 	}, nil
+}
+
+// bodySize is len(appendBody(nil, ...)).
+func bodySize(head []byte, prv, fp [][]byte, cutouts [3]*Cutout) int {
+	n := len(head)
+	for _, rows := range [2][][]byte{prv, fp} {
+		n++ // union index
+		if len(rows) == 0 {
+			continue
+		}
+		n += longSize(int64(len(rows))) + 1 // count, terminating 0
+		for _, r := range rows {
+			n += len(r)
+		}
+	}
+	for _, ct := range cutouts {
+		n += 1 + longSize(int64(len(ct.FileName))) + len(ct.FileName) + longSize(int64(len(ct.StampData))) + len(ct.StampData)
+	}
+	return n
+}
+
+func longSize(v int64) int {
+	u := uint64((v << 1) ^ (v >> 63))
+	n := 1
+	for u >= 0x80 {
+		u >>= 7
+		n++
+	}
+	return n
 }
 
 // appendBody appends the alert record: head, then prv_candidates and

@@ -141,6 +141,13 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintf(w, "machine: sequential write + fdatasync (%d KiB) %.0f MB/s on %s; loopback TCP %.0f MB/s\n",
 			l.DiskBlockBytes>>10, l.DiskSyncMBps, l.DiskDir, l.LoopbackMBps)
 	}
+	for _, t := range r.Targets {
+		pid := "pid unknown"
+		if t.PID > 0 {
+			pid = fmt.Sprintf("pid %d", t.PID)
+		}
+		fmt.Fprintf(w, "target %s: %s at %s, %s\n", t.Name, t.Kind, strings.Join(t.Addrs, ","), pid)
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "\ntarget\tphase\trecord\trecords/s\tMB/s\tof disk\tof loopback\tbroker CPU s\tbroker RSS MB\tbench CPU s\t")
 	for _, t := range r.Targets {

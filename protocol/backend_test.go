@@ -19,6 +19,8 @@ type memBackend struct {
 	topics      map[string]*memTopic
 	defaultPart int32
 	maxBatch    int // message.max.bytes; 0 = unlimited
+	// stuck makes Produce wait for its context, like a log whose disk hangs.
+	stuck bool
 }
 
 type memTopic struct {
@@ -182,8 +184,13 @@ func (m *memBackend) partLocked(topic string, partition int32) (*memPartition, e
 	return t.parts[partition], nil
 }
 
-func (m *memBackend) Produce(_ context.Context, topic string, partition int32, batches []byte) (int64, int64, error) {
+func (m *memBackend) Produce(ctx context.Context, topic string, partition int32, batches []byte) (int64, int64, error) {
 	m.mu.Lock()
+	if m.stuck {
+		m.mu.Unlock()
+		<-ctx.Done()
+		return 0, 0, ctx.Err()
+	}
 	defer m.mu.Unlock()
 	p, err := m.partLocked(topic, partition)
 	if err != nil {

@@ -2,8 +2,8 @@ package protocol
 
 import (
 	"bytes"
-	"encoding/binary"
 	"context"
+	"encoding/binary"
 	"fmt"
 	"os/exec"
 	"strings"

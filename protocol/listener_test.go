@@ -20,7 +20,9 @@ func TestListeners(t *testing.T) {
 	ln2, _ := net.Listen("tcp", "127.0.0.1:0")
 	done := make(chan error, 2)
 	go func() { done <- s.Serve(ln1) }()
-	go func() { done <- s.ServeListener(ln2, ListenerConfig{Name: "INTERNAL", AdvertisedAddr: "localhost:7777"}) }()
+	go func() {
+		done <- s.ServeListener(ln2, ListenerConfig{Name: "INTERNAL", AdvertisedAddr: "localhost:7777"})
+	}()
 	for _, tc := range []struct {
 		addr string
 		host string

@@ -1,0 +1,92 @@
+package packager
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// pebble's and franz-go's background goroutines end shortly after Close.
+		goleak.IgnoreAnyFunction("github.com/cockroachdb/pebble.(*tableCacheShard).releaseLoop"),
+		goleak.IgnoreTopFunction("github.com/cockroachdb/pebble.(*DB).maybeScheduleCompactionPicker.func1"),
+		goleak.IgnoreTopFunction("internal/poll.runtime_pollWait"),
+	)
+}
+
+// TestPackageRunSimulate is serve's path: Run on the configured simulation,
+// an exposure every Interval, until the context ends.
+func TestPackageRunSimulate(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Source.Kind = SourceSimulate
+	cfg.Source.Simulate.Alerts = 10
+	cfg.Source.Simulate.Interval = 200 * time.Millisecond
+	c := newCluster(t, 1)
+	p := newTestPackager(t, cfg, newProducer(t, c))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := p.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	topic := NightTopic(TimeJD(time.Now()), 1)
+	// At least two exposures of 10 alerts (the first comes at once).
+	consume(t, c.ListenAddrs(), "^"+topic+"$", 20)
+}
+
+// TestPackageIngestFollow: with a poll interval the ingest source waits for
+// READY and skips exposures already DONE after a restart.
+func TestPackageIngestFollow(t *testing.T) {
+	schema, err := LoadSchema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	sim, _ := NewSimulation(SimulateConfig{Alerts: 2, Start: nightStart}, nil)
+	if err := WriteIngestExposure(dir, "e1", sim.Exposure(0).Detections, nil, nil); err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "e1", IngestDone), nil, 0o644)
+	in := NewIngest(dir, 20*time.Millisecond, nil, schema)
+	go func() {
+		time.Sleep(100 * time.Millisecond)
+		WriteIngestExposure(dir, "e2", sim.Exposure(1).Detections, nil, nil)
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	exp, err := in.Next(ctx)
+	if err != nil || exp.ID != "e2" || len(exp.Detections) != 2 || len(exp.Rejects) != 0 {
+		t.Fatalf("%v %+v", err, exp)
+	}
+}
+
+// FuzzPackageSplitAlerts: replay reads container files from outside; any
+// bytes must give alerts or an error, never a panic.
+func FuzzPackageSplitAlerts(f *testing.F) {
+	for _, p := range []string{"other-sources/fink-client/avro_multi_alerts_other.avro", "other-sources/boom/2695378462115010012.avro"} {
+		b, err := os.ReadFile(filepath.Join(sampleDir(f), p))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	f.Add([]byte("Obj\x01\x02"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		alerts, err := SplitAlerts(b)
+		if err == nil && len(alerts) == 0 && len(b) > 0 {
+			_ = alerts
+		}
+	})
+}
+
+// FuzzPackageCheckStamp: cutouts come from outside too.
+func FuzzPackageCheckStamp(f *testing.F) {
+	f.Add(MakeStamp(StampSpec{Noise: 1, FWHM: 2, Seed: 1, Kind: "sci"}))
+	f.Add([]byte{0x1f, 0x8b})
+	f.Fuzz(func(t *testing.T, b []byte) { _ = CheckStamp(b) })
+}

@@ -241,7 +241,8 @@ func (l *Log) rollLocked() error {
 }
 
 // WaitDurable blocks until every offset below end is durable per the flush
-// policy (immediately under FlushInterval).
+// policy (immediately under FlushInterval). An end past what was written
+// waits for what was written.
 func (l *Log) WaitDurable(end int64) error {
 	if l.cfg.Flush != FlushAlways {
 		return l.Err()
@@ -249,6 +250,7 @@ func (l *Log) WaitDurable(end int64) error {
 	for {
 		l.mu.RLock()
 		durable, werr, closed, ch := l.durable, l.werr, l.closed, l.durableCh
+		end = min(end, l.written) // nothing past the written end can become durable
 		l.mu.RUnlock()
 		switch {
 		case durable >= end:

@@ -257,6 +257,9 @@ func TestHighWatermarkAndChanged(t *testing.T) {
 	if hw := l.HighWatermark(); hw != 2 {
 		t.Fatalf("hw %d, want 2", hw)
 	}
+	if err := l.WaitDurable(1000); err != nil {
+		t.Fatalf("wait past the written end: %v", err)
+	}
 }
 
 // gatedFS holds every file Sync until the gate channel, when set, closes.

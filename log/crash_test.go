@@ -66,6 +66,13 @@ func crashIteration(t *testing.T, seed int64) {
 		IndexIntervalBytes: []int{1, 200, 4096}[rng.Intn(3)],
 		Flush:              []FlushPolicy{FlushAlways, FlushInterval}[rng.Intn(2)],
 		FlushInterval:      time.Duration(1+rng.Intn(3)) * time.Millisecond,
+		RetentionAge:       -1,
+	}
+	// A third of the runs also delete: retention by size and DeleteRecords
+	// race the appends and the crash.
+	deletes := rng.Intn(3) == 0
+	if deletes {
+		cfg.RetentionBytes = 4000
 	}
 	acked := map[int64][]byte{} // base offset -> batch as stored
 	var ackedMu sync.Mutex
@@ -85,6 +92,24 @@ func crashIteration(t *testing.T, seed int64) {
 			}
 		}
 		var wg sync.WaitGroup
+		if deletes {
+			rngMu.Lock()
+			dseed := rng.Int63()
+			rngMu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				dr := rand.New(rand.NewSource(dseed))
+				for !crashed.Load() {
+					if dr.Intn(2) == 0 {
+						l.EnforceRetention()
+					} else {
+						l.DeleteRecords(l.LogStartOffset() + int64(dr.Intn(10)))
+					}
+					time.Sleep(time.Duration(dr.Intn(300)) * time.Microsecond)
+				}
+			}()
+		}
 		for w := 0; w < 3; w++ {
 			rngMu.Lock()
 			wseed := rng.Int63()
@@ -93,6 +118,7 @@ func crashIteration(t *testing.T, seed int64) {
 			go func() {
 				defer wg.Done()
 				wr := rand.New(rand.NewSource(wseed))
+				var written [][]byte // this writer's batches not yet synced
 				for !crashed.Load() {
 					b := makeBatch(wr, 1+wr.Intn(4), time.Now().UnixMilli(), wr.Intn(300))
 					info, err := l.Append(b)
@@ -104,13 +130,18 @@ func crashIteration(t *testing.T, seed int64) {
 						acked[info.BaseOffset] = b
 						ackedEnd = max(ackedEnd, info.LastOffset+1)
 						ackedMu.Unlock()
-					} else if wr.Intn(8) == 0 {
+					} else if written = append(written, b); wr.Intn(8) == 0 {
 						// Under interval, Sync acknowledges what was written.
 						hw := l.HighWatermark()
 						if l.Sync() == nil {
 							ackedMu.Lock()
 							ackedEnd = max(ackedEnd, hw)
+							for _, w := range written {
+								h, _ := parseBatchHeader(w)
+								acked[h.BaseOffset] = w
+							}
 							ackedMu.Unlock()
+							written = written[:0]
 						}
 					}
 					if appends.Add(1) == crashAt {
@@ -129,7 +160,7 @@ func crashIteration(t *testing.T, seed int64) {
 	}
 	defer l.Close()
 	checkRecovered(t, l, acked, ackedEnd)
-	t.Logf("%v: %d acknowledged batches, high watermark %d, %d segments", cfg.Flush, len(acked), l.HighWatermark(), l.Segments())
+	t.Logf("%v deletes=%v: %d acknowledged batches, log start %d, high watermark %d, %d segments", cfg.Flush, deletes, len(acked), l.LogStartOffset(), l.HighWatermark(), l.Segments())
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -143,8 +174,12 @@ func checkRecovered(t *testing.T, l *Log, acked map[int64][]byte, ackedEnd int64
 	if hw := l.HighWatermark(); hw < ackedEnd {
 		t.Fatalf("high watermark %d below acknowledged end %d", hw, ackedEnd)
 	}
-	got := readAll(t, l, 0, 1+rand.Intn(5000))
-	var next int64
+	start := l.LogStartOffset()
+	got := readAll(t, l, start, 1+rand.Intn(5000))
+	next := start
+	for base := range got {
+		next = min(next, base) // the batch holding the log start offset
+	}
 	for next < l.HighWatermark() {
 		b, ok := got[next]
 		if !ok {
@@ -154,6 +189,10 @@ func checkRecovered(t *testing.T, l *Log, acked map[int64][]byte, ackedEnd int64
 		next = h.nextOffset()
 	}
 	for off, want := range acked {
+		h, _ := parseBatchHeader(want)
+		if h.lastOffset() < start {
+			continue // deleted on purpose
+		}
 		if !sameBatch(got[off], want) {
 			t.Fatalf("acknowledged batch at %d lost or changed", off)
 		}

@@ -65,7 +65,10 @@ type group struct {
 	awaitingSync map[string]bool
 
 	rebalanceDeadline time.Time // PreparingRebalance: when laggards are dropped
-	syncDeadline      time.Time // CompletingRebalance: when non-syncers are dropped
+	// delayedJoin holds a rebalance of an empty group open until its
+	// deadline (group.initial.rebalance.delay.ms).
+	delayedJoin  bool
+	syncDeadline time.Time // CompletingRebalance: when non-syncers are dropped
 
 	offsets map[groupTP]offsetCommit
 }
@@ -412,15 +415,13 @@ func (g *group) prepareRebalanceLocked(now time.Time) {
 	}
 	if g.state != groupPreparingRebalance {
 		timeout := g.maxRebalanceTimeout()
-		if g.state == groupEmpty && g.c.cfg.InitialRebalanceDelay > 0 {
+		g.delayedJoin = g.state == groupEmpty && g.c.cfg.InitialRebalanceDelay > 0
+		if g.delayedJoin {
 			timeout = min(timeout, g.c.cfg.InitialRebalanceDelay)
 		}
 		g.setState(groupPreparingRebalance, now)
 		g.rebalanceDeadline = now.Add(timeout)
 		g.c.metrics.rebalance()
-	}
-	if g.state == groupPreparingRebalance && g.c.cfg.InitialRebalanceDelay > 0 && g.generation == 0 {
-		return // wait out the initial delay for more members
 	}
 	g.maybeCompleteJoinLocked(now)
 }
@@ -428,7 +429,7 @@ func (g *group) prepareRebalanceLocked(now time.Time) {
 // maybeCompleteJoinLocked completes the join barrier once every member and
 // every member id handed out is in it.
 func (g *group) maybeCompleteJoinLocked(now time.Time) {
-	if g.state != groupPreparingRebalance || len(g.pending) > 0 {
+	if g.state != groupPreparingRebalance || len(g.pending) > 0 || g.delayedJoin {
 		return
 	}
 	for _, m := range g.members {
@@ -443,6 +444,7 @@ func (g *group) maybeCompleteJoinLocked(now time.Time) {
 // dropped, the generation advances, a protocol is chosen and every member
 // gets its JoinGroup answer (the leader with everyone's metadata).
 func (g *group) completeJoinLocked(now time.Time) {
+	g.delayedJoin = false
 	for _, m := range g.members {
 		if m.join == nil {
 			g.removeMemberLocked(m, kerr.UnknownMemberID.Code)

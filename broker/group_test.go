@@ -48,8 +48,16 @@ type testCoordinator struct {
 
 func newTestCoordinator(t *testing.T, hwm HighWatermarkFunc) *testCoordinator {
 	t.Helper()
+	return newTestCoordinatorWith(t, hwm, nil)
+}
+
+func newTestCoordinatorWith(t *testing.T, hwm HighWatermarkFunc, mutate func(*GroupConfig)) *testCoordinator {
+	t.Helper()
 	cfg := DefaultGroupConfig()
 	cfg.SweepInterval = time.Hour // tests Tick by hand
+	if mutate != nil {
+		mutate(&cfg)
+	}
 	tc := &testCoordinator{t: t, dir: t.TempDir(), clk: newFakeClock(), hwm: hwm, cfg: cfg}
 	tc.open()
 	t.Cleanup(tc.close)
@@ -544,5 +552,22 @@ func TestGroupListDescribeDelete(t *testing.T) {
 	tc.reopen()
 	if lr := tc.ListGroups(context.Background(), kmsg.NewPtrListGroupsRequest()); len(lr.Groups) != 1 {
 		t.Fatalf("deleted group back after restart: %+v", lr.Groups)
+	}
+}
+
+func TestGroupInitialRebalanceDelay(t *testing.T) {
+	tc := newTestCoordinatorWith(t, nil, func(c *GroupConfig) { c.InitialRebalanceDelay = 3 * time.Second })
+	c := tc.GroupCoordinator
+	_, aj := joinNew(t, c, "late", "range")
+	_, bj := joinNew(t, c, "late", "range")
+	notYet(t, aj)
+	tc.clk.Advance(2 * time.Second)
+	c.Tick()
+	notYet(t, bj)
+	tc.clk.Advance(time.Second)
+	c.Tick()
+	ja, jb := recv(t, aj), recv(t, bj)
+	if ja.Generation != 1 || jb.Generation != 1 || len(ja.Members)+len(jb.Members) != 2 {
+		t.Fatalf("one generation for both: a %+v b %+v", ja, jb)
 	}
 }

@@ -1,11 +1,18 @@
 package broker
 
 import (
+	"bufio"
 	"context"
 	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/cockroachdb/pebble"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -210,5 +217,84 @@ func TestOffsetKeyRoundTrip(t *testing.T) {
 		if !ok || g != tt.group || topic != tt.topic || p != 12345 {
 			t.Fatalf("%q %q: got %q %q %d %v", tt.group, tt.topic, g, topic, p, ok)
 		}
+	}
+}
+
+// TestOffsetsSurviveSIGKILL commits offsets in a child process, kills it
+// with SIGKILL mid-stream, and checks that every acknowledged commit is
+// there after reopening the store.
+func TestOffsetsSurviveSIGKILL(t *testing.T) {
+	if dir := os.Getenv("ZTF_OFFSETS_CHILD"); dir != "" {
+		offsetsChild(dir)
+		return
+	}
+	dir := t.TempDir()
+	cmd := exec.Command(os.Args[0], "-test.run=^TestOffsetsSurviveSIGKILL$")
+	cmd.Env = append(os.Environ(), "ZTF_OFFSETS_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := bufio.NewScanner(out)
+	acked := int64(-1)
+	for lines.Scan() {
+		n, err := strconv.ParseInt(strings.TrimPrefix(lines.Text(), "acked "), 10, 64)
+		if err != nil {
+			continue
+		}
+		acked = n
+		if acked == 50 {
+			cmd.Process.Signal(syscall.SIGKILL)
+		}
+	}
+	cmd.Wait()
+	if acked < 50 {
+		t.Fatalf("child acknowledged only %d commits", acked)
+	}
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	cfg := DefaultGroupConfig()
+	c, err := NewGroupCoordinator(db, cfg, nil, nil, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	got := fetchV(c, 8, "killed", "t", 0)
+	if got[0].Offset < acked {
+		t.Fatalf("committed offset %d after SIGKILL, but %d was acknowledged", got[0].Offset, acked)
+	}
+	id, _ := initPID(t, c, 4)
+	if id <= acked+1 { // ids 1..acked+1 were handed out
+		t.Fatalf("producer id %d handed out again after SIGKILL", id)
+	}
+}
+
+// offsetsChild commits offset 0, 1, 2, ... (and takes a producer id for
+// each), printing each acknowledgement, until killed.
+func offsetsChild(dir string) {
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}})
+	if err != nil {
+		panic(err)
+	}
+	c, err := NewGroupCoordinator(db, DefaultGroupConfig(), nil, nil, nil, nil)
+	if err != nil {
+		panic(err)
+	}
+	for i := int64(0); ; i++ {
+		resp := c.OffsetCommit(context.Background(), commitReq("killed", "", -1, "t", 0, i, nil))
+		if resp.Topics[0].Partitions[0].ErrorCode != 0 {
+			panic("commit refused")
+		}
+		r := kmsg.NewPtrInitProducerIDRequest()
+		if c.InitProducerID(context.Background(), r).ErrorCode != 0 {
+			panic("InitProducerID refused")
+		}
+		fmt.Fprintf(os.Stdout, "acked %d\n", i)
 	}
 }

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"time"
 
@@ -17,8 +18,9 @@ import (
 // batch whose framing does not add up CORRUPT_MESSAGE, per partition. The
 // batches go to Backend.Produce as sent (CRC and message.max.bytes are the
 // Backend's to check). The partitions of one request are appended in
-// parallel, so their flushes can share one fsync. acks=0 sends no response;
-// acks 1 and -1 mean the same on one node.
+// parallel, so their flushes can share one fsync. acks=0 sends no response
+// (a failed partition closes the connection instead, as in Kafka); acks 1
+// and -1 mean the same on one node.
 //
 // Advertised as 0-10 although v0-2 are refused (connection closed), as
 // Kafka 4 does (KAFKA-18659): librdkafka enables gzip, snappy, lz4 and zstd
@@ -107,6 +109,15 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 		wg.Wait()
 	}
 	if req.Acks == 0 {
+		// No answer to carry an error: close the connection instead, as
+		// Kafka does, so the client notices and refreshes its metadata.
+		for _, t := range resp.Topics {
+			for _, p := range t.Partitions {
+				if p.ErrorCode != 0 {
+					return nil, fmt.Errorf("acks=0 produce to %s/%d failed: %w", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+				}
+			}
+		}
 		return nil, nil
 	}
 	return resp, nil

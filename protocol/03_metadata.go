@@ -57,6 +57,7 @@ func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 			return
 		}
 		s.ids.remember(tid, name)
+		t.IsInternal = internalTopics[name]
 		if req.Version >= 10 {
 			t.TopicID = tid
 		}
@@ -95,6 +96,10 @@ func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 	}
 	return resp, nil
 }
+
+// internalTopics are Kafka's own topics: clients skip them when consuming by
+// regular expression. They exist here only if the broker keeps them.
+var internalTopics = map[string]bool{"__consumer_offsets": true, "__transaction_state": true}
 
 func partitionsMetadata(node, n int32) []kmsg.MetadataResponseTopicPartition {
 	ps := make([]kmsg.MetadataResponseTopicPartition, 0, n)

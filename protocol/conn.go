@@ -49,11 +49,10 @@ type conn struct {
 
 // response is one answer on its way to the write goroutine.
 type response struct {
-	corr    int32
-	key     int16
-	version int16
-	resp    kmsg.Response
-	start   time.Time
+	corr  int32
+	key   int16
+	resp  kmsg.Response
+	start time.Time
 }
 
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
@@ -167,7 +166,7 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 		c.clientError("malformed_header", "closing connection: malformed request header", zap.Int16("api_key", key))
 		return r, true, false
 	}
-	r = response{corr: corr, key: key, version: version, start: start}
+	r = response{corr: corr, key: key, start: start}
 	a, known := apis[key]
 	if !known || (a.groups && c.s.g == nil) {
 		c.clientError("unknown_api", "closing connection: unsupported api key",
@@ -179,7 +178,7 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 		// KIP-511: the body of a newer version cannot be parsed; answer
 		// v0 so the client learns what we serve and retries.
 		c.s.m.request(name)
-		r.resp, r.version = apiVersionsFallback(c.s), 0
+		r.resp = apiVersionsFallback(c.s)
 		return r, true, true
 	}
 	if version < a.min || version > a.max {
@@ -211,9 +210,6 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 	}
 	if resp != nil {
 		resp.SetVersion(version)
-		if key == apiVersionsKey {
-			r.version = resp.GetVersion()
-		}
 	} else {
 		c.s.m.observe(name, time.Since(start))
 	}

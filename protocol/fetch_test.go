@@ -226,3 +226,12 @@ func TestFetchEncoding(t *testing.T) {
 		}
 	}
 }
+
+// TestProduceAcksZeroError: with no response to carry the error, a failed
+// acks=0 produce closes the connection.
+func TestProduceAcksZeroError(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	c := dial(t, ts.addr)
+	c.Write(frame(produceReq(9, 0, "missing", 0, makeBatch(1, 10, 1)), 1))
+	expectClosed(t, c)
+}

@@ -172,7 +172,8 @@ func (p *Packager) NewSource() (Source, error) {
 	return nil, nil
 }
 
-// RunSource packages every exposure src yields.
+// RunSource packages every exposure src yields. Only the source's errors
+// end it; an exposure that fails to package is logged and counted.
 func (p *Packager) RunSource(ctx context.Context, src Source) error {
 	for {
 		exp, err := src.Next(ctx)
@@ -186,11 +187,14 @@ func (p *Packager) RunSource(ctx context.Context, src Source) error {
 			return err
 		}
 		res, err := p.Package(ctx, exp)
+		if ctx.Err() != nil {
+			return nil
+		}
 		if err != nil {
-			if ctx.Err() != nil {
-				return nil
-			}
-			return err
+			// A broker outage must not stop a night: the failures are
+			// counted, the exposure is not marked done, the next one goes on.
+			p.log.Error("exposure not fully packaged", zap.String("exposure", exp.ID), zap.Error(err))
+			continue
 		}
 		p.log.Info("exposure packaged", zap.String("exposure", exp.ID), zap.Int("alerts", res.Alerts),
 			zap.Int("rejected", res.Rejected), zap.Int("failed", res.Failed), zap.Duration("latency", res.Latency))

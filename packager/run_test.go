@@ -1,9 +1,13 @@
 package packager
 
 import (
+	"bytes"
 	"context"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -89,4 +93,51 @@ func FuzzPackageCheckStamp(f *testing.F) {
 	f.Add(MakeStamp(StampSpec{Noise: 1, FWHM: 2, Seed: 1, Kind: "sci"}))
 	f.Add([]byte{0x1f, 0x8b})
 	f.Fuzz(func(t *testing.T, b []byte) { _ = CheckStamp(b) })
+}
+
+type captureProducer struct {
+	mu   sync.Mutex
+	recs []*kgo.Record
+}
+
+func (c *captureProducer) Produce(_ context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
+	c.mu.Lock()
+	c.recs = append(c.recs, r)
+	c.mu.Unlock()
+	promise(r, nil)
+}
+
+// TestPackageReplayBadFile: a file that is not a container is refused and
+// kept in the reject folder; the good files still go out.
+func TestPackageReplayBadFile(t *testing.T) {
+	dir := t.TempDir()
+	good, err := os.ReadFile(filepath.Join(sampleDir(t), "other-sources/boom/2695378462115010012.avro"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "a.avro"), []byte("not avro at all"), 0o644)
+	os.WriteFile(filepath.Join(dir, "b.avro"), good, 0o644)
+	os.WriteFile(filepath.Join(dir, "c.avro"), good[:len(good)-100], 0o644)
+	cfg := testConfig(t)
+	prod := &captureProducer{}
+	p := newTestPackager(t, cfg, prod)
+	src, err := NewReplay([]string{dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.RunSource(context.Background(), src); err != nil {
+		t.Fatal(err)
+	}
+	if len(prod.recs) != 1 || !bytes.Equal(prod.recs[0].Value, good) || prod.recs[0].Topic != "ztf_20240519_programid1" {
+		t.Fatalf("%d records, topic %s", len(prod.recs), prod.recs[0].Topic)
+	}
+	for _, f := range []string{"a.avro", "c.avro"} {
+		reason, err := os.ReadFile(filepath.Join(cfg.RejectDir, safeName(filepath.Join(dir, f)), "-.reason"))
+		if err != nil || !strings.Contains(string(reason), "candidate - field file: ") {
+			t.Errorf("%s: reason %q %v", f, reason, err)
+		}
+		if _, err := os.Stat(filepath.Join(cfg.RejectDir, safeName(filepath.Join(dir, f)), f)); err != nil {
+			t.Errorf("%s not kept: %v", f, err)
+		}
+	}
 }

@@ -86,9 +86,10 @@ func crashIteration(t *testing.T, seed int64) {
 		crashAt := int64(1 + rng.Intn(60))
 		var appends atomic.Int64
 		var crashed atomic.Bool
+		var rebooted *CrashFS
 		crash := func() {
 			if crashed.CompareAndSwap(false, true) {
-				fsys.Crash(randomTear(rng, &rngMu))
+				rebooted = fsys.Crash(randomTear(rng, &rngMu))
 			}
 		}
 		var wg sync.WaitGroup
@@ -153,6 +154,7 @@ func crashIteration(t *testing.T, seed int64) {
 		wg.Wait()
 		crash()
 		l.Close() // fails on crashed handles; must still release everything
+		fsys = rebooted
 	}
 	l, err := Open("/d/t-0", cfg, Options{FS: fsys})
 	if err != nil {
@@ -242,7 +244,7 @@ func TestTornTailEveryByte(t *testing.T) {
 		if _, err := l.Write(append([]byte(nil), last...)); err != nil {
 			t.Fatal(err)
 		}
-		fsys.Crash(func(name string, tail []byte) []byte {
+		fsys = fsys.Crash(func(name string, tail []byte) []byte {
 			if filepath.Ext(name) == logSuffix {
 				return tail[:cut]
 			}

@@ -89,17 +89,17 @@ func (f osFile) Size() (int64, error) {
 	return st.Size(), nil
 }
 
-// ErrCrashed is returned by handles opened before CrashFS.Crash.
+// ErrCrashed is returned by a CrashFS after Crash, and by its files.
 var ErrCrashed = errors.New("log: file system crashed")
 
 // CrashFS is an in-memory FS that remembers what has been made durable
 // (File.Sync for contents, SyncDir for directory entries) and can Crash:
-// forget everything else, as a power cut would. Directories themselves are
-// always durable. It is safe for concurrent use and meant for tests, here
-// and in other packages.
+// keep only that, as a power cut would. Directories themselves are always
+// durable. It is safe for concurrent use and meant for tests, here and in
+// other packages.
 type CrashFS struct {
-	mu       chan struct{} // a mutex that Crash can hold while handles wait
-	gen      int
+	mu       chan struct{}        // a mutex (a channel so that it needs no zero value care)
+	dead     bool                 // crashed: the process that used it is gone
 	live     map[string]*memInode // the namespace as seen now
 	durable  map[string]*memInode // the namespace as of the last SyncDir
 	dirs     map[string]bool
@@ -114,13 +114,12 @@ type memInode struct {
 
 // NewCrashFS returns an empty crashable in-memory file system.
 func NewCrashFS() *CrashFS {
-	fs := &CrashFS{
+	return &CrashFS{
 		mu:      make(chan struct{}, 1),
 		live:    map[string]*memInode{},
 		durable: map[string]*memInode{},
 		dirs:    map[string]bool{"/": true, ".": true},
 	}
-	return fs
 }
 
 func (c *CrashFS) lock()   { c.mu <- struct{}{} }
@@ -133,30 +132,30 @@ func (c *CrashFS) InjectSyncError(err error) { c.lock(); c.syncErr = err; c.unlo
 // InjectWriteError makes every later WriteAt fail with err (nil heals).
 func (c *CrashFS) InjectWriteError(err error) { c.lock(); c.writeErr = err; c.unlock() }
 
-// Crash simulates a power cut: files and directory entries go back to their
-// last synced state. tear, when not nil, decides what survives of each
-// file's unsynced tail (bytes appended after the last Sync): it returns a
-// prefix, garbage or nothing. Handles opened before the crash fail with
-// ErrCrashed afterwards.
-func (c *CrashFS) Crash(tear func(name string, unsynced []byte) []byte) {
+// Crash simulates a power cut and returns the file system as found on the
+// next boot: files and directory entries as of their last sync. tear, when
+// not nil, decides what survives of each file's unsynced tail (bytes
+// appended after the last Sync): it returns a prefix, garbage or nothing.
+// c itself is dead afterwards: it and its files fail with ErrCrashed, so
+// that goroutines of the crashed process cannot touch the new disk.
+func (c *CrashFS) Crash(tear func(name string, unsynced []byte) []byte) *CrashFS {
 	c.lock()
 	defer c.unlock()
-	c.gen++
-	live := make(map[string]*memInode, len(c.durable))
+	c.dead = true
+	next := NewCrashFS()
+	for d := range c.dirs {
+		next.dirs[d] = true
+	}
 	for name, ino := range c.durable {
 		data := append([]byte(nil), ino.synced...)
 		if tear != nil && len(ino.data) > len(ino.synced) {
 			data = append(data, tear(name, append([]byte(nil), ino.data[len(ino.synced):]...))...)
 		}
 		n := &memInode{data: data, synced: append([]byte(nil), data...)}
-		live[name] = n
+		next.live[name] = n
+		next.durable[name] = n
 	}
-	c.live = live
-	c.durable = make(map[string]*memInode, len(live))
-	for name, ino := range live {
-		c.durable[name] = ino
-	}
-	c.syncErr, c.writeErr = nil, nil
+	return next
 }
 
 // Bytes returns a copy of a file's current contents (for tests that damage
@@ -187,6 +186,9 @@ func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	name = filepath.Clean(name)
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return nil, ErrCrashed
+	}
 	if !c.dirs[filepath.Dir(name)] {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
@@ -203,13 +205,16 @@ func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error
 	if flag&os.O_TRUNC != 0 {
 		ino.data = ino.data[:0]
 	}
-	return &memFile{fs: c, gen: c.gen, ino: ino, writable: flag&(os.O_RDWR|os.O_WRONLY) != 0}, nil
+	return &memFile{fs: c, ino: ino, writable: flag&(os.O_RDWR|os.O_WRONLY) != 0}, nil
 }
 
 func (c *CrashFS) Remove(name string) error {
 	name = filepath.Clean(name)
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return ErrCrashed
+	}
 	if _, ok := c.live[name]; !ok {
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
 	}
@@ -221,6 +226,9 @@ func (c *CrashFS) RemoveAll(dir string) error {
 	dir = filepath.Clean(dir)
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return ErrCrashed
+	}
 	for name := range c.live {
 		if name == dir || isUnder(name, dir) {
 			delete(c.live, name)
@@ -247,6 +255,9 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 	oldname, newname = filepath.Clean(oldname), filepath.Clean(newname)
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return ErrCrashed
+	}
 	ino, ok := c.live[oldname]
 	if !ok {
 		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
@@ -259,6 +270,9 @@ func (c *CrashFS) Rename(oldname, newname string) error {
 func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return ErrCrashed
+	}
 	for d := filepath.Clean(dir); !c.dirs[d]; d = filepath.Dir(d) {
 		c.dirs[d] = true
 	}
@@ -269,6 +283,9 @@ func (c *CrashFS) ReadDir(dir string) ([]string, error) {
 	dir = filepath.Clean(dir)
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return nil, ErrCrashed
+	}
 	if !c.dirs[dir] {
 		return nil, &fs.PathError{Op: "readdir", Path: dir, Err: fs.ErrNotExist}
 	}
@@ -286,6 +303,9 @@ func (c *CrashFS) SyncDir(dir string) error {
 	dir = filepath.Clean(dir)
 	c.lock()
 	defer c.unlock()
+	if c.dead {
+		return ErrCrashed
+	}
 	if c.syncErr != nil {
 		return c.syncErr
 	}
@@ -304,7 +324,6 @@ func (c *CrashFS) SyncDir(dir string) error {
 
 type memFile struct {
 	fs       *CrashFS
-	gen      int
 	ino      *memInode
 	writable bool
 	closed   bool
@@ -314,7 +333,7 @@ func (f *memFile) check() error {
 	if f.closed {
 		return os.ErrClosed
 	}
-	if f.gen != f.fs.gen {
+	if f.fs.dead {
 		return ErrCrashed
 	}
 	return nil

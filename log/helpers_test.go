@@ -3,6 +3,7 @@ package log
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"hash/crc32"
 	"math/rand"
 	"testing"
@@ -87,7 +88,13 @@ func readAll(t testing.TB, l *Log, from int64, maxBytes int) map[int64][]byte {
 	for off < l.HighWatermark() {
 		data, err := l.Read(off, maxBytes, nil)
 		if err != nil {
-			t.Fatalf("read at %d: %v", off, err)
+			l.mu.RLock()
+			var segs []string
+			for _, s := range l.segs {
+				segs = append(segs, fmt.Sprintf("%d(%dB)", s.base, s.size))
+			}
+			l.mu.RUnlock()
+			t.Fatalf("read at %d (log start %d, hw %d, segments %v): %v", off, l.LogStartOffset(), l.HighWatermark(), segs, err)
 		}
 		if len(data) == 0 {
 			t.Fatalf("read at %d returned nothing below hw %d", off, l.HighWatermark())

@@ -234,10 +234,8 @@ func (s *Server) waitChanged(c *conn, chans []<-chan struct{}, deadline time.Tim
 		return false
 	}
 	cases := make([]reflect.SelectCase, 0, len(chans)+3)
-	for _, ch := range []<-chan time.Time{t.C} {
-		cases = append(cases, reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(ch)})
-	}
 	cases = append(cases,
+		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(t.C)},
 		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(s.done)},
 		reflect.SelectCase{Dir: reflect.SelectRecv, Chan: reflect.ValueOf(c.ctx.Done())})
 	for _, ch := range chans {

@@ -247,7 +247,7 @@ func TestIdleTimeout(t *testing.T) {
 	c := dial(t, ts.addr)
 	start := time.Now()
 	expectClosed(t, c)
-	if d := time.Since(start); d > 3*time.Second {
+	if d := time.Since(start); d > 4*time.Second {
 		t.Fatalf("closed after %v", d)
 	}
 }

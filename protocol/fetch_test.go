@@ -235,3 +235,25 @@ func TestProduceAcksZeroError(t *testing.T) {
 	c.Write(frame(produceReq(9, 0, "missing", 0, makeBatch(1, 10, 1)), 1))
 	expectClosed(t, c)
 }
+
+// TestLongPollManyPartitions parks a fetch on three partitions; an append to
+// the last one wakes it.
+func TestLongPollManyPartitions(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	ts.b.CreateTopic("lp", 3, nil, false)
+	req := fetchReq(12, 1<<20, 1<<20, fetchTarget{topic: "lp"}, fetchTarget{topic: "lp", partition: 1},
+		fetchTarget{topic: "lp", partition: 2})
+	req.MaxWaitMillis = 20000
+	go func() {
+		time.Sleep(300 * time.Millisecond)
+		ts.b.Produce(t.Context(), "lp", 2, makeBatch(1, 10, 1))
+	}()
+	start := time.Now()
+	r := rawRoundTrip(t, ts.addr, req).(*kmsg.FetchResponse)
+	if d := time.Since(start); d > 5*time.Second || d < 250*time.Millisecond {
+		t.Fatalf("answered after %v", d)
+	}
+	if got := batchBases(t, r.Topics[2].Partitions[0].RecordBatches); len(got) != 1 {
+		t.Fatalf("partition 2 batches %v", got)
+	}
+}

@@ -24,7 +24,7 @@ import (
 // stack is the real listener, broker and group coordinator on a loopback
 // port, as `ztfbroker serve` wires them.
 type stack struct {
-	t    *testing.T
+	t    testing.TB
 	dir  string
 	addr string
 	b    *broker.Broker
@@ -34,7 +34,7 @@ type stack struct {
 	done chan struct{}
 }
 
-func startStack(t *testing.T, dir string) *stack {
+func startStack(t testing.TB, dir string) *stack {
 	t.Helper()
 	cfg := broker.DefaultConfig()
 	cfg.DataDir = dir

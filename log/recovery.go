@@ -49,7 +49,7 @@ func (l *Log) recover() error {
 		return err
 	}
 	for i, base := range bases {
-		s, err := openSegmentFiles(l.fs, l.dir, base)
+		s, err := openSegmentFiles(l.fs, l.dir, base, false)
 		if err != nil {
 			return err
 		}

@@ -89,10 +89,14 @@ func createSegment(fsys FS, dir string, base int64, indexInterval int) (*segment
 }
 
 // openSegmentFiles opens an existing segment's files, creating missing
-// index files empty (they are then rebuilt).
-func openSegmentFiles(fsys FS, dir string, base int64) (*segment, error) {
+// index files empty (they are then rebuilt) unless readOnly.
+func openSegmentFiles(fsys FS, dir string, base int64, readOnly bool) (*segment, error) {
 	logPath, idxPath, tidxPath := segmentPaths(dir, base)
-	lf, err := fsys.OpenFile(logPath, os.O_RDWR, 0)
+	flag := os.O_RDWR
+	if readOnly {
+		flag = os.O_RDONLY
+	}
+	lf, err := fsys.OpenFile(logPath, flag, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}
@@ -103,7 +107,10 @@ func openSegmentFiles(fsys FS, dir string, base int64) (*segment, error) {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}
 	open := func(p string, entrySize int) (*index, error) {
-		f, err := fsys.OpenFile(p, os.O_RDWR|os.O_CREATE, 0o644)
+		f, err := fsys.OpenFile(p, flag|os.O_CREATE, 0o644)
+		if readOnly {
+			f, err = fsys.OpenFile(p, flag, 0)
+		}
 		if err != nil {
 			return nil, err
 		}

@@ -25,7 +25,7 @@ func VerifyFS(fsys FS, dir string) error {
 	var errs []error
 	const maxEpoch = 1<<31 - 1 // the epoch bound is the open log's business
 	for i, base := range bases {
-		s, err := openSegmentFiles(fsys, dir, base)
+		s, err := openSegmentFiles(fsys, dir, base, true)
 		if err != nil {
 			errs = append(errs, err)
 			continue

@@ -122,8 +122,7 @@ func (c *conn) read() {
 		} else {
 			frame = make([]byte, n)
 		}
-		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.RequestReadTimeout))
-		if _, err := io.ReadFull(c.nc, frame); err != nil {
+		if _, err := io.ReadFull(progressReader{c}, frame); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.clientError("short_frame", "closing connection: reading request", zap.Error(err))
 			}
@@ -148,6 +147,16 @@ func (c *conn) read() {
 			return
 		}
 	}
+}
+
+// progressReader reads a request body, allowing RequestReadTimeout of
+// silence between reads rather than for the whole body, so a big produce
+// over a slow link is not cut while a stalled one still is.
+type progressReader struct{ c *conn }
+
+func (r progressReader) Read(p []byte) (int, error) {
+	r.c.nc.SetReadDeadline(time.Now().Add(r.c.s.cfg.RequestReadTimeout))
+	return r.c.nc.Read(p)
 }
 
 // handle decodes one frame and answers it. ok false closes the connection.

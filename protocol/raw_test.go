@@ -273,3 +273,17 @@ func TestPipelined(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestStalledRequest closes a connection that stops in the middle of a
+// request for longer than the request read timeout.
+func TestStalledRequest(t *testing.T) {
+	ts := startServer(t, Config{RequestReadTimeout: 200 * time.Millisecond}, nil)
+	c := dial(t, ts.addr)
+	f := frame(kmsg.NewPtrMetadataRequest(), 1)
+	c.Write(f[:len(f)-2])
+	start := time.Now()
+	expectClosed(t, c)
+	if d := time.Since(start); d > 4*time.Second {
+		t.Fatalf("closed after %v", d)
+	}
+}

@@ -53,7 +53,8 @@ type Config struct {
 	// IdleTimeout (connections.max.idle.ms) closes a connection that sends
 	// nothing for this long.
 	IdleTimeout time.Duration
-	// RequestReadTimeout bounds reading one request once its size arrived.
+	// RequestReadTimeout bounds the silence while a request is being read
+	// (after its size arrived).
 	RequestReadTimeout time.Duration
 	// WriteTimeout bounds writing one response.
 	WriteTimeout time.Duration
@@ -105,8 +106,10 @@ func (c Config) withDefaults() Config {
 	return c
 }
 
-// Validate reports every problem in c at once, naming the setting.
+// Validate reports every problem in c at once, naming the setting. Zero
+// fields stand for their defaults, as in NewServer.
 func (c Config) Validate() error {
+	c = c.withDefaults()
 	var errs []error
 	if c.NodeID < 0 {
 		errs = append(errs, fmt.Errorf("node.id %d: must be >= 0", c.NodeID))

@@ -98,8 +98,10 @@ func consume(t testing.TB, cl *kgo.Client, n int, d time.Duration) []*kgo.Record
 }
 
 func TestConfigValidate(t *testing.T) {
-	if err := DefaultConfig().Validate(); err != nil {
-		t.Fatalf("defaults invalid: %v", err)
+	for _, c := range []Config{DefaultConfig(), {}} {
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%+v invalid: %v", c, err)
+		}
 	}
 	bad := Config{NodeID: -1, AdvertisedAddr: "nohost", MaxRequestBytes: 10, IdleTimeout: -1,
 		RequestReadTimeout: 1, WriteTimeout: 1, MaxConnections: -3, FetchMaxBytes: 1, FetchMaxWait: 1}

@@ -14,12 +14,12 @@ package broker
 //	producer/next                                      int64: the next producer id to hand out
 //	producer/seq/<len><topic><partition int32><id int64>  producerRecord: epoch and the last 5 batches
 //
-// Durability: group records and committed offsets are written with
-// pebble.Sync before the request is answered, so an acknowledged commit
-// survives SIGKILL and power loss. Producer sequences are written without
-// sync after each append: pebble's WAL write reaches the OS at once, which
-// is what SIGKILL needs, and the partition log itself is the source of truth
-// for what was appended (see ProducerSequences.Check).
+// Durability: group records, committed offsets, the producer id counter and
+// producer sequences are written with pebble.Sync before the request is
+// answered (pebble.NoSync would leave a partial WAL block in pebble's memory,
+// lost to SIGKILL), so an acknowledged commit survives SIGKILL and power
+// loss, and producer state is never behind the partition log (see
+// ProducerSequences.Appended). Deletions of expired state are synced too.
 //
 // Concurrency: GroupCoordinator.mu guards the map of groups only; each group
 // has its own mutex, held across its state changes and the synced writes

@@ -220,9 +220,10 @@ func TestOffsetKeyRoundTrip(t *testing.T) {
 	}
 }
 
-// TestOffsetsSurviveSIGKILL commits offsets in a child process, kills it
-// with SIGKILL mid-stream, and checks that every acknowledged commit is
-// there after reopening the store.
+// TestOffsetsSurviveSIGKILL commits offsets (and takes producer ids and
+// records producer sequences) in a child process, kills it with SIGKILL
+// mid-stream, and checks that everything acknowledged is there after
+// reopening the store.
 func TestOffsetsSurviveSIGKILL(t *testing.T) {
 	if dir := os.Getenv("ZTF_OFFSETS_CHILD"); dir != "" {
 		offsetsChild(dir)
@@ -269,6 +270,10 @@ func TestOffsetsSurviveSIGKILL(t *testing.T) {
 	if got[0].Offset < acked {
 		t.Fatalf("committed offset %d after SIGKILL, but %d was acknowledged", got[0].Offset, acked)
 	}
+	pb := ProducerBatch{ProducerID: 7, BaseSequence: int32(acked)}
+	if off, dup, err := c.Producers().Check("t", 0, pb, 1<<40); err != nil || !dup || off != acked {
+		t.Fatalf("acknowledged batch %d after SIGKILL: dup %v offset %d err %v", acked, dup, off, err)
+	}
 	id, _ := initPID(t, c, 4)
 	if id <= acked+1 { // ids 1..acked+1 were handed out
 		t.Fatalf("producer id %d handed out again after SIGKILL", id)
@@ -295,6 +300,7 @@ func offsetsChild(dir string) {
 		if c.InitProducerID(context.Background(), r).ErrorCode != 0 {
 			panic("InitProducerID refused")
 		}
+		c.Producers().Appended("t", 0, ProducerBatch{ProducerID: 7, BaseSequence: int32(i)}, i)
 		fmt.Fprintf(os.Stdout, "acked %d\n", i)
 	}
 }

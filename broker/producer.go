@@ -198,7 +198,12 @@ func (s *ProducerSequences) Check(topic string, partition int32, b ProducerBatch
 }
 
 // Appended records a batch that Check passed, once the log gave it
-// baseOffset. The record reaches pebble's WAL without a sync (see group.go).
+// baseOffset. The record is synced before Appended returns, so the
+// producer state on disk is never behind the log: a crash can lose a
+// batch's sequence only together with the batch (which Check then sees as
+// past the log end). This costs one pebble fsync per idempotent batch under
+// the partition's write lock (about 0.6 ms here; pebble commits concurrent
+// partitions' syncs together).
 func (s *ProducerSequences) Appended(topic string, partition int32, b ProducerBatch, baseOffset int64) {
 	if b.ProducerID < 0 {
 		return
@@ -217,7 +222,7 @@ func (s *ProducerSequences) Appended(topic string, partition int32, b ProducerBa
 	}
 	e.LastWrite = s.now()
 	v, _ := json.Marshal(e)
-	if err := s.db.Set(k.bytes(), v, pebble.NoSync); err != nil {
+	if err := s.db.Set(k.bytes(), v, pebble.Sync); err != nil {
 		s.logger.Error("persist producer sequence", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
 	}
 }
@@ -227,12 +232,7 @@ func (s *ProducerSequences) Appended(topic string, partition int32, b ProducerBa
 // name starts clean.
 func (s *ProducerSequences) DropTopic(topic string) {
 	s.mu.Lock()
-	for k := range s.entries {
-		if k.topic == topic {
-			delete(s.entries, k)
-			_ = s.db.Delete(k.bytes(), pebble.NoSync)
-		}
-	}
+	s.dropLocked(func(k producerKey, _ *producerRecord) bool { return k.topic == topic })
 	s.mu.Unlock()
 	if s.onDropTopic != nil {
 		s.onDropTopic(topic)
@@ -244,11 +244,24 @@ func (s *ProducerSequences) DropTopic(topic string) {
 func (s *ProducerSequences) expire(now time.Time) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.dropLocked(func(_ producerKey, e *producerRecord) bool { return now.Sub(e.LastWrite) >= s.expiration })
+}
+
+// dropLocked forgets the entries drop selects, in one synced batch.
+func (s *ProducerSequences) dropLocked(drop func(producerKey, *producerRecord) bool) {
+	b := s.db.NewBatch()
+	defer b.Close()
 	for k, e := range s.entries {
-		if now.Sub(e.LastWrite) >= s.expiration {
+		if drop(k, e) {
 			delete(s.entries, k)
-			_ = s.db.Delete(k.bytes(), pebble.NoSync)
+			_ = b.Delete(k.bytes(), nil)
 		}
+	}
+	if b.Empty() {
+		return
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		s.logger.Error("forget producer sequences", zap.Error(err))
 	}
 }
 

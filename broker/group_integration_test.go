@@ -249,6 +249,28 @@ func TestGroupKgoCooperativeSticky(t *testing.T) {
 		}
 	}
 
+	// Consumer lag at scrape time: everything committed, nothing behind.
+	produceN(t, producer, topic, 6) // one more record per partition
+	mfs, err := s.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	lags := 0
+	for _, mf := range mfs {
+		if mf.GetName() != "ztfbroker_group_lag" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if v := m.GetGauge().GetValue(); v != 1 {
+				t.Errorf("lag %v of %v, want 1", v, m.GetLabel())
+			}
+			lags++
+		}
+	}
+	if lags != 6 {
+		t.Fatalf("%d lag series, want 6", lags)
+	}
+
 	// Restart the broker: the group resumes after its commits.
 	s.stop()
 	s = startStack(t, s.dir)
@@ -260,7 +282,7 @@ func TestGroupKgoCooperativeSticky(t *testing.T) {
 	cl := s.client(append(opts, kgo.ClientID("after-restart"))...)
 	wg.Add(1)
 	go member(ctx, cl, after, &wg)
-	waitFor(t, "60 records after restart", 20*time.Second, func() bool { return after.count() >= 60 })
+	waitFor(t, "66 records after restart", 20*time.Second, func() bool { return after.count() >= 66 })
 	time.Sleep(300 * time.Millisecond) // anything older would arrive now
 	cancel()
 	wg.Wait()
@@ -268,8 +290,8 @@ func TestGroupKgoCooperativeSticky(t *testing.T) {
 	defer after.mu.Unlock()
 	for p, os := range after.offsets {
 		sort.Slice(os, func(i, j int) bool { return os[i] < os[j] })
-		if len(os) != 10 || os[0] != 150 || os[9] != 159 {
-			t.Errorf("partition %d after restart: offsets %v, want 150..159", p, os)
+		if len(os) != 11 || os[0] != 150 || os[10] != 160 {
+			t.Errorf("partition %d after restart: offsets %v, want 150..160", p, os)
 		}
 	}
 }

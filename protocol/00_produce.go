@@ -46,7 +46,7 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 		fixed = kerr.TransactionalIDAuthorizationFailed.Code
 	}
 
-	ctx := c.ctx
+	ctx := c.requestContext()
 	if req.TimeoutMillis > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, time.Duration(req.TimeoutMillis)*time.Millisecond)

@@ -10,6 +10,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 8, min: 2, max: 9, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.OffsetCommit(c.ctx, req.(*kmsg.OffsetCommitRequest)))
+			return groupAnswer(s.g.OffsetCommit(c.requestContext(), req.(*kmsg.OffsetCommitRequest)))
 		}})
 }

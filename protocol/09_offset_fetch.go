@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 9, min: 1, max: 8, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.OffsetFetch(c.ctx, req.(*kmsg.OffsetFetchRequest)))
+			return groupAnswer(s.g.OffsetFetch(c.requestContext(), req.(*kmsg.OffsetFetchRequest)))
 		}})
 }

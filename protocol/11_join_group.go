@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 11, min: 0, max: 9, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.JoinGroup(c.ctx, req.(*kmsg.JoinGroupRequest)))
+			return groupAnswer(s.g.JoinGroup(c.requestContext(), req.(*kmsg.JoinGroupRequest)))
 		}})
 }

@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 12, min: 0, max: 4, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.Heartbeat(c.ctx, req.(*kmsg.HeartbeatRequest)))
+			return groupAnswer(s.g.Heartbeat(c.requestContext(), req.(*kmsg.HeartbeatRequest)))
 		}})
 }

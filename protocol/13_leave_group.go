@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 13, min: 0, max: 5, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.LeaveGroup(c.ctx, req.(*kmsg.LeaveGroupRequest)))
+			return groupAnswer(s.g.LeaveGroup(c.requestContext(), req.(*kmsg.LeaveGroupRequest)))
 		}})
 }

@@ -10,6 +10,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 14, min: 0, max: 5, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.SyncGroup(c.ctx, req.(*kmsg.SyncGroupRequest)))
+			return groupAnswer(s.g.SyncGroup(c.requestContext(), req.(*kmsg.SyncGroupRequest)))
 		}})
 }

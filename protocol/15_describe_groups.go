@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 15, min: 0, max: 5, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.DescribeGroups(c.ctx, req.(*kmsg.DescribeGroupsRequest)))
+			return groupAnswer(s.g.DescribeGroups(c.requestContext(), req.(*kmsg.DescribeGroupsRequest)))
 		}})
 }

@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 16, min: 0, max: 4, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.ListGroups(c.ctx, req.(*kmsg.ListGroupsRequest)))
+			return groupAnswer(s.g.ListGroups(c.requestContext(), req.(*kmsg.ListGroupsRequest)))
 		}})
 }

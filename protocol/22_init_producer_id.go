@@ -10,6 +10,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 22, min: 0, max: 4, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.InitProducerID(c.ctx, req.(*kmsg.InitProducerIDRequest)))
+			return groupAnswer(s.g.InitProducerID(c.requestContext(), req.(*kmsg.InitProducerIDRequest)))
 		}})
 }

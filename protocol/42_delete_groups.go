@@ -9,6 +9,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 42, min: 0, max: 2, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.DeleteGroups(c.ctx, req.(*kmsg.DeleteGroupsRequest)))
+			return groupAnswer(s.g.DeleteGroups(c.requestContext(), req.(*kmsg.DeleteGroupsRequest)))
 		}})
 }

@@ -7,6 +7,6 @@ import "github.com/twmb/franz-go/pkg/kmsg"
 func init() {
 	register(api{key: 47, min: 0, max: 0, groups: true,
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.OffsetDelete(c.ctx, req.(*kmsg.OffsetDeleteRequest)))
+			return groupAnswer(s.g.OffsetDelete(c.requestContext(), req.(*kmsg.OffsetDeleteRequest)))
 		}})
 }

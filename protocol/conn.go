@@ -35,6 +35,7 @@ type conn struct {
 	l      *listener
 	nc     net.Conn
 	remote string
+	host   string // "/" + peer IP, as Kafka reports client hosts
 
 	// ctx ends when the connection is killed, so handlers blocked on the
 	// Backend or Groups give up.
@@ -57,10 +58,15 @@ type response struct {
 
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
+	host := nc.RemoteAddr().String()
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
+		host = ta.IP.String()
+	}
 	return &conn{
 		s:      s,
 		l:      l,
 		nc:     nc,
+		host:   "/" + host,
 		remote: nc.RemoteAddr().String(),
 		ctx:    ctx,
 		cancel: cancel,

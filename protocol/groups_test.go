@@ -13,8 +13,11 @@ import (
 // request's version, and a fixed producer id.
 type stubGroups struct{}
 
-func (stubGroups) JoinGroup(_ context.Context, r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
-	return r.ResponseKind().(*kmsg.JoinGroupResponse)
+func (stubGroups) JoinGroup(ctx context.Context, r *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
+	resp := r.ResponseKind().(*kmsg.JoinGroupResponse)
+	id, host := ClientInfo(ctx)
+	resp.MemberID = id + " " + host // to see what Groups is told
+	return resp
 }
 func (stubGroups) SyncGroup(_ context.Context, r *kmsg.SyncGroupRequest) *kmsg.SyncGroupResponse {
 	return r.ResponseKind().(*kmsg.SyncGroupResponse)
@@ -73,6 +76,15 @@ func TestGroupKeys(t *testing.T) {
 		if resp := rawRoundTrip(t, ts.addr, hb).(*kmsg.HeartbeatResponse); resp.ErrorCode != 27 {
 			t.Errorf("heartbeat v%d: %+v", v, resp)
 		}
+	}
+	// Groups learns who is asking from the context.
+	jg := kmsg.NewPtrJoinGroupRequest()
+	jg.Version, jg.Group, jg.ProtocolType = 9, "g", "consumer"
+	if resp := rawRoundTrip(t, ts.addr, jg).(*kmsg.JoinGroupResponse); resp.MemberID != "raw-test /127.0.0.1" {
+		t.Errorf("client info seen by Groups: %q", resp.MemberID)
+	}
+	if id, host := ClientInfo(context.Background()); id != "" || host != "" {
+		t.Errorf("client info of a foreign context: %q %q", id, host)
 	}
 	// An idempotent kgo producer gets its id from Groups.
 	idem, err := kgo.NewClient(kgo.SeedBrokers(ts.addr), kgo.DefaultProduceTopic("idem"), kgo.AllowAutoTopicCreation())

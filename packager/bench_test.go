@@ -135,3 +135,29 @@ func report(b *testing.B, lat []time.Duration, bytes int64) {
 	b.ReportMetric(float64(bytes)/float64(benchAlerts*len(lat)), "B/alert")
 	b.SetBytes(bytes / int64(len(lat)))
 }
+
+// BenchmarkPackageIngestRead reads and checks an ingest exposure folder of
+// 2,000 candidates (JSON lines, 6,000 gzipped FITS cutouts): the work an
+// ingested exposure adds before packaging.
+func BenchmarkPackageIngestRead(b *testing.B) {
+	const n = 2000
+	schema, err := LoadSchema()
+	if err != nil {
+		b.Fatal(err)
+	}
+	sim, _ := NewSimulation(SimulateConfig{Alerts: n, Start: nightStart}, nil)
+	exp := sim.Exposure(0)
+	dir := b.TempDir()
+	if err := WriteIngestExposure(dir, "e", exp.Detections, exp.Limits, exp.Forced); err != nil {
+		b.Fatal(err)
+	}
+	in := NewIngest(dir, 0, nil, schema)
+	b.ResetTimer()
+	for range b.N {
+		got := in.Read("e")
+		if len(got.Detections) != n || len(got.Rejects) != 0 {
+			b.Fatalf("%d detections, %d rejects", len(got.Detections), len(got.Rejects))
+		}
+	}
+	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "alerts/s")
+}

@@ -11,8 +11,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/hamba/avro/v2"
@@ -112,63 +114,43 @@ func (in *Ingest) Read(name string) *Exposure {
 	refuse := func(cand, field, reason string, input []byte, files map[string][]byte) {
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: name, Candidate: cand, Field: field, Reason: reason, Input: input, Name: cand + ".json", Files: files})
 	}
-	err := eachLine(filepath.Join(dir, IngestCandidates), func(n int, line []byte) {
-		cand := "line" + strconv.Itoa(n)
-		var in0 struct {
-			ObjectID  *string                    `json:"objectId"`
-			Candidate map[string]json.RawMessage `json:"candidate"`
-		}
-		if err := json.Unmarshal(line, &in0); err != nil {
-			refuse(cand, "json", err.Error(), line, nil)
-			return
-		}
-		if c, ok := in0.Candidate["candid"]; ok {
-			if id, err := strconv.ParseInt(string(c), 10, 64); err == nil {
-				cand = strconv.FormatInt(id, 10)
-			}
-		}
-		if in0.ObjectID == nil || !validObjectID(*in0.ObjectID) {
-			refuse(cand, "objectId", "missing or not ZTF<yy><7 letters>", line, nil)
-			return
-		}
-		if in0.Candidate == nil {
-			refuse(cand, "candidate", "missing", line, nil)
-			return
-		}
-		if field, reason := checkRecord(in.schema.Candidate, in0.Candidate); field != "" {
-			refuse(cand, field, reason, line, nil)
-			return
-		}
-		d := Detection{ObjectID: *in0.ObjectID}
-		if err := decodeFields(in0.Candidate, &d.Candidate); err != nil {
-			refuse(cand, "candidate", err.Error(), line, nil)
-			return
-		}
-		if field, reason := checkCandidate(&d.Candidate); field != "" {
-			refuse(cand, field, reason, line, nil)
-			return
-		}
-		files := map[string][]byte{}
-		cut := []*Cutout{&d.Science, &d.Template, &d.Difference}
-		fields := []string{"cutoutScience", "cutoutTemplate", "cutoutDifference"}
-		for i, suf := range cutoutSuffixes {
-			fn := cand + "_" + suf
-			b, err := os.ReadFile(filepath.Join(dir, IngestCutouts, fn))
-			if err != nil {
-				refuse(cand, fields[i], fmt.Sprintf("%s: %v", fn, err), line, files)
-				return
-			}
-			files[fn] = b
-			if err := CheckStamp(b); err != nil {
-				refuse(cand, fields[i], fmt.Sprintf("%s: %v", fn, err), line, files)
-				return
-			}
-			*cut[i] = Cutout{FileName: fn, StampData: b}
-		}
-		exp.Detections = append(exp.Detections, d)
+	// Candidates are checked in parallel (inflating cutouts is most of the
+	// work), then taken in file order.
+	type line struct {
+		n    int
+		text []byte
+	}
+	var lines []line
+	err := eachLine(filepath.Join(dir, IngestCandidates), func(n int, text []byte) {
+		lines = append(lines, line{n, text})
 	})
 	if err != nil {
 		refuse("-", IngestCandidates, err.Error(), nil, nil)
+	}
+	dets := make([]*Detection, len(lines))
+	rejs := make([]*Reject, len(lines))
+	var wg sync.WaitGroup
+	next := make(chan int, len(lines))
+	for i := range lines {
+		next <- i
+	}
+	close(next)
+	for range min(runtime.GOMAXPROCS(0), len(lines)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				dets[i], rejs[i] = in.candidate(name, dir, lines[i].n, lines[i].text)
+			}
+		}()
+	}
+	wg.Wait()
+	for i := range lines {
+		if rejs[i] != nil {
+			exp.Rejects = append(exp.Rejects, *rejs[i])
+		} else {
+			exp.Detections = append(exp.Detections, *dets[i])
+		}
 	}
 	for _, h := range []struct {
 		file, key string
@@ -220,6 +202,62 @@ func (in *Ingest) Read(name string) *Exposure {
 		}
 	}
 	return exp
+}
+
+// candidate checks one line of candidates.jsonl and reads its cutouts.
+func (in *Ingest) candidate(exposure, dir string, n int, line []byte) (*Detection, *Reject) {
+	refuse := func(cand, field, reason string, input []byte, files map[string][]byte) *Reject {
+		return &Reject{Exposure: exposure, Candidate: cand, Field: field, Reason: reason, Input: input, Name: cand + ".json", Files: files}
+	}
+	cand := "line" + strconv.Itoa(n)
+	var in0 struct {
+		ObjectID  *string         `json:"objectId"`
+		Candidate json.RawMessage `json:"candidate"`
+	}
+	var fields0 map[string]json.RawMessage
+	if err := json.Unmarshal(line, &in0); err != nil {
+		return nil, refuse(cand, "json", err.Error(), line, nil)
+	}
+	if err := json.Unmarshal(in0.Candidate, &fields0); err != nil && in0.Candidate != nil {
+		return nil, refuse(cand, "candidate", "not an object: "+err.Error(), line, nil)
+	}
+	if c, ok := fields0["candid"]; ok {
+		if id, err := strconv.ParseInt(string(c), 10, 64); err == nil {
+			cand = strconv.FormatInt(id, 10)
+		}
+	}
+	if in0.ObjectID == nil || !validObjectID(*in0.ObjectID) {
+		return nil, refuse(cand, "objectId", "missing or not ZTF<yy><7 letters>", line, nil)
+	}
+	if fields0 == nil {
+		return nil, refuse(cand, "candidate", "missing", line, nil)
+	}
+	if field, reason := checkRecord(in.schema.Candidate, fields0); field != "" {
+		return nil, refuse(cand, field, reason, line, nil)
+	}
+	d := Detection{ObjectID: *in0.ObjectID}
+	if err := json.Unmarshal(in0.Candidate, &d.Candidate); err != nil {
+		return nil, refuse(cand, "candidate", err.Error(), line, nil)
+	}
+	if field, reason := checkCandidate(&d.Candidate); field != "" {
+		return nil, refuse(cand, field, reason, line, nil)
+	}
+	files := map[string][]byte{}
+	cut := []*Cutout{&d.Science, &d.Template, &d.Difference}
+	fields := []string{"cutoutScience", "cutoutTemplate", "cutoutDifference"}
+	for i, suf := range cutoutSuffixes {
+		fn := cand + "_" + suf
+		b, err := os.ReadFile(filepath.Join(dir, IngestCutouts, fn))
+		if err != nil {
+			return nil, refuse(cand, fields[i], fmt.Sprintf("%s: %v", fn, err), line, files)
+		}
+		files[fn] = b
+		if err := CheckStamp(b); err != nil {
+			return nil, refuse(cand, fields[i], fmt.Sprintf("%s: %v", fn, err), line, files)
+		}
+		*cut[i] = Cutout{FileName: fn, StampData: b}
+	}
+	return &d, nil
 }
 
 func eachLine(path string, fn func(n int, line []byte)) error {

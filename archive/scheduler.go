@@ -62,8 +62,13 @@ func NewScheduler(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now
 }
 
 // Run checks the nights every Poll until ctx ends, then returns nil. A run
-// cut short by ctx leaves its checkpoint and resumes next time.
+// cut short by ctx leaves its checkpoint and resumes next time. With
+// Enabled false it only waits for ctx.
 func (s *Scheduler) Run(ctx context.Context) error {
+	if !s.cfg.Enabled {
+		<-ctx.Done()
+		return nil
+	}
 	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(s.cfg.Bootstrap...)}, s.ClientOpts...)...)
 	if err != nil {
 		return err

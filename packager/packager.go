@@ -95,7 +95,8 @@ type Packager struct {
 }
 
 // New opens the history store and returns a packager writing to prod.
-// logger may be nil; reg may be nil (metrics are then not registered).
+// logger may be nil; reg may be nil (metrics are then not registered). The
+// producer stays the caller's: Close does not close it.
 func New(cfg Config, prod Producer, logger *zap.Logger, reg prometheus.Registerer) (*Packager, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err

@@ -3,12 +3,16 @@ package archive
 import (
 	"context"
 	"errors"
+	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 type fakeClock struct {
@@ -155,6 +159,41 @@ func TestImportsNothingInternal(t *testing.T) {
 	for _, dep := range strings.Fields(out) {
 		if strings.HasPrefix(dep, "github.com/ztfbroker/ztfbroker/") && dep != "github.com/ztfbroker/ztfbroker/archive" {
 			t.Errorf("archive imports %s", dep)
+		}
+	}
+}
+
+func TestIsTerminal(t *testing.T) {
+	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ptmx.Close()
+	if err := unix.IoctlSetPointerInt(int(ptmx.Fd()), unix.TIOCSPTLCK, 0); err != nil {
+		t.Fatal(err)
+	}
+	n, err := unix.IoctlGetInt(int(ptmx.Fd()), unix.TIOCGPTN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pts, err := os.OpenFile("/dev/pts/"+strconv.Itoa(n), os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pts.Close()
+	plain, err := os.Create(filepath.Join(t.TempDir(), "log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer plain.Close()
+	devnull, _ := os.Open(os.DevNull)
+	defer devnull.Close()
+	for name, tc := range map[string]struct {
+		w    io.Writer
+		want bool
+	}{"pty": {pts, true}, "file": {plain, false}, "/dev/null": {devnull, false}, "buffer": {&strings.Builder{}, false}} {
+		if got := IsTerminal(tc.w); got != tc.want {
+			t.Errorf("%s: IsTerminal %v", name, got)
 		}
 	}
 }

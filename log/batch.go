@@ -105,19 +105,24 @@ func checkStoredBatch(b []byte, expectOffset int64, maxEpoch int32) (batchHeader
 	if err != nil {
 		return h, err
 	}
+	return h, checkParsedBatch(b, h, expectOffset, maxEpoch)
+}
+
+// checkParsedBatch is checkStoredBatch for a header already parsed from b.
+func checkParsedBatch(b []byte, h batchHeader, expectOffset int64, maxEpoch int32) error {
 	if h.Size != int64(len(b)) {
-		return h, errBatchLength
+		return errBatchLength
 	}
 	if err := checkBatchCRC(b, h); err != nil {
-		return h, err
+		return err
 	}
 	if expectOffset >= 0 && h.BaseOffset != expectOffset {
-		return h, errBadOffset
+		return errBadOffset
 	}
 	if h.LeaderEpoch < 0 || h.LeaderEpoch > maxEpoch {
-		return h, errBadEpoch
+		return errBadEpoch
 	}
-	return h, nil
+	return nil
 }
 
 func putInt64(b []byte, v int64) { binary.BigEndian.PutUint64(b, uint64(v)) }

@@ -122,6 +122,9 @@ func BenchmarkRead(b *testing.B) {
 	}{{"1KiB", 1 << 10}, {"64KiB", 64 << 10}} {
 		dir := b.TempDir()
 		l, plain, files := buildReadDataset(b, dir, bs.size)
+		if got := len(batchOfSize(bs.size)); got != bs.size {
+			b.Fatalf("batch of %d bytes, want %d", got, bs.size)
+		}
 		for _, temp := range []string{"warm", "cold"} {
 			drop := func() {
 				if temp == "cold" {
@@ -145,7 +148,7 @@ func BenchmarkRead(b *testing.B) {
 						b.Fatal(err)
 					}
 					n += int64(len(data))
-					h, _ := parseBatchHeader(data[len(data)-int(lastBatchSize(data)):])
+					h, _ := parseBatchHeader(data[len(data)-bs.size:]) // all batches are bs.size
 					off = h.nextOffset()
 					if off >= l.HighWatermark() {
 						off = 0

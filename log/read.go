@@ -192,7 +192,7 @@ func checkChunk(b []byte, expect int64, maxEpoch int32, atLimit bool) (good int,
 			}
 			return good, nil
 		}
-		if _, err := checkStoredBatch(rest[:h.Size], expect, maxEpoch); err != nil {
+		if err := checkParsedBatch(rest[:h.Size], h, expect, maxEpoch); err != nil {
 			return good, err
 		}
 		good += int(h.Size)

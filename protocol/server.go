@@ -307,11 +307,14 @@ func (s *Server) accept(l *listener, nc net.Conn) {
 	}
 	c := newConn(s, l, nc)
 	s.conns[c] = struct{}{}
+	// Counted under s.mu: once Shutdown has set closing, no goroutine is
+	// added to a WaitGroup it may already be waiting on at zero.
+	s.wg.Add(2)
 	s.mu.Unlock()
 	s.m.connsOpen.Inc()
 	s.m.connsTotal.Inc()
-	s.goTracked(c.write)
-	s.goTracked(c.read)
+	go s.tracked(c.write)
+	go s.tracked(c.read)
 }
 
 // dropConn forgets a connection whose goroutines have finished with it.
@@ -323,13 +326,18 @@ func (s *Server) dropConn(c *conn) {
 }
 
 // goTracked runs f on a goroutine Shutdown waits for. Every goroutine of the
-// server starts here, so Shutdown knows when the last one is done.
+// server is tracked, so Shutdown knows when the last one is done. Only a
+// goroutine that is itself tracked may call it (the count is then above
+// zero); accept counts its connection's pair under s.mu instead.
 func (s *Server) goTracked(f func()) {
 	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		f()
-	}()
+	go s.tracked(f)
+}
+
+// tracked runs f for a goroutine already counted in s.wg.
+func (s *Server) tracked(f func()) {
+	defer s.wg.Done()
+	f()
 }
 
 // Shutdown stops accepting, lets requests being handled finish and be

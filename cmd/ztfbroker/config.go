@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strconv"
 	"time"
 
@@ -12,7 +14,9 @@ import (
 	"go.uber.org/zap/zapcore"
 	"gopkg.in/yaml.v3"
 
+	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
 )
 
@@ -26,7 +30,19 @@ type serveConfig struct {
 	LogFormat string
 
 	Broker   broker.Config
+	Groups   broker.GroupConfig
 	Listener protocol.Config
+	Packager packagerSection
+	Archive  archive.Config
+}
+
+// packagerSection is the config file's `packager:` mapping: whether serve
+// runs the packager, and the packager's own Config inline.
+type packagerSection struct {
+	Enabled bool `yaml:"enabled"`
+	// Bootstrap is where alerts are produced; empty means this broker.
+	Bootstrap       []string `yaml:"bootstrap"`
+	packager.Config `yaml:",inline"`
 }
 
 // settingFlags are flags given on the command line, by their YAML key.
@@ -52,22 +68,35 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 		LogLevel:  "info",
 		LogFormat: "json",
 		Broker:    broker.DefaultConfig(),
+		Groups:    broker.DefaultGroupConfig(),
 		Listener:  protocol.DefaultConfig(),
+		Archive:   archive.DefaultConfig(),
 	}
 	cfg.Broker.DataDir = "./data"
+	// Out of the box the packager simulates a night, so that a newcomer sees
+	// tonight's topic fill with alerts; a survey sets source.kind: ingest.
+	cfg.Packager.Enabled = true
+	cfg.Packager.Config = packager.DefaultConfig()
+	cfg.Packager.Source.Kind = "simulate"
 	settings := map[string]string{}
 	var errs []error
 	if file != "" {
-		fileSettings, err := readYAML(file)
+		doc, err := readYAML(file)
 		if err != nil {
 			return cfg, err
 		}
-		settings = fileSettings
+		settings = doc.settings
+		errs = append(errs, decodeSection(doc.packager, "packager", &cfg.Packager))
+		errs = append(errs, decodeSection(doc.archive, "archive", &cfg.Archive))
 	}
 	for k, v := range flags {
 		settings[k] = v
 	}
-	brokerSettings := map[string]string{}
+	brokerSettings, groupSettings := map[string]string{}, map[string]string{}
+	isGroup := map[string]bool{}
+	for _, k := range broker.GroupSettings {
+		isGroup[k] = true
+	}
 	for key, v := range settings {
 		var err error
 		switch key {
@@ -102,7 +131,11 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 			n, err = strconv.ParseInt(v, 10, 64)
 			cfg.Listener.IdleTimeout = time.Duration(n) * time.Millisecond
 		default:
-			brokerSettings[key] = v
+			if isGroup[key] {
+				groupSettings[key] = v
+			} else {
+				brokerSettings[key] = v
+			}
 		}
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", key, v, err))
@@ -111,7 +144,34 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	if err := cfg.Broker.ApplySettings(brokerSettings); err != nil {
 		errs = append(errs, err)
 	}
+	if err := cfg.Groups.ApplySettings(groupSettings); err != nil {
+		errs = append(errs, err)
+	}
 	if err := cfg.Listener.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	// Folders under the data directory unless the file names others.
+	dataDir := cfg.Broker.DataDir
+	if cfg.Packager.HistoryDir == "" {
+		cfg.Packager.HistoryDir = filepath.Join(dataDir, "packager", "history")
+	}
+	if cfg.Packager.RejectDir == "" {
+		cfg.Packager.RejectDir = filepath.Join(dataDir, "packager", "rejects")
+	}
+	if cfg.Archive.Dir == "" || cfg.Archive.Dir == archive.DefaultConfig().Dir {
+		cfg.Archive.Dir = filepath.Join(dataDir, "archive")
+	}
+	if cfg.Packager.Enabled {
+		if err := cfg.Packager.Validate(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	// The archive's bootstrap defaults to this broker, known once listening.
+	archiveCheck := cfg.Archive
+	if len(archiveCheck.Bootstrap) == 0 {
+		archiveCheck.Bootstrap = []string{cfg.Listen}
+	}
+	if err := archiveCheck.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -123,30 +183,58 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	return cfg, nil
 }
 
-// readYAML reads the flat top level of the config file into settings keyed
-// by name, with every value as the string it would be given as a flag.
-func readYAML(file string) (map[string]string, error) {
+// configFile is the config file: flat settings, keyed by name with every
+// value as the string it would be given as a flag, and two sections.
+type configFile struct {
+	settings          map[string]string
+	packager, archive *yaml.Node
+}
+
+func readYAML(file string) (configFile, error) {
+	out := configFile{settings: map[string]string{}}
 	data, err := os.ReadFile(file)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return out, fmt.Errorf("config: %w", err)
 	}
-	var doc map[string]yaml.Node
+	var doc map[string]*yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return nil, fmt.Errorf("config %s: %w", file, err)
+		return out, fmt.Errorf("config %s: %w", file, err)
 	}
-	out := map[string]string{}
 	var errs []error
 	for k, n := range doc {
-		if n.Kind != yaml.ScalarNode {
+		switch {
+		case k == "packager":
+			out.packager = n
+		case k == "archive":
+			out.archive = n
+		case n.Kind != yaml.ScalarNode:
 			errs = append(errs, fmt.Errorf("%s (line %d): want a single value", k, n.Line))
-			continue
+		default:
+			out.settings[k] = n.Value
 		}
-		out[k] = n.Value
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("config %s:\n%w", file, err)
+		return out, fmt.Errorf("config %s:\n%w", file, err)
 	}
 	return out, nil
+}
+
+// decodeSection decodes a section of the file over the defaults in into,
+// refusing keys the section does not have.
+func decodeSection(n *yaml.Node, name string, into any) error {
+	if n == nil {
+		return nil
+	}
+	data, err := yaml.Marshal(n)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	dec := yaml.NewDecoder(bytes.NewReader(data))
+	dec.KnownFields(true)
+	if err := dec.Decode(into); err != nil {
+		return fmt.Errorf("%s (line %d): %w", name, n.Line, err)
+	}
+	return nil
 }
 
 // logger builds the process logger: structured, one line per event.

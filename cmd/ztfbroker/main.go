@@ -24,8 +24,8 @@ func commands() map[string]command {
 	return map[string]command{
 		"serve":   {runServe, "run the broker (Kafka listener, HTTP, packager and archive as configured)"},
 		"verify":  {runVerify, "check every record batch of every segment under a data directory"},
-		// "package": {ignoreStdin(runPackage), "package detections into ZTF alerts and produce them"},
-		// "archive": {ignoreStdin(runArchive), "build a night's tarball of alerts from its topic"},
+		"package": {ignoreStdin(runPackage), "package detections into ZTF alerts and produce them"},
+		"archive": {ignoreStdin(runArchive), "build a night's tarball of alerts from its topic"},
 		"cat":     {runCat, "copy alerts between Kafka topics and Avro/JSON files"},
 		"bench":   {ignoreStdin(runBench), "measure brokers side by side"},
 	}

@@ -8,6 +8,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -15,7 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 
+	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
 )
 
@@ -50,6 +54,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
+	// Start order: store, groups, Kafka listener, HTTP, then the clients
+	// inside the process (packager, archive), which dial the listener like
+	// any outside client. Stop order is the reverse.
 	b, err := broker.Open(cfg.Broker, logger.Named("broker"), reg, time.Now)
 	if err != nil {
 		return fmt.Errorf("open broker: %w", err)
@@ -59,13 +66,19 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 			logger.Error("close broker", zap.Error(err))
 		}
 	}()
+	groups, err := broker.OpenGroupCoordinator(b, cfg.Groups, reg)
+	if err != nil {
+		return err
+	}
+	defer groups.Close()
+	groups.SetClientInfo(protocol.ClientInfo)
 
 	kafkaLn, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
 	cfg.Listener.AdvertisedAddr = advertised(cfg.Advertise, kafkaLn.Addr())
-	srv, err := protocol.NewServer(cfg.Listener, b, groupsOf(b), logger.Named("kafka"), reg)
+	srv, err := protocol.NewServer(cfg.Listener, b, groups, logger.Named("kafka"), reg)
 	if err != nil {
 		kafkaLn.Close()
 		return err
@@ -75,12 +88,14 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		kafkaLn.Close()
 		return fmt.Errorf("http: %w", err)
 	}
+	self := []string{cfg.Listener.AdvertisedAddr}
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
-		io.WriteString(w, "ok\n")
-	})
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.Handle("/alerts/", archive.NewHandler(cfg.Archive.Dir, logger.Named("archive")))
 	web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
 	errc := make(chan error, 2)
@@ -90,6 +105,39 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		zap.String("kafka", kafkaLn.Addr().String()), zap.String("advertised", cfg.Listener.AdvertisedAddr),
 		zap.String("http", httpLn.Addr().String()), zap.String("data_dir", cfg.Broker.DataDir))
 
+	clients, stopClients := context.WithCancel(ctx)
+	defer stopClients()
+	var running sync.WaitGroup
+	if cfg.Packager.Enabled {
+		closeProducer, err := startPackager(clients, &running, cfg.Packager, self, mux, logger, reg)
+		if err != nil {
+			stopClients()
+			srv.Shutdown(context.Background())
+			web.Close()
+			return err
+		}
+		defer closeProducer()
+	}
+	if cfg.Archive.Enabled {
+		if len(cfg.Archive.Bootstrap) == 0 {
+			cfg.Archive.Bootstrap = self
+		}
+		sched, err := archive.NewScheduler(cfg.Archive, logger.Named("archive"), reg, time.Now)
+		if err != nil {
+			stopClients()
+			srv.Shutdown(context.Background())
+			web.Close()
+			return err
+		}
+		running.Add(1)
+		go func() {
+			defer running.Done()
+			if err := sched.Run(clients); err != nil {
+				logger.Error("archive scheduler stopped", zap.Error(err))
+			}
+		}()
+	}
+
 	var runErr error
 	select {
 	case <-ctx.Done():
@@ -97,17 +145,55 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	case runErr = <-errc:
 		logger.Error("listener failed", zap.Error(runErr))
 	}
+	stopClients()
+	running.Wait()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	web.Shutdown(stopCtx)
 	if err := srv.Shutdown(stopCtx); err != nil {
 		logger.Warn("kafka listener shutdown", zap.Error(err))
 	}
-	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) && !errors.Is(runErr, net.ErrClosed) {
+	if runErr != nil && !errors.Is(runErr, http.ErrServerClosed) && !errors.Is(runErr, protocol.ErrServerClosed) {
 		return runErr
 	}
 	logger.Info("stopped")
 	return nil
+}
+
+// startPackager runs the packager on its configured source, producing to
+// this broker (or the section's bootstrap), and serves its schema registry
+// endpoint. The returned function closes its producer.
+func startPackager(ctx context.Context, running *sync.WaitGroup, cfg packagerSection, self []string,
+	mux *http.ServeMux, logger *zap.Logger, reg prometheus.Registerer) (func(), error) {
+	bootstrap := cfg.Bootstrap
+	if len(bootstrap) == 0 {
+		bootstrap = self
+	}
+	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: bootstrap})
+	if err != nil {
+		return nil, fmt.Errorf("packager producer: %w", err)
+	}
+	p, err := packager.New(cfg.Config, prod, logger.Named("packager"), reg)
+	if err != nil {
+		prod.Close()
+		return nil, err
+	}
+	mux.Handle("/schemas/", p.SchemaHandler())
+	if cfg.Source.Kind == "simulate" {
+		logger.Info("packager simulating a night: alerts are synthetic; set packager.source.kind to ingest for a survey's detections",
+			zap.Int("alerts_per_exposure", cfg.Source.Simulate.Alerts), zap.Duration("interval", cfg.Source.Simulate.Interval))
+	}
+	running.Add(1)
+	go func() {
+		defer running.Done()
+		if err := p.Run(ctx); err != nil {
+			logger.Error("packager stopped", zap.Error(err))
+		}
+	}()
+	return func() {
+		p.Close()
+		prod.Close()
+	}, nil
 }
 
 // advertised is the address given to clients: the configured one, or the
@@ -123,6 +209,3 @@ func advertised(configured string, ln net.Addr) string {
 	}
 	return net.JoinHostPort(host, port)
 }
-
-// groupsOf returns the broker's group coordinator, or nil while it has none.
-func groupsOf(b *broker.Broker) protocol.Groups { return nil }

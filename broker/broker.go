@@ -254,13 +254,19 @@ func (b *Broker) reportOrphans() {
 		if !e.IsDir() || e.Name() == "meta" {
 			continue
 		}
+		// Only `<topic>-<partition>` folders are the broker's; others beside
+		// them (the packager's history, the archive) belong to their owners.
 		name := e.Name()
-		if i := strings.LastIndexByte(name, '-'); i > 0 {
-			if n, err := strconv.Atoi(name[i+1:]); err == nil {
-				if t := b.topics[name[:i]]; t != nil && n >= 0 && n < len(t.partitions) {
-					continue
-				}
-			}
+		i := strings.LastIndexByte(name, '-')
+		if i <= 0 {
+			continue
+		}
+		n, err := strconv.Atoi(name[i+1:])
+		if err != nil {
+			continue
+		}
+		if t := b.topics[name[:i]]; t != nil && n >= 0 && n < len(t.partitions) {
+			continue
 		}
 		b.orphans = append(b.orphans, name)
 		b.logger.Warn("directory with no topic metadata; left in place", zap.String("dir", filepath.Join(b.cfg.DataDir, name)))

@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -52,7 +53,8 @@ type serveProc struct {
 }
 
 // startBroker starts `ztfbroker serve` on free loopback ports with a fresh
-// data directory (or dataDir when not empty) and waits until it answers.
+// data directory (or dataDir when not empty) and waits until it answers. The
+// packager stays off unless extra has a --packager flag.
 func startBroker(t *testing.T, dataDir string, extra ...string) *serveProc {
 	t.Helper()
 	if dataDir == "" {
@@ -60,6 +62,10 @@ func startBroker(t *testing.T, dataDir string, extra ...string) *serveProc {
 	}
 	b := &serveProc{t: t, DataDir: dataDir, Kafka: freeAddr(t), HTTP: freeAddr(t)}
 	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Kafka, "--http", b.HTTP}, extra...)
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--packager") }) {
+		// Tests of the broker leave out the simulated night unless they ask.
+		b.args = append(b.args, "--packager=false")
+	}
 	b.start()
 	t.Cleanup(func() { b.Kill() })
 	return b

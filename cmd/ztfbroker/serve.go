@@ -35,6 +35,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	fs.Func("advertise", "HOST:PORT advertised to Kafka clients (default: the listen address)", flags.set("advertise"))
 	fs.Func("http", "HTTP listener HOST:PORT for /metrics, /healthz and the archive (default 0.0.0.0:8080)", flags.set("http"))
 	fs.Func("log-level", "debug, info, warn or error (default info)", flags.set("log.level"))
+	runPackager := fs.Bool("packager", true, "run the packager (by default on a simulated night); overrides packager.enabled")
+	runArchive := fs.Bool("archive", true, "run the nightly archive scheduler; overrides archive.enabled")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,6 +47,14 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	fs.Visit(func(f *flag.Flag) {
+		switch f.Name {
+		case "packager":
+			cfg.Packager.Enabled = *runPackager
+		case "archive":
+			cfg.Archive.Enabled = *runArchive
+		}
+	})
 	logger, err := cfg.logger(stderr)
 	if err != nil {
 		return err

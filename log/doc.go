@@ -13,6 +13,7 @@
 //	00000000000000000000.index      sparse offset index
 //	00000000000000000000.timeindex  sparse time index
 //	log-start-offset                only after DeleteRecords moved it inside a segment
+//	clean-shutdown                  only while the log is closed, after a clean Close
 //
 // Files renamed to `*.deleted` belong to segments retention removed and
 // `*.tmp` files to an interrupted rewrite; Open removes both.
@@ -62,8 +63,31 @@
 // timestamp and the last offset of the first batch that carries it, so
 // that opening a sealed segment reads one entry.
 //
-// Entry sizes, field order, the file suffixes and the 20-digit names are
-// the on-disk format; IndexIntervalBytes is not (it only sets density).
+// # Clean-shutdown marker (clean-shutdown)
+//
+// Kafka's clean-shutdown file, with what Open needs to trust the active
+// segment without reading it. Close writes it after the final fsync of the
+// active segment and both its indexes (temp file, fsync, rename, fsync the
+// directory); Open removes it and fsyncs the directory before the log
+// takes a write, so a crash from then on finds no marker. 68 bytes:
+//
+//	+----------+--------------+--------------+--------------+
+//	| base i64 | logBytes i64 | indexBytes   | timeBytes i64|   the active segment and
+//	|          |              |          i64 |              |   the sizes of its 3 files
+//	+----------+--------------+--------------+--------------+
+//	  0          8              16             24
+//	+------------+-----------+-----------------+-------------+-----------+
+//	| nextOffset | maxTs i64 | maxTsOffset i64 | firstTs i64 | crc32c u32|
+//	|        i64 |           |                 |             | of [0,64) |
+//	+------------+-----------+-----------------+-------------+-----------+
+//	  32           40          48                56            64
+//
+// The log start offset file (log-start-offset) is 12 bytes: the offset
+// i64 and the CRC32C u32 of those 8 bytes.
+//
+// Entry sizes, field order, the file suffixes and names, the 20-digit
+// segment names and both small files' layouts are the on-disk format;
+// IndexIntervalBytes is not (it only sets density).
 //
 // # Invariants
 //
@@ -79,13 +103,22 @@
 // # Recovery
 //
 // Open costs O(segments): a sealed segment is opened by checking the ends
-// of its indexes (an index that fails is rebuilt from its segment); only
-// the active segment is scanned, from its last index entry whose batch is
-// intact, with CRC checks; a torn tail is truncated at the first bad frame,
-// fsynced, logged and counted. Indexes of the active segment are fsynced
-// at least every second, which bounds that scan.
+// of its indexes (an index that fails is rebuilt from its segment).
 //
-// Damage inside a sealed segment is found when read (every batch's CRC is
-// checked by Read and Verify) and reported as a *CorruptionError naming the
-// file and byte position; damaged bytes are never returned as data.
+// After a clean Close, the clean-shutdown marker vouches for the active
+// segment: if its three files still have the sizes the marker records, it
+// is opened from the marker without reading a batch, and nothing is
+// truncated. A torn tail can only come from a crash, so after a clean
+// close a bad frame is disk damage, left in place and reported.
+//
+// Without a marker (a crash), or when the files no longer match it (changed
+// after the close), the active segment is scanned from its last index
+// entry whose batch is intact, with CRC checks; a torn tail is truncated at
+// the first bad frame, fsynced, logged and counted. Indexes of the active
+// segment are fsynced at least every second, which bounds that scan.
+//
+// Damage inside a sealed segment, or anywhere in a cleanly closed active
+// one, is found when read (every batch's CRC is checked by Read and Verify)
+// and reported as a *CorruptionError naming the file and byte position;
+// damaged bytes are never returned as data.
 package log

@@ -400,8 +400,8 @@ func (l *Log) Segments() int {
 	return len(l.segs)
 }
 
-// Close fsyncs what was written and closes the files. It is safe to call
-// twice; the second call returns nil.
+// Close fsyncs what was written, leaves the clean-shutdown marker and
+// closes the files. It is safe to call twice; the second call returns nil.
 func (l *Log) Close() error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
@@ -424,8 +424,9 @@ func (l *Log) Close() error {
 			err = l.fail(err)
 		}
 	}
+	clean := err == nil && werr == nil
 	l.mu.Lock()
-	if err == nil && werr == nil {
+	if clean {
 		l.advanceDurableLocked(l.written, l.cur, l.writtenPos)
 	} else {
 		close(l.durableCh)
@@ -435,6 +436,18 @@ func (l *Log) Close() error {
 	segs := l.segs
 	l.segs = nil
 	l.mu.Unlock()
+	if clean {
+		// Everything is fsynced, indexes included: say so, so that the
+		// next Open trusts the active segment instead of cutting it at
+		// its first bad frame (after a clean close, that is disk damage).
+		m, merr := l.cleanShutdownOf(l.cur)
+		if merr == nil {
+			merr = writeCleanShutdown(l.fs, l.dir, m)
+		}
+		if merr != nil {
+			err = fmt.Errorf("close: %w", merr)
+		}
+	}
 	for _, s := range segs {
 		s.release()
 	}

@@ -18,7 +18,8 @@ import (
 const logStartFile = "log-start-offset"
 
 // recover opens every segment: sealed ones by their index tails (O(1)
-// each), the active one by scanning after its last good index entry.
+// each), the active one from the clean-shutdown marker or, after a crash,
+// by scanning after its last good index entry.
 func (l *Log) recover() error {
 	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
 		return fmt.Errorf("create log dir: %w", err)
@@ -48,6 +49,10 @@ func (l *Log) recover() error {
 	if err != nil {
 		return err
 	}
+	clean, cleanOK, err := readCleanShutdown(l.fs, l.dir)
+	if err != nil {
+		l.lg.Warn("ignoring clean-shutdown marker; recovering the tail as after a crash", zap.Error(err))
+	}
 	for i, base := range bases {
 		s, err := openSegmentFiles(l.fs, l.dir, base, false)
 		if err != nil {
@@ -57,7 +62,7 @@ func (l *Log) recover() error {
 		if i < len(bases)-1 {
 			err = l.loadSealed(s, bases[i+1])
 		} else {
-			err = l.recoverActive(s)
+			err = l.openActive(s, clean, cleanOK)
 		}
 		if err != nil {
 			return err
@@ -75,6 +80,11 @@ func (l *Log) recover() error {
 		l.written = logStart
 	}
 	l.logStart = min(max(logStart, l.segs[0].base), l.written)
+	// The marker vouches only for files as Close left them: it must be
+	// gone for good before the first write.
+	if have[cleanShutdownFile] {
+		return removeCleanShutdown(l.fs, l.dir)
+	}
 	return nil
 }
 

@@ -196,12 +196,20 @@ func readYAML(file string) (configFile, error) {
 	if err != nil {
 		return out, fmt.Errorf("config: %w", err)
 	}
-	var doc map[string]*yaml.Node
+	var doc yaml.Node
 	if err := yaml.Unmarshal(data, &doc); err != nil {
 		return out, fmt.Errorf("config %s: %w", file, err)
 	}
+	if len(doc.Content) == 0 {
+		return out, nil // an empty file keeps every default
+	}
+	top := doc.Content[0]
+	if top.Kind != yaml.MappingNode {
+		return out, fmt.Errorf("config %s: want a mapping of settings at the top", file)
+	}
 	var errs []error
-	for k, n := range doc {
+	for i := 0; i+1 < len(top.Content); i += 2 {
+		k, n := top.Content[i].Value, top.Content[i+1]
 		switch {
 		case k == "packager":
 			out.packager = n
@@ -210,6 +218,9 @@ func readYAML(file string) (configFile, error) {
 		case n.Kind != yaml.ScalarNode:
 			errs = append(errs, fmt.Errorf("%s (line %d): want a single value", k, n.Line))
 		default:
+			if _, dup := out.settings[k]; dup {
+				errs = append(errs, fmt.Errorf("%s (line %d): set twice", k, n.Line))
+			}
 			out.settings[k] = n.Value
 		}
 	}

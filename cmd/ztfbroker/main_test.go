@@ -180,3 +180,11 @@ func runTool(t *testing.T, ctx context.Context, stdin []byte, name string, args 
 	}
 	return out
 }
+
+// runBinary runs the ztfbroker binary to completion and returns its output.
+func runBinary(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	cmd := exec.Command(binary, args...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}

@@ -571,3 +571,19 @@ func TestGroupInitialRebalanceDelay(t *testing.T) {
 		t.Fatalf("one generation for both: a %+v b %+v", ja, jb)
 	}
 }
+
+func TestGroupRestartMidRebalance(t *testing.T) {
+	tc := newTestCoordinator(t, nil)
+	a, aj := joinNew(t, tc.GroupCoordinator, "mid", "range")
+	ja := recv(t, aj) // CompletingRebalance: nobody synced yet
+	tc.reopen()
+	c := tc.GroupCoordinator
+	if st := stateOf(t, c, "mid"); st != "PreparingRebalance" {
+		t.Fatalf("restored mid-rebalance group: %s", st)
+	}
+	wantCode(t, "heartbeat", heartbeat(c, "mid", a, ja.Generation, nil), kerr.RebalanceInProgress)
+	ja2 := recv(t, asyncJoin(c, joinReq(9, "mid", a, nil, "range")))
+	if ja2.Generation != ja.Generation+1 || ja2.LeaderID != a {
+		t.Fatalf("rejoin after restart: %+v", ja2)
+	}
+}

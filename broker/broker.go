@@ -117,6 +117,10 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		b.closeLogs()
 		return nil, errors.Join(err, db.Close())
 	}
+	if err := b.ensureConsumerOffsetsTopic(); err != nil {
+		b.closeLogs()
+		return nil, errors.Join(err, db.Close())
+	}
 	b.reportOrphans()
 	if reg != nil {
 		b.collector = &collector{b: b}

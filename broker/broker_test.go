@@ -157,7 +157,7 @@ func TestBackendTopics(t *testing.T) {
 	if err := b.CreateTopic("zero", 0, nil, false); !isKerr(err, kerr.InvalidPartitions) {
 		t.Fatalf("0 partitions: %v", err)
 	}
-	if got := strings.Join(b.TopicNames(), ","); got != "alerts,ztf_20180725_programid1" {
+	if got := strings.Join(b.TopicNames(), ","); got != "__consumer_offsets,alerts,ztf_20180725_programid1" {
 		t.Fatalf("TopicNames = %s", got)
 	}
 
@@ -559,7 +559,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = e.open()
-	if got := strings.Join(b.TopicNames(), ","); got != "alerts,ztf_20180725_programid1" {
+	if got := strings.Join(b.TopicNames(), ","); got != "__consumer_offsets,alerts,ztf_20180725_programid1" {
 		t.Fatalf("topics after reopen: %s", got)
 	}
 	if id2, n, _ := b.Topic("ztf_20180725_programid1", false); id2 != id || n != 3 {
@@ -654,7 +654,7 @@ func TestMetrics(t *testing.T) {
 			found[mf.GetName()] = m.GetGauge().GetValue()
 		}
 	}
-	if found["ztfbroker_log_size_bytes"] <= 0 || found["ztfbroker_log_segments"] != 1 || found["ztfbroker_topics"] != 1 {
+	if found["ztfbroker_log_size_bytes"] <= 0 || found["ztfbroker_log_segments"] != 1 || found["ztfbroker_topics"] != 2 { // m and __consumer_offsets
 		t.Fatalf("metrics %v", found)
 	}
 }
@@ -807,5 +807,21 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 	_, err := Open(cfg, nil, nil, nil)
 	if err == nil || !strings.Contains(err.Error(), "log.dirs") || !strings.Contains(err.Error(), "num.partitions") {
 		t.Fatalf("Open with a bad config: %v", err)
+	}
+}
+
+// TestConsumerOffsetsTopic: the internal topic exists from the first start,
+// empty, and refuses produce and deletion.
+func TestConsumerOffsetsTopic(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.open()
+	if _, n, err := b.Topic("__consumer_offsets", false); err != nil || n != 1 {
+		t.Fatalf("__consumer_offsets: %d partitions, %v", n, err)
+	}
+	if _, _, err := b.Produce(context.Background(), "__consumer_offsets", 0, e.batch(0, 1, 10)); !isKerr(err, kerr.InvalidTopicException) {
+		t.Fatalf("produce to __consumer_offsets: %v", err)
+	}
+	if err := b.DeleteTopic("__consumer_offsets"); !isKerr(err, kerr.InvalidTopicException) {
+		t.Fatalf("delete __consumer_offsets: %v", err)
 	}
 }

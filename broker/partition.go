@@ -20,6 +20,9 @@ const listOffsetsReadBytes = 1 << 20
 // (v2 only, framing, CRC, max.message.bytes, no transactions) before any is
 // written, and their partitionLeaderEpoch is set to 0 in place in records.
 func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte) (baseOffset, logStartOffset int64, err error) {
+	if topic == consumerOffsetsTopic {
+		return -1, -1, errInternalTopic(topic)
+	}
 	t, err := b.lookup(topic)
 	if err != nil {
 		return -1, -1, err

@@ -183,6 +183,9 @@ func (b *Broker) DeleteTopic(name string) error {
 	if err := validTopicName(name); err != nil {
 		return err
 	}
+	if name == consumerOffsetsTopic {
+		return errInternalTopic(name)
+	}
 	b.adminMu.Lock()
 	defer b.adminMu.Unlock()
 	t, err := b.lookup(name)
@@ -256,4 +259,25 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 	b.mu.Unlock()
 	b.logger.Info("partitions created", zap.String("topic", name), zap.Int32("from", have), zap.Int32("to", count))
 	return nil
+}
+
+// consumerOffsetsTopic is Kafka's internal topic of committed offsets. Here
+// committed offsets live in the metadata store (see group_persist.go), but
+// the topic exists, empty and read-only, because clients and tools look for
+// it (franz-go's regex consumer skips it as internal; admin tools list it).
+const consumerOffsetsTopic = "__consumer_offsets"
+
+func (b *Broker) ensureConsumerOffsetsTopic() error {
+	if _, err := b.lookup(consumerOffsetsTopic); err == nil {
+		return nil
+	}
+	if _, err := b.createTopic(consumerOffsetsTopic, 1, nil, false); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("create %s: %w", consumerOffsetsTopic, err)
+	}
+	return nil
+}
+
+// errInternalTopic refuses writes and deletion of an internal topic.
+func errInternalTopic(name string) error {
+	return fmt.Errorf("%s is an internal topic: %w", name, kerr.InvalidTopicException)
 }

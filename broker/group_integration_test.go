@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"net"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,6 +47,7 @@ func startStack(t testing.TB, dir string) *stack {
 	if s.gc, err = broker.OpenGroupCoordinator(b, broker.DefaultGroupConfig(), s.reg); err != nil {
 		t.Fatal(err)
 	}
+	s.gc.SetClientInfo(protocol.ClientInfo)
 	if s.srv, err = protocol.NewServer(protocol.DefaultConfig(), b, s.gc, nil, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -190,6 +192,11 @@ func TestGroupKgoCooperativeSticky(t *testing.T) {
 	dg, err := adm.DescribeGroups(ctx, "fink")
 	if err != nil || dg["fink"].Protocol != "cooperative-sticky" {
 		t.Fatalf("describe: %v %+v", err, dg)
+	}
+	for _, m := range dg["fink"].Members {
+		if !strings.HasPrefix(m.ClientID, "member-") || m.ClientHost != "/127.0.0.1" || !strings.HasPrefix(m.MemberID, m.ClientID+"-") {
+			t.Fatalf("member %s: client id %q host %q", m.MemberID, m.ClientID, m.ClientHost)
+		}
 	}
 
 	// Member 2 leaves: the other two take over all six partitions.

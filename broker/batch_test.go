@@ -42,6 +42,8 @@ type testBatch struct {
 
 // makeBatch encodes a batch with kmsg the way a client does, compressing
 // its records and computing the CRC.
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
 func makeBatch(t testing.TB, tb testBatch) []byte {
 	t.Helper()
 	var raw []byte

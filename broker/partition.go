@@ -87,7 +87,7 @@ func (b *Broker) SetProducerCheck(c ProducerCheck) {
 // write appends batches under the partition's write lock and returns the
 // first batch's base offset and the offset after the last batch (a
 // duplicate's original offsets count: its first write may still await fsync).
-func (p *partition) write(batches []batch, check ProducerCheck) (first, end int64, err error) {
+func (p *partition) write(batches []checkedBatch, check ProducerCheck) (first, end int64, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.removed {
@@ -96,7 +96,7 @@ func (p *partition) write(batches []batch, check ProducerCheck) (first, end int6
 	first, end = -1, -1
 	for i, bt := range batches {
 		if check != nil && bt.producerID() >= 0 {
-			base, dup, err := check.Check(p.topic, p.index, producerBatchOf(bt), p.end)
+			base, dup, err := check.Check(p.topic, p.index, producerBatchOf(bt.batch), p.end)
 			if err != nil {
 				return -1, -1, err
 			}
@@ -108,7 +108,7 @@ func (p *partition) write(batches []batch, check ProducerCheck) (first, end int6
 				continue
 			}
 		}
-		info, err := p.log.Write(bt)
+		info, err := p.log.WriteChecked(bt.checked)
 		if err != nil {
 			if i > 0 {
 				err = fmt.Errorf("after %d of %d batches: %w", i, len(batches), err)
@@ -116,7 +116,7 @@ func (p *partition) write(batches []batch, check ProducerCheck) (first, end int6
 			return -1, -1, p.writeError(err)
 		}
 		if check != nil && bt.producerID() >= 0 {
-			check.Appended(p.topic, p.index, producerBatchOf(bt), info.BaseOffset)
+			check.Appended(p.topic, p.index, producerBatchOf(bt.batch), info.BaseOffset)
 		}
 		if i == 0 {
 			first = info.BaseOffset

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 
 	"github.com/klauspost/compress/gzip"
@@ -13,6 +12,8 @@ import (
 	"github.com/klauspost/compress/zstd"
 	"github.com/pierrec/lz4/v4"
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ztfbroker/ztfbroker/log"
 )
 
 // Record batch v2 layout (big endian), the only format accepted:
@@ -56,8 +57,6 @@ const (
 	maxDecompressed = 128 << 20
 )
 
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
 // batch is a view of one record batch inside a produce request or a read.
 type batch []byte
 
@@ -77,20 +76,23 @@ func (b batch) producerEpoch() int16 { return int16(binary.BigEndian.Uint16(b[of
 func (b batch) baseSequence() int32  { return int32(binary.BigEndian.Uint32(b[offBaseSeq:])) }
 func (b batch) recordCount() int32   { return int32(binary.BigEndian.Uint32(b[offRecordCount:])) }
 
-// crcOK checks the batch's CRC-32C, which covers attributes onward.
-func (b batch) crcOK() bool {
-	return crc32.Checksum(b[offAttributes:], castagnoli) == binary.BigEndian.Uint32(b[offCRC:])
+// checkedBatch is a produced batch with the store's check of it (framing,
+// magic, CRC), so that the CRC is computed once, here, and not again when
+// the batch is written.
+type checkedBatch struct {
+	batch
+	checked log.Checked
 }
 
 // splitBatches cuts a produce request's records into v2 batches by their
 // batchLength, checking each for what a Kafka broker refuses: old message
 // formats, bad framing or CRC, size over maxBytes, transactional or control
 // batches. It sets each partitionLeaderEpoch to 0 in place (outside the CRC).
-func splitBatches(records []byte, maxBytes int32) ([]batch, error) {
+func splitBatches(records []byte, maxBytes int32) ([]checkedBatch, error) {
 	if len(records) == 0 {
 		return nil, fmt.Errorf("no record batch: %w", kerr.CorruptMessage)
 	}
-	var out []batch
+	var out []checkedBatch
 	for len(records) > 0 {
 		if len(records) < offMagic+1 {
 			return nil, fmt.Errorf("truncated batch header: %w", kerr.CorruptMessage)
@@ -108,8 +110,9 @@ func splitBatches(records []byte, maxBytes int32) ([]batch, error) {
 		}
 		b := batch(records[:size:size])
 		records = records[size:]
-		if !b.crcOK() {
-			return nil, fmt.Errorf("batch CRC mismatch: %w", kerr.CorruptMessage)
+		checked, err := log.CheckBatch(b)
+		if err != nil {
+			return nil, fmt.Errorf("%w: %w", err, kerr.CorruptMessage)
 		}
 		attrs := b.attributes()
 		if attrs&attrTransactional != 0 {
@@ -122,7 +125,7 @@ func splitBatches(records []byte, maxBytes int32) ([]batch, error) {
 			return nil, fmt.Errorf("negative lastOffsetDelta or record count: %w", kerr.CorruptMessage)
 		}
 		binary.BigEndian.PutUint32(b[offEpoch:], 0)
-		out = append(out, b)
+		out = append(out, checkedBatch{batch: b, checked: checked})
 	}
 	return out, nil
 }

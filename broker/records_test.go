@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
+
+	"github.com/ztfbroker/ztfbroker/log"
 )
 
 func TestSplitBatches(t *testing.T) {
@@ -56,11 +58,11 @@ func TestSplitBatches(t *testing.T) {
 				t.Fatalf("%d batches, want %d", len(got), c.batches)
 			}
 			for _, b := range got {
-				if e := binary.BigEndian.Uint32(b[offEpoch:]); e != 0 {
+				if e := binary.BigEndian.Uint32(b.batch[offEpoch:]); e != 0 {
 					t.Errorf("partitionLeaderEpoch %d, want 0", e)
 				}
-				if !b.crcOK() {
-					t.Error("CRC broken by patching the epoch")
+				if _, err := log.CheckBatch(b.batch); err != nil {
+					t.Errorf("CRC broken by patching the epoch: %v", err)
 				}
 			}
 		})

@@ -100,10 +100,38 @@ func (l *Log) Append(batch []byte) (AppendInfo, error) {
 // its own lock (idempotent producer sequences) only around the write.
 // It patches baseOffset and partitionLeaderEpoch of batch in place.
 func (l *Log) Write(batch []byte) (AppendInfo, error) {
-	h, err := validateIncoming(batch)
+	c, err := CheckBatch(batch)
 	if err != nil {
 		return AppendInfo{}, err
 	}
+	return l.WriteChecked(c)
+}
+
+// Checked is a record batch that passed CheckBatch: framing, magic 2 and
+// CRC. Only CheckBatch makes one, so WriteChecked never stores an unchecked
+// batch.
+type Checked struct {
+	b []byte
+	h batchHeader
+}
+
+// CheckBatch validates an incoming batch as Write does. A caller that checks
+// a whole request before writing any of it (the broker refuses a produce
+// request with one bad batch) writes the results with WriteChecked, so the
+// CRC is computed once per batch.
+func CheckBatch(batch []byte) (Checked, error) {
+	h, err := validateIncoming(batch)
+	if err != nil {
+		return Checked{}, err
+	}
+	return Checked{b: batch, h: h}, nil
+}
+
+// WriteChecked is Write for a batch already checked. Only baseOffset and
+// partitionLeaderEpoch, which the CRC does not cover, may change between
+// CheckBatch and WriteChecked.
+func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
+	batch, h := c.b, c.h
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.mu.RLock()

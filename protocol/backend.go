@@ -36,6 +36,8 @@ type Backend interface {
 	// Produce appends the record batches of one partition (one or more v2
 	// batches, as sent) and returns once they are acknowledged per the
 	// partition's flush policy. The base offset is that of the first batch.
+	// batches is the listener's request memory, reused once Produce returns:
+	// the Backend must not keep it.
 	Produce(ctx context.Context, topic string, partition int32, batches []byte) (baseOffset, logStartOffset int64, err error)
 	// Fetch appends to dst whole batches starting with the one containing
 	// offset, up to maxBytes (at least one batch when any is available).

@@ -25,9 +25,6 @@ var errTooManyOpenFiles = syscall.EMFILE
 // id and a null client id.
 const minHeaderBytes = 2 + 2 + 4 + 2
 
-// pooledFrameMax is the largest request frame read into a pooled buffer.
-const pooledFrameMax = 64 << 10
-
 // conn is one client connection. The read goroutine owns reading and
 // handling; the write goroutine owns writing and closing the socket.
 type conn struct {
@@ -120,14 +117,10 @@ func (c *conn) read() {
 				zap.String("looks_like", sniff(size)))
 			return
 		}
-		// Small frames come from the pool; big ones are produce requests
-		// whose bytes the Backend may keep, so they are sized exactly.
-		var frame []byte
-		if n <= pooledFrameMax {
-			frame = getBuf(int(n))
-		} else {
-			frame = make([]byte, n)
-		}
+		// Frames come from the pool and go back once answered (see handle
+		// for the ones that stay referenced), so a producer streaming 1 MB
+		// requests does not allocate, clear and collect 1 MB per request.
+		frame := getBuf(int(n))
 		if _, err := io.ReadFull(progressReader{c}, frame); err != nil {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.clientError("short_frame", "closing connection: reading request", zap.Error(err))
@@ -167,8 +160,9 @@ func (r progressReader) Read(p []byte) (int, error) {
 
 // handle decodes one frame and answers it. ok false closes the connection.
 // recycle false means the frame's bytes may still be referenced: kmsg
-// decodes byte fields as sub-slices of the frame, and Produce hands record
-// batches to the Backend, Groups keeps member metadata and assignments.
+// decodes byte fields as sub-slices of the frame and Groups keeps member
+// metadata and assignments. Produce's record batches are not kept: the
+// Backend contract says they are written before Produce returns.
 func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 	start := time.Now()
 	rd := kbin.Reader{Src: frame}
@@ -201,7 +195,7 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 			zap.String("api", name), zap.Int16("api_version", version), zap.Int16("min", a.min), zap.Int16("max", a.max))
 		return r, true, false
 	}
-	recycle = key != produceKey && !a.groups
+	recycle = !a.groups
 	req := kmsg.RequestForKey(key)
 	req.SetVersion(version)
 	if req.IsFlexible() {

@@ -302,18 +302,32 @@ func (g *group) subscribedTopicsLocked() map[string]bool {
 }
 
 // expireOffsetsLocked drops committed offsets past retention: all of them
-// once a managed group has been Empty for the retention time, or one by one
-// by commit time for a group that never had members (KIP-211).
+// once a managed group has been Empty for the retention time, one by one by
+// commit time for a group that never had members (KIP-211), and by commit
+// time those of topics a Stable consumer group no longer subscribes to
+// (KIP-496: a group that moves from one night's topic to the next does not
+// keep every night's offsets).
 func (g *group) expireOffsetsLocked(now time.Time) {
-	if g.state != groupEmpty || len(g.offsets) == 0 {
+	if len(g.offsets) == 0 {
+		return
+	}
+	var subscribed map[string]bool
+	switch {
+	case g.state == groupEmpty:
+	case g.state == groupStable && g.protocolType == "consumer":
+		subscribed = g.subscribedTopicsLocked()
+	default:
 		return
 	}
 	retention := g.c.cfg.OffsetsRetention
 	var expired []groupTP
 	for tp, oc := range g.offsets {
 		since := oc.Committed
-		if g.protocolType != "" {
+		if g.state == groupEmpty && g.protocolType != "" {
 			since = g.stateSince
+		}
+		if subscribed[tp.topic] {
+			continue
 		}
 		if now.Sub(since) >= retention {
 			expired = append(expired, tp)

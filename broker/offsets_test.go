@@ -304,3 +304,28 @@ func offsetsChild(dir string) {
 		fmt.Fprintf(os.Stdout, "acked %d\n", i)
 	}
 }
+
+func TestOffsetRetentionUnsubscribedTopics(t *testing.T) {
+	tc := newTestCoordinator(t, nil)
+	c := tc.GroupCoordinator
+	r := joinReq(9, "nightly", "", nil, "range")
+	first := c.JoinGroup(context.Background(), r)
+	r = joinReq(9, "nightly", first.MemberID, nil, "range")
+	r.Protocols[0].Metadata = consumerMeta("ztf_20261129")
+	j := recv(t, asyncJoin(c, r))
+	recv(t, asyncSync(c, syncReq("nightly", j.MemberID, j.Generation, nil, nil)))
+	for _, topic := range []string{"ztf_20261128", "ztf_20261129"} {
+		wantCode(t, "commit "+topic, c.OffsetCommit(context.Background(), commitReq("nightly", j.MemberID, j.Generation, topic, 0, 5, nil)).Topics[0].Partitions[0].ErrorCode, nil)
+	}
+	for i := 0; i < 8; i++ { // a week of heartbeats
+		tc.clk.Advance(24 * time.Hour)
+		wantCode(t, "heartbeat", heartbeat(c, "nightly", j.MemberID, j.Generation, nil), nil)
+		c.Tick()
+	}
+	if got := fetchV(c, 8, "nightly", "ztf_20261128", 0); got[0].Offset != -1 {
+		t.Fatalf("offset of an unsubscribed topic kept past retention: %+v", got)
+	}
+	if got := fetchV(c, 8, "nightly", "ztf_20261129", 0); got[0].Offset != 5 {
+		t.Fatalf("offset of the subscribed topic expired: %+v", got)
+	}
+}

@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math/rand"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -585,5 +587,99 @@ func TestGroupRestartMidRebalance(t *testing.T) {
 	ja2 := recv(t, asyncJoin(c, joinReq(9, "mid", a, nil, "range")))
 	if ja2.Generation != ja.Generation+1 || ja2.LeaderID != a {
 		t.Fatalf("rejoin after restart: %+v", ja2)
+	}
+}
+
+// TestGroupChurn runs members that join, sync, heartbeat, commit and leave
+// at random, reacting to errors as clients do, to shake out deadlocks and
+// fencing mistakes under concurrency (KAFKA-NOTES trap 8).
+func TestGroupChurn(t *testing.T) {
+	tc := newTestCoordinator(t, nil)
+	c := tc.GroupCoordinator
+	ctx := context.Background()
+	stop := time.Now().Add(time.Second)
+	var wg sync.WaitGroup
+	var stable atomic.Int64
+	for i := 0; i < 6; i++ {
+		wg.Add(1)
+		go func(seed int64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewSource(seed))
+			id := ""
+			for time.Now().Before(stop) {
+				j := c.JoinGroup(ctx, joinReq(9, "churn", id, nil, "range"))
+				switch j.ErrorCode {
+				case kerr.MemberIDRequired.Code:
+					id = j.MemberID
+					continue
+				case 0:
+				default:
+					if j.ErrorCode == kerr.UnknownMemberID.Code {
+						id = ""
+					}
+					continue
+				}
+				id = j.MemberID
+				var assign map[string][]byte
+				if j.LeaderID == id {
+					assign = map[string][]byte{}
+					for _, m := range j.Members {
+						assign[m.MemberID] = []byte(m.MemberID)
+					}
+				}
+				s := c.SyncGroup(ctx, syncReq("churn", id, j.Generation, nil, assign))
+				if s.ErrorCode == kerr.UnknownMemberID.Code {
+					id = ""
+				}
+				if s.ErrorCode != 0 {
+					continue
+				}
+				if string(s.MemberAssignment) != id && !bytes.Equal(s.MemberAssignment, emptyConsumerAssignment) {
+					t.Errorf("member %s got %q", id, s.MemberAssignment)
+				}
+				stable.Add(1)
+				for k := 0; k < 3; k++ {
+					code := heartbeat(c, "churn", id, j.Generation, nil)
+					if code == 0 {
+						code = c.OffsetCommit(ctx, commitReq("churn", id, j.Generation, "t", 0, int64(k), nil)).Topics[0].Partitions[0].ErrorCode
+					}
+					if code == kerr.UnknownMemberID.Code {
+						id = ""
+					}
+					if code != 0 {
+						if code != kerr.RebalanceInProgress.Code && code != kerr.UnknownMemberID.Code && code != kerr.IllegalGeneration.Code {
+							t.Errorf("unexpected %v", kerr.ErrorForCode(code))
+						}
+						break
+					}
+				}
+				if rng.Intn(4) == 0 {
+					leave := kmsg.NewPtrLeaveGroupRequest()
+					leave.Version = 3
+					leave.Group = "churn"
+					leave.Members = []kmsg.LeaveGroupRequestMember{{MemberID: id}}
+					c.LeaveGroup(ctx, leave)
+					id = ""
+				}
+			}
+			if id != "" {
+				leave := kmsg.NewPtrLeaveGroupRequest()
+				leave.Group, leave.MemberID = "churn", id
+				c.LeaveGroup(ctx, leave)
+			}
+		}(int64(i))
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(20 * time.Second):
+		t.Fatal("members deadlocked")
+	}
+	if stable.Load() == 0 {
+		t.Fatal("no member ever got an assignment")
+	}
+	if st := stateOf(t, c, "churn"); st != "Empty" {
+		t.Fatalf("after everyone left: %s", st)
 	}
 }

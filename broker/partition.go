@@ -20,23 +20,38 @@ const listOffsetsReadBytes = 1 << 20
 // (v2 only, framing, CRC, max.message.bytes, no transactions) before any is
 // written, and their partitionLeaderEpoch is set to 0 in place in records.
 func (b *Broker) Produce(ctx context.Context, topic string, partition int32, records []byte) (baseOffset, logStartOffset int64, err error) {
-	if topic == consumerOffsetsTopic {
-		return -1, -1, errInternalTopic(topic)
-	}
-	t, err := b.lookup(topic)
+	base, start, wait, err := b.ProduceDeferred(ctx, topic, partition, records)
 	if err != nil {
 		return -1, -1, err
 	}
+	if err := wait(); err != nil {
+		return -1, -1, err
+	}
+	return base, start, nil
+}
+
+// ProduceDeferred is Produce split in two (protocol.DeferredProducer): the
+// batches are checked and written now, and wait returns once they are
+// durable per the flush policy, so that the listener can read the next
+// pipelined request meanwhile.
+func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition int32, records []byte) (baseOffset, logStartOffset int64, wait func() error, err error) {
+	if topic == consumerOffsetsTopic {
+		return -1, -1, nil, errInternalTopic(topic)
+	}
+	t, err := b.lookup(topic)
+	if err != nil {
+		return -1, -1, nil, err
+	}
 	if partition < 0 || int(partition) >= len(t.partitions) {
-		return -1, -1, kerr.UnknownTopicOrPartition
+		return -1, -1, nil, kerr.UnknownTopicOrPartition
 	}
 	p := t.partitions[partition]
 	batches, err := splitBatches(records, t.cfg.maxMessageBytes)
 	if err != nil {
-		return -1, -1, err
+		return -1, -1, nil, err
 	}
 	if err := ctx.Err(); err != nil {
-		return -1, -1, err
+		return -1, -1, nil, err
 	}
 	var check ProducerCheck
 	if c := b.producers.Load(); c != nil {
@@ -44,15 +59,18 @@ func (b *Broker) Produce(ctx context.Context, topic string, partition int32, rec
 	}
 	first, end, err := p.write(batches, check)
 	if err != nil {
-		return -1, -1, err
+		return -1, -1, nil, err
 	}
-	if err := p.log.WaitDurable(end); err != nil {
-		// Closed (deleted, shutting down) while waiting, the batches
-		// may never be durable: storageError says so without blaming
-		// the disk.
-		return -1, -1, b.storageError(p, "wait durable", err)
+	wait = func() error {
+		if err := p.log.WaitDurable(end); err != nil {
+			// Closed (deleted, shutting down) while waiting, the
+			// batches may never be durable: storageError says so
+			// without blaming the disk.
+			return b.storageError(p, "wait durable", err)
+		}
+		return nil
 	}
-	return first, p.log.LogStartOffset(), nil
+	return first, p.log.LogStartOffset(), wait, nil
 }
 
 // ProducerCheck is the idempotent producer check (issue 4), which

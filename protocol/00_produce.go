@@ -17,7 +17,10 @@ import (
 // a magic 0/1 message set is answered UNSUPPORTED_FOR_MESSAGE_FORMAT and a
 // batch whose framing does not add up CORRUPT_MESSAGE, per partition. The
 // batches go to Backend.Produce as sent (CRC and message.max.bytes are the
-// Backend's to check). The partitions of one request are appended in
+// Backend's to check). With a DeferredProducer Backend the partitions are
+// appended in order and the answer waits for their durability in the write
+// goroutine, so the next request is read meanwhile and pipelined requests
+// share fsyncs; otherwise the partitions of one request are appended in
 // parallel, so their flushes can share one fsync. acks=0 sends no response
 // (a failed partition closes the connection instead, as in Kafka); acks 1
 // and -1 mean the same on one node.
@@ -78,18 +81,59 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 		resp.Topics = append(resp.Topics, t)
 	}
 
-	run := func(j job) {
+	fail := func(j job, err error) {
+		j.out.BaseOffset, j.out.LogStartOffset = -1, -1
+		j.out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "produce", zap.String("topic", j.topic),
+			zap.Int32("partition", j.rp.Partition))
+	}
+	check := func(j job) (records int64, ok bool) {
 		records, code := checkBatches(j.rp.Records)
 		if code != 0 {
 			j.out.ErrorCode = code
 			c.clientError("bad_batch", "produce: refused record batches", zap.String("topic", j.topic),
 				zap.Int32("partition", j.rp.Partition), zap.String("error", kerr.ErrorForCode(code).Error()))
+			return 0, false
+		}
+		return records, true
+	}
+
+	if dp, ok := s.b.(DeferredProducer); ok {
+		// Append every partition now, in request order; the write
+		// goroutine waits for durability before it answers, while this
+		// goroutine reads the connection's next request.
+		deferred := &produceResponse{ProduceResponse: resp}
+		for _, j := range jobs {
+			records, ok := check(j)
+			if !ok {
+				continue
+			}
+			base, start, wait, err := dp.ProduceDeferred(ctx, j.topic, j.rp.Partition, j.rp.Records)
+			if err != nil {
+				fail(j, err)
+				continue
+			}
+			j.out.BaseOffset, j.out.LogStartOffset = base, start
+			s.m.produced(j.topic, len(j.rp.Records), records)
+			deferred.waits = append(deferred.waits, func() {
+				if err := wait(); err != nil {
+					fail(j, err)
+				}
+			})
+		}
+		if req.Acks == 0 {
+			return nil, acksZeroError(resp)
+		}
+		return deferred, nil
+	}
+
+	run := func(j job) {
+		records, ok := check(j)
+		if !ok {
 			return
 		}
 		base, start, err := s.b.Produce(ctx, j.topic, j.rp.Partition, j.rp.Records)
 		if err != nil {
-			j.out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "produce", zap.String("topic", j.topic),
-				zap.Int32("partition", j.rp.Partition))
+			fail(j, err)
 			return
 		}
 		j.out.BaseOffset, j.out.LogStartOffset = base, start
@@ -109,16 +153,37 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 		wg.Wait()
 	}
 	if req.Acks == 0 {
-		// No answer to carry an error: close the connection instead, as
-		// Kafka does, so the client notices and refreshes its metadata.
-		for _, t := range resp.Topics {
-			for _, p := range t.Partitions {
-				if p.ErrorCode != 0 {
-					return nil, fmt.Errorf("acks=0 produce to %s/%d failed: %w", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
-				}
-			}
-		}
-		return nil, nil
+		return nil, acksZeroError(resp)
 	}
 	return resp, nil
+}
+
+// acksZeroError is the error that closes the connection after a failed
+// acks=0 produce: there is no answer to carry it, so, as Kafka does, the
+// connection closes and the client notices and refreshes its metadata.
+func acksZeroError(resp *kmsg.ProduceResponse) error {
+	for _, t := range resp.Topics {
+		for _, p := range t.Partitions {
+			if p.ErrorCode != 0 {
+				return fmt.Errorf("acks=0 produce to %s/%d failed: %w", t.Topic, p.Partition, kerr.ErrorForCode(p.ErrorCode))
+			}
+		}
+	}
+	return nil
+}
+
+// produceResponse is a Produce answer whose partitions are appended but
+// not yet acknowledged: the write goroutine calls resolve, which waits for
+// each partition's durability and turns a failure into its error code,
+// before encoding it. Responses stay in request order.
+type produceResponse struct {
+	*kmsg.ProduceResponse
+	waits []func()
+}
+
+func (p *produceResponse) resolve() {
+	for _, w := range p.waits {
+		w()
+	}
+	p.waits = nil
 }

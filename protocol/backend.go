@@ -52,6 +52,18 @@ type Backend interface {
 	DeleteRecords(topic string, partition int32, before int64) (lowWatermark int64, err error)
 }
 
+// DeferredProducer is optionally implemented by a Backend whose Produce
+// splits in two: ProduceDeferred checks and appends the batches in request
+// order and returns at once; wait blocks until they are acknowledged per the
+// partition's flush policy (an fsync under flush.ms 0). The listener then
+// reads a connection's next request while the previous one's fsync is under
+// way, so pipelined produce requests share fsyncs (group commit) instead of
+// each waiting for its own. batches may be reused once ProduceDeferred
+// returns, as with Produce.
+type DeferredProducer interface {
+	ProduceDeferred(ctx context.Context, topic string, partition int32, batches []byte) (baseOffset, logStartOffset int64, wait func() error, err error)
+}
+
 // Groups is the group coordinator and producer-id allocator (issue 4). Each
 // method answers one request; the request's version is req.GetVersion().
 // A nil Groups means the listener does not serve these keys.

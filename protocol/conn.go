@@ -67,7 +67,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		remote: nc.RemoteAddr().String(),
 		ctx:    ctx,
 		cancel: cancel,
-		out:    make(chan response, 8),
+		out:    make(chan response, 32), // pipelined requests awaiting their answer
 	}
 }
 
@@ -269,6 +269,9 @@ func (c *conn) write() {
 // tagged fields (flexible versions, never ApiVersions) and the body.
 func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
 	defer releaseResponse(r.resp)
+	if pr, ok := r.resp.(*produceResponse); ok {
+		pr.resolve()
+	}
 	buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(buf[4:], uint32(r.corr))
 	if r.resp.IsFlexible() && r.key != apiVersionsKey {

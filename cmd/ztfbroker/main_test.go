@@ -124,6 +124,20 @@ func (b *serveProc) Logs() string {
 	return b.logs.String()
 }
 
+// waitLog reports whether the process logs a line containing substr within
+// 10 s: its stderr is read by another goroutine, so a line written just
+// before a response may arrive just after it.
+func (b *serveProc) waitLog(substr string) bool {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if strings.Contains(b.Logs(), substr) {
+			return true
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return false
+}
+
 // Stop sends SIGTERM and waits for a clean exit.
 func (b *serveProc) Stop() {
 	b.t.Helper()

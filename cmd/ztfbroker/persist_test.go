@@ -258,7 +258,7 @@ func TestTornTailIsRecoveredAndReported(t *testing.T) {
 			t.Fatalf("record %d is %q", i, r.Value)
 		}
 	}
-	if !strings.Contains(strings.ToLower(b.Logs()), "truncat") {
+	if !b.waitLog("truncat") {
 		t.Fatalf("recovery did not report the truncation:\n%s", b.Logs())
 	}
 	// The partition takes new appends at the next offset.
@@ -332,7 +332,7 @@ func TestFlippedBitIsNeverServed(t *testing.T) {
 	if bytes.Contains(p.RecordBatches, marker[:5]) || len(p.RecordBatches) > 0 {
 		t.Fatalf("damaged data served: %d bytes", len(p.RecordBatches))
 	}
-	if !strings.Contains(b.Logs(), filepath.Base(seg)) {
+	if !b.waitLog(filepath.Base(seg)) {
 		t.Fatalf("the broker log does not name the damaged segment %s:\n%s", filepath.Base(seg), b.Logs())
 	}
 	// Records before the damage are still served: a fetch from offset 0

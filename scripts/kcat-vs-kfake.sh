@@ -26,7 +26,7 @@ cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 200); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.05; done; echo "port $1 never opened" >&2; return 1; }
 
-printf '%-22s %12s %12s %14s %14s %10s\n' broker "produce MB/s" "consume MB/s" "CPU s/GB prod" "CPU s/GB cons" "peak RSS MB"
+printf '%-24s %12s %12s %14s %14s %10s\n' broker "produce MB/s" "consume MB/s" "CPU s/GB prod" "CPU s/GB cons" "peak RSS MB"
 measure() {
   local name=$1 port=$2 pid=$3 topic="bench-$RANDOM"
   wait_port "$port"
@@ -40,13 +40,24 @@ measure() {
   local rss; rss=$(awk '/VmHWM/ {print $2}' "/proc/$pid/status")
   awk -v n="$name" -v b="$bytes" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v c0="$c0" -v c1="$c1" -v c2="$c2" -v hz="$hz" -v rss="$rss" 'BEGIN {
     mb = b / 1e6; gb = b / 1e9
-    printf "%-22s %12.1f %12.1f %14.2f %14.2f %10.1f\n", n, mb/(t1-t0), mb/(t2-t1), (c1-c0)/hz/gb, (c2-c1)/hz/gb, rss/1024 }'
+    printf "%-24s %12.1f %12.1f %14.2f %14.2f %10.1f\n", n, mb/(t1-t0), mb/(t2-t1), (c1-c0)/hz/gb, (c2-c1)/hz/gb, rss/1024 }'
 }
 
 p=$(free_port); h=$(free_port)
-"$work/ztfbroker" serve --data-dir "$work/zb" --listen "127.0.0.1:$p" --http "127.0.0.1:$h" 2>"$work/zb.log" &
+"$work/ztfbroker" serve --data-dir "$work/zb" --listen "127.0.0.1:$p" --http "127.0.0.1:$h" \
+  --packager=false --archive=false 2>"$work/zb.log" &
 zb=$!
 measure "ztfbroker" "$p" "$zb"
+kill -TERM "$zb"; wait "$zb" || true
+
+# The same with fsync every 200 ms instead of before each acknowledgement,
+# closer to kfake's own default (no fsync at all).
+printf 'log.flush.interval.ms: 200\n' > "$work/interval.yaml"
+p=$(free_port); h=$(free_port)
+"$work/ztfbroker" serve --config "$work/interval.yaml" --data-dir "$work/zbi" --listen "127.0.0.1:$p" --http "127.0.0.1:$h" \
+  --packager=false --archive=false 2>"$work/zbi.log" &
+zb=$!
+measure "ztfbroker (flush 200ms)" "$p" "$zb"
 kill -TERM "$zb"; wait "$zb" || true
 
 p=$(free_port)

@@ -87,7 +87,10 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	cfg.Listener.AdvertisedAddr = advertised(cfg.Advertise, kafkaLn.Addr())
+	// Empty: the listener advertises its own address, an unspecified host
+	// replaced by this machine's first non-loopback IPv4, as remote
+	// consumers need.
+	cfg.Listener.AdvertisedAddr = cfg.Advertise
 	srv, err := protocol.NewServer(cfg.Listener, b, groups, logger.Named("kafka"), reg)
 	if err != nil {
 		kafkaLn.Close()
@@ -98,7 +101,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		kafkaLn.Close()
 		return fmt.Errorf("http: %w", err)
 	}
-	self := []string{cfg.Listener.AdvertisedAddr}
+	// Clients inside the process (packager, archive) bootstrap over loopback.
+	self := []string{loopback(kafkaLn.Addr())}
 
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
@@ -112,7 +116,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	go func() { errc <- srv.Serve(kafkaLn) }()
 	go func() { errc <- web.Serve(httpLn) }()
 	logger.Info("ztfbroker started",
-		zap.String("kafka", kafkaLn.Addr().String()), zap.String("advertised", cfg.Listener.AdvertisedAddr),
+		zap.String("kafka", kafkaLn.Addr().String()),
 		zap.String("http", httpLn.Addr().String()), zap.String("data_dir", cfg.Broker.DataDir))
 
 	clients, stopClients := context.WithCancel(ctx)
@@ -206,13 +210,9 @@ func startPackager(ctx context.Context, running *sync.WaitGroup, cfg packagerSec
 	}, nil
 }
 
-// advertised is the address given to clients: the configured one, or the
-// listener's own with an unspecified host replaced by 127.0.0.1 (IPv4, since
-// librdkafka may resolve "localhost" to ::1 where nothing listens).
-func advertised(configured string, ln net.Addr) string {
-	if configured != "" {
-		return configured
-	}
+// loopback is the listener's address with an unspecified host (0.0.0.0,
+// ::) replaced by 127.0.0.1, for clients inside this process.
+func loopback(ln net.Addr) string {
 	host, port, _ := net.SplitHostPort(ln.String())
 	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
 		host = "127.0.0.1"

@@ -87,23 +87,23 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
+	defer kafkaLn.Close() // owned by the server once serving; closing again is harmless
+	httpLn, err := net.Listen("tcp", cfg.HTTP)
+	if err != nil {
+		return fmt.Errorf("http: %w", err)
+	}
+	defer httpLn.Close()
+	// Clients inside the process (packager, archive) bootstrap over loopback.
+	self := []string{loopback(kafkaLn.Addr())}
+
 	// Empty: the listener advertises its own address, an unspecified host
 	// replaced by this machine's first non-loopback IPv4, as remote
 	// consumers need.
 	cfg.Listener.AdvertisedAddr = cfg.Advertise
 	srv, err := protocol.NewServer(cfg.Listener, b, groups, logger.Named("kafka"), reg)
 	if err != nil {
-		kafkaLn.Close()
 		return err
 	}
-	httpLn, err := net.Listen("tcp", cfg.HTTP)
-	if err != nil {
-		kafkaLn.Close()
-		return fmt.Errorf("http: %w", err)
-	}
-	// Clients inside the process (packager, archive) bootstrap over loopback.
-	self := []string{loopback(kafkaLn.Addr())}
-
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
@@ -112,25 +112,16 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	mux.Handle("/alerts/", archive.NewHandler(cfg.Archive.Dir, logger.Named("archive")))
 	web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(kafkaLn) }()
-	go func() { errc <- web.Serve(httpLn) }()
-	logger.Info("ztfbroker started",
-		zap.String("kafka", kafkaLn.Addr().String()),
-		zap.String("http", httpLn.Addr().String()), zap.String("data_dir", cfg.Broker.DataDir))
-
-	clients, stopClients := context.WithCancel(ctx)
-	defer stopClients()
-	var running sync.WaitGroup
+	// The clients inside the process are built before anything is served,
+	// so that a failure here leaves nothing to stop; they dial when run.
+	var clients []func(context.Context) error
 	if cfg.Packager.Enabled {
-		closeProducer, err := startPackager(clients, &running, cfg.Packager, self, mux, logger, reg)
+		run, closeProducer, err := newPackager(cfg.Packager, self, mux, logger, reg)
 		if err != nil {
-			stopClients()
-			srv.Shutdown(context.Background())
-			web.Close()
 			return err
 		}
 		defer closeProducer()
+		clients = append(clients, run)
 	}
 	if cfg.Archive.Enabled {
 		if len(cfg.Archive.Bootstrap) == 0 {
@@ -138,16 +129,27 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		}
 		sched, err := archive.NewScheduler(cfg.Archive, logger.Named("archive"), reg, time.Now)
 		if err != nil {
-			stopClients()
-			srv.Shutdown(context.Background())
-			web.Close()
 			return err
 		}
+		clients = append(clients, sched.Run)
+	}
+
+	errc := make(chan error, 2)
+	go func() { errc <- srv.Serve(kafkaLn) }()
+	go func() { errc <- web.Serve(httpLn) }()
+	logger.Info("ztfbroker started",
+		zap.String("kafka", kafkaLn.Addr().String()),
+		zap.String("http", httpLn.Addr().String()), zap.String("data_dir", cfg.Broker.DataDir))
+
+	clientCtx, stopClients := context.WithCancel(ctx)
+	defer stopClients()
+	var running sync.WaitGroup
+	for _, run := range clients {
 		running.Add(1)
 		go func() {
 			defer running.Done()
-			if err := sched.Run(clients); err != nil {
-				logger.Error("archive scheduler stopped", zap.Error(err))
+			if err := run(clientCtx); err != nil {
+				logger.Error("in-process client stopped", zap.Error(err))
 			}
 		}()
 	}
@@ -174,37 +176,30 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	return nil
 }
 
-// startPackager runs the packager on its configured source, producing to
+// newPackager builds the packager on its configured source, producing to
 // this broker (or the section's bootstrap), and serves its schema registry
-// endpoint. The returned function closes its producer.
-func startPackager(ctx context.Context, running *sync.WaitGroup, cfg packagerSection, self []string,
-	mux *http.ServeMux, logger *zap.Logger, reg prometheus.Registerer) (func(), error) {
+// endpoint. It returns the packager's Run and a function closing its producer.
+func newPackager(cfg packagerSection, self []string, mux *http.ServeMux, logger *zap.Logger,
+	reg prometheus.Registerer) (run func(context.Context) error, closeProducer func(), err error) {
 	bootstrap := cfg.Bootstrap
 	if len(bootstrap) == 0 {
 		bootstrap = self
 	}
 	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: bootstrap})
 	if err != nil {
-		return nil, fmt.Errorf("packager producer: %w", err)
+		return nil, nil, fmt.Errorf("packager producer: %w", err)
 	}
 	p, err := packager.New(cfg.Config, prod, logger.Named("packager"), reg)
 	if err != nil {
 		prod.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	mux.Handle("/schemas/", p.SchemaHandler())
 	if cfg.Source.Kind == "simulate" {
 		logger.Info("packager simulating a night: alerts are synthetic; set packager.source.kind to ingest for a survey's detections",
 			zap.Int("alerts_per_exposure", cfg.Source.Simulate.Alerts), zap.Duration("interval", cfg.Source.Simulate.Interval))
 	}
-	running.Add(1)
-	go func() {
-		defer running.Done()
-		if err := p.Run(ctx); err != nil {
-			logger.Error("packager stopped", zap.Error(err))
-		}
-	}()
-	return func() {
+	return p.Run, func() {
 		p.Close()
 		prod.Close()
 	}, nil

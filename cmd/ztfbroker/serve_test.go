@@ -1,0 +1,67 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// TestServeDefaultsFillTonightsTopic is the README's first experience: serve
+// with its defaults simulates a night, so tonight's topic fills with ZTF
+// alerts at once, with the schema and the archive listing on the HTTP port.
+func TestServeDefaultsFillTonightsTopic(t *testing.T) {
+	b := startBroker(t, "", "--packager=true")
+	topic := "ztf_" + time.Now().UTC().Format("20060102") + "_programid1"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+
+	adm := kadm.NewClient(newClient(t, b.Kafka))
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if o, ok := ends.Lookup(topic, 0); err == nil && ok && o.Err == nil && o.Offset >= 500 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("tonight's topic %s did not fill with the first exposure: %v\n%s", topic, err, b.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	cl := newClient(t, b.Kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
+	fs := cl.PollFetches(ctx)
+	recs := fs.Records()
+	if len(recs) == 0 {
+		t.Fatalf("no alert fetched: %v", fs.Errors())
+	}
+	r := recs[0]
+	if !bytes.HasPrefix(r.Value, []byte("Obj\x01")) || !strings.HasPrefix(string(r.Key), "ZTF") {
+		t.Fatalf("first message is not a ZTF alert container file keyed by objectId: key %q, %d bytes", r.Key, len(r.Value))
+	}
+	if len(r.Value) < 30_000 {
+		t.Fatalf("simulated alert of %d bytes; ZTF alerts with cutouts are ~60 kB", len(r.Value))
+	}
+
+	for path, want := range map[string]string{
+		"/schemas/ids/1":  `\"version\":\"4.02\"`, // the schema is a JSON string inside the answer
+		"/alerts/public/": "<html",
+		"/healthz":        "ok",
+		"/metrics":        "ztfbroker_packager_alerts_total",
+	} {
+		resp, err := http.Get("http://" + b.HTTP + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, body without %q", path, resp.StatusCode, want)
+		}
+	}
+}

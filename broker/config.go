@@ -142,7 +142,12 @@ func (c *Config) ApplySettings(settings map[string]string) error {
 // brokerSetting resolves a settings key to its canonical name and a setter.
 func brokerSetting(key string) (string, func(*Config, *topicConfig, string) error) {
 	for _, k := range topicKeys {
-		if key == k.name || key == k.broker {
+		if k.broker == "" && key == k.name {
+			return k.name, func(*Config, *topicConfig, string) error {
+				return errors.New("a topic config only: set it when the topic is created")
+			}
+		}
+		if key == k.name || (key == k.broker && k.broker != "") {
 			return k.name, func(_ *Config, tc *topicConfig, v string) error {
 				if err := k.set(tc, v); err != nil {
 					return err
@@ -182,10 +187,13 @@ func brokerSetting(key string) (string, func(*Config, *topicConfig, string) erro
 	return "", nil
 }
 
-// topicConfig is what a topic may override: its log and its batch size cap.
+// topicConfig is what a topic may override: its log, its batch size cap, and
+// what it says about its alerts (recorded, never acted on).
 type topicConfig struct {
 	log             log.Config
 	maxMessageBytes int32
+	alertFormat     string
+	alertSchemaID   int32
 }
 
 func (c Config) topicDefaults() topicConfig {
@@ -193,7 +201,8 @@ func (c Config) topicDefaults() topicConfig {
 }
 
 // topicKey is one topic-level config: its Kafka name, the broker-wide synonym
-// that sets its default, and how it reads, parses and checks.
+// that sets its default (empty for a topic-only key, which the broker file
+// cannot set), and how it reads, parses and checks.
 type topicKey struct {
 	name   string
 	broker string
@@ -205,6 +214,20 @@ type topicKey struct {
 }
 
 func noCheck(*topicConfig) error { return nil }
+
+// defaultName is the name DescribeConfigs gives the key's default.
+func (k *topicKey) defaultName() string {
+	if k.broker == "" {
+		return k.name
+	}
+	return k.broker
+}
+
+// The values of ztf.alert.format, the wire formats of the packager.
+const (
+	alertFormatOCF       = "ocf"
+	alertFormatConfluent = "confluent"
+)
 
 // fixed is a config the broker reports but serves only one way.
 func fixed(name, broker, value, doc string) topicKey {
@@ -364,6 +387,42 @@ var topicKeys = []topicKey{
 		check: func(tc *topicConfig) error {
 			if tc.log.SegmentAge < time.Millisecond {
 				return errors.New("must be >= 1")
+			}
+			return nil
+		},
+	},
+	// The ztf.* keys are ztfbroker's own: a topic records how its alerts
+	// are framed so that consumers and tools need not sniff the bytes. The
+	// broker stores and reports them and never reads them.
+	{
+		name: "ztf.alert.format", typ: kmsg.ConfigTypeString,
+		doc: "ztfbroker's own key, not Kafka's: the wire format of the topic's alerts. " +
+			"ocf: each message is a single-alert Avro Object Container File carrying its schema, as ZTF sends them; " +
+			"confluent: magic byte 0, a 4-byte big-endian schema id (ztf.alert.schema.id), then the Avro body, " +
+			"the schema served at /schemas/ids/<id>; empty: not stated. Recorded for consumers, not acted on.",
+		get: func(tc *topicConfig) string { return tc.alertFormat },
+		set: func(tc *topicConfig, v string) error { tc.alertFormat = v; return nil },
+		check: func(tc *topicConfig) error {
+			switch tc.alertFormat {
+			case "", alertFormatOCF, alertFormatConfluent:
+				return nil
+			}
+			return fmt.Errorf("must be %q, %q or empty", alertFormatOCF, alertFormatConfluent)
+		},
+	},
+	{
+		name: "ztf.alert.schema.id", typ: kmsg.ConfigTypeInt,
+		doc: "ztfbroker's own key, not Kafka's: the schema id in the confluent framing of the topic's alerts " +
+			"(see ztf.alert.format), served at /schemas/ids/<id>; 0: not stated. Recorded for consumers, not acted on.",
+		get: func(tc *topicConfig) string { return strconv.Itoa(int(tc.alertSchemaID)) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 32)
+			tc.alertSchemaID = int32(n)
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if tc.alertSchemaID < 0 {
+				return errors.New("must be >= 0")
 			}
 			return nil
 		},

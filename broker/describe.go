@@ -27,10 +27,10 @@ func (b *Broker) TopicConfigs(name string, keys []string) ([]kmsg.DescribeConfig
 		if _, ok := t.overrides[k.name]; ok {
 			syn = append(syn, synonym(k.name, k.get(&t.cfg), kmsg.ConfigSourceDynamicTopicConfig))
 		}
-		if bv := k.get(&broker); bv != k.get(&def) {
+		if bv := k.get(&broker); bv != k.get(&def) && k.broker != "" {
 			syn = append(syn, synonym(k.broker, bv, kmsg.ConfigSourceStaticBrokerConfig))
 		}
-		syn = append(syn, synonym(k.broker, k.get(&def), kmsg.ConfigSourceDefaultConfig))
+		syn = append(syn, synonym(k.defaultName(), k.get(&def), kmsg.ConfigSourceDefaultConfig))
 		out = append(out, describe(k.name, k.typ, k.doc, false, syn))
 	}
 	return out, nil
@@ -51,6 +51,9 @@ func (b *Broker) BrokerConfigs(keys []string) []kmsg.DescribeConfigsResponseReso
 	}
 	dt, ct := def.topicDefaults(), cur.topicDefaults()
 	for _, k := range topicKeys {
+		if k.broker == "" {
+			continue // topic-only: nothing to report at the broker
+		}
 		entries = append(entries, entry{k.broker, k.get(&ct), k.get(&dt), k.typ, k.doc})
 	}
 	// cluster.id as reported, not as configured (it may be generated).

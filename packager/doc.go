@@ -20,6 +20,13 @@
 //	| 0x00 | schema id (4, big-endian)  | alert record |   schema: GET /schemas/ids/<id>
 //	+------+----------------------------+--------------+
 //
+// Before a topic's first alert the packager creates it (the cluster's
+// partitions and replication factor) stating the format in its config:
+// ztf.alert.format=ocf|confluent, and ztf.alert.schema.id=<id> for confluent.
+// These keys are ztfbroker's own; a Kafka cluster refuses them
+// (INVALID_CONFIG), and the topic is then created without them. A topic that
+// exists already is left as it is. Replayed alerts are ocf whatever the Format.
+//
 // Replayed alerts keep their own writer schema (1.x to 4.02): a file of one
 // alert is sent as the bytes it is; a file of several is cut into one-alert
 // container files with the file's schema text and the records' own bytes.

@@ -18,7 +18,8 @@ import (
 
 // Producer is where alerts go: a *kgo.Client satisfies it, connected to the
 // embedded broker or to any Kafka cluster. The promise is called once the
-// record is acknowledged (acks=all) or failed.
+// record is acknowledged (acks=all) or failed. When it is a *kgo.Client, the
+// packager also creates each topic before its first alert (see topicSetup).
 type Producer interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
@@ -84,6 +85,7 @@ type Packager struct {
 	schema    *Schema
 	hist      *History
 	prod      Producer
+	topics    *topicSetup // creates each topic stating its format
 	log       *zap.Logger
 	m         *metrics
 	sync      [16]byte
@@ -117,6 +119,7 @@ func New(cfg Config, prod Producer, logger *zap.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	p := &Packager{cfg: cfg, schema: schema, prod: prod, log: logger, m: m, sync: newSync()}
+	p.topics = newTopicSetup(prod, cfg.SchemaID, logger)
 	p.header, err = containerHeader(schema.Alert, schema.Text, p.sync)
 	if err != nil {
 		return nil, fmt.Errorf("packager: container header: %w", err)
@@ -280,6 +283,8 @@ func (p *Packager) Package(ctx context.Context, exp *Exposure) (Result, error) {
 			}
 			topic = p.Topic(a.JD, pid)
 		}
+		// Replayed alerts go out as the container files they are.
+		p.topics.ensure(ctx, topic, FormatOCF)
 		pending.Add(1)
 		p.prod.Produce(ctx, &kgo.Record{Topic: topic, Key: a.Key, Value: a.Value, Context: context.Background()}, promise)
 	}
@@ -308,6 +313,7 @@ func (p *Packager) Package(ctx context.Context, exp *Exposure) (Result, error) {
 						mu.Unlock()
 						continue
 					}
+					p.topics.ensure(ctx, rec.Topic, p.cfg.Format)
 					pending.Add(1)
 					p.prod.Produce(ctx, rec, promise)
 				}

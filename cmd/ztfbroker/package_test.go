@@ -9,8 +9,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 func packageCluster(t *testing.T) *kfake.Cluster {
@@ -98,4 +100,78 @@ func TestPackageCommandUsage(t *testing.T) {
 	if !strings.Contains(errb.String(), "usage: ztfbroker package") {
 		t.Errorf("no usage text:\n%s", errb.String())
 	}
+}
+
+// A topic the packager creates on a real `ztfbroker serve` states its format
+// in its config, and keeps stating it after the broker restarts.
+func TestPackageRecordsFormatOnServe(t *testing.T) {
+	b := startBroker(t, "")
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"--simulate", "5"},
+		{"--simulate", "3", "--format", "confluent", "--schema-id", "9", "--topic", "alerts_confluent"},
+	} {
+		out, err := runBinary(t, append([]string{"package", "--bootstrap", b.Kafka, "--exposures", "1", "--interval", "0",
+			"--history", filepath.Join(dir, "h"), "--rejects", filepath.Join(dir, "r")}, args...)...)
+		if err != nil {
+			t.Fatalf("package %q: %v\n%s", args, err, out)
+		}
+	}
+
+	check := func() {
+		t.Helper()
+		adm := kadm.NewClient(newClient(t, b.Kafka))
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		tds, err := adm.ListTopics(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var night string
+		for _, name := range tds.Names() {
+			if strings.HasPrefix(name, "ztf_") {
+				night = name
+			}
+		}
+		if night == "" {
+			t.Fatalf("no nightly topic among %q", tds.Names())
+		}
+		want := map[string]map[string]string{
+			night:              {"ztf.alert.format": "ocf", "ztf.alert.schema.id": "0"},
+			"alerts_confluent": {"ztf.alert.format": "confluent", "ztf.alert.schema.id": "9"},
+		}
+		rcs, err := adm.DescribeTopicConfigs(ctx, night, "alerts_confluent")
+		if err != nil {
+			t.Fatal(err)
+		}
+		for topic, keys := range want {
+			rc, err := rcs.On(topic, nil)
+			if err != nil {
+				t.Fatalf("%s: %v", topic, err)
+			}
+			got := map[string]kadm.Config{}
+			for _, c := range rc.Configs {
+				got[c.Key] = c
+			}
+			for key, value := range keys {
+				c, ok := got[key]
+				if !ok || c.MaybeValue() != value {
+					t.Errorf("%s: %s = %q (listed %v), want %q", topic, key, c.MaybeValue(), ok, value)
+				}
+				// The schema id of an ocf topic is the default, not stated.
+				wantSrc := kmsg.ConfigSourceDynamicTopicConfig
+				if value == "0" {
+					wantSrc = kmsg.ConfigSourceDefaultConfig
+				}
+				if c.Source != wantSrc {
+					t.Errorf("%s: %s source %v, want %v", topic, key, c.Source, wantSrc)
+				}
+			}
+		}
+		packageConsume(t, []string{b.Kafka}, 5)
+	}
+	check()
+	b.Kill()
+	b.Restart()
+	check()
 }

@@ -178,7 +178,10 @@ func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes
 		if pm := int(p.rp.PartitionMaxBytes); pm > 0 && pm < limit {
 			limit = pm
 		}
-		buf := getBuf(min(limit, 8<<20))[:0]
+		// A pooled buffer of the usual partition limit (1 MiB for librdkafka
+		// and franz-go); a bigger answer grows its own array, so an idle
+		// partition of a large request does not hold a large buffer.
+		buf := getBuf(min(limit, 1<<20))[:0]
 		recs, hw, lso, err := s.b.Fetch(p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
 		if len(recs) == 0 || &recs[:1][0] != &buf[:1][0] {
 			putBuf(buf) // empty, or the Backend grew a new array

@@ -28,6 +28,11 @@ type serveConfig struct {
 	HTTP      string
 	LogLevel  string
 	LogFormat string
+	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
+	// near it the collector runs more often and returns freed memory to
+	// the system, which keeps the resident size bounded whatever the
+	// amount of data stored or fetched. 0 means none.
+	MemoryLimit int64
 
 	Broker   broker.Config
 	Groups   broker.GroupConfig
@@ -67,10 +72,13 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 		HTTP:      "0.0.0.0:8080",
 		LogLevel:  "info",
 		LogFormat: "json",
-		Broker:    broker.DefaultConfig(),
-		Groups:    broker.DefaultGroupConfig(),
-		Listener:  protocol.DefaultConfig(),
-		Archive:   archive.DefaultConfig(),
+		// 160 MiB: the broker holds no record data beyond request and
+		// fetch buffers, so this is headroom, not a cache.
+		MemoryLimit: 160 << 20,
+		Broker:      broker.DefaultConfig(),
+		Groups:      broker.DefaultGroupConfig(),
+		Listener:    protocol.DefaultConfig(),
+		Archive:     archive.DefaultConfig(),
 	}
 	cfg.Broker.DataDir = "./data"
 	// Out of the box the packager simulates a night, so that a newcomer sees
@@ -118,6 +126,11 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 			if v != "json" && v != "console" {
 				err = errors.New("want json or console")
 			}
+		case "memory.limit.bytes":
+			cfg.MemoryLimit, err = strconv.ParseInt(v, 10, 64)
+			if err == nil && cfg.MemoryLimit < 0 {
+				err = errors.New("must not be negative")
+			}
 		case "node.id":
 			var n int64
 			n, err = strconv.ParseInt(v, 10, 32)
@@ -126,6 +139,10 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 			var n int64
 			n, err = strconv.ParseInt(v, 10, 32)
 			cfg.Listener.MaxRequestBytes = int(n)
+		case "fetch.max.bytes":
+			var n int64
+			n, err = strconv.ParseInt(v, 10, 32)
+			cfg.Listener.FetchMaxBytes = int(n)
 		case "connections.max.idle.ms":
 			var n int64
 			n, err = strconv.ParseInt(v, 10, 64)

@@ -24,6 +24,8 @@ import (
 	"github.com/hamba/avro/v2/ocf"
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 // sampleDir is the shared folder of real ZTF alerts (see its README).
@@ -66,28 +68,28 @@ func sampleMessages(tb testing.TB) [][]byte {
 		if err != nil {
 			tb.Fatal(err)
 		}
-		h, err := ParseOCFHeader(b)
+		h, hlen, err := avrofile.ParseHeader(b)
 		if err != nil {
 			tb.Fatalf("%s: %v", f, err)
 		}
 		var blocks [][]byte
-		for off := h.Len; off < len(b); {
-			blk, err := ReadOCFBlock(b, off, h.Sync)
+		for off := hlen; off < len(b); {
+			blk, n, err := avrofile.ReadBlock(b[off:], h.Sync)
 			if err != nil {
 				tb.Fatalf("%s: %v", f, err)
 			}
 			if blk.Count != 1 {
 				tb.Fatalf("%s: block of %d alerts", f, blk.Count)
 			}
-			blocks = append(blocks, b[off:blk.End])
-			off = blk.End
+			blocks = append(blocks, b[off:off+n])
+			off += n
 		}
 		if len(blocks) == 1 {
 			msgs = append(msgs, b)
 			continue
 		}
 		for _, blk := range blocks {
-			msgs = append(msgs, append(slices.Clip(b[:h.Len]), blk...))
+			msgs = append(msgs, append(slices.Clip(b[:hlen]), blk...))
 		}
 	}
 	return msgs
@@ -97,12 +99,12 @@ func sampleMessages(tb testing.TB) [][]byte {
 // schema's defaults (ZTF's are often invalid; they play no part in
 // decoding with the writer schema), and checks nothing is left over.
 func decodeAlerts(value []byte) ([]map[string]any, error) {
-	h, err := ParseOCFHeader(value)
+	h, hlen, err := avrofile.ParseHeader(value)
 	if err != nil {
 		return nil, err
 	}
 	var js any
-	if err := json.Unmarshal(h.Meta["avro.schema"], &js); err != nil {
+	if err := json.Unmarshal(h.Schema(), &js); err != nil {
 		return nil, err
 	}
 	var strip func(any)
@@ -126,12 +128,12 @@ func decodeAlerts(value []byte) ([]map[string]any, error) {
 		return nil, fmt.Errorf("parse schema: %w", err)
 	}
 	var out []map[string]any
-	for off := h.Len; off < len(value); {
-		blk, err := ReadOCFBlock(value, off, h.Sync)
+	for off := hlen; off < len(value); {
+		blk, n, err := avrofile.ReadBlock(value[off:], h.Sync)
 		if err != nil {
 			return nil, err
 		}
-		if c := string(h.Meta["avro.codec"]); c != "" && c != "null" {
+		if c := h.Codec(); c != avrofile.CodecNull {
 			return nil, fmt.Errorf("codec %s", c)
 		}
 		r := bytes.NewReader(blk.Data)
@@ -146,7 +148,7 @@ func decodeAlerts(value []byte) ([]map[string]any, error) {
 		if r.Len() != 0 {
 			return nil, fmt.Errorf("%d bytes left in block", r.Len())
 		}
-		off = blk.End
+		off += n
 	}
 	return out, nil
 }

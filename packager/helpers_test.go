@@ -15,6 +15,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap/zaptest"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 const python = "/usr/bin/python3"
@@ -147,4 +149,26 @@ func values(recs []*kgo.Record) [][]byte {
 		out[i] = r.Value
 	}
 	return out
+}
+
+// readContainer parses a container file into its header and its blocks,
+// the records decompressed.
+func readContainer(b []byte) (*avrofile.Header, []avrofile.Block, error) {
+	h, off, err := avrofile.ParseHeader(b)
+	if err != nil {
+		return nil, nil, err
+	}
+	var blocks []avrofile.Block
+	for off < len(b) {
+		blk, n, err := avrofile.ReadBlock(b[off:], h.Sync)
+		if err != nil {
+			return nil, nil, err
+		}
+		if blk.Data, err = avrofile.Decompress(h.Codec(), blk.Data); err != nil {
+			return nil, nil, err
+		}
+		blocks = append(blocks, blk)
+		off += n
+	}
+	return h, blocks, nil
 }

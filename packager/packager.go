@@ -14,6 +14,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 // Producer is where alerts go: a *kgo.Client satisfies it, connected to the
@@ -118,12 +120,10 @@ func New(cfg Config, prod Producer, logger *zap.Logger, reg prometheus.Registere
 	if err != nil {
 		return nil, err
 	}
-	p := &Packager{cfg: cfg, schema: schema, prod: prod, log: logger, m: m, sync: newSync()}
+	header := avrofile.NewHeader(schema.Text)
+	p := &Packager{cfg: cfg, schema: schema, prod: prod, log: logger, m: m,
+		sync: header.Sync, header: avrofile.AppendHeader(nil, header)}
 	p.topics = newTopicSetup(prod, cfg.SchemaID, logger)
-	p.header, err = containerHeader(schema.Alert, schema.Text, p.sync)
-	if err != nil {
-		return nil, fmt.Errorf("packager: container header: %w", err)
-	}
 	if p.head, err = headSchema(schema); err != nil {
 		return nil, err
 	}
@@ -392,8 +392,8 @@ func (p *Packager) encode(d *Detection) (*kgo.Record, error) {
 		v = appendBody(v, head, prv, fp, cutouts)
 	default:
 		v = append(v, p.header...)
-		v = appendLong(v, 1)
-		v = appendLong(v, int64(bodySize(head, prv, fp, cutouts)))
+		v = avrofile.AppendLong(v, 1)
+		v = avrofile.AppendLong(v, int64(bodySize(head, prv, fp, cutouts)))
 		v = appendBody(v, head, prv, fp, cutouts)
 		v = append(v, p.sync[:]...)
 	}
@@ -442,20 +442,20 @@ func appendBody(v, head []byte, prv, fp [][]byte, cutouts [3]*Cutout) []byte {
 	v = append(v, head...)
 	for _, rows := range [2][][]byte{prv, fp} {
 		if len(rows) == 0 {
-			v = appendLong(v, 0) // null
+			v = avrofile.AppendLong(v, 0) // null
 			continue
 		}
-		v = appendLong(v, 1)
-		v = appendLong(v, int64(len(rows)))
+		v = avrofile.AppendLong(v, 1)
+		v = avrofile.AppendLong(v, int64(len(rows)))
 		for _, r := range rows {
 			v = append(v, r...)
 		}
-		v = appendLong(v, 0)
+		v = avrofile.AppendLong(v, 0)
 	}
 	for _, ct := range cutouts {
-		v = appendLong(v, 1)
-		v = appendBytes(v, []byte(ct.FileName))
-		v = appendBytes(v, ct.StampData)
+		v = avrofile.AppendLong(v, 1)
+		v = avrofile.AppendBytes(v, []byte(ct.FileName))
+		v = avrofile.AppendBytes(v, ct.StampData)
 	}
 	return v
 }

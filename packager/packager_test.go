@@ -60,19 +60,19 @@ func TestPackageReplaySamples(t *testing.T) {
 			t.Errorf("topic %s", r.Topic)
 		}
 		// Every message decodes with its own writer schema (read leniently).
-		ct, err := readContainer(r.Value)
+		h, blocks, err := readContainer(r.Value)
 		if err != nil {
 			t.Fatalf("%s: %v", r.Key, err)
 		}
-		s, err := parseLenient(ct.schemaText)
+		s, err := parseLenient(h.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(ct.blocks) != 1 || ct.blocks[0].count != 1 {
-			t.Fatalf("%s: %d blocks, want one of one alert", r.Key, len(ct.blocks))
+		if len(blocks) != 1 || blocks[0].Count != 1 {
+			t.Fatalf("%s: %d blocks, want one of one alert", r.Key, len(blocks))
 		}
 		var m map[string]any
-		if err := avro.Unmarshal(s, ct.blocks[0].records, &m); err != nil {
+		if err := avro.Unmarshal(s, blocks[0].Data, &m); err != nil {
 			t.Fatalf("%s: decode: %v", r.Key, err)
 		}
 		if m["candidate"] == nil {
@@ -116,19 +116,19 @@ func TestPackageSplitMultiAlertFile(t *testing.T) {
 	if len(alerts) != 3 {
 		t.Fatalf("%d alerts, want 3", len(alerts))
 	}
-	orig, _ := readContainer(b)
+	origHeader, origBlocks, _ := readContainer(b)
 	for i, a := range alerts {
 		if string(a.Key) != want[i] {
 			t.Errorf("alert %d key %s, want %s", i, a.Key, want[i])
 		}
-		c, err := readContainer(a.Value)
+		h, blocks, err := readContainer(a.Value)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if !bytes.Equal(c.schemaText, orig.schemaText) {
+		if !bytes.Equal(h.Schema(), origHeader.Schema()) {
 			t.Error("schema text changed")
 		}
-		if !bytes.Equal(c.blocks[0].records, orig.blocks[i].records) {
+		if !bytes.Equal(blocks[0].Data, origBlocks[i].Data) {
 			t.Errorf("alert %d: record bytes changed", i)
 		}
 		if a.JD < 2459542 || a.Programid != 1 {

@@ -8,10 +8,13 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 // Replay re-publishes existing alert files. A file holding one alert goes out
@@ -97,79 +100,72 @@ type RawAlert struct {
 
 // SplitAlerts returns one single-alert container file per alert in b. A file
 // of one alert is returned as is (the same slice); several alerts are cut at
-// record boundaries, each written with the file's schema text. Old writer
-// schemas whose defaults strict parsers refuse are read leniently; if the
-// schema cannot be read at all, a one-alert file is still forwarded.
+// record boundaries, each written with the file's header (its schema text
+// and sync marker) and the record's own bytes. Old writer schemas whose
+// defaults strict parsers refuse are read leniently; if the schema cannot be
+// read at all, a one-alert file is still forwarded.
 func SplitAlerts(b []byte) ([]RawAlert, error) {
-	c, err := readContainer(b)
+	h, off, err := avrofile.ParseHeader(b)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("packager: %w", err)
 	}
+	var blocks []avrofile.Block // records decompressed
 	var total int64
-	for _, bl := range c.blocks {
-		total += bl.count
+	for off < len(b) {
+		blk, n, err := avrofile.ReadBlock(b[off:], h.Sync)
+		if err != nil {
+			return nil, fmt.Errorf("packager: %w", err)
+		}
+		if blk.Data, err = avrofile.Decompress(h.Codec(), blk.Data); err != nil {
+			return nil, fmt.Errorf("packager: %w", err)
+		}
+		blocks = append(blocks, blk)
+		total += blk.Count
+		off += n
 	}
-	schema, schemaErr := parseLenient(c.schemaText)
-	if total == 1 && len(c.blocks) == 1 && c.codec == "null" {
+	schema, schemaErr := parseLenient(h.Schema())
+	if total == 1 && len(blocks) == 1 && h.Codec() == avrofile.CodecNull {
 		a := RawAlert{Value: b}
 		if schemaErr == nil {
-			describe(schema, c.blocks[0].records, &a)
+			describe(schema, blocks[0].Data, &a)
 		}
 		return []RawAlert{a}, nil
+	}
+	var plan *avrofile.Schema
+	if schemaErr == nil {
+		plan, schemaErr = avrofile.Compile(h.Schema())
 	}
 	if schemaErr != nil {
 		return nil, fmt.Errorf("packager: %d alerts under a schema that cannot be read: %w", total, schemaErr)
 	}
-	header, err := containerHeaderRaw(c.schemaText, c.sync)
-	if err != nil {
-		return nil, err
-	}
+	// The file's schema text as it is (hamba's encoder would need a schema
+	// it can parse strictly) and its sync marker; the records go out
+	// uncompressed.
+	one := &avrofile.Header{Sync: h.Sync, Meta: []avrofile.MetaEntry{
+		{Key: avrofile.KeySchema, Value: h.Schema()},
+		{Key: avrofile.KeyCodec, Value: []byte(avrofile.CodecNull)},
+	}}
+	header := avrofile.AppendHeader(nil, one)
 	var out []RawAlert
-	for _, bl := range c.blocks {
-		r := &byteReader{b: bl.records}
-		for i := int64(0); i < bl.count; i++ {
-			start := r.off
-			if err := r.skip(schema); err != nil {
+	for _, bl := range blocks {
+		off := 0
+		for range bl.Count {
+			n, err := plan.Skip(bl.Data[off:])
+			if err != nil {
 				return nil, fmt.Errorf("packager: alert %d: %w", len(out), err)
 			}
-			rec := bl.records[start:r.off]
-			v := appendBlock(append([]byte(nil), header...), 1, rec, c.sync)
-			a := RawAlert{Value: v}
+			rec := bl.Data[off : off+n]
+			off += n
+			a := RawAlert{Value: avrofile.AppendBlock(slices.Clip(header), 1, rec, one.Sync)}
 			describe(schema, rec, &a)
 			out = append(out, a)
 		}
-		if r.off != len(bl.records) {
-			return nil, fmt.Errorf("packager: block holds %d bytes past its %d records", len(bl.records)-r.off, bl.count)
+		if off != len(bl.Data) {
+			return nil, fmt.Errorf("packager: block holds %d bytes past its %d records", len(bl.Data)-off, bl.Count)
 		}
 	}
 	return out, nil
 }
-
-// containerHeaderRaw writes a container header with the schema text exactly
-// as given (hamba's encoder would need a schema it can parse strictly).
-func containerHeaderRaw(schemaText []byte, sync [16]byte) ([]byte, error) {
-	out := append([]byte(nil), ocfMagic...)
-	out = appendBlockCount(out, 2)
-	out = appendBytes(out, []byte("avro.schema"))
-	out = appendBytes(out, schemaText)
-	out = appendBytes(out, []byte("avro.codec"))
-	out = appendBytes(out, []byte("null"))
-	out = appendBlockCount(out, 0)
-	return append(out, sync[:]...), nil
-}
-
-func appendBlockCount(b []byte, n int64) []byte { return appendLong(b, n) }
-
-func appendLong(b []byte, n int64) []byte {
-	u := uint64((n << 1) ^ (n >> 63))
-	for u >= 0x80 {
-		b = append(b, byte(u)|0x80)
-		u >>= 7
-	}
-	return append(b, byte(u))
-}
-
-func appendBytes(b, v []byte) []byte { return append(appendLong(b, int64(len(v))), v...) }
 
 // describe fills the key and topic fields of a from the record; failures
 // leave them empty (old prototype alerts have no objectId).

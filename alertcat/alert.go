@@ -16,14 +16,20 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
+
+// ErrNotAvro is returned for bytes that are neither an Avro container file
+// nor Confluent-framed Avro.
+var ErrNotAvro = errors.New("alertcat: not Avro")
 
 // Alert is one Avro record with what is needed to write it back exactly:
 // the container header it came in (or the registry schema id it was framed
 // with) and its binary encoding, uncompressed.
 type Alert struct {
 	// Header is set for alerts from container files (ZTF style).
-	Header *Header
+	Header *avrofile.Header
 	// SchemaID is set (with Framed) for Confluent-framed alerts.
 	Framed   bool
 	SchemaID int32
@@ -108,7 +114,7 @@ type Codec struct {
 // a container file may hold several, a framed message holds one.
 func (c *Codec) Decode(b []byte) ([]*Alert, error) {
 	switch {
-	case IsContainer(b):
+	case bytes.HasPrefix(b, []byte(avrofile.Magic)):
 		return c.decodeContainer(b)
 	case len(b) >= 5 && b[0] == 0:
 		id := int32(binary.BigEndian.Uint32(b[1:5]))
@@ -127,7 +133,7 @@ func (c *Codec) Decode(b []byte) ([]*Alert, error) {
 }
 
 func (c *Codec) decodeContainer(b []byte) ([]*Alert, error) {
-	cr, err := NewContainerReader(bytes.NewReader(b))
+	cr, err := avrofile.NewReader(bytes.NewReader(b))
 	if err != nil {
 		return nil, err
 	}
@@ -152,10 +158,14 @@ func (c *Codec) decodeContainer(b []byte) ([]*Alert, error) {
 	return out, nil
 }
 
-// splitBlock cuts a block into one alert per record.
-func (c *Codec) splitBlock(h *Header, blk Block) ([]*Alert, error) {
-	sc, err := c.Schemas.Parse(h.Schema())
+// splitBlock cuts a block, as stored, into one alert per record.
+func (c *Codec) splitBlock(h *avrofile.Header, blk avrofile.Block) ([]*Alert, error) {
+	schema := string(h.Schema())
+	sc, err := c.Schemas.Parse(schema)
 	if err != nil {
+		return nil, err
+	}
+	if blk.Data, err = avrofile.Decompress(h.Codec(), blk.Data); err != nil {
 		return nil, err
 	}
 	var out []*Alert
@@ -170,7 +180,7 @@ func (c *Codec) splitBlock(h *Header, blk Block) ([]*Alert, error) {
 		if scratch, err = d.value(scratch[:0], sc, 0); err != nil {
 			return nil, fmt.Errorf("decode alert: %w", err)
 		}
-		out = append(out, &Alert{Header: h, SchemaText: h.Schema(), Schema: sc,
+		out = append(out, &Alert{Header: h, SchemaText: schema, Schema: sc,
 			Body: blk.Data[start:d.pos], Candid: d.candid, HasCandid: d.hasCandid})
 	}
 	if d.pos != len(blk.Data) {
@@ -211,10 +221,20 @@ func (a *Alert) Value() ([]byte, error) {
 	}
 	h := a.Header
 	if h == nil {
-		h = NewHeader(a.SchemaText)
+		h = avrofile.NewHeader([]byte(a.SchemaText))
 		a.Header = h
 	}
-	return AppendBlock(AppendHeader(nil, h), h, 1, a.Body)
+	return appendBlock(avrofile.AppendHeader(nil, h), h, a.Body)
+}
+
+// appendBlock appends a block holding the one record body, compressed
+// with h's codec.
+func appendBlock(dst []byte, h *avrofile.Header, body []byte) ([]byte, error) {
+	data, err := avrofile.Compress(h.Codec(), body)
+	if err != nil {
+		return nil, err
+	}
+	return avrofile.AppendBlock(dst, 1, data, h.Sync), nil
 }
 
 // AppendJSON appends a as one JSON object: "$avro" (what it takes to write
@@ -238,10 +258,10 @@ func (c *Codec) AppendJSON(dst []byte, a *Alert) ([]byte, error) {
 			dst = appendString(dst, e.Key)
 			dst = append(dst, ',')
 			switch e.Key {
-			case "avro.schema":
+			case avrofile.KeySchema:
 				// Written once, below, as text.
 				dst = append(dst, "null"...)
-			case "avro.codec":
+			case avrofile.KeyCodec:
 				dst = appendString(dst, string(e.Value))
 			default:
 				dst = appendBytes(dst, e.Value, Base64)
@@ -339,19 +359,19 @@ func (c *Codec) FromJSON(v any, fallbackSchema string) (*Alert, error) {
 	return a, c.check(a, true)
 }
 
-func headerFromJSON(m *object, schema string) (*Header, error) {
+func headerFromJSON(m *object, schema string) (*avrofile.Header, error) {
 	if schema == "" {
 		return nil, errors.New(`"$avro" has no schema`)
 	}
-	h := &Header{}
+	h := &avrofile.Header{}
 	if s, ok := m.vals["sync"].(string); ok {
 		b, err := hex.DecodeString(s)
-		if err != nil || len(b) != 16 {
+		if err != nil || len(b) != avrofile.SyncSize {
 			return nil, errors.New(`"$avro".sync must be 32 hex digits`)
 		}
 		copy(h.Sync[:], b)
 	} else {
-		return NewHeader(schema), nil
+		return avrofile.NewHeader([]byte(schema)), nil
 	}
 	entries, _ := m.vals["meta"].([]any)
 	for _, e := range entries {
@@ -361,21 +381,21 @@ func headerFromJSON(m *object, schema string) (*Header, error) {
 		}
 		k, _ := kv[0].(string)
 		switch k {
-		case "avro.schema":
-			h.Meta = append(h.Meta, MetaEntry{k, []byte(schema)})
-		case "avro.codec":
+		case avrofile.KeySchema:
+			h.Meta = append(h.Meta, avrofile.MetaEntry{Key: k, Value: []byte(schema)})
+		case avrofile.KeyCodec:
 			s, _ := kv[1].(string)
-			h.Meta = append(h.Meta, MetaEntry{k, []byte(s)})
+			h.Meta = append(h.Meta, avrofile.MetaEntry{Key: k, Value: []byte(s)})
 		default:
 			b, err := jsonBytes(kv[1])
 			if err != nil {
 				return nil, fmt.Errorf(`"$avro".meta %q: %w`, k, err)
 			}
-			h.Meta = append(h.Meta, MetaEntry{k, b})
+			h.Meta = append(h.Meta, avrofile.MetaEntry{Key: k, Value: b})
 		}
 	}
-	if _, ok := h.Get("avro.schema"); !ok {
-		h.Meta = append([]MetaEntry{{"avro.schema", []byte(schema)}}, h.Meta...)
+	if _, ok := h.Get(avrofile.KeySchema); !ok {
+		h.Meta = append([]avrofile.MetaEntry{{Key: avrofile.KeySchema, Value: []byte(schema)}}, h.Meta...)
 	}
 	return h, nil
 }

@@ -17,6 +17,8 @@ import (
 
 	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 // Config is one run of `ztfbroker cat`.
@@ -311,7 +313,7 @@ func (r *runner) readStream(rd io.Reader, name, format string, emit func(*Alert)
 	if format == "" {
 		p, _ := br.Peek(4)
 		switch {
-		case IsContainer(p):
+		case bytes.HasPrefix(p, []byte(avrofile.Magic)):
 			format = "avro"
 		case len(bytes.TrimLeft(p, " \t\r\n")) > 0 && (bytes.TrimLeft(p, " \t\r\n")[0] == '{' || bytes.TrimLeft(p, " \t\r\n")[0] == '['):
 			format = "json"
@@ -338,13 +340,16 @@ func (r *runner) readAvroStream(br *bufio.Reader, emit func(*Alert) error) error
 		if _, err := br.Peek(1); errors.Is(err, io.EOF) {
 			return nil
 		}
-		cr, err := NewContainerReader(br)
+		cr, err := avrofile.NewReader(br)
+		if errors.Is(err, avrofile.ErrNotContainer) {
+			return fmt.Errorf("%w: %w", ErrNotAvro, err)
+		}
 		if err != nil {
 			return err
 		}
 		for {
 			p, _ := br.Peek(4)
-			if len(p) == 0 || IsContainer(p) {
+			if len(p) == 0 || bytes.HasPrefix(p, []byte(avrofile.Magic)) {
 				break
 			}
 			blk, err := cr.Next()

@@ -12,6 +12,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 // BytesStyle says how bytes and fixed values are written in JSON.
@@ -35,23 +37,25 @@ type decoder struct {
 	hasCandid bool
 }
 
-var errShort = errors.New("avro data ends early")
-
 // maxDepth bounds nesting, against recursive schemas and crafted input.
 const maxDepth = 512
 
 func (d *decoder) long() (int64, error) {
-	u, n := binary.Uvarint(d.b[d.pos:])
-	if n <= 0 {
-		return 0, errShort
-	}
+	v, n, err := avrofile.ReadLong(d.b[d.pos:])
 	d.pos += n
-	return int64(u>>1) ^ -int64(u&1), nil
+	return v, err
+}
+
+// bytes reads a bytes or string value, aliasing d.b.
+func (d *decoder) bytes() ([]byte, error) {
+	v, n, err := avrofile.ReadBytes(d.b[d.pos:])
+	d.pos += n
+	return v, err
 }
 
 func (d *decoder) take(n int64) ([]byte, error) {
 	if n < 0 || int64(len(d.b)-d.pos) < n {
-		return nil, errShort
+		return nil, avrofile.ErrTruncated
 	}
 	v := d.b[d.pos : d.pos+int(n)]
 	d.pos += int(n)
@@ -147,11 +151,7 @@ func (d *decoder) value(dst []byte, s avro.Schema, depth int) ([]byte, error) {
 					dst = append(dst, ',')
 				}
 				first = false
-				kl, err := d.long()
-				if err != nil {
-					return nil, err
-				}
-				k, err := d.take(kl)
+				k, err := d.bytes()
 				if err != nil {
 					return nil, err
 				}
@@ -237,21 +237,13 @@ func (d *decoder) value(dst []byte, s avro.Schema, depth int) ([]byte, error) {
 		}
 		return strconv.AppendFloat(dst, f, 'g', -1, 64), nil
 	case avro.Bytes:
-		n, err := d.long()
-		if err != nil {
-			return nil, err
-		}
-		v, err := d.take(n)
+		v, err := d.bytes()
 		if err != nil {
 			return nil, err
 		}
 		return appendBytes(dst, v, d.style), nil
 	case avro.String:
-		n, err := d.long()
-		if err != nil {
-			return nil, err
-		}
-		v, err := d.take(n)
+		v, err := d.bytes()
 		if err != nil {
 			return nil, err
 		}
@@ -348,7 +340,7 @@ func appendString(dst []byte, s string) []byte {
 // encoder turns a JSON value (as parsed by parseJSON) into Avro binary.
 type encoder struct{ b []byte }
 
-func (e *encoder) long(v int64) { e.b = appendLong(e.b, v) }
+func (e *encoder) long(v int64) { e.b = avrofile.AppendLong(e.b, v) }
 
 func (e *encoder) value(s avro.Schema, v any, path string) error {
 	switch t := s.(type) {
@@ -508,8 +500,7 @@ func (e *encoder) value(s avro.Schema, v any, path string) error {
 		if err != nil {
 			return fmt.Errorf("%s: %w", path, err)
 		}
-		e.long(int64(len(b)))
-		e.b = append(e.b, b...)
+		e.b = avrofile.AppendBytes(e.b, b)
 		return nil
 	case avro.String:
 		str, ok := v.(string)

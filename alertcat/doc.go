@@ -10,8 +10,10 @@
 //	                  block = count (long) | size (long) | data[size] | sync[16]
 //	Confluent:        0x00 | schema id (4 bytes, big-endian) | record (Avro binary)
 //
-// The writer schema is read from each message (container) or fetched from a
-// registry's /schemas/ids/<id> (Confluent). Anything else is ErrNotAvro.
+// Container files are parsed and written by avrofile, which bounds each
+// length and inflated block at avrofile.MaxBlockSize. The writer schema is
+// read from each message (container) or fetched from a registry's
+// /schemas/ids/<id> (Confluent). Anything else is ErrNotAvro.
 // Schemas are parsed leniently (see Schemas) because most ZTF schemas before
 // 4.02 carry union defaults that strict parsers refuse. A container with
 // several alerts (or blocks) is split into one alert per message.

@@ -2,6 +2,7 @@ package alertcat
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"io"
@@ -9,6 +10,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 func (r *runner) openSink(ctx context.Context, ep Endpoint) (sink, error) {
@@ -55,7 +58,7 @@ func (r *runner) streamSink(w io.WriteCloser, name, format string, concat bool) 
 	if format == "json" {
 		return &jsonSink{c: r.codec, w: bw, f: w}
 	}
-	return &avroSink{w: bw, f: w, name: name, concat: concat, framed: map[int32]*Header{}}
+	return &avroSink{w: bw, f: w, name: name, concat: concat, framed: map[int32]*avrofile.Header{}}
 }
 
 // jsonSink writes one JSON object per line (JSON Lines).
@@ -95,18 +98,18 @@ type avroSink struct {
 	f      io.Closer
 	name   string
 	concat bool
-	header *Header
-	framed map[int32]*Header
+	header *avrofile.Header
+	framed map[int32]*avrofile.Header
 	buf    []byte
 }
 
-func (s *avroSink) headerOf(a *Alert) *Header {
+func (s *avroSink) headerOf(a *Alert) *avrofile.Header {
 	if a.Header != nil {
 		return a.Header
 	}
 	h, ok := s.framed[a.SchemaID]
 	if !ok {
-		h = NewHeader(a.SchemaText)
+		h = avrofile.NewHeader([]byte(a.SchemaText))
 		s.framed[a.SchemaID] = h
 	}
 	return h
@@ -115,15 +118,15 @@ func (s *avroSink) headerOf(a *Alert) *Header {
 func (s *avroSink) Write(a *Alert) error {
 	h := s.headerOf(a)
 	s.buf = s.buf[:0]
-	if s.header == nil || s.header.Schema() != h.Schema() || s.header.Codec() != h.Codec() {
+	if s.header == nil || !bytes.Equal(s.header.Schema(), h.Schema()) || s.header.Codec() != h.Codec() {
 		if s.header != nil && !s.concat {
 			return fmt.Errorf("cat: %s: alerts with different writer schemas cannot share one container file; give a directory (ending in /) for one file per alert", s.name)
 		}
 		s.header = h
-		s.buf = AppendHeader(s.buf, h)
+		s.buf = avrofile.AppendHeader(s.buf, h)
 	}
 	var err error
-	if s.buf, err = AppendBlock(s.buf, s.header, 1, a.Body); err != nil {
+	if s.buf, err = appendBlock(s.buf, s.header, a.Body); err != nil {
 		return err
 	}
 	_, err = s.w.Write(s.buf)

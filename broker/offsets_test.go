@@ -301,6 +301,9 @@ func offsetsChild(dir string) {
 			panic("InitProducerID refused")
 		}
 		c.Producers().Appended("t", 0, ProducerBatch{ProducerID: 7, BaseSequence: int32(i)}, i)
+		if err := c.Producers().Durable(); err != nil { // as Produce does before acknowledging
+			panic(err)
+		}
 		fmt.Fprintf(os.Stdout, "acked %d\n", i)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
@@ -61,7 +62,17 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	if err != nil {
 		return -1, -1, nil, err
 	}
+	idempotent := check != nil && slices.ContainsFunc(batches, func(bt checkedBatch) bool { return bt.producerID() >= 0 })
 	wait = func() error {
+		// The producer state Appended recorded is made durable before
+		// the answer, together with every other request's (one synced
+		// commit covers all earlier ones), rather than one fsync per
+		// batch under the partition lock.
+		if idempotent {
+			if err := check.Durable(); err != nil {
+				return b.storageError(p, "persist producer sequences", err)
+			}
+		}
 		if err := p.log.WaitDurable(end); err != nil {
 			// Closed (deleted, shutting down) while waiting, the
 			// batches may never be durable: storageError says so
@@ -88,6 +99,9 @@ type ProducerCheck interface {
 	Check(topic string, partition int32, b ProducerBatch, logEnd int64) (dupBaseOffset int64, dup bool, err error)
 	// Appended records a batch the log has just written at baseOffset.
 	Appended(topic string, partition int32, b ProducerBatch, baseOffset int64)
+	// Durable returns once every batch recorded by Appended so far is on
+	// stable storage; Produce calls it before acknowledging.
+	Durable() error
 	// DropTopic forgets a deleted topic's producers.
 	DropTopic(topic string)
 }

@@ -196,6 +196,39 @@ import sys, threading
 from confluent_kafka import Producer, Consumer
 addr, topic, phase = sys.argv[1], sys.argv[2], sys.argv[3]
 n = 400 if phase == "1" else 100
+members = 2 if phase == "1" else 1
+
+total, lock = [], threading.Lock()
+assigned = [threading.Event() for _ in range(members)]
+outs = [[] for _ in range(members)]
+
+def member(i):
+    c = Consumer({"bootstrap.servers": addr, "group.id": "py-group", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False, "session.timeout.ms": 6000})
+    def on_assign(consumer, parts):
+        if parts:
+            assigned[i].set()
+    c.subscribe([topic], on_assign=on_assign)
+    while True:
+        with lock:
+            if len(total) >= n:
+                break
+        m = c.poll(0.2)
+        if m is None or m.error():
+            continue
+        outs[i].append((m.partition(), m.offset(), m.value().decode()))
+        with lock:
+            total.append(1)
+        c.commit(message=m, asynchronous=False)
+    c.close()
+
+threads = [threading.Thread(target=member, args=(i,)) for i in range(members)]
+for th in threads: th.start()
+# Produce once every member holds partitions, so that the group, not the
+# first member to join, splits the topic.
+for ev in assigned:
+    assert ev.wait(60), "a member never got an assignment"
+
 p = Producer({"bootstrap.servers": addr, "enable.idempotence": True, "acks": "all", "linger.ms": 2})
 errs = []
 for i in range(n):
@@ -205,23 +238,6 @@ for i in range(n):
 p.flush(60)
 assert not errs, errs
 
-def member(name, out, want):
-    c = Consumer({"bootstrap.servers": addr, "group.id": "py-group", "auto.offset.reset": "earliest",
-                  "enable.auto.commit": False, "session.timeout.ms": 6000})
-    c.subscribe([topic])
-    while len(total) < want:
-        m = c.poll(0.5)
-        if m is None or m.error():
-            continue
-        out.append((m.partition(), m.offset(), m.value().decode()))
-        total.append(1)
-        c.commit(message=m, asynchronous=False)
-    c.close()
-
-total = []
-outs = [[], []] if phase == "1" else [[]]
-threads = [threading.Thread(target=member, args=(i, outs[i], n)) for i in range(len(outs))]
-for th in threads: th.start()
 for th in threads: th.join(120)
 vals = sorted(v for o in outs for (_, _, v) in o)
 assert vals == sorted("%s-%05d" % (phase, i) for i in range(n)), "got %d values, want %d exactly once" % (len(vals), n)

@@ -102,7 +102,7 @@ func (c *Config) Defaults() {
 		c.LatencySize = 60000
 	}
 	if c.MaxBytes == 0 {
-		c.MaxBytes = 2 << 30
+		c.MaxBytes = 8e9
 	}
 	if c.LimitsDuration == 0 {
 		c.LimitsDuration = min(c.Duration, 10*time.Second)

@@ -68,7 +68,7 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&sizes, "sizes", "60000,1000", "record sizes of the throughput phases, bytes")
 	fs.StringVar(&rates, "rates", "10,80", "offered rates of the latency phases, MB/s (ZTF's peak is about 80)")
 	fs.IntVar(&cfg.LatencySize, "latency-size", 60000, "record size of the latency phases, bytes")
-	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 2<<30, "cap on the bytes of one produce phase")
+	fs.Int64Var(&cfg.MaxBytes, "max-bytes", 8e9, "cap on the bytes of one produce phase (disk and memory of the brokers)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for brokers started here and the disk test (default: a temporary directory)")
 	fs.DurationVar(&cfg.LimitsDuration, "limits-duration", 0, "length of each machine-limit test (default: --duration, at most 10s)")
 	fs.BoolVar(&cfg.SkipLimits, "skip-limits", false, "do not measure the machine's limits")

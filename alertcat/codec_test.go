@@ -12,7 +12,8 @@ import (
 	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
-const alertsDir = "/work/shared/data/ztf/alerts"
+// alertsDir is the shared sample alerts, beside the project root (../shared).
+const alertsDir = "../../shared/data/ztf/alerts"
 
 func sampleFiles(t *testing.T) []string {
 	t.Helper()

@@ -24,13 +24,10 @@ import (
 const samples = "../../shared/data/ztf/alerts"
 
 func sampleDir(t testing.TB) string {
-	for _, d := range []string{samples, "/work/shared/data/ztf/alerts"} {
-		if _, err := os.Stat(d); err == nil {
-			return d
-		}
+	if _, err := os.Stat(samples); err != nil {
+		t.Fatalf("sample alerts not found at %s (the shared folder beside the project root): %v", samples, err)
 	}
-	t.Fatalf("sample alerts not found at %s", samples)
-	return ""
+	return samples
 }
 
 var nightStart = time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)

@@ -15,7 +15,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 )
 
-const catSample402 = "/work/shared/data/ztf/alerts/other-sources/boom/2695378462115010012.avro"
+const catSample402 = "../../../shared/data/ztf/alerts/other-sources/boom/2695378462115010012.avro"
 
 func catCmd(t *testing.T, stdin string, args ...string) (string, string, error) {
 	t.Helper()

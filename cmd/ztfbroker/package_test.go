@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -67,10 +66,7 @@ func TestPackageCommandSimulate(t *testing.T) {
 }
 
 func TestPackageCommandReplay(t *testing.T) {
-	samples := "../../../shared/data/ztf/alerts"
-	if _, err := os.Stat(samples); err != nil {
-		samples = "/work/shared/data/ztf/alerts"
-	}
+	samples := "../../../shared/data/ztf/alerts" // the shared folder beside the project root
 	c := packageCluster(t)
 	dir := t.TempDir()
 	var out, errb bytes.Buffer

@@ -235,6 +235,20 @@ func (b *Broker) partitionDir(topic string, i int32) string {
 	return filepath.Join(b.cfg.DataDir, topic+"-"+strconv.Itoa(int(i)))
 }
 
+// ParsePartitionDir splits a data-directory folder name `<topic>-<partition>`
+// (the naming partitionDir uses); ok is false for any other folder.
+func ParsePartitionDir(name string) (topic string, partition int32, ok bool) {
+	i := strings.LastIndexByte(name, '-')
+	if i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(name[i+1:], 10, 32)
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return name[:i], int32(n), true
+}
+
 func closePartitions(ps []*partition) error {
 	var errs []error
 	for _, p := range ps {
@@ -261,15 +275,11 @@ func (b *Broker) reportOrphans() {
 		// Only `<topic>-<partition>` folders are the broker's; others beside
 		// them (the packager's history, the archive) belong to their owners.
 		name := e.Name()
-		i := strings.LastIndexByte(name, '-')
-		if i <= 0 {
+		topic, n, ok := ParsePartitionDir(name)
+		if !ok {
 			continue
 		}
-		n, err := strconv.Atoi(name[i+1:])
-		if err != nil {
-			continue
-		}
-		if t := b.topics[name[:i]]; t != nil && n >= 0 && n < len(t.partitions) {
+		if t := b.topics[topic]; t != nil && int(n) < len(t.partitions) {
 			continue
 		}
 		b.orphans = append(b.orphans, name)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/ztfbroker/ztfbroker/broker"
 	"github.com/ztfbroker/ztfbroker/log"
 )
 
@@ -28,7 +29,7 @@ func runVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 	var damaged []error
 	checked := 0
 	for _, e := range entries {
-		if !e.IsDir() || !isPartitionDir(e.Name()) {
+		if _, _, ok := broker.ParsePartitionDir(e.Name()); !e.IsDir() || !ok {
 			continue
 		}
 		dir := filepath.Join(*dataDir, e.Name())
@@ -45,13 +46,4 @@ func runVerify(_ context.Context, args []string, _ io.Reader, stdout, stderr io.
 		return errors.Join(damaged...)
 	}
 	return nil
-}
-
-// isPartitionDir reports whether name looks like `<topic>-<partition>`.
-func isPartitionDir(name string) bool {
-	i := len(name) - 1
-	for i >= 0 && name[i] >= '0' && name[i] <= '9' {
-		i--
-	}
-	return i > 0 && i < len(name)-1 && name[i] == '-'
 }

@@ -22,6 +22,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/durable"
 )
 
 var (
@@ -470,7 +472,7 @@ func (r *run) checkpoint() error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileAtomic(r.paths.ckpt, b); err != nil {
+	if err := durable.WriteFile(durable.OS{}, r.paths.ckpt, b, 0o644); err != nil {
 		return err
 	}
 	r.nextAt = (st.Size/r.job.CheckpointBytes + 1) * r.job.CheckpointBytes
@@ -514,13 +516,13 @@ func (r *run) finish() error {
 	r.closeFiles()
 	man := Manifest{Topic: r.ck.Topic, Ranges: r.ck.Ranges, Members: r.ck.Members, NoCandid: r.ck.NoCandid, Size: size}
 	b, _ := json.Marshal(man)
-	if err := writeFileAtomic(r.paths.meta, b); err != nil {
+	if err := durable.WriteFile(durable.OS{}, r.paths.meta, b, 0o644); err != nil {
 		return err
 	}
 	if err := os.Rename(r.paths.part, r.paths.final); err != nil {
 		return err
 	}
-	if err := syncDir(r.paths.dir); err != nil {
+	if err := durable.SyncDir(r.paths.dir); err != nil {
 		return fmt.Errorf("fsync %s: %w", r.paths.dir, err)
 	}
 	r.done = true

@@ -16,17 +16,41 @@ import (
 	"go.uber.org/zap"
 )
 
-// NewHandler serves dir/public and dir/partnership at /alerts/public/ and
+// Route is one of the archive's pages: a Go 1.22 ServeMux pattern, its
+// handler, and a title for a page index (empty: not listed). It has the
+// fields of web.Route, so the wiring converts one into the other.
+type Route struct {
+	Pattern string
+	Handler http.Handler
+	Title   string
+}
+
+// Routes serve dir/public and dir/partnership at /alerts/public/ and
 // /alerts/partnership/: an HTML listing like ZTF's (name, last modified,
 // size, newest night first), the same as JSON with ?format=json, and the
 // archives themselves with Range and If-Range support, so a 9 GB download
-// can resume. Only finished archives are listed or served. Mount it at
-// "/alerts/".
-func NewHandler(dir string, logger *zap.Logger) http.Handler {
+// can resume. Only finished archives are listed or served.
+func Routes(dir string, logger *zap.Logger) []Route {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	return &handler{dir: dir, log: logger}
+	h := &handler{dir: dir, log: logger}
+	return []Route{
+		{Pattern: "GET /alerts/{$}", Handler: http.HandlerFunc(h.root), Title: "Nightly alert archives"},
+		{Pattern: "GET /alerts/{program}", Handler: http.HandlerFunc(h.folder)},
+		{Pattern: "GET /alerts/{program}/{$}", Handler: http.HandlerFunc(h.listing)},
+		{Pattern: "GET /alerts/{program}/{name}", Handler: http.HandlerFunc(h.file)},
+	}
+}
+
+// NewHandler is Routes on a ServeMux of their own, for serving the archive
+// alone (tests, a plain file host).
+func NewHandler(dir string, logger *zap.Logger) http.Handler {
+	mux := http.NewServeMux()
+	for _, r := range Routes(dir, logger) {
+		mux.Handle(r.Pattern, r.Handler)
+	}
+	return mux
 }
 
 type handler struct {
@@ -44,42 +68,28 @@ type Entry struct {
 	URL      string    `json:"url"`
 }
 
-func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
-		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
-		return
+// program is the {program} of the request's path: public or partnership.
+func program(r *http.Request) (Program, bool) {
+	for _, p := range []Program{Public, Partnership} {
+		if r.PathValue("program") == p.Name() {
+			return p, true
+		}
 	}
-	rest, ok := strings.CutPrefix(r.URL.Path, "/alerts/")
+	return 0, false
+}
+
+// folder sends /alerts/public to /alerts/public/ for good, as a file
+// server does for a folder.
+func (h *handler) folder(w http.ResponseWriter, r *http.Request) {
+	p, ok := program(r)
 	if !ok {
 		http.NotFound(w, r)
 		return
 	}
-	folder, name, hasSlash := strings.Cut(rest, "/")
-	var p Program
-	switch folder {
-	case "":
-		h.root(w)
-		return
-	case Public.Name():
-		p = Public
-	case Partnership.Name():
-		p = Partnership
-	default:
-		http.NotFound(w, r)
-		return
-	}
-	switch {
-	case !hasSlash:
-		http.Redirect(w, r, "/alerts/"+folder+"/", http.StatusMovedPermanently)
-	case name == "":
-		h.listing(w, r, p)
-	default:
-		h.file(w, r, p, name)
-	}
+	http.Redirect(w, r, "/alerts/"+p.Name()+"/", http.StatusMovedPermanently)
 }
 
-func (h *handler) root(w http.ResponseWriter) {
+func (h *handler) root(w http.ResponseWriter, _ *http.Request) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	fmt.Fprint(w, `<!DOCTYPE html><html><head><title>Index of /alerts</title></head><body><h1>Index of /alerts</h1>`+
 		`<ul><li><a href="public/">public/</a></li><li><a href="partnership/">partnership/</a></li></ul></body></html>`)
@@ -113,7 +123,12 @@ func List(dir string, p Program) ([]Entry, error) {
 	return out, nil
 }
 
-func (h *handler) listing(w http.ResponseWriter, r *http.Request, p Program) {
+func (h *handler) listing(w http.ResponseWriter, r *http.Request) {
+	p, ok := program(r)
+	if !ok {
+		http.NotFound(w, r)
+		return
+	}
 	entries, err := List(h.dir, p)
 	if err != nil {
 		h.log.Error("archive listing", zap.Error(err))
@@ -139,8 +154,10 @@ func (h *handler) listing(w http.ResponseWriter, r *http.Request, p Program) {
 	}
 }
 
-func (h *handler) file(w http.ResponseWriter, r *http.Request, p Program, name string) {
-	if _, fp, err := ParseFileName(name); err != nil || fp != p {
+func (h *handler) file(w http.ResponseWriter, r *http.Request) {
+	p, ok := program(r)
+	name := r.PathValue("name")
+	if _, fp, err := ParseFileName(name); !ok || err != nil || fp != p {
 		http.NotFound(w, r)
 		return
 	}
@@ -159,6 +176,11 @@ func (h *handler) file(w http.ResponseWriter, r *http.Request, p Program, name s
 	// size or time, and a resumed download then starts over.
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, info.Size(), info.ModTime().UnixNano()))
 	w.Header().Set("Content-Type", "application/gzip")
+	// A night is gigabytes: lift the server's read and write deadlines
+	// for this response, or a slow link would be cut off mid-archive.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	http.ServeContent(w, r, name, info.ModTime(), f)
 }
 

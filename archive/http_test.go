@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"image/png"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -84,8 +85,12 @@ func TestListingJSONAndFiles(t *testing.T) {
 		"/alerts/public/notes.txt":                        http.StatusNotFound,
 		"/alerts/public/ztf_partnership_20260115.tar.gz":  http.StatusNotFound,
 		"/alerts/public/ztf_public_20260101.tar.gz":       http.StatusNotFound,
-		"/alerts/public/../partnership/x":                 http.StatusNotFound,
-		"/alerts/other/":                                  http.StatusNotFound,
+		// The mux cleans a path with dot segments and redirects to it;
+		// an escaped one reaches the handler, which refuses it.
+		"/alerts/public/../partnership/x":     http.StatusTemporaryRedirect,
+		"/alerts/public/..%2fpartnership%2fx": http.StatusNotFound,
+		"/alerts/other":                       http.StatusNotFound,
+		"/alerts/other/":                      http.StatusNotFound,
 	} {
 		c := &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 		resp, err := c.Get(srv.URL + path)
@@ -98,8 +103,18 @@ func TestListingJSONAndFiles(t *testing.T) {
 		}
 	}
 
+	req, _ := http.NewRequest(http.MethodPost, srv.URL+"/alerts/public/", nil)
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusMethodNotAllowed || resp.Header.Get("Allow") != "GET, HEAD" {
+		t.Errorf("POST: %d, Allow %q", resp.StatusCode, resp.Header.Get("Allow"))
+	}
+
 	// If-Range: the same ETag resumes, a rebuilt night starts over.
-	req, _ := http.NewRequest(http.MethodGet, srv.URL+"/alerts/public/ztf_public_20260115.tar.gz", nil)
+	req, _ = http.NewRequest(http.MethodGet, srv.URL+"/alerts/public/ztf_public_20260115.tar.gz", nil)
 	resp, err = http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -117,6 +132,39 @@ func TestListingJSONAndFiles(t *testing.T) {
 		if resp.StatusCode != code {
 			t.Errorf("If-Range %s: %d, want %d", tag, resp.StatusCode, code)
 		}
+	}
+}
+
+// TestDownloadOutlivesServerTimeouts: a download read slowly for longer
+// than the server's read and write timeouts arrives whole, since the file
+// handler lifts both deadlines for its own response.
+func TestDownloadOutlivesServerTimeouts(t *testing.T) {
+	dir := t.TempDir()
+	const size = 64 << 20 // more than loopback socket buffers hold
+	name := "ztf_public_20260120.tar.gz"
+	if err := os.MkdirAll(filepath.Join(dir, "public"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "public", name), bytes.Repeat([]byte{'x'}, size), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewUnstartedServer(NewHandler(dir, nil))
+	srv.Config.ReadTimeout, srv.Config.WriteTimeout = 200*time.Millisecond, 200*time.Millisecond
+	srv.Start()
+	defer srv.Close()
+	resp, err := http.Get(srv.URL + "/alerts/public/" + name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	first := make([]byte, 1024)
+	if _, err := io.ReadFull(resp.Body, first); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(600 * time.Millisecond)
+	n, err := io.Copy(io.Discard, resp.Body)
+	if err != nil || n+1024 != size {
+		t.Fatalf("read %d of %d bytes after a pause: %v", n+1024, size, err)
 	}
 }
 

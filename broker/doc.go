@@ -1,24 +1,118 @@
 // Package broker owns the topics and partitions of one ztfbroker node: their
-// metadata in pebble and one partition log (package log) each. It implements
-// protocol.Backend without importing protocol.
+// metadata in pebble and one partition log (package log) each, and the group
+// coordinator and producer ids that keep their state beside the topics'. It
+// implements protocol.Backend without importing protocol.
 //
 // # On disk
 //
 //	DataDir/
-//	  meta/                 pebble: the metadata store
+//	  meta/                 pebble: the metadata store (Metadata keys, below)
 //	  <topic>-<partition>/  one log.Log per partition (segments, indexes)
 //
-// Metadata keys (part of the on-disk format):
+// # Metadata keys
 //
-//	cluster/id      -> the cluster id (22 characters, base64url), made once
-//	topic/<name>    -> JSON topicRecord {"v":1, "id":<32 hex>, "partitions":N,
-//	                   "configs":{<topic config>: <value>}, "created":<RFC 3339>}
-//	group/, offset/, producer/  reserved for the group coordinator and
-//	                   producer ids (issue 4), through Broker.Meta
+// Every key in the metadata store belongs to one of the families below. The
+// tables, the encodings and the constants spelling the prefixes
+// (keyClusterID and topicKeyPrefix in meta.go; groupKeyPrefix,
+// offsetKeyPrefix, producerNextKey and producerSeqPrefix in group.go) are
+// part of the on-disk format. testdata/meta.golden is a store holding every
+// family; TestMetaGolden rebuilds it and fails on any change, on a key whose
+// family no table here names, and on a family missing from the golden store.
 //
-// configs holds only a topic's overrides; everything else follows the broker's
-// Config, so changing a broker default changes every topic that did not
-// override it (as in Kafka).
+//	key                                          value
+//	cluster/id                                   text: the cluster id
+//	topic/<name>                                 JSON topicRecord (meta.go)
+//	group/<group>                                JSON groupRecord (group_persist.go)
+//	offset/<group:s><topic:s><partition:i32>     JSON offsetRecord (group_persist.go)
+//
+// Key fields: a name that ends its key (topic/<name>, group/<group>) is its
+// bytes as they are; a string s followed by more fields is uvarint(len(s))
+// then its bytes, so that names may hold any byte ('/' included) without two
+// keys clashing, and the keys of one group form one range; i32 and i64 are
+// big endian two's complement, so a topic's keys sort by partition. The
+// committed offset of group ztf-archive on partition 1 of topic
+// ztf_20180725_programid1 is under
+//
+//	"offset/" 0b "ztf-archive" 17 "ztf_20180725_programid1" 00 00 00 01
+//
+// Values: JSON is stored compact, fields in the order shown; a field marked ?
+// is left out when null or empty; []byte fields are standard base64; times
+// are RFC 3339 with nanoseconds as Go's time.Time marshals them, in the zone
+// of the clock that wrote them (created is always UTC). Add fields, never
+// rename or retype them. Every write is pebble.Sync (a single Set, or one
+// batch committed with pebble.Sync) and finishes before the request that
+// caused it, if any, is answered, so an acknowledged change survives SIGKILL
+// and power loss; the one exception is producer sequences, below.
+//
+// cluster/id holds the id's bytes: 22 characters of base64url (a random
+// UUID, as Kafka makes them), or the configured cluster.id, written once by
+// the Open that finds none. A configured id that differs from the stored one
+// is used and warned about, never stored.
+//
+// topic/<name> (topic names are [a-zA-Z0-9._-]):
+//
+//	{"v":1, "id":<32 hex digits: topic id>, "partitions":N,
+//	 "configs"?:{<topic config>:<value as text>}, "created":<time, UTC>}
+//
+// configs holds only a topic's overrides; everything else follows the
+// broker's Config, so changing a broker default changes every topic that did
+// not override it (as in Kafka). A record whose v is not 1 fails Open. The
+// record is written before the topic's logs are opened, rewritten with the
+// new count before CreatePartitions opens new logs (and put back if they
+// fail to open), and deleted before the logs are removed. Open creates
+// __consumer_offsets (1 partition, no overrides, always empty) when it is
+// missing, so every store holds topic/__consumer_offsets.
+//
+// group/<group>, a consumer group as its last rebalance left it:
+//
+//	{"v":1, "state":"Empty"|"CompletingRebalance"|"Stable",
+//	 "protocol_type":<text>, "protocol"?:<text>, "generation":N,
+//	 "leader"?:<member id>, "state_since":<time>,
+//	 "members"?:[{"id":<member id>, "instance_id"?:<text>,
+//	   "client_id":<text>, "client_host":<text>,
+//	   "session_timeout_ms":N, "rebalance_timeout_ms":N,
+//	   "protocols":[{"name":<text>, "metadata":<base64>}],
+//	   "assignment"?:<base64>}]}
+//
+// It is written when every member has joined (CompletingRebalance), when the
+// leader's assignment arrives (Stable), when the last member goes (Empty),
+// and when a static member rejoins a Stable group under a new member id.
+// DeleteGroups, and the retention check once an Empty group has no offsets
+// left, delete the record and the group's offsets (a DeleteRange over
+// offset/<group:s>) in one batch. A group that only commits (generation -1,
+// no members, as admin tools do) has offsets and no record.
+//
+// offset/<group:s><topic:s><partition:i32>, a committed offset:
+//
+//	{"offset":N, "leader_epoch":N, "metadata"?:<text>, "committed":<time>}
+//
+// leader_epoch is -1 when committed by OffsetCommit before v6; metadata is
+// left out only when null. The offsets of one OffsetCommit request are one
+// batch; OffsetDelete, offset retention (offsets.retention.minutes) and the
+// deletion of a topic delete in one batch per group.
+//
+// Producer state (issue 4). Issue 11 moves it out of pebble; this paragraph,
+// its table and the exception above are all that describe it.
+//
+//	producer/next                                8 bytes: int64, the next producer id
+//	producer/seq/<topic:s><partition:i32><id:i64>  JSON producerRecord (producer.go)
+//
+// producer/next is absent until the first InitProducerId (the first id is
+// 1); id+1 is written before id is handed out, so that no id is handed out
+// twice, even across a crash. producer/seq/... is one idempotent producer's
+// state on one partition:
+//
+//	{"epoch":N, "batches":[{"first_seq":N, "last_seq":N, "base_offset":N}],
+//	 "last_write":<time>}
+//
+// batches are its last five batches there, oldest first. The record is
+// written with pebble.NoSync as each batch is appended, under the
+// partition's write lock; Produce then syncs pebble's write-ahead log once
+// (ProducerSequences.Durable: LogData with pebble.Sync) before it
+// acknowledges, so one fsync covers every partition's and request's records
+// and an acknowledged batch's sequence is on disk. Records are deleted in
+// synced batches when the topic is deleted and after
+// producer.id.expiration.ms without a write.
 //
 // # Invariants
 //

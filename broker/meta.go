@@ -13,16 +13,16 @@ import (
 	"go.uber.org/zap"
 )
 
-// Metadata keys in pebble (DataDir/meta). Part of the on-disk format.
+// Metadata keys in pebble (DataDir/meta), part of the on-disk format. doc.go
+// ("Metadata keys") lists every family with its layout; the group, offset
+// and producer prefixes are declared beside their writers in group.go.
 const (
 	keyClusterID   = "cluster/id"
-	topicKeyPrefix = "topic/"
-	// Reserved for issue 4: "group/<group>", "offset/<group>/<topic>/<partition>",
-	// "producer/<id>".
+	topicKeyPrefix = "topic/" // then the topic name's bytes
 )
 
-// topicRecord is the value under topic/<name>. Part of the on-disk format;
-// add fields, never rename them.
+// topicRecord is the value under topic/<name>, laid out in doc.go. Part of
+// the on-disk format; add fields, never rename them.
 type topicRecord struct {
 	Version    int               `json:"v"`
 	ID         string            `json:"id"` // 32 hex digits
@@ -32,14 +32,6 @@ type topicRecord struct {
 }
 
 const topicRecordVersion = 1
-
-// prefixEnd is the iterator upper bound of the keys starting with prefix
-// (every prefix here ends in '/', so incrementing its last byte is enough).
-func prefixEnd(prefix string) []byte {
-	end := []byte(prefix)
-	end[len(end)-1]++
-	return end
-}
 
 func topicMetaKey(name string) []byte { return []byte(topicKeyPrefix + name) }
 
@@ -71,7 +63,7 @@ func deleteTopicRecord(db *pebble.DB, name string) error {
 func loadTopics(db *pebble.DB) (map[string]topicRecord, error) {
 	it, err := db.NewIter(&pebble.IterOptions{
 		LowerBound: []byte(topicKeyPrefix),
-		UpperBound: prefixEnd(topicKeyPrefix),
+		UpperBound: keyPrefixEnd([]byte(topicKeyPrefix)),
 	})
 	if err != nil {
 		return nil, err

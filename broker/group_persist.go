@@ -42,8 +42,8 @@ type protocolEntry struct {
 
 const groupRecordVersion = 1
 
-// offsetRecord is the value under offset/<group><topic><partition>. Part of
-// the on-disk format.
+// offsetRecord is the value under offset/<group:s><topic:s><partition:i32>
+// (length-prefixed strings; see doc.go). Part of the on-disk format.
 type offsetRecord struct {
 	Offset      int64     `json:"offset"`
 	LeaderEpoch int32     `json:"leader_epoch"`

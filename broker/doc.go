@@ -19,11 +19,11 @@
 // family; TestMetaGolden rebuilds it and fails on any change, on a key whose
 // family no table here names, and on a family missing from the golden store.
 //
-//	key                                          value
-//	cluster/id                                   text: the cluster id
-//	topic/<name>                                 JSON topicRecord (meta.go)
-//	group/<group>                                JSON groupRecord (group_persist.go)
-//	offset/<group:s><topic:s><partition:i32>     JSON offsetRecord (group_persist.go)
+//	key                                             value
+//	cluster/id                                      text: the cluster id
+//	topic/<name>                                    JSON topicRecord (meta.go)
+//	group/<group>                                   JSON groupRecord (group_persist.go)
+//	offset/<group:s><topic:s><partition:i32>        JSON offsetRecord (group_persist.go)
 //
 // Key fields: a name that ends its key (topic/<name>, group/<group>) is its
 // bytes as they are; a string s followed by more fields is uvarint(len(s))
@@ -94,8 +94,8 @@
 // Producer state (issue 4). Issue 11 moves it out of pebble; this paragraph,
 // its table and the exception above are all that describe it.
 //
-//	producer/next                                8 bytes: int64, the next producer id
-//	producer/seq/<topic:s><partition:i32><id:i64>  JSON producerRecord (producer.go)
+//	producer/next                                   8 bytes: the next producer id, int64 big endian
+//	producer/seq/<topic:s><partition:i32><id:i64>   JSON producerRecord (producer.go)
 //
 // producer/next is absent until the first InitProducerId (the first id is
 // 1); id+1 is written before id is handed out, so that no id is handed out

@@ -141,7 +141,9 @@ func buildMetaDump(t *testing.T) metaDump {
 
 	// An idempotent producer's state, written the way Produce writes it.
 	clk.Advance(time.Second)
-	pid, _ := initPID(t, c, 4)
+	ip := c.InitProducerID(ctx, kmsg.NewPtrInitProducerIDRequest())
+	wantCode(t, "InitProducerID", ip.ErrorCode, nil)
+	pid := ip.ProducerID
 	for seq := int32(0); seq < 6; seq += 3 {
 		raw := makeBatch(t, testBatch{baseTS: clk.Now().UnixMilli(), tsDeltas: []int64{0, 1, 2}, valueSize: 8, producerID: pid, sequence: seq})
 		if _, _, err := b.Produce(ctx, topicName, 1, raw); err != nil {

@@ -26,6 +26,9 @@ type serveConfig struct {
 	Listen    string
 	Advertise string
 	HTTP      string
+	// AdminHTTP is the HOST:PORT serving pprof, loopback by default;
+	// empty means no admin listener.
+	AdminHTTP string
 	LogLevel  string
 	LogFormat string
 	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
@@ -70,6 +73,7 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	cfg := serveConfig{
 		Listen:    "0.0.0.0:9092",
 		HTTP:      "0.0.0.0:8080",
+		AdminHTTP: "127.0.0.1:8081",
 		LogLevel:  "info",
 		LogFormat: "json",
 		// 160 MiB: the broker holds no record data beyond request and

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"runtime/debug"
 	"sync"
@@ -23,6 +22,7 @@ import (
 	"github.com/ztfbroker/ztfbroker/broker"
 	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
+	"github.com/ztfbroker/ztfbroker/web"
 )
 
 // runServe starts the broker and everything configured beside it, and stops
@@ -36,6 +36,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	fs.Func("listen", "Kafka listener HOST:PORT (default 0.0.0.0:9092)", flags.set("listen"))
 	fs.Func("advertise", "HOST:PORT advertised to Kafka clients (default: the listen address)", flags.set("advertise"))
 	fs.Func("http", "HTTP listener HOST:PORT for /metrics, /healthz and the archive (default 0.0.0.0:8080)", flags.set("http"))
+	adminHTTP := fs.String("admin-http", "", "admin HTTP listener HOST:PORT for pprof (default 127.0.0.1:8081; empty: none)")
 	fs.Func("log-level", "debug, info, warn or error (default info)", flags.set("log.level"))
 	runPackager := fs.Bool("packager", true, "run the packager (by default on a simulated night); overrides packager.enabled")
 	runArchive := fs.Bool("archive", true, "run the nightly archive scheduler; overrides archive.enabled")
@@ -55,6 +56,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 			cfg.Packager.Enabled = *runPackager
 		case "archive":
 			cfg.Archive.Enabled = *runArchive
+		case "admin-http":
+			cfg.AdminHTTP = *adminHTTP
 		}
 	})
 	logger, err := cfg.logger(stderr)
@@ -95,11 +98,16 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return fmt.Errorf("listen: %w", err)
 	}
 	defer kafkaLn.Close() // owned by the server once serving; closing again is harmless
-	httpLn, err := net.Listen("tcp", cfg.HTTP)
+	webCfg := web.DefaultConfig()
+	webCfg.Addr, webCfg.AdminAddr = cfg.HTTP, cfg.AdminHTTP
+	site, err := web.New(webCfg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), logger.Named("http"))
 	if err != nil {
+		return err
+	}
+	if err := site.Listen(); err != nil {
 		return fmt.Errorf("http: %w", err)
 	}
-	defer httpLn.Close()
+	defer site.Close() // stops nothing once shut down; frees the ports on an early return
 	// Clients inside the process (packager, archive) bootstrap over loopback.
 	self := []string{loopback(kafkaLn.Addr())}
 
@@ -111,19 +119,15 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "ok\n") })
-	mux.HandleFunc("/debug/pprof/", pprof.Index)
-	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-	mux.Handle("/alerts/", archive.NewHandler(cfg.Archive.Dir, logger.Named("archive")))
-	web := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	if err := site.Handle(webRoutes(archive.Routes(cfg.Archive.Dir, logger.Named("archive")))...); err != nil {
+		return err
+	}
 
 	// The clients inside the process are built before anything is served,
 	// so that a failure here leaves nothing to stop; they dial when run.
 	var clients []func(context.Context) error
 	if cfg.Packager.Enabled {
-		run, closeProducer, err := newPackager(cfg.Packager, self, mux, logger, reg)
+		run, closeProducer, err := newPackager(cfg.Packager, self, site, logger, reg)
 		if err != nil {
 			return err
 		}
@@ -143,10 +147,15 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 
 	errc := make(chan error, 2)
 	go func() { errc <- srv.Serve(kafkaLn) }()
-	go func() { errc <- web.Serve(httpLn) }()
+	go func() { errc <- site.Serve() }()
+	admin := "none"
+	if a := site.AdminAddr(); a != nil {
+		admin = a.String()
+	}
 	logger.Info("ztfbroker started",
 		zap.String("kafka", kafkaLn.Addr().String()),
-		zap.String("http", httpLn.Addr().String()), zap.String("data_dir", cfg.Broker.DataDir))
+		zap.String("http", site.Addr().String()), zap.String("admin_http", admin),
+		zap.String("data_dir", cfg.Broker.DataDir))
 
 	clientCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()
@@ -172,7 +181,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	running.Wait()
 	stopCtx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	web.Shutdown(stopCtx)
+	if err := site.Shutdown(stopCtx); err != nil {
+		logger.Warn("http shutdown", zap.Error(err))
+	}
 	if err := srv.Shutdown(stopCtx); err != nil {
 		logger.Warn("kafka listener shutdown", zap.Error(err))
 	}
@@ -186,7 +197,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 // newPackager builds the packager on its configured source, producing to
 // this broker (or the section's bootstrap), and serves its schema registry
 // endpoint. It returns the packager's Run and a function closing its producer.
-func newPackager(cfg packagerSection, self []string, mux *http.ServeMux, logger *zap.Logger,
+func newPackager(cfg packagerSection, self []string, site *web.Server, logger *zap.Logger,
 	reg prometheus.Registerer) (run func(context.Context) error, closeProducer func(), err error) {
 	bootstrap := cfg.Bootstrap
 	if len(bootstrap) == 0 {
@@ -201,7 +212,11 @@ func newPackager(cfg packagerSection, self []string, mux *http.ServeMux, logger 
 		prod.Close()
 		return nil, nil, err
 	}
-	mux.Handle("/schemas/", p.SchemaHandler())
+	if err := site.Handle(webRoutes(p.SchemaRoutes())...); err != nil {
+		p.Close()
+		prod.Close()
+		return nil, nil, err
+	}
 	if cfg.Source.Kind == "simulate" {
 		logger.Info("packager simulating a night: alerts are synthetic; set packager.source.kind to ingest for a survey's detections",
 			zap.Int("alerts_per_exposure", cfg.Source.Simulate.Alerts), zap.Duration("interval", cfg.Source.Simulate.Interval))
@@ -210,6 +225,20 @@ func newPackager(cfg packagerSection, self []string, mux *http.ServeMux, logger 
 		p.Close()
 		prod.Close()
 	}, nil
+}
+
+// webRoutes converts an owner's routes (archive.Route, packager.Route: the
+// fields of web.Route, since owners do not import web) for the web server.
+func webRoutes[R ~struct {
+	Pattern string
+	Handler http.Handler
+	Title   string
+}](rs []R) []web.Route {
+	out := make([]web.Route, len(rs))
+	for i, r := range rs {
+		out[i] = web.Route(r)
+	}
+	return out
 }
 
 // loopback is the listener's address with an unspecified host (0.0.0.0,

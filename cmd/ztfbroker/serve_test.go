@@ -65,3 +65,34 @@ func TestServeDefaultsFillTonightsTopic(t *testing.T) {
 		}
 	}
 }
+
+// TestServeAdminListenerHoldsPprof: profiles and goroutine dumps are for
+// operators, on the admin listener; the public one answers 404 for them and
+// serves the page index, the archive and /healthz.
+func TestServeAdminListenerHoldsPprof(t *testing.T) {
+	admin := freeAddr(t)
+	b := startBroker(t, "", "--admin-http", admin)
+	for _, tc := range []struct {
+		method, url string
+		code        int
+		body        string
+	}{
+		{"GET", "http://" + b.HTTP + "/debug/pprof/", 404, ""},
+		{"GET", "http://" + b.HTTP + "/debug/pprof/goroutine?debug=2", 404, ""},
+		{"GET", "http://" + admin + "/debug/pprof/", 200, "goroutine"},
+		{"GET", "http://" + b.HTTP + "/", 200, `href="/alerts/"`},
+		{"GET", "http://" + b.HTTP + "/alerts/public/", 200, "<html"},
+		{"POST", "http://" + b.HTTP + "/healthz", 405, ""},
+	} {
+		req, _ := http.NewRequest(tc.method, tc.url, nil)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tc.code || !strings.Contains(string(body), tc.body) {
+			t.Errorf("%s %s: %d, want %d with %q", tc.method, tc.url, resp.StatusCode, tc.code, tc.body)
+		}
+	}
+}

@@ -1,8 +1,10 @@
 package log
 
 import (
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -89,7 +91,9 @@ func createSegment(fsys FS, dir string, base int64, indexInterval int) (*segment
 }
 
 // openSegmentFiles opens an existing segment's files, creating missing
-// index files empty (they are then rebuilt) unless readOnly.
+// index files empty (they are then rebuilt).
+// readOnly opens every file read-only and creates nothing: a missing index
+// reads as empty (absentFile).
 func openSegmentFiles(fsys FS, dir string, base int64, readOnly bool) (*segment, error) {
 	logPath, idxPath, tidxPath := segmentPaths(dir, base)
 	flag := os.O_RDWR
@@ -107,9 +111,12 @@ func openSegmentFiles(fsys FS, dir string, base int64, readOnly bool) (*segment,
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}
 	open := func(p string, entrySize int) (*index, error) {
-		f, err := fsys.OpenFile(p, flag|os.O_CREATE, 0o644)
-		if readOnly {
-			f, err = fsys.OpenFile(p, flag, 0)
+		f, err := fsys.OpenFile(p, flag, 0)
+		if errors.Is(err, fs.ErrNotExist) {
+			if readOnly {
+				return newIndex(absentFile{}, p, entrySize, 0), nil
+			}
+			f, err = fsys.OpenFile(p, flag|os.O_CREATE, 0o644)
 		}
 		if err != nil {
 			return nil, err
@@ -132,6 +139,17 @@ func openSegmentFiles(fsys FS, dir string, base int64, readOnly bool) (*segment,
 	}
 	return s, nil
 }
+
+// absentFile stands for an index file missing from a segment opened
+// read-only: empty, and never written.
+type absentFile struct{}
+
+func (absentFile) ReadAt([]byte, int64) (int, error)  { return 0, io.EOF }
+func (absentFile) WriteAt([]byte, int64) (int, error) { return 0, os.ErrPermission }
+func (absentFile) Sync() error                        { return nil }
+func (absentFile) Truncate(int64) error               { return os.ErrPermission }
+func (absentFile) Size() (int64, error)               { return 0, nil }
+func (absentFile) Close() error                       { return nil }
 
 // indexFileBytes returns the on-disk sizes of the two index files.
 func (s *segment) indexFileBytes() (idx, tidx int64, err error) {

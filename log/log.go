@@ -2,6 +2,7 @@ package log
 
 import (
 	"fmt"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -482,11 +483,15 @@ func (l *Log) Close() error {
 	return err
 }
 
-// Remove closes the log and deletes its folder (topic deletion).
+// Remove closes the log and deletes its folder (topic deletion), durably:
+// a crash does not bring the folder back.
 func (l *Log) Remove() error {
 	l.Close()
 	if err := l.fs.RemoveAll(l.dir); err != nil {
 		return fmt.Errorf("remove log: %w", err)
+	}
+	if err := l.fs.SyncDir(filepath.Dir(filepath.Clean(l.dir))); err != nil {
+		return fmt.Errorf("remove log: sync dir: %w", err)
 	}
 	return nil
 }

@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 
 	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/durable"
 )
 
 // cleanShutdownFile marks a partition folder whose log was closed cleanly,
@@ -81,17 +83,7 @@ func readCleanShutdown(fsys FS, dir string) (m cleanShutdown, ok bool, err error
 // writeCleanShutdown records m atomically: temp file, fsync, rename, fsync
 // the directory. The caller has fsynced the segment and its indexes.
 func writeCleanShutdown(fsys FS, dir string, m cleanShutdown) error {
-	name := filepath.Join(dir, cleanShutdownFile)
-	if err := writeFileSync(fsys, name+tmpSuffix, m.encode()); err != nil {
-		return err
-	}
-	if err := fsys.Rename(name+tmpSuffix, name); err != nil {
-		return fmt.Errorf("rename clean-shutdown marker: %w", err)
-	}
-	if err := fsys.SyncDir(dir); err != nil {
-		return fmt.Errorf("sync dir: %w", err)
-	}
-	return nil
+	return durable.WriteFile(fsys, filepath.Join(dir, cleanShutdownFile), m.encode(), 0o644)
 }
 
 // removeCleanShutdown deletes the marker durably. Open calls it before the

@@ -16,7 +16,8 @@
 //	clean-shutdown                  only while the log is closed, after a clean Close
 //
 // Files renamed to `*.deleted` belong to segments retention removed and
-// `*.tmp` files to an interrupted rewrite; Open removes both.
+// `*.tmp` files to an interrupted rewrite (durable.WriteFile's temporary
+// name); Open removes both.
 //
 // # Segment file (.log)
 //
@@ -99,6 +100,17 @@
 //     under FlushInterval it is the written end and fsyncs run every
 //     FlushInterval, on roll and on close.
 //   - A failed write or fsync makes the log read-only until reopened.
+//   - A name is durable only once the folder holding it is fsynced, so
+//     every change of names is followed by a folder fsync before anyone
+//     relies on it: Open fsyncs the folder above a partition folder it
+//     creates (and above each missing parent it creates), and the
+//     partition folder after creating a segment or an index or removing
+//     leftovers; roll fsyncs it after creating the next segment; the small
+//     files (indexes rebuilt, log-start-offset, clean-shutdown) are written
+//     through durable.WriteFile (temp file, fsync, rename, fsync the
+//     folder); retention fsyncs it after renaming segments to .deleted;
+//     Remove fsyncs the folder above after deleting the partition folder.
+//     Removing a .deleted or .tmp file needs none: Open removes them again.
 //
 // # Recovery
 //

@@ -4,9 +4,14 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
+	"strings"
+	"syscall"
+
+	"github.com/ztfbroker/ztfbroker/durable"
 )
 
 // FS is the file-system seam: everything the log does to files goes through
@@ -67,17 +72,7 @@ func (OSFS) ReadDir(dir string) ([]string, error) {
 	return names, nil
 }
 
-func (OSFS) SyncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = d.Sync()
-	if cerr := d.Close(); err == nil {
-		err = cerr
-	}
-	return err
-}
+func (OSFS) SyncDir(dir string) error { return durable.SyncDir(dir) }
 
 func (f osFile) Sync() error { return fdatasync(f.File) }
 
@@ -92,33 +87,40 @@ func (f osFile) Size() (int64, error) {
 // ErrCrashed is returned by a CrashFS after Crash, and by its files.
 var ErrCrashed = errors.New("log: file system crashed")
 
-// CrashFS is an in-memory FS that remembers what has been made durable
-// (File.Sync for contents, SyncDir for directory entries) and can Crash:
-// keep only that, as a power cut would. Directories themselves are always
-// durable. It is safe for concurrent use and meant for tests, here and in
-// other packages.
+// CrashFS is an in-memory FS that remembers what has been made durable and
+// can Crash: keep only that, as a power cut would. A file's contents are
+// durable as of its last File.Sync; a name (a file or folder created,
+// renamed or removed) as of the last SyncDir of the folder holding it, as
+// in pebble's strict MemFS: that is all POSIX promises, and a folder lost
+// in a crash takes everything under it, synced or not. The roots "/" and
+// "." always exist. It is safe for concurrent use and meant for tests,
+// here and in other packages.
 type CrashFS struct {
-	mu       chan struct{}        // a mutex (a channel so that it needs no zero value care)
-	dead     bool                 // crashed: the process that used it is gone
-	live     map[string]*memInode // the namespace as seen now
-	durable  map[string]*memInode // the namespace as of the last SyncDir
-	dirs     map[string]bool
+	mu       chan struct{} // a mutex (a channel so that it needs no zero value care)
+	dead     bool          // crashed: the process that used it is gone
+	roots    map[string]*memNode
 	syncErr  error
 	writeErr error
 }
 
-type memInode struct {
-	data   []byte
-	synced []byte // contents as of the last Sync
+// memNode is a file or a folder of a CrashFS.
+type memNode struct {
+	dir bool
+	// A file's contents now and as of its last Sync.
+	data, synced []byte
+	// A folder's entries now and as of its last SyncDir.
+	live, durable map[string]*memNode
+}
+
+func newMemDir() *memNode {
+	return &memNode{dir: true, live: map[string]*memNode{}, durable: map[string]*memNode{}}
 }
 
 // NewCrashFS returns an empty crashable in-memory file system.
 func NewCrashFS() *CrashFS {
 	return &CrashFS{
-		mu:      make(chan struct{}, 1),
-		live:    map[string]*memInode{},
-		durable: map[string]*memInode{},
-		dirs:    map[string]bool{"/": true, ".": true},
+		mu:    make(chan struct{}, 1),
+		roots: map[string]*memNode{"/": newMemDir(), ".": newMemDir()},
 	}
 }
 
@@ -133,29 +135,84 @@ func (c *CrashFS) InjectSyncError(err error) { c.lock(); c.syncErr = err; c.unlo
 func (c *CrashFS) InjectWriteError(err error) { c.lock(); c.writeErr = err; c.unlock() }
 
 // Crash simulates a power cut and returns the file system as found on the
-// next boot: files and directory entries as of their last sync. tear, when
-// not nil, decides what survives of each file's unsynced tail (bytes
-// appended after the last Sync): it returns a prefix, garbage or nothing.
-// c itself is dead afterwards: it and its files fail with ErrCrashed, so
-// that goroutines of the crashed process cannot touch the new disk.
+// next boot: every folder's entries as of its last SyncDir, every file's
+// contents as of its last Sync. tear, when not nil, decides what survives
+// of each file's unsynced tail (bytes appended after the last Sync): it
+// returns a prefix, garbage or nothing. c itself is dead afterwards: it
+// and its files fail with ErrCrashed, so that goroutines of the crashed
+// process cannot touch the new disk.
 func (c *CrashFS) Crash(tear func(name string, unsynced []byte) []byte) *CrashFS {
 	c.lock()
 	defer c.unlock()
 	c.dead = true
 	next := NewCrashFS()
-	for d := range c.dirs {
-		next.dirs[d] = true
-	}
-	for name, ino := range c.durable {
-		data := append([]byte(nil), ino.synced...)
-		if tear != nil && len(ino.data) > len(ino.synced) {
-			data = append(data, tear(name, append([]byte(nil), ino.data[len(ino.synced):]...))...)
+	// A renamed file whose old and new folders were both synced has two
+	// durable names; it stays one file.
+	booted := map[*memNode]*memNode{}
+	var boot func(n *memNode, name string) *memNode
+	boot = func(n *memNode, name string) *memNode {
+		if m, ok := booted[n]; ok {
+			return m
 		}
-		n := &memInode{data: data, synced: append([]byte(nil), data...)}
-		next.live[name] = n
-		next.durable[name] = n
+		if n.dir {
+			m := newMemDir()
+			booted[n] = m
+			for _, child := range slices.Sorted(maps.Keys(n.durable)) {
+				b := boot(n.durable[child], filepath.Join(name, child))
+				m.live[child], m.durable[child] = b, b
+			}
+			return m
+		}
+		data := append([]byte(nil), n.synced...)
+		if tear != nil && len(n.data) > len(n.synced) {
+			data = append(data, tear(name, append([]byte(nil), n.data[len(n.synced):]...))...)
+		}
+		m := &memNode{data: data, synced: append([]byte(nil), data...)}
+		booted[n] = m
+		return m
+	}
+	for _, root := range []string{"/", "."} {
+		next.roots[root] = boot(c.roots[root], root)
 	}
 	return next
+}
+
+// walkLocked returns the root name starts from and the elements after it.
+func (c *CrashFS) walkLocked(name string) (*memNode, []string) {
+	name = filepath.Clean(name)
+	root := c.roots["."]
+	if filepath.IsAbs(name) {
+		root, name = c.roots["/"], name[1:]
+	}
+	if name == "" || name == "." {
+		return root, nil
+	}
+	return root, strings.Split(name, "/")
+}
+
+// lookupLocked returns the node named name now, or nil.
+func (c *CrashFS) lookupLocked(name string) *memNode {
+	n, parts := c.walkLocked(name)
+	for _, part := range parts {
+		if !n.dir {
+			return nil
+		}
+		if n = n.live[part]; n == nil {
+			return nil
+		}
+	}
+	return n
+}
+
+// parentLocked returns the folder that holds name, or nil, and name's last
+// element.
+func (c *CrashFS) parentLocked(name string) (*memNode, string) {
+	name = filepath.Clean(name)
+	d := c.lookupLocked(filepath.Dir(name))
+	if d == nil || !d.dir {
+		return nil, ""
+	}
+	return d, filepath.Base(name)
 }
 
 // Bytes returns a copy of a file's current contents (for tests that damage
@@ -163,107 +220,116 @@ func (c *CrashFS) Crash(tear func(name string, unsynced []byte) []byte) *CrashFS
 func (c *CrashFS) Bytes(name string) ([]byte, bool) {
 	c.lock()
 	defer c.unlock()
-	ino, ok := c.live[filepath.Clean(name)]
-	if !ok {
+	n := c.lookupLocked(name)
+	if n == nil || n.dir {
 		return nil, false
 	}
-	return append([]byte(nil), ino.data...), true
+	return append([]byte(nil), n.data...), true
 }
 
 // SetBytes replaces a file's contents, durably, as a disk fault would.
 func (c *CrashFS) SetBytes(name string, b []byte) {
 	c.lock()
 	defer c.unlock()
-	ino, ok := c.live[filepath.Clean(name)]
-	if !ok {
+	n := c.lookupLocked(name)
+	if n == nil || n.dir {
 		return
 	}
-	ino.data = append(ino.data[:0], b...)
-	ino.synced = append([]byte(nil), b...)
+	n.data = append(n.data[:0], b...)
+	n.synced = append([]byte(nil), b...)
 }
 
 func (c *CrashFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
-	name = filepath.Clean(name)
 	c.lock()
 	defer c.unlock()
 	if c.dead {
 		return nil, ErrCrashed
 	}
-	if !c.dirs[filepath.Dir(name)] {
+	d, base := c.parentLocked(name)
+	if d == nil {
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	}
-	ino, ok := c.live[name]
+	n, ok := d.live[base]
 	switch {
+	case ok && n.dir:
+		return nil, &fs.PathError{Op: "open", Path: name, Err: syscall.EISDIR}
 	case ok && flag&os.O_CREATE != 0 && flag&os.O_EXCL != 0:
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrExist}
 	case !ok && flag&os.O_CREATE == 0:
 		return nil, &fs.PathError{Op: "open", Path: name, Err: fs.ErrNotExist}
 	case !ok:
-		ino = &memInode{}
-		c.live[name] = ino
+		n = &memNode{}
+		d.live[base] = n
 	}
 	if flag&os.O_TRUNC != 0 {
-		ino.data = ino.data[:0]
+		n.data = n.data[:0]
 	}
-	return &memFile{fs: c, ino: ino, writable: flag&(os.O_RDWR|os.O_WRONLY) != 0}, nil
+	return &memFile{fs: c, ino: n, writable: flag&(os.O_RDWR|os.O_WRONLY) != 0}, nil
 }
 
+// Remove removes a file or an empty folder.
 func (c *CrashFS) Remove(name string) error {
-	name = filepath.Clean(name)
 	c.lock()
 	defer c.unlock()
 	if c.dead {
 		return ErrCrashed
 	}
-	if _, ok := c.live[name]; !ok {
+	d, base := c.parentLocked(name)
+	n := (*memNode)(nil)
+	if d != nil {
+		n = d.live[base]
+	}
+	switch {
+	case n == nil:
 		return &fs.PathError{Op: "remove", Path: name, Err: fs.ErrNotExist}
+	case n.dir && len(n.live) > 0:
+		return &fs.PathError{Op: "remove", Path: name, Err: syscall.ENOTEMPTY}
 	}
-	delete(c.live, name)
+	delete(d.live, base)
 	return nil
 }
 
-func (c *CrashFS) RemoveAll(dir string) error {
-	dir = filepath.Clean(dir)
+// RemoveAll removes name and everything under it. Until its parent folder
+// is synced, a crash brings the whole subtree back as it was last synced.
+func (c *CrashFS) RemoveAll(name string) error {
 	c.lock()
 	defer c.unlock()
 	if c.dead {
 		return ErrCrashed
 	}
-	for name := range c.live {
-		if name == dir || isUnder(name, dir) {
-			delete(c.live, name)
-		}
-	}
-	for name := range c.durable {
-		if isUnder(name, dir) {
-			delete(c.durable, name)
-		}
-	}
-	for d := range c.dirs {
-		if d == dir || isUnder(d, dir) {
-			delete(c.dirs, d)
-		}
+	if d, base := c.parentLocked(name); d != nil {
+		delete(d.live, base)
 	}
 	return nil
-}
-
-func isUnder(name, dir string) bool {
-	return len(name) > len(dir) && name[:len(dir)] == dir && name[len(dir)] == '/'
 }
 
 func (c *CrashFS) Rename(oldname, newname string) error {
-	oldname, newname = filepath.Clean(oldname), filepath.Clean(newname)
 	c.lock()
 	defer c.unlock()
 	if c.dead {
 		return ErrCrashed
 	}
-	ino, ok := c.live[oldname]
-	if !ok {
-		return &fs.PathError{Op: "rename", Path: oldname, Err: fs.ErrNotExist}
+	od, ob := c.parentLocked(oldname)
+	nd, nb := c.parentLocked(newname)
+	var n *memNode
+	if od != nil {
+		n = od.live[ob]
 	}
-	delete(c.live, oldname)
-	c.live[newname] = ino
+	if n == nil || nd == nil {
+		return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: fs.ErrNotExist}
+	}
+	if t := nd.live[nb]; t != nil && t != n {
+		switch {
+		case t.dir && !n.dir:
+			return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: syscall.EISDIR}
+		case !t.dir && n.dir:
+			return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: syscall.ENOTDIR}
+		case t.dir && len(t.live) > 0:
+			return &os.LinkError{Op: "rename", Old: oldname, New: newname, Err: syscall.ENOTEMPTY}
+		}
+	}
+	delete(od.live, ob)
+	nd.live[nb] = n
 	return nil
 }
 
@@ -273,34 +339,39 @@ func (c *CrashFS) MkdirAll(dir string, perm os.FileMode) error {
 	if c.dead {
 		return ErrCrashed
 	}
-	for d := filepath.Clean(dir); !c.dirs[d]; d = filepath.Dir(d) {
-		c.dirs[d] = true
+	n, parts := c.walkLocked(dir)
+	for _, part := range parts {
+		child := n.live[part]
+		if child == nil {
+			child = newMemDir()
+			n.live[part] = child
+		} else if !child.dir {
+			return &fs.PathError{Op: "mkdir", Path: dir, Err: syscall.ENOTDIR}
+		}
+		n = child
 	}
 	return nil
 }
 
+// ReadDir lists the files and folders in dir.
 func (c *CrashFS) ReadDir(dir string) ([]string, error) {
-	dir = filepath.Clean(dir)
 	c.lock()
 	defer c.unlock()
 	if c.dead {
 		return nil, ErrCrashed
 	}
-	if !c.dirs[dir] {
+	n := c.lookupLocked(dir)
+	if n == nil {
 		return nil, &fs.PathError{Op: "readdir", Path: dir, Err: fs.ErrNotExist}
 	}
-	var names []string
-	for name := range c.live {
-		if filepath.Dir(name) == dir {
-			names = append(names, filepath.Base(name))
-		}
+	if !n.dir {
+		return nil, &fs.PathError{Op: "readdir", Path: dir, Err: syscall.ENOTDIR}
 	}
-	sort.Strings(names)
-	return names, nil
+	return slices.Sorted(maps.Keys(n.live)), nil
 }
 
+// SyncDir makes dir's entries as they are now the ones a crash keeps.
 func (c *CrashFS) SyncDir(dir string) error {
-	dir = filepath.Clean(dir)
 	c.lock()
 	defer c.unlock()
 	if c.dead {
@@ -309,22 +380,17 @@ func (c *CrashFS) SyncDir(dir string) error {
 	if c.syncErr != nil {
 		return c.syncErr
 	}
-	for name := range c.durable {
-		if filepath.Dir(name) == dir {
-			delete(c.durable, name)
-		}
+	n := c.lookupLocked(dir)
+	if n == nil || !n.dir {
+		return &fs.PathError{Op: "sync", Path: dir, Err: fs.ErrNotExist}
 	}
-	for name, ino := range c.live {
-		if filepath.Dir(name) == dir {
-			c.durable[name] = ino
-		}
-	}
+	n.durable = maps.Clone(n.live)
 	return nil
 }
 
 type memFile struct {
 	fs       *CrashFS
-	ino      *memInode
+	ino      *memNode
 	writable bool
 	closed   bool
 }

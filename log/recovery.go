@@ -11,6 +11,8 @@ import (
 	"strings"
 
 	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/durable"
 )
 
 // logStartFile holds the log start offset set by DeleteRecords when it
@@ -21,12 +23,12 @@ const logStartFile = "log-start-offset"
 // each), the active one from the clean-shutdown marker or, after a crash,
 // by scanning after its last good index entry.
 func (l *Log) recover() error {
-	if err := l.fs.MkdirAll(l.dir, 0o755); err != nil {
-		return fmt.Errorf("create log dir: %w", err)
-	}
 	names, err := l.fs.ReadDir(l.dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		err = makeDirDurable(l.fs, l.dir)
+	}
 	if err != nil {
-		return fmt.Errorf("list log dir: %w", err)
+		return fmt.Errorf("open log dir: %w", err)
 	}
 	var bases []int64
 	have := map[string]bool{}
@@ -36,6 +38,9 @@ func (l *Log) recover() error {
 			bases = append(bases, base)
 		}
 	}
+	// dirty: names were created or removed here, so the folder needs a
+	// sync before the log takes a write.
+	dirty := false
 	for _, name := range names {
 		stem, _, _ := strings.Cut(name, ".")
 		orphan := (strings.HasSuffix(name, indexSuffix) || strings.HasSuffix(name, timeIndexSuffix)) && !have[stem+logSuffix]
@@ -43,6 +48,7 @@ func (l *Log) recover() error {
 			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
 				return fmt.Errorf("remove leftover %s: %w", name, err)
 			}
+			dirty = true
 		}
 	}
 	logStart, err := readLogStart(l.fs, l.dir)
@@ -54,6 +60,10 @@ func (l *Log) recover() error {
 		l.lg.Warn("ignoring clean-shutdown marker; recovering the tail as after a crash", zap.Error(err))
 	}
 	for i, base := range bases {
+		_, idxPath, tidxPath := segmentPaths(l.dir, base)
+		if !have[filepath.Base(idxPath)] || !have[filepath.Base(tidxPath)] {
+			dirty = true // openSegmentFiles creates the missing index
+		}
 		s, err := openSegmentFiles(l.fs, l.dir, base, false)
 		if err != nil {
 			return err
@@ -74,16 +84,46 @@ func (l *Log) recover() error {
 			return err
 		}
 		l.segs = append(l.segs, s)
+		l.written = logStart
+		dirty = true
+	}
+	if dirty {
 		if err := l.fs.SyncDir(l.dir); err != nil {
 			return fmt.Errorf("sync dir: %w", err)
 		}
-		l.written = logStart
 	}
 	l.logStart = min(max(logStart, l.segs[0].base), l.written)
 	// The marker vouches only for files as Close left them: it must be
 	// gone for good before the first write.
 	if have[cleanShutdownFile] {
 		return removeCleanShutdown(l.fs, l.dir)
+	}
+	return nil
+}
+
+// makeDirDurable creates dir and any missing parents, syncing the folder
+// above each one it creates: a new folder's name is durable only once its
+// parent is synced, and a crash would otherwise take it with every segment
+// synced inside.
+func makeDirDurable(fsys FS, dir string) error {
+	var missing []string // deepest first
+	for d := filepath.Clean(dir); d != filepath.Dir(d); d = filepath.Dir(d) {
+		_, err := fsys.ReadDir(d)
+		if err == nil {
+			break
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return err
+		}
+		missing = append(missing, d)
+	}
+	if err := fsys.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	for _, d := range missing {
+		if err := fsys.SyncDir(filepath.Dir(d)); err != nil {
+			return fmt.Errorf("sync dir: %w", err)
+		}
 	}
 	return nil
 }
@@ -328,50 +368,32 @@ func (l *Log) rebuildIndexes(s *segment, sealed bool) error {
 	if sealed {
 		tidx = append(tidx, encodeTimeEntry(timeEntry{Timestamp: maxTs, Rel: uint32(maxTsOffset - s.base)})...)
 	}
-	var err error
-	if s.idx, err = l.replaceIndex(s.idx, idx); err != nil {
-		return err
+	for _, x := range []**index{&s.idx, &s.tidx} {
+		entries := idx
+		if *x == s.tidx {
+			entries = tidx
+		}
+		next, err := l.replaceIndex(*x, entries)
+		if err != nil {
+			return err // *x stays open, for the caller's release
+		}
+		*x = next
 	}
-	s.tidx, err = l.replaceIndex(s.tidx, tidx)
-	return err
+	return nil
 }
 
+// replaceIndex writes entries as old's file, durably, and returns the new
+// index in place of old, which it closes.
 func (l *Log) replaceIndex(old *index, entries []byte) (*index, error) {
-	tmp := old.path + tmpSuffix
-	if err := writeFileSync(l.fs, tmp, entries); err != nil {
-		return nil, err
-	}
-	old.close()
-	if err := l.fs.Rename(tmp, old.path); err != nil {
-		return nil, fmt.Errorf("rename index: %w", err)
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return nil, fmt.Errorf("sync dir: %w", err)
+	if err := durable.WriteFile(l.fs, old.path, entries, 0o644); err != nil {
+		return nil, fmt.Errorf("rebuild index: %w", err)
 	}
 	f, err := l.fs.OpenFile(old.path, os.O_RDWR, 0)
 	if err != nil {
 		return nil, fmt.Errorf("reopen index: %w", err)
 	}
+	old.close()
 	return newIndex(f, old.path, old.entrySize, len(entries)/old.entrySize), nil
-}
-
-// writeFileSync creates name with b and fsyncs it; the caller renames it
-// into place and fsyncs the directory.
-func writeFileSync(fsys FS, name string, b []byte) error {
-	f, err := fsys.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err = f.WriteAt(b, 0); err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err != nil {
-		return fmt.Errorf("write %s: %w", name, err)
-	}
-	return nil
 }
 
 func readLogStart(fsys FS, dir string) (int64, error) {
@@ -399,12 +421,5 @@ func writeLogStart(fsys FS, dir string, off int64) error {
 	var b [12]byte
 	binary.BigEndian.PutUint64(b[:8], uint64(off))
 	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-	name := filepath.Join(dir, logStartFile)
-	if err := writeFileSync(fsys, name+tmpSuffix, b[:]); err != nil {
-		return err
-	}
-	if err := fsys.Rename(name+tmpSuffix, name); err != nil {
-		return fmt.Errorf("rename log start offset: %w", err)
-	}
-	return fsys.SyncDir(dir)
+	return durable.WriteFile(fsys, filepath.Join(dir, logStartFile), b[:], 0o644)
 }

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+
+	"github.com/ztfbroker/ztfbroker/durable"
 )
 
 // File name suffixes; part of the on-disk format.
@@ -19,7 +21,7 @@ const (
 	indexSuffix     = ".index"
 	timeIndexSuffix = ".timeindex"
 	deletedSuffix   = ".deleted"
-	tmpSuffix       = ".tmp"
+	tmpSuffix       = durable.TempSuffix // of a file durable.WriteFile is writing
 )
 
 func segmentName(base int64) string { return fmt.Sprintf("%020d", base) }
@@ -91,7 +93,7 @@ func createSegment(fsys FS, dir string, base int64, indexInterval int) (*segment
 }
 
 // openSegmentFiles opens an existing segment's files, creating missing
-// index files empty (they are then rebuilt).
+// index files empty (they are then rebuilt; the caller syncs the folder).
 // readOnly opens every file read-only and creates nothing: a missing index
 // reads as empty (absentFile).
 func openSegmentFiles(fsys FS, dir string, base int64, readOnly bool) (*segment, error) {

@@ -214,6 +214,11 @@ func (b *Broker) moveAside(dir string) error {
 	if err := os.Rename(dir, aside); err != nil {
 		return fmt.Errorf("move aside %s: %w", dir, err)
 	}
+	// The rename is durable only once the data folder is fsynced; before,
+	// a crash could bring the old folder back under the topic's name.
+	if err := (log.OSFS{}).SyncDir(filepath.Dir(dir)); err != nil {
+		return fmt.Errorf("move aside %s: sync dir: %w", dir, err)
+	}
 	b.logger.Warn("folder with no topic metadata moved aside", zap.String("dir", dir), zap.String("to", aside))
 	return nil
 }

@@ -133,3 +133,69 @@ func deltas(n int, step int64) []int64 {
 	}
 	return out
 }
+
+// rawBatch is a v2 batch put together field by field, so that a test can
+// make one that lies (a wrong count, garbage records) under a correct CRC.
+type rawBatch struct {
+	attrs        int16
+	count        int32
+	lastDelta    int32 // used when not 0; else count-1
+	baseTS       int64
+	producerID   int64 // 0 means -1
+	baseSequence int32
+	body         []byte
+}
+
+func (r rawBatch) encode() []byte {
+	last := r.lastDelta
+	if last == 0 {
+		last = r.count - 1
+	}
+	pid, epoch, seq := r.producerID, int16(0), r.baseSequence
+	if pid == 0 {
+		pid, epoch, seq = -1, -1, -1
+	}
+	b := make([]byte, batchHeaderLen, batchHeaderLen+len(r.body))
+	binary.BigEndian.PutUint32(b[offLength:], uint32(batchHeaderLen-offEpoch+len(r.body)))
+	b[offMagic] = 2
+	binary.BigEndian.PutUint16(b[offAttributes:], uint16(r.attrs))
+	binary.BigEndian.PutUint32(b[offLastDelta:], uint32(last))
+	binary.BigEndian.PutUint64(b[offBaseTime:], uint64(r.baseTS))
+	binary.BigEndian.PutUint64(b[offMaxTime:], uint64(r.baseTS+int64(max(r.count, 1))-1))
+	binary.BigEndian.PutUint64(b[offProducerID:], uint64(pid))
+	binary.BigEndian.PutUint16(b[offProdEpoch:], uint16(epoch))
+	binary.BigEndian.PutUint32(b[offBaseSeq:], uint32(seq))
+	binary.BigEndian.PutUint32(b[offRecordCount:], uint32(r.count))
+	b = append(b, r.body...)
+	binary.BigEndian.PutUint32(b[offCRC:], crc32.Checksum(b[offAttributes:], castagnoli))
+	return b
+}
+
+// recordBytes is one record as a client frames it.
+func recordBytes(offsetDelta int32, tsDelta int64, valueSize int) []byte {
+	r := kmsg.Record{TimestampDelta64: tsDelta, OffsetDelta: offsetDelta, Key: []byte{'k'},
+		Value: bytes.Repeat([]byte{'v'}, valueSize)}
+	body := r.AppendTo(nil)[1:] // Length 0 encodes as one byte
+	return append(binary.AppendVarint(nil, int64(len(body))), body...)
+}
+
+// recordsBody is n records with offsetDeltas from first.
+func recordsBody(n int, first int32, valueSize int) []byte {
+	var out []byte
+	for i := range n {
+		out = append(out, recordBytes(first+int32(i), int64(i), valueSize)...)
+	}
+	return out
+}
+
+// withLength rewrites a record's length prefix by delta.
+func withLength(rec []byte, delta int64) []byte {
+	n, k := binary.Varint(rec)
+	return append(binary.AppendVarint(nil, n+delta), rec[k:]...)
+}
+
+func flipLast(b []byte) []byte {
+	out := append([]byte(nil), b...)
+	out[len(out)-5] ^= 0xff // inside gzip's CRC32 trailer
+	return out
+}

@@ -311,6 +311,7 @@ func rawBatch(pid int64, epoch int16, seq int32, n int) []byte {
 		r := kmsg.NewRecord()
 		r.OffsetDelta = int32(i)
 		r.Value = []byte(fmt.Sprintf("v%d", int(seq)+i))
+		r.Length = int32(len(r.AppendTo(nil)) - 1) // the broker checks record framing
 		recs = r.AppendTo(recs)
 	}
 	b := kmsg.NewRecordBatch()

@@ -290,8 +290,11 @@ func (b *Broker) ListOffset(topic string, partition int32, ts int64) (offset, ti
 	return b.firstAtOrAfter(p, base, ts)
 }
 
-// firstAtOrAfter decodes batches from the one containing from onward and
+// firstAtOrAfter reads batches from the one containing from onward and
 // returns the first record at or after the log start whose timestamp >= ts.
+// A batch is read record by record, decompressed as a stream, and left at
+// the first record that answers: a batch that decompresses to hundreds of
+// MiB costs a decoder's window, not its size.
 func (b *Broker) firstAtOrAfter(p *partition, from, ts int64) (int64, int64, error) {
 	for {
 		ls, hw := p.log.LogStartOffset(), p.log.HighWatermark()
@@ -316,14 +319,19 @@ func (b *Broker) firstAtOrAfter(p *partition, from, ts int64) (int64, int64, err
 				from = max(from, bt.lastOffset()+1)
 				continue
 			}
-			recs, err := bt.records()
-			if err != nil {
-				return -1, -1, b.storageError(p, "list offsets: decode batch", err)
-			}
-			for _, r := range recs {
+			found := record{offset: -1}
+			err := bt.scanRecords(func(r record) bool {
 				if r.offset >= from && r.timestamp >= ts {
-					return r.offset, r.timestamp, nil
+					found = r
+					return false
 				}
+				return true
+			})
+			if err != nil {
+				return -1, -1, b.storageError(p, "list offsets: decode batch", err, zap.Int64("batch_offset", bt.baseOffset()))
+			}
+			if found.offset >= 0 {
+				return found.offset, found.timestamp, nil
 			}
 			from = max(from, bt.lastOffset()+1)
 		}
@@ -343,14 +351,19 @@ func (b *Broker) maxTimestamp(p *partition) (int64, int64, error) {
 		return -1, -1, b.storageError(p, "list offsets", err)
 	}
 	if bt, _, ok := nextBatch(data); ok {
-		recs, err := bt.records()
-		if err != nil {
-			return -1, -1, b.storageError(p, "list offsets: decode batch", err)
-		}
-		for _, r := range recs {
+		found := int64(-1)
+		err := bt.scanRecords(func(r record) bool {
 			if r.timestamp == ts {
-				return r.offset, ts, nil
+				found = r.offset
+				return false
 			}
+			return true
+		})
+		if err != nil {
+			return -1, -1, b.storageError(p, "list offsets: decode batch", err, zap.Int64("batch_offset", bt.baseOffset()))
+		}
+		if found >= 0 {
+			return found, ts, nil
 		}
 	}
 	return last, ts, nil

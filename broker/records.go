@@ -1,11 +1,13 @@
 package broker
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
@@ -51,10 +53,30 @@ const (
 	attrLogAppendTime = 0x08
 	attrTransactional = 0x10
 	attrControl       = 0x20
+	// attrKnown is every bit a client may set; 0x40 (delete horizon) is
+	// the log cleaner's and the rest are unused.
+	attrKnown = 0x3f
+	maxCodec  = 4 // zstd
 
-	// maxDecompressed bounds one batch's records once decompressed, so that
-	// a hostile batch cannot make the broker allocate without limit.
+	// maxDecompressed bounds the bytes one batch's records decompress to.
+	// They are read as a stream and never held whole, so this bounds the
+	// CPU one batch costs (a 10 MiB gzip batch of zeros would be 10 GiB),
+	// not memory. Real batches (librdkafka's and franz-go's batch.size is
+	// 1 MB, Java's 16 KiB) are far below it.
 	maxDecompressed = 128 << 20
+	// maxSnappyBlock bounds one snappy block, which is decoded whole:
+	// librdkafka sends a batch's records as one raw block.
+	maxSnappyBlock = 32 << 20
+	// maxZstdWindow bounds a zstd stream's window, the history its
+	// decoder holds: 8 MiB is what levels up to 19 and klauspost's
+	// encoder (franz-go) use.
+	maxZstdWindow = 8 << 20
+	// decompressSlots is how many batches are decompressed at once in the
+	// whole process, whatever asks (produce checks, ListOffsets): with the
+	// bounds above one slot holds at most ~32 MiB.
+	decompressSlots = 2
+	// streamBuffer is what a decompressed stream is read through.
+	streamBuffer = 32 << 10
 )
 
 // batch is a view of one record batch inside a produce request or a read.
@@ -87,7 +109,8 @@ type checkedBatch struct {
 // splitBatches cuts a produce request's records into v2 batches by their
 // batchLength, checking each for what a Kafka broker refuses: old message
 // formats, bad framing or CRC, size over maxBytes, transactional or control
-// batches. It sets each partitionLeaderEpoch to 0 in place (outside the CRC).
+// batches, and what Kafka's LogValidator refuses (see validate). It sets
+// each partitionLeaderEpoch to 0 in place (outside the CRC).
 func splitBatches(records []byte, maxBytes int32) ([]checkedBatch, error) {
 	if len(records) == 0 {
 		return nil, fmt.Errorf("no record batch: %w", kerr.CorruptMessage)
@@ -112,17 +135,13 @@ func splitBatches(records []byte, maxBytes int32) ([]checkedBatch, error) {
 		records = records[size:]
 		checked, err := log.CheckBatch(b)
 		if err != nil {
+			if errors.Is(err, log.ErrRecordCount) {
+				return nil, fmt.Errorf("%w: %w", err, kerr.InvalidRecord)
+			}
 			return nil, fmt.Errorf("%w: %w", err, kerr.CorruptMessage)
 		}
-		attrs := b.attributes()
-		if attrs&attrTransactional != 0 {
-			return nil, fmt.Errorf("transactional batches are not supported: %w", kerr.TransactionalIDAuthorizationFailed)
-		}
-		if attrs&attrControl != 0 {
-			return nil, fmt.Errorf("control batch from a client: %w", kerr.InvalidRecord)
-		}
-		if b.lastOffsetDelta() < 0 || b.recordCount() < 0 {
-			return nil, fmt.Errorf("negative lastOffsetDelta or record count: %w", kerr.CorruptMessage)
+		if err := b.validate(); err != nil {
+			return nil, err
 		}
 		binary.BigEndian.PutUint32(b[offEpoch:], 0)
 		out = append(out, checkedBatch{batch: b, checked: checked})
@@ -142,142 +161,447 @@ func nextBatch(data []byte) (batch, []byte, bool) {
 	return batch(data[:size]), data[size:], true
 }
 
+// validate is Kafka's LogValidator for a batch from a client whose framing
+// and CRC are already checked and whose recordCount is lastOffsetDelta+1
+// (log.CheckBatch): the attributes, the producer fields and every record's
+// framing, decompressing as a stream for a compressed batch. A batch that
+// passes can be read record by record to its end, which is what a consumer
+// does; one that does not would stop consumers at it for good.
+func (b batch) validate() error {
+	attrs := b.attributes()
+	switch {
+	case attrs&attrCodec > maxCodec:
+		return fmt.Errorf("unknown compression codec %d: %w", attrs&attrCodec, kerr.CorruptMessage)
+	case attrs&attrTransactional != 0:
+		return fmt.Errorf("transactional batches are not supported: %w", kerr.TransactionalIDAuthorizationFailed)
+	case attrs&attrControl != 0:
+		return fmt.Errorf("control batch from a client: %w", kerr.InvalidRecord)
+	case attrs&^attrKnown != 0:
+		return fmt.Errorf("attributes %#04x set bits a client may not set: %w", uint16(attrs), kerr.InvalidRecord)
+	case attrs&attrLogAppendTime != 0:
+		// Kafka rewrites the timestamp type; a stored batch here keeps
+		// the client's bytes, and topics are CreateTime.
+		return fmt.Errorf("producer set the timestamp type to LogAppendTime: %w", kerr.InvalidTimestamp)
+	case b.producerID() >= 0 && b.baseSequence() < 0:
+		return fmt.Errorf("producerId %d with baseSequence %d: %w", b.producerID(), b.baseSequence(), kerr.InvalidRecord)
+	}
+	if attrs&attrCodec == 0 {
+		if body := int64(len(b) - batchHeaderLen); int64(b.recordCount())*minRecordSize > body {
+			return fmt.Errorf("recordCount %d does not fit in %d bytes of records: %w", b.recordCount(), body, kerr.InvalidRecord)
+		}
+	}
+	err := b.scanRecords(nil)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errTooLarge):
+		return fmt.Errorf("%w: %w", err, kerr.MessageTooLarge)
+	case errors.Is(err, errBadRecords):
+		return fmt.Errorf("%w: %w", err, kerr.InvalidRecord)
+	}
+	return fmt.Errorf("%w: %w", err, kerr.CorruptMessage) // the payload does not decompress
+}
+
 // record is the part of a record the broker needs: its offset and timestamp.
 type record struct {
 	offset    int64
 	timestamp int64
 }
 
-var errBadRecords = errors.New("broker: malformed records in batch")
+var (
+	errBadRecords = errors.New("broker: malformed records in batch")
+	errTooLarge   = errors.New("broker: batch decompresses past the bound")
+)
 
-// records decodes the offsets and timestamps of every record of b,
-// decompressing them when needed.
-func (b batch) records() ([]record, error) {
-	raw, err := decompress(b.attributes()&attrCodec, b[batchHeaderLen:])
-	if err != nil {
-		return nil, err
+// Record v2 framing (Kafka's DefaultRecord); varints are zigzag, at most 5
+// bytes for an int32 and 10 for an int64:
+//
+//	length varint (bytes after it)
+//	attributes int8
+//	timestampDelta varlong
+//	offsetDelta varint
+//	keyLength varint (-1 null), key
+//	valueLength varint (-1 null), value
+//	headerCount varint, then per header:
+//	  keyLength varint (>= 0), key, valueLength varint (-1 null), value
+//
+// minRecordSize is the smallest: a length and six one-byte fields.
+const minRecordSize = 7
+
+// byteSource is what records are read from: the batch body itself, or a
+// decompressing stream behind a bufio.Reader.
+type byteSource interface {
+	io.ByteReader
+	Discard(n int) (int, error)
+}
+
+// sliceSource reads a byte slice; it returns io.EOF at its end.
+type sliceSource struct{ b []byte }
+
+func (s *sliceSource) ReadByte() (byte, error) {
+	if len(s.b) == 0 {
+		return 0, io.EOF
 	}
+	c := s.b[0]
+	s.b = s.b[1:]
+	return c, nil
+}
+
+func (s *sliceSource) Discard(n int) (int, error) {
+	if n > len(s.b) {
+		k := len(s.b)
+		s.b = nil
+		return k, io.EOF
+	}
+	s.b = s.b[n:]
+	return n, nil
+}
+
+// recordWalker reads record framing from src without keeping any of it:
+// keys, values and headers are skipped, so a record costs no memory
+// whatever its size.
+type recordWalker struct {
+	src byteSource
+	rem int64 // bytes left in the current record
+}
+
+// malformed wraps what is wrong with a record as errBadRecords; a read
+// error from a decompressor (corrupt stream, errTooLarge) is kept as is.
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", errBadRecords, fmt.Sprintf(format, args...))
+}
+
+func (w *recordWalker) readByte() (byte, error) {
+	if w.rem <= 0 {
+		return 0, malformed("field runs past the record's length")
+	}
+	c, err := w.src.ReadByte()
+	if err == io.EOF {
+		return 0, malformed("records end inside a record")
+	}
+	if err != nil {
+		return 0, err
+	}
+	w.rem--
+	return c, nil
+}
+
+// varint reads a zigzag varint of at most maxLen bytes.
+func (w *recordWalker) varint(maxLen int) (int64, error) {
+	var ux uint64
+	for i := 0; i < maxLen; i++ {
+		c, err := w.readByte()
+		if err != nil {
+			return 0, err
+		}
+		ux |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			x := int64(ux >> 1)
+			if ux&1 != 0 {
+				x = ^x
+			}
+			return x, nil
+		}
+	}
+	return 0, malformed("varint longer than %d bytes", maxLen)
+}
+
+// int32Field reads a varint that Kafka reads as an int32 and checks that it
+// is at least minValue.
+func (w *recordWalker) int32Field(name string, minValue int64) (int64, error) {
+	v, err := w.varint(5)
+	if err != nil {
+		return 0, err
+	}
+	if v < minValue || v > 1<<31-1 {
+		return 0, malformed("%s %d", name, v)
+	}
+	return v, nil
+}
+
+func (w *recordWalker) skip(n int64) error {
+	if n > w.rem {
+		return malformed("%d bytes past the record's length", n-w.rem)
+	}
+	k, err := w.src.Discard(int(n))
+	w.rem -= int64(k)
+	if err == io.EOF {
+		return malformed("records end inside a record")
+	}
+	return err
+}
+
+// bytesField skips a length-prefixed key, value or header value.
+func (w *recordWalker) bytesField(name string, minLen int64) error {
+	n, err := w.int32Field(name, minLen)
+	if err != nil {
+		return err
+	}
+	if n > 0 {
+		return w.skip(n)
+	}
+	return nil
+}
+
+// next reads one record and returns its timestamp and offset deltas.
+func (w *recordWalker) next() (tsDelta, offsetDelta int64, err error) {
+	w.rem = 5
+	length, err := w.int32Field("record length", minRecordSize-1)
+	if err != nil {
+		return 0, 0, err
+	}
+	w.rem = length
+	if _, err := w.readByte(); err != nil { // attributes, unused in v2
+		return 0, 0, err
+	}
+	if tsDelta, err = w.varint(10); err != nil {
+		return 0, 0, err
+	}
+	if offsetDelta, err = w.int32Field("offsetDelta", 0); err != nil {
+		return 0, 0, err
+	}
+	if err := w.bytesField("key length", -1); err != nil {
+		return 0, 0, err
+	}
+	if err := w.bytesField("value length", -1); err != nil {
+		return 0, 0, err
+	}
+	headers, err := w.int32Field("header count", 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	if headers*2 > w.rem {
+		return 0, 0, malformed("%d headers in %d bytes", headers, w.rem)
+	}
+	for range headers {
+		if err := w.bytesField("header key length", 0); err != nil {
+			return 0, 0, err
+		}
+		if err := w.bytesField("header value length", -1); err != nil {
+			return 0, 0, err
+		}
+	}
+	if w.rem != 0 {
+		return 0, 0, malformed("record length %d, its fields end %d bytes before", length, w.rem)
+	}
+	return tsDelta, offsetDelta, nil
+}
+
+// scanRecords reads b's records in order, checking every one's framing and
+// that offsetDeltas run 0..recordCount-1, and calls fn (when not nil) with
+// each until fn returns false. Read to the end, the records must fill the
+// (decompressed) body exactly. A compressed batch is decompressed as a
+// stream in one of decompressSlots, never held whole.
+func (b batch) scanRecords(fn func(record) bool) error {
+	src, done, err := b.openRecords()
+	if err != nil {
+		return err
+	}
+	defer done()
 	n := b.recordCount()
-	if n < 0 || int64(n) > int64(len(raw)) {
-		return nil, errBadRecords
+	if n < 0 {
+		return malformed("recordCount %d", n)
 	}
 	base, baseTS, maxTS := b.baseOffset(), b.baseTimestamp(), b.maxTimestamp()
 	logAppend := b.attributes()&attrLogAppendTime != 0
-	out := make([]record, 0, n)
-	for i := int32(0); i < n; i++ {
-		length, k := binary.Varint(raw)
-		if k <= 0 || length < 0 || int64(len(raw)-k) < length {
-			return nil, errBadRecords
+	w := recordWalker{src: src}
+	for i := int64(0); i < int64(n); i++ {
+		tsDelta, offsetDelta, err := w.next()
+		if err != nil {
+			return fmt.Errorf("record %d: %w", i, err)
 		}
-		body := raw[k : int64(k)+length]
-		raw = raw[int64(k)+length:]
-		if len(body) < 1 {
-			return nil, errBadRecords
+		if offsetDelta != i {
+			return malformed("record %d has offsetDelta %d", i, offsetDelta)
 		}
-		body = body[1:] // attributes
-		tsDelta, k := binary.Varint(body)
-		if k <= 0 {
-			return nil, errBadRecords
-		}
-		offDelta, k2 := binary.Varint(body[k:])
-		if k2 <= 0 {
-			return nil, errBadRecords
-		}
-		r := record{offset: base + offDelta, timestamp: baseTS + tsDelta}
+		r := record{offset: base + offsetDelta, timestamp: baseTS + tsDelta}
 		if logAppend {
 			r.timestamp = maxTS
 		}
-		out = append(out, r)
+		if fn != nil && !fn(r) {
+			return nil
+		}
 	}
-	return out, nil
+	switch _, err := src.ReadByte(); {
+	case err == nil:
+		return malformed("bytes after the last of %d records", n)
+	case err != io.EOF:
+		return err // a compressed stream's checksum is checked at its end
+	}
+	return nil
+}
+
+// decompressSem holds one token per batch being decompressed. It is the
+// package's one piece of shared state on purpose: what it bounds, memory,
+// belongs to the process, however many Brokers run in it (tests).
+var decompressSem = make(chan struct{}, decompressSlots)
+
+// openRecords returns b's records as a byteSource, decompressing them as a
+// stream, and a func that releases it.
+func (b batch) openRecords() (byteSource, func(), error) {
+	codec, body := b.attributes()&attrCodec, []byte(b[batchHeaderLen:])
+	if codec == 0 {
+		return &sliceSource{b: body}, func() {}, nil
+	}
+	if codec > maxCodec {
+		return nil, nil, fmt.Errorf("broker: unknown compression codec %d", codec)
+	}
+	decompressSem <- struct{}{}
+	release := func() { <-decompressSem }
+	r, closeStream, err := decompressor(codec, body)
+	if err != nil {
+		release()
+		return nil, nil, err
+	}
+	src := bufio.NewReaderSize(&boundedReader{r: r, left: maxDecompressed, codec: codecNames[codec]}, streamBuffer)
+	return src, func() {
+		closeStream()
+		release()
+	}, nil
+}
+
+var codecNames = [...]string{"none", "gzip", "snappy", "lz4", "zstd"}
+
+// boundedReader fails with errTooLarge once more than left bytes are read.
+type boundedReader struct {
+	r     io.Reader
+	left  int64
+	codec string
+}
+
+func (b *boundedReader) Read(p []byte) (int, error) {
+	if b.left <= 0 {
+		// One byte more tells a stream that ends exactly at the bound
+		// from one that goes on.
+		var one [1]byte
+		if n, _ := io.ReadFull(b.r, one[:]); n > 0 {
+			return 0, fmt.Errorf("%s: records decompress to over %d bytes: %w", b.codec, maxDecompressed, errTooLarge)
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > b.left {
+		p = p[:b.left]
+	}
+	n, err := b.r.Read(p)
+	b.left -= int64(n)
+	if err != nil && err != io.EOF {
+		err = codecError(b.codec, err)
+	}
+	return n, err
+}
+
+// codecError names the codec, and marks a zstd window over maxZstdWindow as
+// errTooLarge: it is a decompression bomb's way to ask for memory.
+func codecError(codec string, err error) error {
+	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
+		return fmt.Errorf("%s: %w: %w", codec, err, errTooLarge)
+	}
+	return fmt.Errorf("%s: %w", codec, err)
 }
 
 // xerialMagic starts snappy framed the way the Java producer frames it; raw
 // snappy (librdkafka) has no header.
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
-func decompress(codec int16, src []byte) ([]byte, error) {
+// decompressor returns a stream of src decompressed per codec, and a func
+// that frees the decoder.
+func decompressor(codec int16, src []byte) (io.Reader, func(), error) {
 	switch codec {
-	case 0:
-		return src, nil
 	case 1:
 		r, err := gzip.NewReader(bytes.NewReader(src))
 		if err != nil {
-			return nil, fmt.Errorf("gzip: %w", err)
+			return nil, nil, fmt.Errorf("gzip: %w", err)
 		}
-		defer r.Close()
-		return readBounded(r, "gzip")
+		return r, func() { r.Close() }, nil
 	case 2:
-		return unsnappy(src)
+		if bytes.HasPrefix(src, xerialMagic) {
+			r, err := newXerialReader(src)
+			return r, func() {}, err
+		}
+		block, err := unsnappyBlock(src)
+		if err != nil {
+			return nil, nil, err
+		}
+		return bytes.NewReader(block), func() {}, nil
 	case 3:
-		return readBounded(lz4.NewReader(bytes.NewReader(src)), "lz4")
+		return lz4.NewReader(bytes.NewReader(src)), func() {}, nil
 	case 4:
-		d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderMaxMemory(maxDecompressed))
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
+		d := zstdDecoders.Get().(*zstd.Decoder)
+		if err := d.Reset(bytes.NewReader(src)); err != nil {
+			zstdDecoders.Put(d)
+			return nil, nil, codecError("zstd", err)
 		}
-		defer d.Close()
-		out, err := d.DecodeAll(src, nil)
-		if err != nil {
-			return nil, fmt.Errorf("zstd: %w", err)
-		}
-		return out, nil
+		return d, func() {
+			d.Reset(nil)
+			zstdDecoders.Put(d)
+		}, nil
 	}
-	return nil, fmt.Errorf("broker: unknown compression codec %d", codec)
+	return nil, nil, fmt.Errorf("broker: unknown compression codec %d", codec)
 }
 
-func readBounded(r io.Reader, codec string) ([]byte, error) {
-	out, err := io.ReadAll(io.LimitReader(r, maxDecompressed+1))
+// zstdDecoders keeps decoders between batches: one costs about a window to
+// build. WithDecoderConcurrency(1) decodes in the caller's goroutine, so a
+// pooled decoder holds no goroutine.
+var zstdDecoders = sync.Pool{New: func() any {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
+		zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxDecompressed))
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", codec, err)
+		panic(err) // only invalid options fail
 	}
-	if len(out) > maxDecompressed {
-		return nil, fmt.Errorf("%s: batch decompresses to over %d bytes", codec, maxDecompressed)
-	}
-	return out, nil
+	return d
+}}
+
+// xerialReader decodes xerial-framed snappy one block at a time: the magic,
+// version and compatible version (int32 each), then blocks of a big-endian
+// int32 length and raw snappy.
+type xerialReader struct {
+	src   []byte
+	block []byte
 }
 
-func unsnappy(src []byte) ([]byte, error) {
-	if !bytes.HasPrefix(src, xerialMagic) {
-		return unsnappyBlock(nil, src)
-	}
-	// xerial: magic, version and compatible version (int32 each), then
-	// blocks of a big-endian int32 length and raw snappy.
+func newXerialReader(src []byte) (*xerialReader, error) {
 	if len(src) < len(xerialMagic)+8 {
 		return nil, errors.New("snappy: truncated xerial header")
 	}
-	src = src[len(xerialMagic)+8:]
-	var out []byte
-	for len(src) > 0 {
-		if len(src) < 4 {
-			return nil, errors.New("snappy: truncated xerial block length")
-		}
-		n := int64(binary.BigEndian.Uint32(src))
-		src = src[4:]
-		if n > int64(len(src)) {
-			return nil, errors.New("snappy: truncated xerial block")
-		}
-		var err error
-		if out, err = unsnappyBlock(out, src[:n]); err != nil {
-			return nil, err
-		}
-		src = src[n:]
-	}
-	return out, nil
+	return &xerialReader{src: src[len(xerialMagic)+8:]}, nil
 }
 
-// unsnappyBlock appends one raw snappy block (s2 decodes snappy) to dst.
-func unsnappyBlock(dst, src []byte) ([]byte, error) {
+func (x *xerialReader) Read(p []byte) (int, error) {
+	for len(x.block) == 0 {
+		if len(x.src) == 0 {
+			return 0, io.EOF
+		}
+		if len(x.src) < 4 {
+			return 0, errors.New("snappy: truncated xerial block length")
+		}
+		n := int64(binary.BigEndian.Uint32(x.src))
+		x.src = x.src[4:]
+		if n > int64(len(x.src)) {
+			return 0, errors.New("snappy: truncated xerial block")
+		}
+		block, err := unsnappyBlock(x.src[:n])
+		if err != nil {
+			return 0, err
+		}
+		x.block, x.src = block, x.src[n:]
+	}
+	n := copy(p, x.block)
+	x.block = x.block[n:]
+	return n, nil
+}
+
+// unsnappyBlock decodes one raw snappy block (s2 decodes snappy), which
+// says its decoded length first: checked before anything is allocated.
+func unsnappyBlock(src []byte) ([]byte, error) {
 	n, err := s2.DecodedLen(src)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
-	if len(dst)+n > maxDecompressed {
-		return nil, fmt.Errorf("snappy: batch decompresses to over %d bytes", maxDecompressed)
+	if n > maxSnappyBlock {
+		return nil, fmt.Errorf("snappy: block decodes to %d bytes, over %d: %w", n, maxSnappyBlock, errTooLarge)
 	}
 	block, err := s2.Decode(nil, src)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}
-	return append(dst, block...), nil
+	return block, nil
 }

@@ -1,9 +1,17 @@
 package broker
 
 import (
+	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
+	"io"
+	"runtime"
 	"testing"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/zstd"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 
@@ -69,13 +77,23 @@ func TestSplitBatches(t *testing.T) {
 	}
 }
 
+// allRecords reads every record of b, as ListOffsets does.
+func allRecords(b batch) ([]record, error) {
+	var out []record
+	err := b.scanRecords(func(r record) bool {
+		out = append(out, r)
+		return true
+	})
+	return out, err
+}
+
 func TestRecordsEveryCodec(t *testing.T) {
 	for _, c := range codecs {
 		t.Run(c.name, func(t *testing.T) {
 			raw := makeBatch(t, testBatch{codec: c, baseTS: 5000, tsDeltas: []int64{0, 30, 10, 20}, valueSize: 300})
 			b := batch(raw)
 			binary.BigEndian.PutUint64(b, 100) // as the log assigns
-			recs, err := b.records()
+			recs, err := allRecords(b)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -88,13 +106,16 @@ func TestRecordsEveryCodec(t *testing.T) {
 					t.Fatalf("got %v, want %v", recs, want)
 				}
 			}
+			if err := b.validate(); err != nil {
+				t.Fatalf("validate: %v", err)
+			}
 		})
 	}
 }
 
 func TestRecordsLogAppendTime(t *testing.T) {
 	raw := makeBatch(t, testBatch{baseTS: 5000, tsDeltas: []int64{0, 5}, attrs: attrLogAppendTime})
-	recs, err := batch(raw).records()
+	recs, err := allRecords(batch(raw))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,7 +129,7 @@ func TestRecordsLogAppendTime(t *testing.T) {
 func TestRecordsMalformed(t *testing.T) {
 	raw := makeBatch(t, testBatch{baseTS: 1, tsDeltas: deltas(3, 1), valueSize: 5})
 	b := batch(raw[:len(raw)-4])
-	if _, err := b.records(); err == nil {
+	if _, err := allRecords(b); err == nil {
 		t.Fatal("truncated records decoded without error")
 	}
 	for _, c := range codecs[1:] {
@@ -117,12 +138,138 @@ func TestRecordsMalformed(t *testing.T) {
 		for i := batchHeaderLen + 2; i < len(garbled); i++ {
 			garbled[i] ^= 0x5a
 		}
-		if _, err := batch(garbled).records(); err == nil {
+		if _, err := allRecords(batch(garbled)); err == nil {
 			t.Errorf("%s: garbled records decoded without error", c.name)
 		}
 	}
 }
 
+// TestMalformedBatchRefused is issue 11: batches that pass the CRC but are
+// not what they claim are refused with Kafka's code, and nothing of the
+// request is stored.
+func TestMalformedBatchRefused(t *testing.T) {
+	good := func(n int) []byte { return recordsBody(n, 0, 10) }
+	gzipOf := func(b []byte) []byte { return compress(t, codecs[1], b) }
+	shuffled := append(append(append([]byte(nil), recordBytes(0, 0, 10)...), recordBytes(2, 2, 10)...), recordBytes(1, 1, 10)...)
+	pid := rawBatch{count: 1, body: good(1), producerID: 9, baseSequence: -1}
+
+	cases := map[string]struct {
+		in   []byte
+		want *kerr.Error
+	}{
+		"unknown codec 7":            {rawBatch{attrs: 7, count: 3, body: good(3)}.encode(), kerr.CorruptMessage},
+		"unknown codec 5":            {rawBatch{attrs: 5, count: 3, body: good(3)}.encode(), kerr.CorruptMessage},
+		"garbage records":            {rawBatch{count: 3, body: bytes.Repeat([]byte{0xde, 0xad, 0xbe, 0xef}, 20)}.encode(), kerr.InvalidRecord},
+		"lastOffsetDelta absurd":     {rawBatch{count: 1, lastDelta: 1<<31 - 1, body: good(1)}.encode(), kerr.InvalidRecord},
+		"recordCount 0":              {rawBatch{count: 0, lastDelta: -1, body: nil}.encode(), kerr.InvalidRecord},
+		"recordCount 0 delta 0":      {rawBatch{count: 0, lastDelta: 0, body: good(1)}.encode(), kerr.InvalidRecord},
+		"recordCount negative":       {rawBatch{count: -5, lastDelta: -6, body: good(1)}.encode(), kerr.InvalidRecord},
+		"recordCount absurd":         {rawBatch{count: 1<<31 - 1, body: good(3)}.encode(), kerr.InvalidRecord},
+		"offsetDelta not sequential": {rawBatch{count: 3, body: shuffled}.encode(), kerr.InvalidRecord},
+		"offsetDelta from 1":         {rawBatch{count: 1, body: recordBytes(1, 0, 10)}.encode(), kerr.InvalidRecord},
+		"fewer records than count":   {rawBatch{count: 4, body: good(3)}.encode(), kerr.InvalidRecord},
+		"bytes after the records":    {rawBatch{count: 3, body: append(good(3), 0, 0)}.encode(), kerr.InvalidRecord},
+		"record length too long":     {rawBatch{count: 1, body: withLength(recordBytes(0, 0, 10), +3)}.encode(), kerr.InvalidRecord},
+		"record length too short":    {rawBatch{count: 1, body: append(withLength(recordBytes(0, 0, 10), -3), 0, 0, 0)}.encode(), kerr.InvalidRecord},
+		"key length -2":              {rawBatch{count: 1, body: []byte{12, 0, 0, 0, 3 /* -2 */, 2, 'x', 0, 0, 0, 0, 0, 0}}.encode(), kerr.InvalidRecord},
+		"header count negative":      {rawBatch{count: 1, body: []byte{12, 0, 0, 0, 1, 0, 1 /* -1 */, 0, 0, 0, 0, 0, 0}}.encode(), kerr.InvalidRecord},
+		"varint too long":            {rawBatch{count: 1, body: []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0x01, 0, 0, 0, 0, 0, 0}}.encode(), kerr.InvalidRecord},
+		"LogAppendTime":              {rawBatch{attrs: attrLogAppendTime, count: 3, body: good(3)}.encode(), kerr.InvalidTimestamp},
+		"delete horizon bit":         {rawBatch{attrs: 0x40, count: 3, body: good(3)}.encode(), kerr.InvalidRecord},
+		"producer id, no sequence":   {pid.encode(), kerr.InvalidRecord},
+		"gzip not gzip":              {rawBatch{attrs: 1, count: 3, body: good(3)}.encode(), kerr.CorruptMessage},
+		"gzip of garbage records":    {rawBatch{attrs: 1, count: 3, body: gzipOf(bytes.Repeat([]byte{0x7f}, 200))}.encode(), kerr.InvalidRecord},
+		"gzip checksum broken":       {rawBatch{attrs: 1, count: 3, body: flipLast(gzipOf(good(3)))}.encode(), kerr.CorruptMessage},
+		"snappy block claims 1 GiB":  {rawBatch{attrs: 2, count: 1, body: append(binary.AppendUvarint(nil, 1<<30), 0, 0, 0)}.encode(), kerr.MessageTooLarge},
+		"lz4 garbage":                {rawBatch{attrs: 3, count: 3, body: good(3)}.encode(), kerr.CorruptMessage},
+		"zstd garbage":               {rawBatch{attrs: 4, count: 3, body: good(3)}.encode(), kerr.CorruptMessage},
+	}
+	e := newEnv(t, nil)
+	b := e.open()
+	ctx := context.Background()
+	topic := mustTopic(t, b, "malformed")
+	first := e.batch(2, 1, 10)
+	if _, _, err := b.Produce(ctx, topic, 0, first); err != nil {
+		t.Fatal(err)
+	}
+	for name, c := range cases {
+		t.Run(name, func(t *testing.T) {
+			_, err := splitBatches(append([]byte(nil), c.in...), 1<<20)
+			if !errors.Is(err, c.want) {
+				t.Fatalf("splitBatches: err = %v, want %v", err, c.want)
+			}
+			// Behind a good batch in the same request: neither is stored.
+			req := append(e.batch(1, 1, 10), c.in...)
+			if _, _, err := b.Produce(ctx, topic, 0, req); !errors.Is(err, c.want) {
+				t.Fatalf("Produce: err = %v, want %v", err, c.want)
+			}
+			if ls, hw, _ := b.Offsets(topic, 0); ls != 0 || hw != 2 {
+				t.Fatalf("offsets after a refused produce: [%d, %d), want [0, 2)", ls, hw)
+			}
+		})
+	}
+	if got := fetchAll(t, b, topic, 0, 0); len(got) != 1 {
+		t.Fatalf("%d batches stored, want the first only", len(got))
+	}
+}
+
+// TestDecompressionBombs: a batch that decompresses past maxDecompressed, or
+// asks for a zstd window over maxZstdWindow, is refused without the memory
+// it asks for.
+func TestDecompressionBombs(t *testing.T) {
+	zeros := make([]byte, 1<<20)
+	// records whose values are n MiB of zeros in all, 1 MiB a record
+	stream := func(w io.Writer, mib int) {
+		for i := 0; i < mib; i++ {
+			rec := kmsg.Record{TimestampDelta64: int64(i), OffsetDelta: int32(i), Value: zeros}
+			enc := rec.AppendTo(nil)[1:]
+			w.Write(binary.AppendVarint(nil, int64(len(enc))))
+			w.Write(enc)
+		}
+	}
+	const mib = maxDecompressed>>20 + 2
+	var gz bytes.Buffer
+	gw := gzip.NewWriter(&gz)
+	stream(gw, mib)
+	gw.Close()
+	var zs bytes.Buffer
+	zw, err := zstd.NewWriter(&zs, zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream(zw, mib)
+	zw.Close()
+	var wide bytes.Buffer // a window of 64 MiB declared in the frame header
+	ww, err := zstd.NewWriter(&wide, zstd.WithWindowSize(64<<20), zstd.WithEncoderLevel(zstd.SpeedFastest))
+	if err != nil {
+		t.Fatal(err)
+	}
+	stream(ww, 16)
+	ww.Close()
+
+	cases := map[string][]byte{
+		"gzip":        rawBatch{attrs: 1, count: mib, body: gz.Bytes()}.encode(),
+		"zstd":        rawBatch{attrs: 4, count: mib, body: zs.Bytes()}.encode(),
+		"zstd window": rawBatch{attrs: 4, count: 16, body: wide.Bytes()}.encode(),
+	}
+	for name, in := range cases {
+		t.Run(name, func(t *testing.T) {
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			_, err := splitBatches(in, 10<<20)
+			runtime.ReadMemStats(&after)
+			if !errors.Is(err, kerr.MessageTooLarge) || !errors.Is(err, errTooLarge) {
+				t.Fatalf("err = %v, want MESSAGE_TOO_LARGE", err)
+			}
+			if grew := after.TotalAlloc - before.TotalAlloc; grew > 20<<20 {
+				t.Errorf("refusing a %d-byte bomb allocated %d MiB", len(in), grew>>20)
+			}
+		})
+	}
+}
+
+// FuzzRecords: whatever the bytes, splitBatches and the record reader
+// neither panic nor accept a batch that cannot be read to its end.
 func FuzzRecords(f *testing.F) {
 	for _, c := range codecs {
 		f.Add(makeBatch(f, testBatch{codec: c, baseTS: 1, tsDeltas: deltas(3, 7), valueSize: 20}))
@@ -130,11 +277,13 @@ func FuzzRecords(f *testing.F) {
 	f.Fuzz(func(t *testing.T, in []byte) {
 		if bs, err := splitBatches(append([]byte(nil), in...), 1<<20); err == nil {
 			for _, b := range bs {
-				b.records() // must not panic
+				if recs, err := allRecords(b.batch); err != nil || len(recs) != int(b.recordCount()) {
+					t.Fatalf("accepted batch reads %d of %d records: %v", len(recs), b.recordCount(), err)
+				}
 			}
 		}
 		if len(in) >= batchHeaderLen {
-			batch(in).records() // stored bytes are decoded without a CRC check here
+			allRecords(batch(in)) // stored bytes are decoded without a CRC check here
 		}
 	})
 }

@@ -27,6 +27,13 @@ const (
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
+// ErrRecordCount refuses an incoming batch whose lastOffsetDelta is not
+// recordCount-1, or whose recordCount is below 1: the log assigns offsets
+// from lastOffsetDelta, so one such batch would move the log end offset by
+// up to 2^31 past records that do not exist. It wraps ErrInvalidBatch; the
+// broker answers it as Kafka does, INVALID_RECORD.
+var ErrRecordCount = fmt.Errorf("%w: recordCount and lastOffsetDelta disagree", ErrInvalidBatch)
+
 // batchHeader is what the log needs from a batch header.
 type batchHeader struct {
 	BaseOffset      int64
@@ -87,6 +94,9 @@ func validateIncoming(b []byte) (batchHeader, error) {
 		if _, ok := err.(*MagicError); ok {
 			return h, err
 		}
+		if err == errBadDelta {
+			return h, fmt.Errorf("%w: %w", ErrRecordCount, err)
+		}
 		return h, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
 	}
 	if h.Size != int64(len(b)) {
@@ -94,6 +104,11 @@ func validateIncoming(b []byte) (batchHeader, error) {
 	}
 	if err := checkBatchCRC(b, h); err != nil {
 		return h, fmt.Errorf("%w: %w", ErrInvalidBatch, err)
+	}
+	// Checked here and not in parseBatchHeader, which recovery shares:
+	// batches stored before this check must not turn into corruption.
+	if h.Records < 1 || int64(h.LastOffsetDelta) != int64(h.Records)-1 {
+		return h, fmt.Errorf("%w: recordCount %d, lastOffsetDelta %d", ErrRecordCount, h.Records, h.LastOffsetDelta)
 	}
 	return h, nil
 }

@@ -85,6 +85,12 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 		j.out.BaseOffset, j.out.LogStartOffset = -1, -1
 		j.out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "produce", zap.String("topic", j.topic),
 			zap.Int32("partition", j.rp.Partition))
+		if refusedBatch(j.out.ErrorCode) {
+			// The client's bytes are at fault: say which client, and
+			// why, once per refused partition.
+			c.clientError("bad_batch", "produce: refused record batches", zap.String("topic", j.topic),
+				zap.Int32("partition", j.rp.Partition), zap.String("reason", err.Error()))
+		}
 	}
 	check := func(j job) (records int64, ok bool) {
 		records, code := checkBatches(j.rp.Records)
@@ -156,6 +162,17 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 		return nil, acksZeroError(resp)
 	}
 	return resp, nil
+}
+
+// refusedBatch says whether a Backend's code refuses the batches themselves
+// (Kafka's LogValidator codes), rather than the partition's state.
+func refusedBatch(code int16) bool {
+	switch code {
+	case kerr.CorruptMessage.Code, kerr.InvalidRecord.Code, kerr.InvalidTimestamp.Code,
+		kerr.MessageTooLarge.Code, kerr.UnsupportedForMessageFormat.Code:
+		return true
+	}
+	return false
 }
 
 // acksZeroError is the error that closes the connection after a failed

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -240,12 +241,28 @@ func newSchedMetrics(reg prometheus.Registerer) (*schedMetrics, error) {
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
 	}
+	if err := registerMetrics(reg, m.builds, m.members, m.bytes, m.seconds); err != nil {
+		return nil, fmt.Errorf("archive: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// registerMetrics adds cs to reg, all or none; a nil reg exports nothing.
+// A name already registered, as by a second instance on one registry, is
+// an error, never a panic, and the old collector is not adopted: it would
+// report the other instance. This function is repeated word for word in
+// every package with metrics (log, broker, protocol, packager, archive).
+func registerMetrics(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
-	var errs []error
-	for _, c := range []prometheus.Collector{m.builds, m.members, m.bytes, m.seconds} {
-		errs = append(errs, reg.Register(c))
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, added := range cs[:i] {
+				reg.Unregister(added)
+			}
+			return err
+		}
 	}
-	return m, errors.Join(errs...)
+	return nil
 }

@@ -111,7 +111,9 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		quit:   make(chan struct{}),
 	}
 	if reg != nil {
-		b.logMetric = log.NewMetrics(reg)
+		// Registered below with the broker's collector, once Open can no
+		// longer fail, so a failed Open leaves reg as it found it.
+		b.logMetric, _ = log.NewMetrics(nil)
 	}
 	if err := b.load(); err != nil {
 		b.closeLogs()
@@ -124,7 +126,8 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	b.reportOrphans()
 	if reg != nil {
 		b.collector = &collector{b: b}
-		if err := reg.Register(b.collector); err != nil {
+		m := b.logMetric
+		if err := registerMetrics(reg, b.collector, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost); err != nil {
 			b.closeLogs()
 			return nil, errors.Join(fmt.Errorf("broker: register metrics: %w", err), db.Close())
 		}

@@ -42,3 +42,23 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSegments, prometheus.GaugeValue, float64(p.log.Segments()), p.topic, idx)
 	}
 }
+
+// registerMetrics adds cs to reg, all or none; a nil reg exports nothing.
+// A name already registered, as by a second instance on one registry, is
+// an error, never a panic, and the old collector is not adopted: it would
+// report the other instance. This function is repeated word for word in
+// every package with metrics (log, broker, protocol, packager, archive).
+func registerMetrics(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, added := range cs[:i] {
+				reg.Unregister(added)
+			}
+			return err
+		}
+	}
+	return nil
+}

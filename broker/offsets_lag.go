@@ -40,7 +40,7 @@ func newGroupMetrics(c *GroupCoordinator, reg prometheus.Registerer) (*groupMetr
 			Help: "Rebalances started, in every group.",
 		}),
 	}
-	if err := reg.Register(m); err != nil {
+	if err := registerMetrics(reg, m); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -67,7 +67,7 @@ func testCleanCloseKeepsDamage(t *testing.T, cfg Config) {
 				data[pos[tc.batch]+tc.at(hs[tc.batch])] ^= 0x04
 				fsys.SetBytes(seg, data)
 			}
-			m := NewMetrics(nil)
+			m, _ := NewMetrics(nil)
 			l := openT(t, fsys, "/c/t-0", cfg, func(o *Options) { o.Metrics = m })
 			defer l.Close()
 			if got := counterValue(m.RecoveryTruncations); got != 0 {
@@ -149,7 +149,7 @@ func TestTornTailWithoutCleanShutdown(t *testing.T) {
 			hs, _, _ := cleanLog(t, fsys, cfg)
 			end := hs[len(hs)-1].nextOffset()
 			fsys = tc.tear(t, fsys)
-			m := NewMetrics(nil)
+			m, _ := NewMetrics(nil)
 			l := openT(t, fsys, "/c/t-0", cfg, func(o *Options) { o.Metrics = m })
 			defer l.Close()
 			if got := counterValue(m.RecoveryTruncations); got != 1 {
@@ -194,7 +194,7 @@ func TestCleanShutdownRemovedBeforeFirstWrite(t *testing.T) {
 	if _, ok := fsys.Bytes(marker); ok {
 		t.Fatal("the clean-shutdown marker came back after a crash")
 	}
-	m := NewMetrics(nil)
+	m, _ := NewMetrics(nil)
 	l = openT(t, fsys, "/c/t-0", cfg, func(o *Options) { o.Metrics = m })
 	defer l.Close()
 	if got := counterValue(m.RecoveryTruncations); got != 1 {

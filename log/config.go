@@ -141,8 +141,8 @@ type Metrics struct {
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
-// means do not register).
-func NewMetrics(reg prometheus.Registerer) *Metrics {
+// means do not register); a name already on reg is an error.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	m := &Metrics{
 		FsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Namespace: "ztfbroker", Subsystem: "log", Name: "fsync_seconds",
@@ -158,10 +158,30 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "Bytes of torn segment tails dropped when opening a log.",
 		}),
 	}
-	if reg != nil {
-		reg.MustRegister(m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost)
+	if err := registerMetrics(reg, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost); err != nil {
+		return nil, fmt.Errorf("log: register metrics: %w", err)
 	}
-	return m
+	return m, nil
+}
+
+// registerMetrics adds cs to reg, all or none; a nil reg exports nothing.
+// A name already registered, as by a second instance on one registry, is
+// an error, never a panic, and the old collector is not adopted: it would
+// report the other instance. This function is repeated word for word in
+// every package with metrics (log, broker, protocol, packager, archive).
+func registerMetrics(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, added := range cs[:i] {
+				reg.Unregister(added)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 // AppendInfo describes a batch once it has an offset.

@@ -251,7 +251,7 @@ func TestTornTailEveryByte(t *testing.T) {
 			return tail
 		})
 		l.Close()
-		m := NewMetrics(nil)
+		m, _ := NewMetrics(nil)
 		l = openT(t, fsys, "/d/t-0", cfg, func(o *Options) { o.Metrics = m })
 		want, truncs := end, 0.0
 		switch {

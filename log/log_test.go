@@ -550,9 +550,16 @@ func TestRebuildIndexes(t *testing.T) {
 
 func TestMetrics(t *testing.T) {
 	reg := prometheus.NewRegistry()
-	m := NewMetrics(reg)
-	if NewMetrics(nil) == nil {
-		t.Fatal("nil registerer")
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := NewMetrics(nil); m == nil || err != nil {
+		t.Fatalf("nil registerer: %v", err)
+	}
+	// A second store on one registry is an error, not a panic.
+	if _, err := NewMetrics(reg); err == nil {
+		t.Fatal("NewMetrics twice on one registry")
 	}
 	l := openT(t, NewCrashFS(), "/p/t-0", Config{Flush: FlushAlways}, func(o *Options) { o.Metrics = m })
 	mustAppend(t, l, makeBatch(nil, 1, 1, 1))

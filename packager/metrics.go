@@ -1,7 +1,7 @@
 package packager
 
 import (
-	"errors"
+	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -38,12 +38,28 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: []float64{0.05, 0.1, 0.25, 0.5, 1, 2, 4, 6, 10, 20, 30, 60, 120},
 		}),
 	}
+	if err := registerMetrics(reg, m.alerts, m.bytes, m.failed, m.rejected, m.latency); err != nil {
+		return nil, fmt.Errorf("packager: register metrics: %w", err)
+	}
+	return m, nil
+}
+
+// registerMetrics adds cs to reg, all or none; a nil reg exports nothing.
+// A name already registered, as by a second instance on one registry, is
+// an error, never a panic, and the old collector is not adopted: it would
+// report the other instance. This function is repeated word for word in
+// every package with metrics (log, broker, protocol, packager, archive).
+func registerMetrics(reg prometheus.Registerer, cs ...prometheus.Collector) error {
 	if reg == nil {
-		return m, nil
+		return nil
 	}
-	var errs []error
-	for _, c := range []prometheus.Collector{m.alerts, m.bytes, m.failed, m.rejected, m.latency} {
-		errs = append(errs, reg.Register(c))
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, added := range cs[:i] {
+				reg.Unregister(added)
+			}
+			return err
+		}
 	}
-	return m, errors.Join(errs...)
+	return nil
 }

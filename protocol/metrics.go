@@ -49,16 +49,31 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		topicRecordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "topic_records_out_total", Help: "Records fetched, per topic (from batch headers)."}, []string{"topic"}),
 	}
-	if reg == nil {
-		return m, nil
-	}
-	for _, c := range []prometheus.Collector{m.requests, m.latency, m.connsOpen, m.connsTotal, m.clientErrors,
-		m.bytesRead, m.bytesWritten, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut} {
-		if err := reg.Register(c); err != nil {
-			return nil, err
-		}
+	if err := registerMetrics(reg, m.requests, m.latency, m.connsOpen, m.connsTotal, m.clientErrors,
+		m.bytesRead, m.bytesWritten, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut); err != nil {
+		return nil, err
 	}
 	return m, nil
+}
+
+// registerMetrics adds cs to reg, all or none; a nil reg exports nothing.
+// A name already registered, as by a second instance on one registry, is
+// an error, never a panic, and the old collector is not adopted: it would
+// report the other instance. This function is repeated word for word in
+// every package with metrics (log, broker, protocol, packager, archive).
+func registerMetrics(reg prometheus.Registerer, cs ...prometheus.Collector) error {
+	if reg == nil {
+		return nil
+	}
+	for i, c := range cs {
+		if err := reg.Register(c); err != nil {
+			for _, added := range cs[:i] {
+				reg.Unregister(added)
+			}
+			return err
+		}
+	}
+	return nil
 }
 
 func (m *metrics) request(api string) { m.requests.WithLabelValues(api).Inc() }

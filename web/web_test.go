@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -193,5 +194,19 @@ func TestAdminAddressTaken(t *testing.T) {
 	defer s.Close()
 	if s.Addr() == nil || s.AdminAddr() != nil {
 		t.Fatalf("public %v admin %v", s.Addr(), s.AdminAddr())
+	}
+}
+
+// TestImportsNothingInternal holds the door shut: pages come in as
+// handlers, so web never needs a package of the project.
+func TestImportsNothingInternal(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		if strings.HasPrefix(dep, "github.com/ztfbroker/ztfbroker/") && dep != "github.com/ztfbroker/ztfbroker/web" {
+			t.Errorf("web imports %s", dep)
+		}
 	}
 }

@@ -12,6 +12,7 @@
 //	00000000000000000000.log        record batches, back to back
 //	00000000000000000000.index      sparse offset index
 //	00000000000000000000.timeindex  sparse time index
+//	00000000000000000000.snapshot   producer state below that offset (at most 2 kept)
 //	log-start-offset                only after DeleteRecords moved it inside a segment
 //	clean-shutdown                  only while the log is closed, after a clean Close
 //
@@ -86,9 +87,40 @@
 // The log start offset file (log-start-offset) is 12 bytes: the offset
 // i64 and the CRC32C u32 of those 8 bytes.
 //
+// # Producer state snapshot (.snapshot)
+//
+// The idempotent producers' last batches as of every batch below the
+// offset in the name (Kafka's producer-state snapshot): the log notes each
+// batch's producerId, producerEpoch and baseSequence as it is written, so
+// that the broker can answer a retry as a duplicate. Written at every roll
+// (named by the new segment's base) and at Close (named by the log end):
+// temp file, fsync, rename, covered by the roll's or the marker's directory
+// fsync. The two newest are kept; retention and DeleteRecords remove those
+// below the first segment except the newest, since producer state outlives
+// the data (KIP-360).
+//
+//	+-------------+-----------+-----------+---------+-----------+
+//	| version u8=1| offset i64| count u32 | entries | crc32c u32|  CRC of all bytes before it
+//	+-------------+-----------+-----------+---------+-----------+
+//	entry, by producerId ascending:
+//	+---------------+----------+---------------+---------------+
+//	| producerId i64| epoch i16| lastWrite i64 | batches u8 <=5|   lastWrite: unix ms of the
+//	+---------------+----------+---------------+---------------+   producer's last append
+//	then each batch, oldest first:
+//	+--------------+-------------+----------------+----------------+
+//	| firstSeq i32 | lastSeq i32 | baseOffset i64 | lastOffset i64 |
+//	+--------------+-------------+----------------+----------------+
+//
+// Open loads the newest snapshot whose CRC checks out at or below the
+// recovered log end (removing damaged ones and ones past the end) and then
+// reads only the batch headers from its offset to the log end, noting each:
+// recovery cut the log to its durable tail first, so the state is exactly
+// that of the batches stored. Without a snapshot the replay starts at the
+// first segment. Replayed batches count as written at Open for expiry.
+//
 // Entry sizes, field order, the file suffixes and names, the 20-digit
-// segment names and both small files' layouts are the on-disk format;
-// IndexIntervalBytes is not (it only sets density).
+// segment names, both small files' layouts and the snapshot layout are the
+// on-disk format; IndexIntervalBytes is not (it only sets density).
 //
 // # Invariants
 //

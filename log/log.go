@@ -48,6 +48,7 @@ type Log struct {
 	werr         error
 	closed       bool
 	lastIdxSync  time.Time
+	producers    *producerTable // idempotent producers' last batches (producers.go)
 
 	kick chan struct{}
 	stop chan struct{}
@@ -70,7 +71,11 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 		stop:      make(chan struct{}),
 	}
 	l.fs, l.lg = l.opts.FS, l.opts.Logger.With(zap.String("log", dir))
-	if err := l.recover(); err != nil {
+	err := l.recover()
+	if err == nil {
+		err = l.loadProducers()
+	}
+	if err != nil {
 		for _, s := range l.segs {
 			s.release()
 		}
@@ -159,6 +164,7 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	if _, err := s.log.WriteAt(batch, pos); err != nil {
 		return AppendInfo{}, l.fail(fmt.Errorf("write segment %d: %w", s.base, err))
 	}
+	l.producers.noteBatch(batch, l.opts.Now)
 	l.mu.Lock()
 	if s.size == 0 {
 		s.created = l.opts.Now()
@@ -251,6 +257,9 @@ func (l *Log) rollLocked() error {
 	if err := old.tidx.sync(); err != nil {
 		return l.fail(err)
 	}
+	// Every batch below l.written is durable now; the directory fsync
+	// below makes the snapshot's rename durable too.
+	l.snapshotProducersLocked(l.written)
 	s, err := createSegment(l.fs, l.dir, l.written, l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return l.fail(err)
@@ -466,6 +475,9 @@ func (l *Log) Close() error {
 	l.segs = nil
 	l.mu.Unlock()
 	if clean {
+		// A snapshot at the log end spares the next Open a replay; the
+		// marker's directory fsync covers its rename.
+		l.snapshotProducersLocked(l.written)
 		// Everything is fsynced, indexes included: say so, so that the
 		// next Open trusts the active segment instead of cutting it at
 		// its first bad frame (after a clean close, that is disk damage).

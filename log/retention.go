@@ -112,6 +112,10 @@ func (l *Log) deleteSegments(doomed []*segment) error {
 		s.release()
 	}
 	if len(doomed) > 0 {
+		l.mu.RLock()
+		first := l.segs[0].base
+		l.mu.RUnlock()
+		l.pruneSnapshotsBelow(first)
 		if err := l.fs.SyncDir(l.dir); err != nil && firstErr == nil {
 			firstErr = fmt.Errorf("sync dir: %w", err)
 		}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/ztfbroker/ztfbroker/log"
 )
 
 // clock is a fake clock the test moves by hand.
@@ -275,7 +278,7 @@ func TestTopicConfigs(t *testing.T) {
 			t.Errorf("retention.bytes = %s source %v", *rb.Value, rb.Source)
 		}
 		sb := m["segment.bytes"]
-		if *sb.Value != "268435456" || sb.Source != kmsg.ConfigSourceDefaultConfig || !sb.IsDefault {
+		if want := strconv.Itoa(log.DefaultSegmentBytes); *sb.Value != want || sb.Source != kmsg.ConfigSourceDefaultConfig || !sb.IsDefault {
 			t.Errorf("segment.bytes = %s source %v", *sb.Value, sb.Source)
 		}
 		only, _ := b.TopicConfigs("night", []string{"flush.ms"})

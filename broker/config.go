@@ -43,6 +43,10 @@ type Config struct {
 	// RetentionCheckInterval is how often retention runs over every
 	// partition. log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
+	// MetaCacheBytes is the metadata store's block cache; its memtables
+	// take half as much again (pebble holds two). Metadata is small;
+	// serve derives this from its memory budget.
+	MetaCacheBytes int64
 }
 
 const (
@@ -55,7 +59,9 @@ const (
 	// flushAlwaysInterval is kept in log.Config.FlushInterval under
 	// FlushAlways, where the store does not use it, so that the value stays
 	// valid if a topic later switches policy.
-	flushAlwaysInterval = 200 * time.Millisecond
+	flushAlwaysInterval = log.DefaultFlushInterval
+	// DefaultMetaCacheBytes: 8 MiB, a 128th of serve's default budget.
+	DefaultMetaCacheBytes = 8 << 20
 	// maxPartitions bounds one topic: every partition holds open files.
 	maxPartitions = 10000
 )
@@ -67,16 +73,10 @@ func DefaultConfig() Config {
 		NumPartitions:    1,
 		AutoCreateTopics: true,
 		MessageMaxBytes:  defaultMessageMaxBytes,
-		Topic: log.Config{
-			SegmentBytes:       256 << 20,
-			SegmentAge:         7 * 24 * time.Hour,
-			RetentionAge:       7 * 24 * time.Hour,
-			RetentionBytes:     -1,
-			IndexIntervalBytes: 4096,
-			Flush:              log.FlushAlways,
-			FlushInterval:      flushAlwaysInterval,
-		},
+		// The store's defaults are the broker's: one home for each.
+		Topic:                  log.DefaultConfig(),
 		RetentionCheckInterval: 5 * time.Minute,
+		MetaCacheBytes:         DefaultMetaCacheBytes,
 	}
 }
 

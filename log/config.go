@@ -14,11 +14,12 @@ import (
 type FlushPolicy int
 
 const (
-	// FlushInterval fsyncs every Config.FlushInterval, on roll and on close.
-	FlushInterval FlushPolicy = iota
 	// FlushAlways makes Append return only after fdatasync; concurrent
-	// appends share one fsync (group commit).
-	FlushAlways
+	// appends share one fsync (group commit). The zero value: an
+	// acknowledged record survives a power cut unless asked otherwise.
+	FlushAlways FlushPolicy = iota
+	// FlushInterval fsyncs every Config.FlushInterval, on roll and on close.
+	FlushInterval
 )
 
 func (p FlushPolicy) String() string {
@@ -56,12 +57,26 @@ type Config struct {
 	RetentionAge       time.Duration // retention.ms; default 7 days; < 0 keeps forever
 	RetentionBytes     int64         // retention.bytes; default -1 (no limit)
 	IndexIntervalBytes int           // index.interval.bytes; default 4096
-	Flush              FlushPolicy   // default FlushInterval
+	Flush              FlushPolicy   // flush.ms 0; default FlushAlways
 	FlushInterval      time.Duration // flush.ms; default 200 ms
 	// LeaderEpoch is written into every batch's partitionLeaderEpoch (which
 	// the CRC does not cover); stored batches with an epoch outside
 	// [0, LeaderEpoch] are reported as damage. Default 0 (one node).
 	LeaderEpoch int32
+}
+
+// DefaultConfig is every partition's configuration unless the broker or the
+// topic says otherwise: the one home of the store's defaults.
+func DefaultConfig() Config {
+	return Config{
+		SegmentBytes:       DefaultSegmentBytes,
+		SegmentAge:         DefaultSegmentAge,
+		RetentionAge:       DefaultRetentionAge,
+		RetentionBytes:     -1,
+		IndexIntervalBytes: DefaultIndexIntervalBytes,
+		Flush:              FlushAlways,
+		FlushInterval:      DefaultFlushInterval,
+	}
 }
 
 func (c Config) withDefaults() Config {

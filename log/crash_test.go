@@ -230,7 +230,7 @@ func TestTornTailEveryByte(t *testing.T) {
 		prefix = append(prefix, testBatch(rng, i, int64(i)))
 	}
 	last := makeBatch(rng, 3, 100, 60)
-	cfg := Config{FlushInterval: time.Hour, IndexIntervalBytes: 256, SegmentBytes: 2000}
+	cfg := Config{Flush: FlushInterval, FlushInterval: time.Hour, IndexIntervalBytes: 256, SegmentBytes: 2000}
 	for cut := 0; cut <= len(last); cut++ {
 		fsys := NewCrashFS()
 		l := openT(t, fsys, "/d/t-0", cfg)

@@ -21,14 +21,14 @@ type Config struct {
 	Level int `yaml:"level"`
 	// Idle is how long a night's topic must be quiet, counted from the end
 	// of the UTC night at the earliest, before it is archived.
-	Idle time.Duration `yaml:"idle"`
+	Idle time.Duration `yaml:"idle.ms"`
 	// Lookback is how many past nights are checked and rebuilt if missing
 	// or incomplete.
-	Lookback int `yaml:"lookback_nights"`
+	Lookback int `yaml:"lookback.nights"`
 	// Poll is how often topics are looked at.
-	Poll time.Duration `yaml:"poll"`
+	Poll time.Duration `yaml:"poll.ms"`
 	// CheckpointBytes is the tar input between checkpoints of a run.
-	CheckpointBytes int64 `yaml:"checkpoint_bytes"`
+	CheckpointBytes int64 `yaml:"checkpoint.bytes"`
 }
 
 // DefaultConfig is the archive as `serve` runs it out of the box.
@@ -74,16 +74,16 @@ func (c Config) Validate() error {
 		bad("level", "%d not in 1-9", c.Level)
 	}
 	if c.Idle < 0 {
-		bad("idle", "negative (%s)", c.Idle)
+		bad("idle.ms", "negative (%s)", c.Idle)
 	}
 	if c.Lookback < 1 || c.Lookback > 365 {
-		bad("lookback_nights", "%d not in 1-365", c.Lookback)
+		bad("lookback.nights", "%d not in 1-365", c.Lookback)
 	}
 	if c.Poll <= 0 {
-		bad("poll", "must be positive (%s)", c.Poll)
+		bad("poll.ms", "must be positive (%s)", c.Poll)
 	}
 	if c.CheckpointBytes < 1<<20 {
-		bad("checkpoint_bytes", "%d is under 1 MiB", c.CheckpointBytes)
+		bad("checkpoint.bytes", "%d is under 1 MiB", c.CheckpointBytes)
 	}
 	if len(errs) == 0 {
 		return nil

@@ -124,7 +124,7 @@ func TestConfigValidate(t *testing.T) {
 		"ok":            {func(c *Config) {}, nil},
 		"listing only":  {func(c *Config) { c.Enabled, c.Bootstrap = false, nil }, nil},
 		"bad program":   {func(c *Config) { c.Programs = []int{1, 3, 1} }, []string{"archive.programs: 3", "archive.programs: 1 listed twice"}},
-		"every problem": {func(c *Config) { c.Dir, c.Level, c.Idle, c.Lookback, c.Poll, c.CheckpointBytes = "", 11, -1, 0, 0, 5 }, []string{"archive.dir", "archive.level", "archive.idle", "archive.lookback_nights", "archive.poll", "archive.checkpoint_bytes"}},
+		"every problem": {func(c *Config) { c.Dir, c.Level, c.Idle, c.Lookback, c.Poll, c.CheckpointBytes = "", 11, -1, 0, 0, 5 }, []string{"archive.dir", "archive.level", "archive.idle", "archive.lookback.nights", "archive.poll.ms", "archive.checkpoint.bytes"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

@@ -97,7 +97,7 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	db, err := openMeta(filepath.Join(cfg.DataDir, "meta"), logger)
+	db, err := openMeta(filepath.Join(cfg.DataDir, "meta"), cfg.MetaCacheBytes, logger)
 	if err != nil {
 		return nil, fmt.Errorf("broker: open metadata: %w", err)
 	}

@@ -130,13 +130,16 @@ func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, ar
 func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
 func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }
 
-func openMeta(dir string, logger *zap.Logger) (*pebble.DB, error) {
+// openMeta opens the metadata store with a block cache of cacheBytes and
+// memtables of half that (pebble holds up to two).
+func openMeta(dir string, cacheBytes int64, logger *zap.Logger) (*pebble.DB, error) {
+	if cacheBytes <= 0 {
+		cacheBytes = DefaultMetaCacheBytes
+	}
 	opts := &pebble.Options{
-		Logger: pebbleLogger{logger.Named("pebble").Sugar()},
-		// Metadata is small: keep pebble's memory well inside the
-		// 200 MB budget of the whole process.
-		MemTableSize: 4 << 20,
-		Cache:        pebble.NewCache(8 << 20),
+		Logger:       pebbleLogger{logger.Named("pebble").Sugar()},
+		MemTableSize: uint64(cacheBytes / 2),
+		Cache:        pebble.NewCache(cacheBytes),
 	}
 	defer opts.Cache.Unref()
 	return pebble.Open(dir, opts)

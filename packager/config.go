@@ -32,17 +32,17 @@ const (
 // DefaultConfig where noted.
 type Config struct {
 	// HistoryDir is the pebble folder of per-object history (required).
-	HistoryDir string `yaml:"history_dir"`
+	HistoryDir string `yaml:"history.dir"`
 	// RejectDir receives refused inputs (required).
-	RejectDir string `yaml:"reject_dir"`
+	RejectDir string `yaml:"reject.dir"`
 	// HistoryDays: rows older than this before an exposure are pruned and
 	// not attached (30).
-	HistoryDays float64 `yaml:"history_days"`
+	HistoryDays float64 `yaml:"history.days"`
 	// Format of every topic this packager writes: "ocf" or "confluent".
 	Format Format `yaml:"format"`
 	// SchemaID is the id of the 4.02 schema for Confluent framing and the
 	// /schemas/ids/<id> endpoint (1).
-	SchemaID int32 `yaml:"schema_id"`
+	SchemaID int32 `yaml:"schema.id"`
 	// Topic, when set, replaces the nightly ztf_<YYYYMMDD>_programid<N>.
 	Topic string `yaml:"topic"`
 	// Publisher is written into each alert ("ztfbroker").
@@ -51,6 +51,9 @@ type Config struct {
 	Workers int `yaml:"workers"`
 	// Source is what Run reads.
 	Source SourceConfig `yaml:"source"`
+	// HistoryMemory sizes the history store (serve derives it from its
+	// memory budget).
+	HistoryMemory HistoryMemory `yaml:"-"`
 	// Clock returns the time; nil means time.Now.
 	Clock func() time.Time `yaml:"-"`
 }
@@ -61,11 +64,11 @@ type SourceConfig struct {
 	Kind     string         `yaml:"kind"`
 	Simulate SimulateConfig `yaml:"simulate"`
 	// IngestDir is watched for exposure folders (see the package doc).
-	IngestDir string `yaml:"ingest_dir"`
+	IngestDir string `yaml:"ingest.dir"`
 	// IngestPoll is how often IngestDir is scanned (1s).
-	IngestPoll time.Duration `yaml:"ingest_poll"`
+	IngestPoll time.Duration `yaml:"ingest.poll.ms"`
 	// ReplayPaths are .avro files or folders of them.
-	ReplayPaths []string `yaml:"replay_paths"`
+	ReplayPaths []string `yaml:"replay.paths"`
 }
 
 // SimulateConfig configures the synthetic night.
@@ -76,9 +79,9 @@ type SimulateConfig struct {
 	Exposures int `yaml:"exposures"`
 	// Interval is the wall-clock time between exposures (30s, as a survey
 	// takes them); 0 in tests means back to back.
-	Interval time.Duration `yaml:"interval"`
+	Interval time.Duration `yaml:"interval.ms"`
 	// Cadence is the sky time between two visits of the simulated field (45m).
-	Cadence time.Duration `yaml:"cadence"`
+	Cadence time.Duration `yaml:"cadence.ms"`
 	// Objects in the field's population; each exposure detects Alerts of
 	// them and records upper limits for the rest (Alerts * 5/4).
 	Objects int `yaml:"objects"`
@@ -159,16 +162,16 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() error {
 	var errs []error
 	bad := func(setting, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("packager: %s: %s", setting, fmt.Sprintf(format, args...)))
+		errs = append(errs, fmt.Errorf("packager.%s: %s", setting, fmt.Sprintf(format, args...)))
 	}
 	if c.HistoryDir == "" {
-		bad("history_dir", "required")
+		bad("history.dir", "required")
 	}
 	if c.RejectDir == "" {
-		bad("reject_dir", "required")
+		bad("reject.dir", "required")
 	}
 	if c.HistoryDays < 0 {
-		bad("history_days", "%v is negative", c.HistoryDays)
+		bad("history.days", "%v is negative", c.HistoryDays)
 	}
 	switch c.Format {
 	case "", FormatOCF, FormatConfluent:
@@ -176,7 +179,7 @@ func (c Config) Validate() error {
 		bad("format", "%q is neither %q nor %q", c.Format, FormatOCF, FormatConfluent)
 	}
 	if c.SchemaID < 0 {
-		bad("schema_id", "%d is negative", c.SchemaID)
+		bad("schema.id", "%d is negative", c.SchemaID)
 	}
 	if c.Workers < 0 {
 		bad("workers", "%d is negative", c.Workers)
@@ -196,11 +199,11 @@ func (c Config) Validate() error {
 		}
 	case SourceIngest:
 		if s.IngestDir == "" {
-			bad("source.ingest_dir", "required for source kind ingest")
+			bad("source.ingest.dir", "required for source kind ingest")
 		}
 	case SourceReplay:
 		if len(s.ReplayPaths) == 0 {
-			bad("source.replay_paths", "required for source kind replay")
+			bad("source.replay.paths", "required for source kind replay")
 		}
 	default:
 		bad("source.kind", "%q is not one of simulate, ingest, replay", s.Kind)

@@ -40,12 +40,33 @@ const (
 	kindForced    = 'f'
 )
 
+// HistoryMemory sizes the store's memory; zero fields take the defaults.
+type HistoryMemory struct {
+	// CacheBytes is pebble's block cache: the rows of the last visits are
+	// read for every alert, so they are kept cached (default 128 MiB).
+	CacheBytes int64
+	// MemTableBytes is one memtable; pebble holds up to two (default 32 MiB).
+	MemTableBytes int64
+}
+
+// Default history memory: an eighth and two thirty-seconds of serve's
+// default 1 GiB budget.
+const (
+	DefaultHistoryCacheBytes    = 128 << 20
+	DefaultHistoryMemTableBytes = 32 << 20
+)
+
 // OpenHistory opens (or creates) the store in dir.
-func OpenHistory(dir string, schema *Schema) (*History, error) {
-	// The rows of the last visits are read for every alert: keep them cached.
-	cache := pebble.NewCache(256 << 20)
+func OpenHistory(dir string, schema *Schema, mem HistoryMemory) (*History, error) {
+	if mem.CacheBytes <= 0 {
+		mem.CacheBytes = DefaultHistoryCacheBytes
+	}
+	if mem.MemTableBytes <= 0 {
+		mem.MemTableBytes = DefaultHistoryMemTableBytes
+	}
+	cache := pebble.NewCache(mem.CacheBytes)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}, Cache: cache, MemTableSize: 64 << 20})
+	db, err := pebble.Open(dir, &pebble.Options{Logger: quietPebble{}, Cache: cache, MemTableSize: uint64(mem.MemTableBytes)})
 	if err != nil {
 		return nil, fmt.Errorf("packager: open history %s: %w", dir, err)
 	}

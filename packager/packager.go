@@ -128,7 +128,7 @@ func New(cfg Config, prod Producer, logger *zap.Logger, reg prometheus.Registere
 		return nil, err
 	}
 	p.writers.New = func() any { return avro.NewWriter(nil, 64<<10) }
-	if p.hist, err = OpenHistory(cfg.HistoryDir, schema); err != nil {
+	if p.hist, err = OpenHistory(cfg.HistoryDir, schema, cfg.HistoryMemory); err != nil {
 		return nil, err
 	}
 	return p, nil

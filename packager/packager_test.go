@@ -240,7 +240,7 @@ func TestPackageHistoryPrunedAndKept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := OpenHistory(cfg.HistoryDir, schema)
+	h, err := OpenHistory(cfg.HistoryDir, schema, HistoryMemory{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -260,7 +260,7 @@ func TestPackageHistoryPrunedAndKept(t *testing.T) {
 	if err := h.Close(); err != nil {
 		t.Fatal(err)
 	}
-	h, err = OpenHistory(cfg.HistoryDir, schema) // a restart keeps it
+	h, err = OpenHistory(cfg.HistoryDir, schema, HistoryMemory{}) // a restart keeps it
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -457,7 +457,7 @@ func TestPackageStamp(t *testing.T) {
 
 func TestPackageConfigValidate(t *testing.T) {
 	err := Config{Format: "xml", Source: SourceConfig{Kind: "camera"}}.Validate()
-	for _, s := range []string{"history_dir", "reject_dir", "format", "source.kind"} {
+	for _, s := range []string{"history.dir", "reject.dir", "format", "source.kind"} {
 		if err == nil || !strings.Contains(err.Error(), s) {
 			t.Errorf("Validate: %v, want mention of %s", err, s)
 		}

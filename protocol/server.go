@@ -37,38 +37,39 @@ import (
 var ErrServerClosed = errors.New("protocol: server closed")
 
 // Config is the listener's configuration. Zero fields take the defaults of
-// DefaultConfig, except NodeID, where 0 is a valid id.
+// DefaultConfig, except NodeID, where 0 is a valid id. The yaml tags are the
+// settings' names in ztfbroker's config file (Kafka's where Kafka has one).
 type Config struct {
 	// NodeID is this broker's node.id, advertised in Metadata and as the
 	// leader of every partition and the coordinator of every group.
-	NodeID int32
+	NodeID int32 `yaml:"node.id"`
 	// AdvertisedAddr (advertised.listeners) is the host:port clients are
 	// told to connect to. Empty: the listener's own address, with an
 	// unspecified IP replaced by this machine's first non-loopback IPv4
 	// (librdkafka may resolve "localhost" to ::1, so IPv4 is preferred).
-	AdvertisedAddr string
+	AdvertisedAddr string `yaml:"-"`
 	// MaxRequestBytes (socket.request.max.bytes) caps a request frame; a
 	// larger announced size closes the connection before any allocation.
-	MaxRequestBytes int
+	MaxRequestBytes int `yaml:"socket.request.max.bytes"`
 	// IdleTimeout (connections.max.idle.ms) closes a connection that sends
 	// nothing for this long.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `yaml:"connections.max.idle.ms"`
 	// RequestReadTimeout bounds the silence while a request is being read
 	// (after its size arrived).
-	RequestReadTimeout time.Duration
+	RequestReadTimeout time.Duration `yaml:"socket.request.read.timeout.ms"`
 	// WriteTimeout bounds writing one response.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `yaml:"socket.response.write.timeout.ms"`
 	// MaxConnections (max.connections) refuses connections beyond it.
-	MaxConnections int
+	MaxConnections int `yaml:"max.connections"`
 	// FetchMaxBytes (fetch.max.bytes) caps the bytes of one Fetch response
 	// whatever the request asks for (the first batch is always served).
 	// Fetched records pass through a buffer here (they are read and CRC
 	// checked, not sent with sendfile), so this bounds the memory one
 	// fetch holds: 16 MiB instead of Kafka's 55 MiB, for a 4 GB machine;
 	// clients simply fetch again.
-	FetchMaxBytes int
+	FetchMaxBytes int `yaml:"fetch.max.bytes"`
 	// FetchMaxWait caps a Fetch request's MaxWaitMs.
-	FetchMaxWait time.Duration
+	FetchMaxWait time.Duration `yaml:"fetch.max.wait.ms"`
 }
 
 // DefaultConfig returns Kafka's defaults where Kafka has a setting.
@@ -130,10 +131,10 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("connections.max.idle.ms %v: must be > 0", c.IdleTimeout))
 	}
 	if c.RequestReadTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("request read timeout %v: must be > 0", c.RequestReadTimeout))
+		errs = append(errs, fmt.Errorf("socket.request.read.timeout.ms %v: must be > 0", c.RequestReadTimeout))
 	}
 	if c.WriteTimeout <= 0 {
-		errs = append(errs, fmt.Errorf("write timeout %v: must be > 0", c.WriteTimeout))
+		errs = append(errs, fmt.Errorf("socket.response.write.timeout.ms %v: must be > 0", c.WriteTimeout))
 	}
 	if c.MaxConnections < 1 {
 		errs = append(errs, fmt.Errorf("max.connections %d: must be >= 1", c.MaxConnections))
@@ -142,7 +143,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("fetch.max.bytes %d: must be in [1, 2147483647]", c.FetchMaxBytes))
 	}
 	if c.FetchMaxWait <= 0 {
-		errs = append(errs, fmt.Errorf("fetch max wait %v: must be > 0", c.FetchMaxWait))
+		errs = append(errs, fmt.Errorf("fetch.max.wait.ms %v: must be > 0", c.FetchMaxWait))
 	}
 	return errors.Join(errs...)
 }

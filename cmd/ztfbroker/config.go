@@ -1,18 +1,16 @@
 package main
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
-	"os"
+	"net"
 	"path/filepath"
-	"strconv"
-	"time"
+	"sort"
+	"strings"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
-	"gopkg.in/yaml.v3"
 
 	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
@@ -21,27 +19,46 @@ import (
 )
 
 // serveConfig is everything `serve` runs with: the process's own settings and
-// each package's Config, filled from defaults, then the YAML file, then flags.
+// each package's Config, filled from defaults, then the config file, then
+// flags, all through one path: flat settings (see settings.go) applied to
+// each section by name.
 type serveConfig struct {
-	Listen    string
-	Advertise string
-	HTTP      string
-	// AdminHTTP is the HOST:PORT serving pprof, loopback by default;
-	// empty means no admin listener.
-	AdminHTTP string
-	LogLevel  string
-	LogFormat string
-	// MemoryLimit is the Go runtime's soft memory limit (GOMEMLIMIT):
-	// near it the collector runs more often and returns freed memory to
-	// the system, which keeps the resident size bounded whatever the
-	// amount of data stored or fetched. 0 means none.
-	MemoryLimit int64
+	processSection
+	// Listeners are the Kafka listeners, each with its own address (the
+	// security issue adds TLS and SASL to each).
+	Listeners []listenerSection
+	// Memory is memory.budget.bytes divided among the caches and the heap.
+	Memory memoryPlan
 
 	Broker   broker.Config
 	Groups   broker.GroupConfig
 	Listener protocol.Config
 	Packager packagerSection
 	Archive  archive.Config
+}
+
+// processSection is the process's own settings.
+type processSection struct {
+	DataDir   string `yaml:"data.dir"`
+	HTTP      string `yaml:"http.listener"`
+	AdminHTTP string `yaml:"admin.listener"` // pprof; empty: none
+	LogLevel  string `yaml:"log.level"`
+	LogFormat string `yaml:"log.format"`
+	// MemoryBudget is what the whole process may hold, caches included;
+	// see memoryPlan.
+	MemoryBudget int64 `yaml:"memory.budget.bytes"`
+}
+
+// listenerSection is one entry of the config file's `listeners:` list.
+type listenerSection struct {
+	// Name labels the listener (PLAINTEXT; Kafka's listener names).
+	Name string `yaml:"name"`
+	// Listen is the HOST:PORT accepted on.
+	Listen string `yaml:"listen"`
+	// Advertise is the HOST:PORT given to clients in Metadata; empty: the
+	// listen address with an unspecified host replaced by this machine's
+	// first non-loopback IPv4.
+	Advertise string `yaml:"advertise"`
 }
 
 // packagerSection is the config file's `packager:` mapping: whether serve
@@ -53,134 +70,138 @@ type packagerSection struct {
 	packager.Config `yaml:",inline"`
 }
 
-// settingFlags are flags given on the command line, by their YAML key.
+// Names only flags give: the first listener's addresses.
+const (
+	flagListen    = "listeners.0.listen"
+	flagAdvertise = "listeners.0.advertise"
+)
+
+// settingFlags are settings given on the command line, by name.
 type settingFlags map[string]string
 
-func (f *settingFlags) set(key string) func(string) error {
+// set returns a flag.Func that records the setting name.
+func (f *settingFlags) set(name string) func(string) error {
 	return func(v string) error {
 		if *f == nil {
 			*f = settingFlags{}
 		}
-		(*f)[key] = v
+		(*f)[name] = v
 		return nil
 	}
+}
+
+// setAny is --set NAME=VALUE: any setting of the config file.
+func (f *settingFlags) setAny(v string) error {
+	name, value, ok := strings.Cut(v, "=")
+	if !ok || strings.TrimSpace(name) == "" {
+		return errors.New("want NAME=VALUE, such as log.retention.ms=86400000")
+	}
+	return f.set(strings.TrimSpace(name))(value)
+}
+
+// defaultServeConfig is serve without a config file or flags.
+func defaultServeConfig() serveConfig {
+	cfg := serveConfig{
+		processSection: processSection{
+			DataDir:      "./data",
+			HTTP:         "0.0.0.0:8080",
+			AdminHTTP:    "127.0.0.1:8081",
+			LogLevel:     "info",
+			LogFormat:    "json",
+			MemoryBudget: defaultMemoryBudget,
+		},
+		Listeners: []listenerSection{{Name: "PLAINTEXT", Listen: "0.0.0.0:9092"}},
+		Broker:    broker.DefaultConfig(),
+		Groups:    broker.DefaultGroupConfig(),
+		Listener:  protocol.DefaultConfig(),
+		Archive:   archive.DefaultConfig(),
+	}
+	// Out of the box the packager simulates a night, so that a newcomer sees
+	// tonight's topic fill with alerts; a survey sets source.kind: ingest.
+	cfg.Packager.Enabled = true
+	cfg.Packager.Config = packager.DefaultConfig()
+	cfg.Packager.Source.Kind = packager.SourceSimulate
+	cfg.Archive.Dir = ""
+	return cfg
 }
 
 // loadServeConfig reads file (optional) and applies flags over it. Every
 // problem is named in one joined error; nothing is half-applied because the
 // caller starts nothing when this fails.
 func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
-	cfg := serveConfig{
-		Listen:    "0.0.0.0:9092",
-		HTTP:      "0.0.0.0:8080",
-		AdminHTTP: "127.0.0.1:8081",
-		LogLevel:  "info",
-		LogFormat: "json",
-		// 160 MiB: the broker holds no record data beyond request and
-		// fetch buffers, so this is headroom, not a cache.
-		MemoryLimit: 160 << 20,
-		Broker:      broker.DefaultConfig(),
-		Groups:      broker.DefaultGroupConfig(),
-		Listener:    protocol.DefaultConfig(),
-		Archive:     archive.DefaultConfig(),
-	}
-	cfg.Broker.DataDir = "./data"
-	// Out of the box the packager simulates a night, so that a newcomer sees
-	// tonight's topic fill with alerts; a survey sets source.kind: ingest.
-	cfg.Packager.Enabled = true
-	cfg.Packager.Config = packager.DefaultConfig()
-	cfg.Packager.Source.Kind = "simulate"
-	settings := map[string]string{}
-	var errs []error
+	cfg := defaultServeConfig()
+	set := newSettings()
 	if file != "" {
-		doc, err := readYAML(file)
+		doc, err := readConfigFile(file)
 		if err != nil {
 			return cfg, err
 		}
-		settings = doc.settings
-		errs = append(errs, decodeSection(doc.packager, "packager", &cfg.Packager))
-		errs = append(errs, decodeSection(doc.archive, "archive", &cfg.Archive))
+		set = doc.settings
+		if doc.listeners != nil {
+			cfg.Listeners = doc.listeners
+		}
 	}
 	for k, v := range flags {
-		settings[k] = v
+		set.set(k, v, "flag") //nolint:errcheck // a flag always wins
 	}
-	brokerSettings, groupSettings := map[string]string{}, map[string]string{}
-	isGroup := map[string]bool{}
-	for _, k := range broker.GroupSettings {
-		isGroup[k] = true
-	}
-	for key, v := range settings {
-		var err error
-		switch key {
-		case "data.dir":
-			brokerSettings["log.dirs"] = v
-		case "listen":
-			cfg.Listen = v
-		case "advertise":
-			cfg.Advertise = v
-		case "http":
-			cfg.HTTP = v
-		case "log.level":
-			cfg.LogLevel = v
-			if _, e := zapcore.ParseLevel(v); e != nil {
-				err = errors.New("want debug, info, warn or error")
-			}
-		case "log.format":
-			cfg.LogFormat = v
-			if v != "json" && v != "console" {
-				err = errors.New("want json or console")
-			}
-		case "memory.limit.bytes":
-			cfg.MemoryLimit, err = strconv.ParseInt(v, 10, 64)
-			if err == nil && cfg.MemoryLimit < 0 {
-				err = errors.New("must not be negative")
-			}
-		case "node.id":
-			var n int64
-			n, err = strconv.ParseInt(v, 10, 32)
-			cfg.Listener.NodeID = int32(n)
-		case "socket.request.max.bytes":
-			var n int64
-			n, err = strconv.ParseInt(v, 10, 32)
-			cfg.Listener.MaxRequestBytes = int(n)
-		case "fetch.max.bytes":
-			var n int64
-			n, err = strconv.ParseInt(v, 10, 32)
-			cfg.Listener.FetchMaxBytes = int(n)
-		case "connections.max.idle.ms":
-			var n int64
-			n, err = strconv.ParseInt(v, 10, 64)
-			cfg.Listener.IdleTimeout = time.Duration(n) * time.Millisecond
-		default:
-			if isGroup[key] {
-				groupSettings[key] = v
-			} else {
-				brokerSettings[key] = v
-			}
+	var errs []error
+	for name, v := range set.takeKeys(flagListen, flagAdvertise) {
+		if len(cfg.Listeners) == 0 {
+			cfg.Listeners = []listenerSection{{Name: "PLAINTEXT"}}
 		}
-		if err != nil {
-			errs = append(errs, fmt.Errorf("%s %q: %w", key, v, err))
+		if name == flagListen {
+			cfg.Listeners[0].Listen = v
+		} else {
+			cfg.Listeners[0].Advertise = v
 		}
 	}
+	if _, ok := set.values["log.dirs"]; ok {
+		errs = append(errs, errors.New("log.dirs: set data.dir instead (one folder holds the logs, the metadata, the packager's state and the archive)"))
+		delete(set.values, "log.dirs")
+	}
+
+	// Each section takes its own names; what is left is the broker's.
+	errs = append(errs, applyTagged(&cfg.processSection, set.takeKeys(taggedNames(processSection{})...))...)
+	errs = append(errs, applyTagged(&cfg.Listener, set.takeKeys(taggedNames(protocol.Config{})...))...)
+	errs = append(errs, leftover("packager.", set.take("packager."), func(m map[string]string) []error {
+		return applyTagged(&cfg.Packager, m)
+	})...)
+	errs = append(errs, leftover("archive.", set.take("archive."), func(m map[string]string) []error {
+		return applyTagged(&cfg.Archive, m)
+	})...)
+	if err := cfg.Groups.ApplySettings(set.takeKeys(broker.GroupSettings...)); err != nil {
+		errs = append(errs, err)
+	}
+	brokerSettings := set.values
+	brokerSettings["log.dirs"] = cfg.DataDir
 	if err := cfg.Broker.ApplySettings(brokerSettings); err != nil {
 		errs = append(errs, err)
 	}
-	if err := cfg.Groups.ApplySettings(groupSettings); err != nil {
+
+	if _, err := zapcore.ParseLevel(cfg.LogLevel); err != nil {
+		errs = append(errs, fmt.Errorf("log.level %q: want debug, info, warn or error", cfg.LogLevel))
+	}
+	if cfg.LogFormat != "json" && cfg.LogFormat != "console" {
+		errs = append(errs, fmt.Errorf("log.format %q: want json or console", cfg.LogFormat))
+	}
+	errs = append(errs, checkListeners(cfg.Listeners)...)
+	if cfg.HTTP == "" {
+		errs = append(errs, errors.New("http.listener: empty"))
+	}
+	plan, err := planMemory(cfg.MemoryBudget)
+	if err != nil {
 		errs = append(errs, err)
 	}
+	cfg.Memory = plan
+	cfg.Broker.MetaCacheBytes = plan.MetaCache
+	cfg.Packager.HistoryMemory = packager.HistoryMemory{CacheBytes: plan.HistoryCache, MemTableBytes: plan.HistoryMemTable}
 	if err := cfg.Listener.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	// Folders under the data directory unless the file names others.
-	dataDir := cfg.Broker.DataDir
-	if cfg.Packager.HistoryDir == "" {
-		cfg.Packager.HistoryDir = filepath.Join(dataDir, "packager", "history")
-	}
-	if cfg.Packager.RejectDir == "" {
-		cfg.Packager.RejectDir = filepath.Join(dataDir, "packager", "rejects")
-	}
-	if cfg.Archive.Dir == "" || cfg.Archive.Dir == archive.DefaultConfig().Dir {
-		cfg.Archive.Dir = filepath.Join(dataDir, "archive")
+	cfg.Packager.HistoryDir, cfg.Packager.RejectDir = packagerStateDirs(cfg.DataDir, cfg.Packager.HistoryDir, cfg.Packager.RejectDir)
+	if cfg.Archive.Dir == "" {
+		cfg.Archive.Dir = filepath.Join(cfg.DataDir, "archive")
 	}
 	if cfg.Packager.Enabled {
 		if err := cfg.Packager.Validate(); err != nil {
@@ -190,7 +211,7 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	// The archive's bootstrap defaults to this broker, known once listening.
 	archiveCheck := cfg.Archive
 	if len(archiveCheck.Bootstrap) == 0 {
-		archiveCheck.Bootstrap = []string{cfg.Listen}
+		archiveCheck.Bootstrap = []string{"self"}
 	}
 	if err := archiveCheck.Validate(); err != nil {
 		errs = append(errs, err)
@@ -204,69 +225,62 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	return cfg, nil
 }
 
-// configFile is the config file: flat settings, keyed by name with every
-// value as the string it would be given as a flag, and two sections.
-type configFile struct {
-	settings          map[string]string
-	packager, archive *yaml.Node
+// leftover applies a section's settings and names those it did not know.
+func leftover(prefix string, m map[string]string, apply func(map[string]string) []error) []error {
+	errs := apply(m)
+	for _, k := range sortedNames(m) {
+		errs = append(errs, fmt.Errorf("%s%s: unknown setting", prefix, k))
+	}
+	return errs
 }
 
-func readYAML(file string) (configFile, error) {
-	out := configFile{settings: map[string]string{}}
-	data, err := os.ReadFile(file)
-	if err != nil {
-		return out, fmt.Errorf("config: %w", err)
+func sortedNames(m map[string]string) []string {
+	names := make([]string, 0, len(m))
+	for k := range m {
+		names = append(names, k)
 	}
-	var doc yaml.Node
-	if err := yaml.Unmarshal(data, &doc); err != nil {
-		return out, fmt.Errorf("config %s: %w", file, err)
-	}
-	if len(doc.Content) == 0 {
-		return out, nil // an empty file keeps every default
-	}
-	top := doc.Content[0]
-	if top.Kind != yaml.MappingNode {
-		return out, fmt.Errorf("config %s: want a mapping of settings at the top", file)
-	}
+	sort.Strings(names)
+	return names
+}
+
+// checkListeners names every problem of the listener list.
+func checkListeners(ls []listenerSection) []error {
 	var errs []error
-	for i := 0; i+1 < len(top.Content); i += 2 {
-		k, n := top.Content[i].Value, top.Content[i+1]
-		switch {
-		case k == "packager":
-			out.packager = n
-		case k == "archive":
-			out.archive = n
-		case n.Kind != yaml.ScalarNode:
-			errs = append(errs, fmt.Errorf("%s (line %d): want a single value", k, n.Line))
-		default:
-			if _, dup := out.settings[k]; dup {
-				errs = append(errs, fmt.Errorf("%s (line %d): set twice", k, n.Line))
+	if len(ls) == 0 {
+		errs = append(errs, errors.New("listeners: none; a broker needs at least one"))
+	}
+	seen := map[string]bool{}
+	for i, l := range ls {
+		where := fmt.Sprintf("listeners[%d]", i)
+		if l.Name == "" {
+			errs = append(errs, fmt.Errorf("%s.name: empty", where))
+		}
+		if seen[l.Name] {
+			errs = append(errs, fmt.Errorf("%s.name %q: two listeners of that name", where, l.Name))
+		}
+		seen[l.Name] = true
+		if _, _, err := net.SplitHostPort(l.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("%s.listen %q: want HOST:PORT", where, l.Listen))
+		}
+		if l.Advertise != "" {
+			if h, _, err := net.SplitHostPort(l.Advertise); err != nil || h == "" {
+				errs = append(errs, fmt.Errorf("%s.advertise %q: want HOST:PORT", where, l.Advertise))
 			}
-			out.settings[k] = n.Value
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return out, fmt.Errorf("config %s:\n%w", file, err)
-	}
-	return out, nil
+	return errs
 }
 
-// decodeSection decodes a section of the file over the defaults in into,
-// refusing keys the section does not have.
-func decodeSection(n *yaml.Node, name string, into any) error {
-	if n == nil {
-		return nil
+// packagerStateDirs puts the packager's history and rejects under the data
+// folder unless given: the one rule for serve and `package`.
+func packagerStateDirs(dataDir, history, rejects string) (string, string) {
+	if history == "" {
+		history = filepath.Join(dataDir, "packager", "history")
 	}
-	data, err := yaml.Marshal(n)
-	if err != nil {
-		return fmt.Errorf("%s: %w", name, err)
+	if rejects == "" {
+		rejects = filepath.Join(dataDir, "packager", "rejects")
 	}
-	dec := yaml.NewDecoder(bytes.NewReader(data))
-	dec.KnownFields(true)
-	if err := dec.Decode(into); err != nil {
-		return fmt.Errorf("%s (line %d): %w", name, n.Line, err)
-	}
-	return nil
+	return history, rejects
 }
 
 // logger builds the process logger: structured, one line per event.

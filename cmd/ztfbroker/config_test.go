@@ -6,6 +6,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestDefaultConfigFileMatchesDefaults loads configs/ztfbroker.yaml, which
@@ -43,7 +44,9 @@ func TestDefaultConfigFileMatchesDefaults(t *testing.T) {
 func TestBadConfigNamesEveryProblem(t *testing.T) {
 	file := filepath.Join(t.TempDir(), "bad.yaml")
 	os.WriteFile(file, []byte(`
-listen: 0.0.0.0:9092
+listeners:
+  - name: PLAINTEXT
+    listen: nowhere
 retention.ms: soon
 num.partitions: -3
 log.level: chatty
@@ -60,8 +63,8 @@ archive:
 	if err == nil {
 		t.Fatal("a config with eight problems was accepted")
 	}
-	for _, want := range []string{"retention.ms", "num.partitions", "log.level", "no.such.setting",
-		"socket.request.max.bytes", "colour", "archive.level"} {
+	for _, want := range []string{"listeners[0].listen", "retention.ms", "num.partitions", "log.level", "no.such.setting",
+		"socket.request.max.bytes", "packager.colour", "packager.format", "archive.level"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("the error does not name %s:\n%v", want, err)
 		}
@@ -85,5 +88,82 @@ func TestServeRefusesBadConfig(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "data")); err == nil {
 		t.Errorf("serve created its data directory before refusing the config")
+	}
+}
+
+// TestEverySettingIsSettable sets each setting of the default file through
+// --set (the flags' path) and through a nested and a flat file (the YAML's),
+// and checks they land in the same place, so no setting is unreachable.
+func TestEverySettingIsSettable(t *testing.T) {
+	cases := []struct {
+		name, value string
+		got         func(c serveConfig) any
+		want        any
+	}{
+		{"max.connections", "7", func(c serveConfig) any { return c.Listener.MaxConnections }, 7},
+		{"socket.request.read.timeout.ms", "1500", func(c serveConfig) any { return c.Listener.RequestReadTimeout }, 1500 * time.Millisecond},
+		{"socket.response.write.timeout.ms", "2500", func(c serveConfig) any { return c.Listener.WriteTimeout }, 2500 * time.Millisecond},
+		{"fetch.max.wait.ms", "900", func(c serveConfig) any { return c.Listener.FetchMaxWait }, 900 * time.Millisecond},
+		{"log.segment.bytes", "2097152", func(c serveConfig) any { return c.Broker.Topic.SegmentBytes }, int64(2 << 20)},
+		{"group.max.size", "12", func(c serveConfig) any { return c.Groups.MaxSize }, 12},
+		{"packager.source.simulate.interval.ms", "250", func(c serveConfig) any { return c.Packager.Source.Simulate.Interval }, 250 * time.Millisecond},
+		{"packager.bootstrap", "a:1,b:2", func(c serveConfig) any { return c.Packager.Bootstrap }, []string{"a:1", "b:2"}},
+		{"archive.programs", "2", func(c serveConfig) any { return c.Archive.Programs }, []int{2}},
+		{"admin.listener", "", func(c serveConfig) any { return c.AdminHTTP }, ""},
+		{"memory.budget.bytes", "536870912", func(c serveConfig) any { return c.Memory.HistoryCache }, int64(64 << 20)},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			var flags settingFlags
+			if err := flags.setAny(tc.name + "=" + tc.value); err != nil {
+				t.Fatal(err)
+			}
+			viaFlag, err := loadServeConfig("", flags)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.got(viaFlag); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("--set %s=%s: got %v, want %v", tc.name, tc.value, got, tc.want)
+			}
+			file := filepath.Join(t.TempDir(), "c.yaml")
+			os.WriteFile(file, []byte(tc.name+": \""+tc.value+"\"\n"), 0o644)
+			viaFile, err := loadServeConfig(file, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.got(viaFile); !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("file %s: %s: got %v, want %v", tc.name, tc.value, got, tc.want)
+			}
+		})
+	}
+	// A nested mapping is the same setting as its flat name; both at once is a mistake.
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte("packager:\n  source:\n    kind: ingest\n    ingest.dir: /tmp/in\npackager.source.kind: replay\n"), 0o644)
+	if _, err := loadServeConfig(file, nil); err == nil || !strings.Contains(err.Error(), "packager.source.kind") {
+		t.Errorf("a setting given twice was accepted or not named: %v", err)
+	}
+}
+
+// TestListenersAreAList: several Kafka listeners, each with its own address.
+func TestListenersAreAList(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	os.WriteFile(file, []byte(`listeners:
+  - name: INTERNAL
+    listen: 127.0.0.1:9092
+  - name: EXTERNAL
+    listen: 0.0.0.0:9093
+    advertise: alerts.example.org:9093
+`), 0o644)
+	cfg, err := loadServeConfig(file, settingFlags{flagAdvertise: "10.0.0.1:9092"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []listenerSection{{"INTERNAL", "127.0.0.1:9092", "10.0.0.1:9092"}, {"EXTERNAL", "0.0.0.0:9093", "alerts.example.org:9093"}}
+	if !reflect.DeepEqual(cfg.Listeners, want) {
+		t.Errorf("listeners %+v, want %+v", cfg.Listeners, want)
+	}
+	os.WriteFile(file, []byte("listeners:\n  - name: A\n    listen: 1.2.3.4:1\n    tls: yes\n  - name: A\n    listen: x\n"), 0o644)
+	if _, err := loadServeConfig(file, nil); err == nil || !strings.Contains(err.Error(), "tls") {
+		t.Errorf("an unknown listener key was accepted: %v", err)
 	}
 }

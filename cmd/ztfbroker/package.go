@@ -72,8 +72,9 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	})
 	fs.StringVar(&schemaAddr, "schema-addr", "", "serve GET /schemas/ids/<id> on `host:port` while running")
 	fs.StringVar(&cfg.Topic, "topic", "", "produce to this topic instead of ztf_<YYYYMMDD>_programid<N>")
-	fs.StringVar(&cfg.HistoryDir, "history", "packager-history", "pebble `folder` of per-object history")
-	fs.StringVar(&cfg.RejectDir, "rejects", "packager-rejects", "`folder` for refused inputs")
+	dataDir := fs.String("data-dir", "./data", "data `folder`: history and rejects go under its packager/, as with serve")
+	fs.StringVar(&cfg.HistoryDir, "history", "", "pebble `folder` of per-object history (default <data-dir>/packager/history)")
+	fs.StringVar(&cfg.RejectDir, "rejects", "", "`folder` for refused inputs (default <data-dir>/packager/rejects)")
 	fs.Float64Var(&cfg.HistoryDays, "history-days", cfg.HistoryDays, "days of history attached to each alert")
 	fs.BoolVar(&idempotent, "idempotent", true, "idempotent producer (franz-go goes on without it if the broker lacks InitProducerId)")
 	fs.BoolVar(&verbose, "v", false, "log each exposure on stderr")
@@ -84,6 +85,7 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return err
 	}
 	cfg.Format = packager.Format(format)
+	cfg.HistoryDir, cfg.RejectDir = packagerStateDirs(*dataDir, cfg.HistoryDir, cfg.RejectDir)
 	sim.Exposures = exposures
 	var kinds []string
 	if sim.Alerts > 0 {

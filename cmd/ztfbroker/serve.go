@@ -32,14 +32,15 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	fs.SetOutput(stderr)
 	configFile := fs.String("config", "", "YAML config file (see configs/ztfbroker.yaml); flags override it")
 	var flags settingFlags
-	fs.Func("data-dir", "data directory (default ./data)", flags.set("data.dir"))
-	fs.Func("listen", "Kafka listener HOST:PORT (default 0.0.0.0:9092)", flags.set("listen"))
-	fs.Func("advertise", "HOST:PORT advertised to Kafka clients (default: the listen address)", flags.set("advertise"))
-	fs.Func("http", "HTTP listener HOST:PORT for /metrics, /healthz and the archive (default 0.0.0.0:8080)", flags.set("http"))
-	adminHTTP := fs.String("admin-http", "", "admin HTTP listener HOST:PORT for pprof (default 127.0.0.1:8081; empty: none)")
-	fs.Func("log-level", "debug, info, warn or error (default info)", flags.set("log.level"))
-	runPackager := fs.Bool("packager", true, "run the packager (by default on a simulated night); overrides packager.enabled")
-	runArchive := fs.Bool("archive", true, "run the nightly archive scheduler; overrides archive.enabled")
+	fs.Func("data-dir", "data directory (data.dir; default ./data)", flags.set("data.dir"))
+	fs.Func("listen", "first Kafka listener's HOST:PORT (default 0.0.0.0:9092)", flags.set(flagListen))
+	fs.Func("advertise", "HOST:PORT the first listener advertises to Kafka clients (default: its listen address)", flags.set(flagAdvertise))
+	fs.Func("http", "HTTP listener HOST:PORT for /metrics, /healthz and the archive (http.listener; default 0.0.0.0:8080)", flags.set("http.listener"))
+	fs.Func("admin-http", "admin HTTP listener HOST:PORT for pprof (admin.listener; default 127.0.0.1:8081; empty: none)", flags.set("admin.listener"))
+	fs.Func("log-level", "debug, info, warn or error (log.level; default info)", flags.set("log.level"))
+	fs.Func("packager", "run the packager, by default on a simulated night (packager.enabled; default true)", flags.set("packager.enabled"))
+	fs.Func("archive", "run the nightly archive scheduler (archive.enabled; default true)", flags.set("archive.enabled"))
+	fs.Func("set", "any setting of the config file as `NAME=VALUE` (repeatable), e.g. --set log.retention.ms=86400000", flags.setAny)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -50,25 +51,16 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "packager":
-			cfg.Packager.Enabled = *runPackager
-		case "archive":
-			cfg.Archive.Enabled = *runArchive
-		case "admin-http":
-			cfg.AdminHTTP = *adminHTTP
-		}
-	})
 	logger, err := cfg.logger(stderr)
 	if err != nil {
 		return err
 	}
 	defer logger.Sync()
 
-	// GOMEMLIMIT in the environment wins over the config file.
-	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && cfg.MemoryLimit > 0 {
-		debug.SetMemoryLimit(cfg.MemoryLimit)
+	// The heap's share of the memory budget; GOMEMLIMIT in the environment
+	// wins over the config file.
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set {
+		debug.SetMemoryLimit(cfg.Memory.GoHeap)
 	}
 
 	reg := prometheus.NewRegistry()
@@ -93,11 +85,13 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	defer groups.Close()
 	groups.SetClientInfo(protocol.ClientInfo)
 
-	kafkaLn, err := net.Listen("tcp", cfg.Listen)
-	if err != nil {
-		return fmt.Errorf("listen: %w", err)
+	kafkaLns := make([]net.Listener, len(cfg.Listeners))
+	for i, l := range cfg.Listeners {
+		if kafkaLns[i], err = net.Listen("tcp", l.Listen); err != nil {
+			return fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		defer kafkaLns[i].Close() // owned by the server once serving; closing again is harmless
 	}
-	defer kafkaLn.Close() // owned by the server once serving; closing again is harmless
 	webCfg := web.DefaultConfig()
 	webCfg.Addr, webCfg.AdminAddr = cfg.HTTP, cfg.AdminHTTP
 	site, err := web.New(webCfg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), logger.Named("http"))
@@ -109,12 +103,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	}
 	defer site.Close() // stops nothing once shut down; frees the ports on an early return
 	// Clients inside the process (packager, archive) bootstrap over loopback.
-	self := []string{loopback(kafkaLn.Addr())}
+	self := []string{loopback(kafkaLns[0].Addr())}
 
-	// Empty: the listener advertises its own address, an unspecified host
-	// replaced by this machine's first non-loopback IPv4, as remote
-	// consumers need.
-	cfg.Listener.AdvertisedAddr = cfg.Advertise
 	srv, err := protocol.NewServer(cfg.Listener, b, groups, logger.Named("kafka"), reg)
 	if err != nil {
 		return err
@@ -145,17 +135,25 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		clients = append(clients, sched.Run)
 	}
 
-	errc := make(chan error, 2)
-	go func() { errc <- srv.Serve(kafkaLn) }()
+	errc := make(chan error, 1+len(kafkaLns))
+	kafkaAddrs := make([]string, len(kafkaLns))
+	for i, ln := range kafkaLns {
+		// An empty advertise: the listener's own address, an unspecified
+		// host replaced by this machine's first non-loopback IPv4, as
+		// remote consumers need.
+		lc := protocol.ListenerConfig{Name: cfg.Listeners[i].Name, AdvertisedAddr: cfg.Listeners[i].Advertise}
+		go func() { errc <- srv.ServeListener(ln, lc) }()
+		kafkaAddrs[i] = lc.Name + "://" + ln.Addr().String()
+	}
 	go func() { errc <- site.Serve() }()
 	admin := "none"
 	if a := site.AdminAddr(); a != nil {
 		admin = a.String()
 	}
-	logger.Info("ztfbroker started",
-		zap.String("kafka", kafkaLn.Addr().String()),
+	logger.Info("ztfbroker started", append([]zap.Field{
+		zap.Strings("kafka", kafkaAddrs),
 		zap.String("http", site.Addr().String()), zap.String("admin_http", admin),
-		zap.String("data_dir", cfg.Broker.DataDir))
+		zap.String("data_dir", cfg.Broker.DataDir)}, cfg.Memory.fields()...)...)
 
 	clientCtx, stopClients := context.WithCancel(ctx)
 	defer stopClients()

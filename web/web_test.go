@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -197,16 +196,3 @@ func TestAdminAddressTaken(t *testing.T) {
 	}
 }
 
-// TestImportsNothingInternal holds the door shut: pages come in as
-// handlers, so web never needs a package of the project.
-func TestImportsNothingInternal(t *testing.T) {
-	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
-	if err != nil {
-		t.Fatalf("go list: %v\n%s", err, out)
-	}
-	for _, dep := range strings.Fields(string(out)) {
-		if strings.HasPrefix(dep, "github.com/ztfbroker/ztfbroker/") && dep != "github.com/ztfbroker/ztfbroker/web" {
-			t.Errorf("web imports %s", dep)
-		}
-	}
-}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
@@ -62,17 +62,10 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	if err != nil {
 		return -1, -1, nil, err
 	}
-	idempotent := check != nil && slices.ContainsFunc(batches, func(bt checkedBatch) bool { return bt.producerID() >= 0 })
 	wait = func() error {
-		// The producer state Appended recorded is made durable before
-		// the answer, together with every other request's (one synced
-		// commit covers all earlier ones), rather than one fsync per
-		// batch under the partition lock.
-		if idempotent {
-			if err := check.Durable(); err != nil {
-				return b.storageError(p, "persist producer sequences", err)
-			}
-		}
+		// Producer sequences need no fsync of their own: the log
+		// rebuilds them from its batches at open, so the batches'
+		// fsync covers them.
 		if err := p.log.WaitDurable(end); err != nil {
 			// Closed (deleted, shutting down) while waiting, the
 			// batches may never be durable: storageError says so
@@ -84,25 +77,25 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	return first, p.log.LogStartOffset(), wait, nil
 }
 
-// ProducerCheck is the idempotent producer check (issue 4), which
-// *ProducerSequences implements. Check and Appended run under the
-// partition's write lock, so that checking a batch's sequence and writing it
-// are one step per partition; only batches with a producer id (>= 0) are
-// passed.
+// ProducerCheck is the idempotent producer check (issues 4 and 11), which
+// *ProducerSequences implements. The producers' last batches are the
+// partition log's (log.Log.Producer), noted as each batch is written and
+// rebuilt from the batches at open; Check runs under the partition's write
+// lock, so that checking a batch's sequence and writing it are one step per
+// partition. Only batches with a producer id (>= 0) are passed.
 type ProducerCheck interface {
 	// Check runs for each batch after the request is split and checked,
-	// before the batch is written; logEnd is the offset the next batch
-	// gets. dup reports a retry of a batch already written: it is not
-	// written again and dupBaseOffset is its original base offset. An
-	// error (kerr.OutOfOrderSequenceNumber, kerr.InvalidProducerEpoch)
-	// refuses the request's remaining batches.
-	Check(topic string, partition int32, b ProducerBatch, logEnd int64) (dupBaseOffset int64, dup bool, err error)
-	// Appended records a batch the log has just written at baseOffset.
-	Appended(topic string, partition int32, b ProducerBatch, baseOffset int64)
-	// Durable returns once every batch recorded by Appended so far is on
-	// stable storage; Produce calls it before acknowledging.
-	Durable() error
-	// DropTopic forgets a deleted topic's producers.
+	// before the batch is written, with what the log knows of its
+	// producer. isDup reports a retry of a batch already written: it is
+	// not written again and dup is its original place. An error
+	// (kerr.OutOfOrderSequenceNumber, kerr.InvalidProducerEpoch) refuses
+	// the request's remaining batches.
+	Check(b ProducerBatch, st log.ProducerState, known bool) (dup log.ProducerBatch, isDup bool, err error)
+	// IdleBefore is the expiry horizon: the log forgets producers whose
+	// last write is older (producer.id.expiration.ms).
+	IdleBefore() time.Time
+	// DropTopic is told of a deleted topic (its logs, and with them its
+	// producers' state, are removed by the broker).
 	DropTopic(topic string)
 }
 
@@ -126,17 +119,22 @@ func (p *partition) write(batches []checkedBatch, check ProducerCheck) (first, e
 		return -1, -1, kerr.UnknownTopicOrPartition
 	}
 	first, end = -1, -1
+	if check != nil {
+		p.log.ExpireProducers(check.IdleBefore()) // O(1) unless one expired
+	}
 	for i, bt := range batches {
 		if check != nil && bt.producerID() >= 0 {
-			base, dup, err := check.Check(p.topic, p.index, producerBatchOf(bt.batch), p.end)
+			pb := producerBatchOf(bt.batch)
+			st, known := p.log.Producer(pb.ProducerID)
+			dup, isDup, err := check.Check(pb, st, known)
 			if err != nil {
 				return -1, -1, err
 			}
-			if dup {
+			if isDup {
 				if i == 0 {
-					first = base
+					first = dup.BaseOffset
 				}
-				end = max(end, base+int64(bt.lastOffsetDelta())+1)
+				end = max(end, dup.LastOffset+1)
 				continue
 			}
 		}
@@ -146,9 +144,6 @@ func (p *partition) write(batches []checkedBatch, check ProducerCheck) (first, e
 				err = fmt.Errorf("after %d of %d batches: %w", i, len(batches), err)
 			}
 			return -1, -1, p.writeError(err)
-		}
-		if check != nil && bt.producerID() >= 0 {
-			check.Appended(p.topic, p.index, producerBatchOf(bt.batch), info.BaseOffset)
 		}
 		if i == 0 {
 			first = info.BaseOffset

@@ -2,13 +2,17 @@ package broker
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
+	"hash/crc32"
 	"math"
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
+	"go.uber.org/zap"
 )
 
 func initPID(t *testing.T, c *GroupCoordinator, version int16) (int64, int16) {
@@ -38,97 +42,118 @@ func TestProducerIDsPersist(t *testing.T) {
 	}
 }
 
-// producerLog stands in for a partition: it appends per Check's verdict.
-type producerLog struct {
-	t     *testing.T
-	s     *ProducerSequences
-	topic string
-	part  int32
-	end   int64
+// idemBatch is a batch of n records from producer pid at epoch, base
+// sequence seq.
+func idemBatch(t *testing.T, pid int64, epoch int16, seq, n int32) []byte {
+	b := makeBatch(t, testBatch{baseTS: 1, tsDeltas: deltas(int(n), 1), producerID: pid, sequence: seq})
+	binary.BigEndian.PutUint16(b[51:], uint16(epoch)) // producerEpoch
+	binary.BigEndian.PutUint32(b[17:], crc32.Checksum(b[21:], castagnoli))
+	return b
 }
 
-func (l *producerLog) produce(b ProducerBatch) (int64, error) {
-	l.t.Helper()
-	off, dup, err := l.s.Check(l.topic, l.part, b, l.end)
-	if err != nil || dup {
-		return off, err
-	}
-	off = l.end
-	l.end += int64(b.LastOffsetDelta) + 1
-	l.s.Appended(l.topic, l.part, b, off)
-	return off, nil
-}
-
+// Idempotent produce through a broker: retries in the window are answered
+// with their first offsets and not written; gaps, overlaps and old epochs
+// are refused; the state survives a restart (rebuilt by the logs, issue
+// 11), a DeleteRecords (KIP-360) and not a topic deletion; idle producers
+// expire.
 func TestProducerSequences(t *testing.T) {
-	tc := newTestCoordinator(t, nil)
-	id, _ := initPID(t, tc.GroupCoordinator, 4)
-	l := &producerLog{t: t, s: tc.Producers(), topic: "alerts", part: 0}
-	batch := func(epoch int16, seq, n int32) ProducerBatch {
-		return ProducerBatch{ProducerID: id, Epoch: epoch, BaseSequence: seq, LastOffsetDelta: n - 1}
+	e := newEnv(t, nil)
+	b := e.open()
+	seqs, err := newProducerSequences(b.Meta(), 24*time.Hour, zap.NewNop(), e.clock.Now)
+	if err != nil {
+		t.Fatal(err)
 	}
-	want := func(what string, b ProducerBatch, wantOff int64, wantErr error) {
+	b.SetProducerCheck(seqs)
+	mustTopic(t, b, "alerts")
+	const pid = 5
+	want := func(what string, batch []byte, wantOff int64, wantErr error) {
 		t.Helper()
-		off, err := l.produce(b)
+		off, _, err := b.Produce(context.Background(), "alerts", 0, batch)
 		if !errors.Is(err, wantErr) || (err == nil && off != wantOff) {
 			t.Fatalf("%s: offset %d err %v, want %d %v", what, off, err, wantOff, wantErr)
 		}
 	}
+	end := func() int64 {
+		_, hw, err := b.Offsets("alerts", 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return hw
+	}
 	for i := int32(0); i < 7; i++ {
-		want("in order", batch(0, i*10, 10), int64(i)*10, nil)
+		want("in order", idemBatch(t, pid, 0, i*10, 10), int64(i)*10, nil)
 	}
-	want("retry of a batch in the window", batch(0, 50, 10), 50, nil)
-	want("retry of the last batch", batch(0, 60, 10), 60, nil)
-	if l.end != 70 {
-		t.Fatalf("duplicates were written: log end %d", l.end)
+	want("retry of a batch in the window", idemBatch(t, pid, 0, 50, 10), 50, nil)
+	want("retry of the last batch", idemBatch(t, pid, 0, 60, 10), 60, nil)
+	if end() != 70 {
+		t.Fatalf("duplicates were written: log end %d", end())
 	}
-	want("retry older than the window", batch(0, 10, 10), 0, kerr.OutOfOrderSequenceNumber)
-	want("gap", batch(0, 80, 10), 0, kerr.OutOfOrderSequenceNumber)
-	want("overlap", batch(0, 65, 10), 0, kerr.OutOfOrderSequenceNumber)
+	want("retry older than the window", idemBatch(t, pid, 0, 10, 10), 0, kerr.OutOfOrderSequenceNumber)
+	want("gap", idemBatch(t, pid, 0, 80, 10), 0, kerr.OutOfOrderSequenceNumber)
+	want("overlap", idemBatch(t, pid, 0, 65, 10), 0, kerr.OutOfOrderSequenceNumber)
 
-	// Durable: after a restart, a retry is still recognized.
-	tc.reopen()
-	l.s = tc.Producers()
-	want("retry after restart", batch(0, 60, 10), 60, nil)
-	want("next after restart", batch(0, 70, 5), 70, nil)
+	// After a restart the log has rebuilt the state: a retry is still
+	// recognized, with no producer record in pebble.
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	b = e.open()
+	b.SetProducerCheck(seqs)
+	want("retry after restart", idemBatch(t, pid, 0, 60, 10), 60, nil)
+	want("next after restart", idemBatch(t, pid, 0, 70, 5), 70, nil)
 
 	// Epochs: a new epoch restarts at 0; the old one is fenced.
-	want("new epoch not at 0", batch(1, 5, 1), 0, kerr.OutOfOrderSequenceNumber)
-	want("new epoch", batch(1, 0, 1), 75, nil)
-	want("old epoch", batch(0, 75, 1), 0, kerr.InvalidProducerEpoch)
+	want("new epoch not at 0", idemBatch(t, pid, 1, 5, 1), 0, kerr.OutOfOrderSequenceNumber)
+	want("new epoch", idemBatch(t, pid, 1, 0, 1), 75, nil)
+	want("old epoch", idemBatch(t, pid, 0, 75, 1), 0, kerr.InvalidProducerEpoch)
+	want("non-idempotent batch", e.batch(1, 1, 10), 76, nil)
 
-	// Another partition, another producer, no producer: independent.
-	other := &producerLog{t: t, s: l.s, topic: "alerts", part: 1}
-	if off, err := other.produce(batch(1, 1000, 1)); err != nil || off != 0 {
+	// Another partition, another producer: independent.
+	other := mustTopic(t, b, "other")
+	if off, _, err := b.Produce(context.Background(), other, 0, idemBatch(t, pid, 1, 1000, 1)); err != nil || off != 0 {
 		t.Fatalf("unknown producer on a partition must be accepted at any sequence: %d %v", off, err)
-	}
-	if off, err := l.produce(ProducerBatch{ProducerID: -1, Epoch: -1, BaseSequence: -1}); err != nil || off != 76 {
-		t.Fatalf("non-idempotent batch: %d %v", off, err)
-	}
-
-	// A crash lost the log's unsynced tail: the retry is written again.
-	l.end = 75
-	want("retry of a batch the log lost", batch(1, 0, 1), 75, nil)
-	if l.end != 76 {
-		t.Fatalf("lost batch not rewritten: log end %d", l.end)
 	}
 
 	// Sequences wrap at MaxInt32.
-	wrap := &producerLog{t: t, s: l.s, topic: "wrap", part: 0}
-	if _, err := wrap.produce(batch(0, math.MaxInt32-1, 2)); err != nil {
+	want("before the wrap", idemBatch(t, 6, 0, math.MaxInt32-1, 2), 77, nil)
+	want("after the wrap", idemBatch(t, 6, 0, 0, 1), 79, nil)
+
+	// DeleteRecords keeps producer state (KIP-360): the retry of a
+	// deleted batch is still a duplicate, not written again.
+	if _, err := b.DeleteRecords("alerts", 0, -1); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := wrap.produce(batch(0, 0, 1)); err != nil {
-		t.Fatalf("sequence after MaxInt32: %v", err)
+	want("retry of a deleted batch", idemBatch(t, pid, 1, 0, 1), 75, nil)
+	if end() != 80 {
+		t.Fatalf("log end %d after a retry of a deleted batch, want 80", end())
 	}
 
-	// Idle producers are forgotten after producer.id.expiration.ms.
-	tc.clk.Advance(25 * time.Hour)
-	tc.Tick()
-	if n := len(l.s.entries); n != 0 {
-		t.Fatalf("%d producer entries kept past expiration", n)
+	// Idle producers are forgotten after producer.id.expiration.ms: the
+	// next write may then start anywhere.
+	e.clock.Advance(25 * time.Hour)
+	want("expired producer", idemBatch(t, pid, 1, 500, 1), 80, nil)
+
+	// A deleted topic's producers go with it.
+	if err := b.DeleteTopic("alerts"); err != nil {
+		t.Fatal(err)
+	}
+	mustTopic(t, b, "alerts")
+	want("producer on a recreated topic", idemBatch(t, pid, 1, 501, 1), 0, nil)
+	want("old epoch on a recreated topic", idemBatch(t, pid, 0, 0, 1), 0, kerr.InvalidProducerEpoch)
+}
+
+// Sequence records of earlier versions are dropped from pebble at start.
+func TestOldSequenceRecordsDropped(t *testing.T) {
+	tc := newTestCoordinator(t, nil)
+	key := append([]byte(producerSeqPrefix), "anything"...)
+	if err := tc.db.Set(key, []byte("{}"), pebble.Sync); err != nil {
+		t.Fatal(err)
 	}
 	tc.reopen()
-	if n := len(tc.Producers().entries); n != 0 {
-		t.Fatalf("%d expired producer entries back after restart", n)
+	if _, closer, err := tc.db.Get(key); !errors.Is(err, pebble.ErrNotFound) {
+		if closer != nil {
+			closer.Close()
+		}
+		t.Fatalf("old sequence record kept: %v", err)
 	}
 }

@@ -96,7 +96,7 @@ func TestCatParseStart(t *testing.T) {
 func TestCatCommandRoundTripEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	addr := catFreeAddr(t)
-	serve := exec.Command(binary, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--http", catFreeAddr(t))
+	serve := exec.Command(binary, "serve", "--data-dir", filepath.Join(dir, "data"), "--listen", addr, "--http", catFreeAddr(t), "--admin-http=")
 	var logs bytes.Buffer
 	serve.Stdout, serve.Stderr = &logs, &logs
 	if err := serve.Start(); err != nil {

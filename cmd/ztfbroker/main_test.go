@@ -66,6 +66,10 @@ func startBroker(t *testing.T, dataDir string, extra ...string) *serveProc {
 		// Tests of the broker leave out the simulated night unless they ask.
 		b.args = append(b.args, "--packager=false")
 	}
+	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--admin-http") }) {
+		// Parallel tests must not race for the admin port 8081.
+		b.args = append(b.args, "--admin-http=")
+	}
 	b.start()
 	t.Cleanup(func() { b.Kill() })
 	return b

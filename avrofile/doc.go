@@ -34,10 +34,17 @@
 // One alert per file in one block, codec "null" (the cutouts inside are
 // already gzipped), metadata holding only avro.schema and avro.codec, in
 // either order depending on the producer. A few files hold several alerts
-// in several blocks. The schema text is 18-26 kB, a third of a file. Old
-// schemas (before 4.x) declare union defaults that strict Avro parsers
-// refuse; defaults play no part in the binary encoding, so Compile ignores
-// them and reads every schema version ZTF has written.
+// in several blocks. The schema text is 18-26 kB, a third of a file.
+//
+// # Writer schemas
+//
+// Old schemas (before 4.x) declare union defaults that strict Avro parsers
+// refuse. Defaults play no part in the binary encoding, so Compile ignores
+// them and reads every schema version ZTF has written, and ParseSchema, the
+// project's one lenient parser, drops the invalid ones and parses the rest
+// with hamba/avro, each schema apart from every other. Schemas caches both
+// by schema text, within a bound, so a stream of alerts that each carry
+// the same schema parses it once.
 //
 // # Invariants
 //

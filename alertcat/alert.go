@@ -105,7 +105,7 @@ func (r *Registry) Schema(id int32) (string, error) {
 
 // Codec reads and writes alerts.
 type Codec struct {
-	Schemas  *Schemas
+	Schemas  *avrofile.Schemas
 	Registry *Registry
 	Bytes    BytesStyle
 }

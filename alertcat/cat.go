@@ -15,7 +15,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hamba/avro/v2"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ztfbroker/ztfbroker/avrofile"
@@ -166,9 +165,9 @@ func Run(ctx context.Context, cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
-	r := &runner{cfg: cfg, codec: &Codec{Schemas: NewSchemas(), Registry: &Registry{URL: cfg.Registry}, Bytes: cfg.Bytes}}
+	r := &runner{cfg: cfg, codec: &Codec{Schemas: avrofile.NewSchemas(0), Registry: &Registry{URL: cfg.Registry}, Bytes: cfg.Bytes}}
 	if len(cfg.SchemaFiles) > 0 {
-		sc, err := avro.ParseFiles(cfg.SchemaFiles...)
+		sc, err := avrofile.ParseSchemaFiles(cfg.SchemaFiles...)
 		if err != nil {
 			return fmt.Errorf("cat: --schema: %w", err)
 		}

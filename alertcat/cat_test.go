@@ -12,6 +12,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 const boom402 = alertsDir + "/other-sources/boom/2695378462115010012.avro"
@@ -238,7 +240,7 @@ func TestCatErrors(t *testing.T) {
 // Confluent framing: schema from the registry's /schemas/ids/<id>.
 func TestCatFramedWithRegistry(t *testing.T) {
 	raw := mustRead(t, boom402)
-	c := &Codec{Schemas: NewSchemas()}
+	c := &Codec{Schemas: avrofile.NewSchemas(0)}
 	alerts, err := c.Decode(raw)
 	if err != nil {
 		t.Fatal(err)
@@ -254,7 +256,7 @@ func TestCatFramedWithRegistry(t *testing.T) {
 	if err != nil || !bytes.Contains(js, []byte(`"schema_id":7`)) || !bytes.Contains(js, []byte(`"candid":2695378462115010012`)) {
 		t.Fatalf("framed to JSON: %v %.200s", err, js)
 	}
-	if _, err := (&Codec{Schemas: NewSchemas()}).Decode(framed); err == nil || !strings.Contains(err.Error(), "--registry") {
+	if _, err := (&Codec{Schemas: avrofile.NewSchemas(0)}).Decode(framed); err == nil || !strings.Contains(err.Error(), "--registry") {
 		t.Fatalf("framed without a registry: %v", err)
 	}
 }
@@ -263,7 +265,7 @@ func TestCatFramedWithRegistry(t *testing.T) {
 // schema, back to Kafka framed with the same id, and to a container file.
 func TestCatFramedThroughKafka(t *testing.T) {
 	addrs := cluster(t, "framed", "again")
-	c := &Codec{Schemas: NewSchemas()}
+	c := &Codec{Schemas: avrofile.NewSchemas(0)}
 	alerts, err := c.Decode(mustRead(t, boom402))
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +311,7 @@ func TestCatFramedThroughKafka(t *testing.T) {
 	if _, err := run(t, Config{Sources: []string{src}, Dest: out, EOF: true, Registry: reg}); err != nil {
 		t.Fatal(err)
 	}
-	back, err := (&Codec{Schemas: NewSchemas()}).Decode(mustRead(t, out))
+	back, err := (&Codec{Schemas: avrofile.NewSchemas(0)}).Decode(mustRead(t, out))
 	if err != nil || len(back) != 1 || !bytes.Equal(back[0].Body, alerts[0].Body) {
 		t.Fatalf("framed to a container file: %v", err)
 	}

@@ -3,11 +3,13 @@ package alertcat
 import (
 	"os"
 	"testing"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 func BenchmarkDecodeJSON(b *testing.B) {
 	raw, _ := os.ReadFile(boom402)
-	c := &Codec{Schemas: NewSchemas()}
+	c := &Codec{Schemas: avrofile.NewSchemas(0)}
 	b.SetBytes(int64(len(raw)))
 	for i := 0; i < b.N; i++ {
 		as, err := c.Decode(raw)
@@ -22,10 +24,10 @@ func BenchmarkDecodeJSON(b *testing.B) {
 
 func BenchmarkParseSchemaUncached(b *testing.B) {
 	raw, _ := os.ReadFile(boom402)
-	c := &Codec{Schemas: NewSchemas()}
+	c := &Codec{Schemas: avrofile.NewSchemas(0)}
 	as, _ := c.Decode(raw)
 	for i := 0; i < b.N; i++ {
-		if _, err := parseLenient(as[0].SchemaText); err != nil {
+		if _, err := avrofile.ParseSchema([]byte(as[0].SchemaText)); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -14,8 +14,9 @@
 // length and inflated block at avrofile.MaxBlockSize. The writer schema is
 // read from each message (container) or fetched from a registry's
 // /schemas/ids/<id> (Confluent). Anything else is ErrNotAvro.
-// Schemas are parsed leniently (see Schemas) because most ZTF schemas before
-// 4.02 carry union defaults that strict parsers refuse. A container with
+// Schemas are parsed leniently, and cached, by avrofile (ParseSchema,
+// Schemas) because most ZTF schemas before 4.02 carry union defaults that
+// strict parsers refuse; so are the --schema files. A container with
 // several alerts (or blocks) is split into one alert per message.
 //
 // # JSON

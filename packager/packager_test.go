@@ -19,6 +19,8 @@ import (
 	"github.com/hamba/avro/v2/ocf"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 const samples = "../../shared/data/ztf/alerts"
@@ -61,7 +63,7 @@ func TestPackageReplaySamples(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", r.Key, err)
 		}
-		s, err := parseLenient(h.Schema())
+		s, err := avrofile.ParseSchema(h.Schema())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -105,7 +107,7 @@ func TestPackageSplitMultiAlertFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	alerts, err := SplitAlerts(b)
+	alerts, err := SplitAlerts(b, avrofile.NewSchemas(0))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,6 +133,50 @@ func TestPackageSplitMultiAlertFile(t *testing.T) {
 		if a.JD < 2459542 || a.Programid != 1 {
 			t.Errorf("alert %d: jd %v programid %d", i, a.JD, a.Programid)
 		}
+	}
+}
+
+// TestPackageReplayParsesEachSchemaOnce: a replay keeps one parsed schema
+// per schema text, however many files carry it, and the files it holds are
+// still described (key, jd) from the cached schema.
+func TestPackageReplayParsesEachSchemaOnce(t *testing.T) {
+	one := filepath.Join(sampleDir(t), "other-sources/boom/2695378462115010012.avro")
+	paths := []string{sampleDir(t)}
+	for range 500 {
+		paths = append(paths, one)
+	}
+	src, err := NewReplay(paths, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	texts := map[string]bool{}
+	for range src.Files() {
+		exp, err := src.Next(context.Background())
+		if err != nil || len(exp.Rejects) != 0 || len(exp.Raw) == 0 {
+			t.Fatalf("%s: %v %+v", exp.ID, err, exp.Rejects)
+		}
+		h, _, err := readContainer(exp.Raw[0].Value)
+		if err != nil {
+			t.Fatal(err)
+		}
+		texts[string(h.Schema())] = true
+		if exp.ID == one && (string(exp.Raw[0].Key) != "ZTF18abudxnw" || exp.Raw[0].JD != 2460449.8784606) {
+			t.Fatalf("4.02 alert described as %s, jd %v", exp.Raw[0].Key, exp.Raw[0].JD)
+		}
+	}
+	if src.schemas.Len() != len(texts) {
+		t.Errorf("%d schemas parsed for %d schema texts in %d files", src.schemas.Len(), len(texts), len(src.Files()))
+	}
+	b, err := os.ReadFile(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, _, err := readContainer(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := src.schemas.Parse(string(h.Schema())); err != nil || src.schemas.Len() != len(texts) {
+		t.Errorf("the 4.02 schema was not held parsed: %v, %d schemas", err, src.schemas.Len())
 	}
 }
 
@@ -305,7 +351,7 @@ func TestPackageConfluent(t *testing.T) {
 	if err != nil || resp.StatusCode != 200 {
 		t.Fatalf("GET schema: %d %v", resp.StatusCode, err)
 	}
-	s, err := avro.Parse(body.Schema)
+	s, err := avrofile.ParseSchema([]byte(body.Schema))
 	if err != nil {
 		t.Fatal(err)
 	}

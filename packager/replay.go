@@ -2,7 +2,6 @@ package packager
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"io/fs"
@@ -20,11 +19,14 @@ import (
 // Replay re-publishes existing alert files. A file holding one alert goes out
 // as the bytes it is; a file holding several is cut into single-alert
 // container files that keep the original schema text and record bytes.
-// Each file is one exposure.
+// Each file is one exposure. Writer schemas are parsed once per schema text,
+// not once per file: a night's archive holds thousands of files that carry
+// the same schema.
 type Replay struct {
-	files []string
-	next  int
-	now   func() time.Time
+	files   []string
+	next    int
+	now     func() time.Time
+	schemas *avrofile.Schemas
 }
 
 // NewReplay lists the .avro files under paths (files or folders, walked in
@@ -33,7 +35,7 @@ func NewReplay(paths []string, now func() time.Time) (*Replay, error) {
 	if now == nil {
 		now = time.Now
 	}
-	r := &Replay{now: now}
+	r := &Replay{now: now, schemas: avrofile.NewSchemas(0)}
 	for _, p := range paths {
 		st, err := os.Stat(p)
 		if err != nil {
@@ -79,7 +81,7 @@ func (r *Replay) Next(ctx context.Context) (*Exposure, error) {
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error()})
 		return exp, nil
 	}
-	alerts, err := SplitAlerts(b)
+	alerts, err := SplitAlerts(b, r.schemas)
 	if err != nil {
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error(), Input: b, Name: filepath.Base(path)})
 		return exp, nil
@@ -101,10 +103,10 @@ type RawAlert struct {
 // SplitAlerts returns one single-alert container file per alert in b. A file
 // of one alert is returned as is (the same slice); several alerts are cut at
 // record boundaries, each written with the file's header (its schema text
-// and sync marker) and the record's own bytes. Old writer schemas whose
-// defaults strict parsers refuse are read leniently; if the schema cannot be
-// read at all, a one-alert file is still forwarded.
-func SplitAlerts(b []byte) ([]RawAlert, error) {
+// and sync marker) and the record's own bytes. Writer schemas are parsed
+// through schemas (avrofile's lenient parser, cached by text); if the schema
+// cannot be read at all, a one-alert file is still forwarded.
+func SplitAlerts(b []byte, schemas *avrofile.Schemas) ([]RawAlert, error) {
 	h, off, err := avrofile.ParseHeader(b)
 	if err != nil {
 		return nil, fmt.Errorf("packager: %w", err)
@@ -123,7 +125,8 @@ func SplitAlerts(b []byte) ([]RawAlert, error) {
 		total += blk.Count
 		off += n
 	}
-	schema, schemaErr := parseLenient(h.Schema())
+	text := string(h.Schema())
+	schema, schemaErr := schemas.Parse(text)
 	if total == 1 && len(blocks) == 1 && h.Codec() == avrofile.CodecNull {
 		a := RawAlert{Value: b}
 		if schemaErr == nil {
@@ -133,7 +136,7 @@ func SplitAlerts(b []byte) ([]RawAlert, error) {
 	}
 	var plan *avrofile.Schema
 	if schemaErr == nil {
-		plan, schemaErr = avrofile.Compile(h.Schema())
+		plan, schemaErr = schemas.Compile(text)
 	}
 	if schemaErr != nil {
 		return nil, fmt.Errorf("packager: %d alerts under a schema that cannot be read: %w", total, schemaErr)
@@ -194,36 +197,5 @@ func describe(schema avro.Schema, rec []byte, a *RawAlert) {
 		a.Programid = p
 	case int64:
 		a.Programid = int(p)
-	}
-}
-
-// parseLenient parses a writer schema after deleting every default value:
-// schemas before 4.x declare union defaults that do not match the first
-// branch, which strict parsers refuse, and defaults never change how the
-// writer's own data is read.
-func parseLenient(text []byte) (avro.Schema, error) {
-	var v any
-	if err := json.Unmarshal(text, &v); err != nil {
-		return nil, fmt.Errorf("schema JSON: %w", err)
-	}
-	stripDefaults(v)
-	clean, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return avro.ParseBytesWithCache(clean, "", &avro.SchemaCache{})
-}
-
-func stripDefaults(v any) {
-	switch t := v.(type) {
-	case map[string]any:
-		delete(t, "default")
-		for _, x := range t {
-			stripDefaults(x)
-		}
-	case []any:
-		for _, x := range t {
-			stripDefaults(x)
-		}
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
 func TestMain(m *testing.M) {
@@ -80,8 +82,9 @@ func FuzzPackageSplitAlerts(f *testing.F) {
 		f.Add(b[:len(b)/2])
 	}
 	f.Add([]byte("Obj\x01\x02"))
+	schemas := avrofile.NewSchemas(0)
 	f.Fuzz(func(t *testing.T, b []byte) {
-		alerts, err := SplitAlerts(b)
+		alerts, err := SplitAlerts(b, schemas)
 		if err == nil && len(alerts) == 0 && len(b) > 0 {
 			_ = alerts
 		}

@@ -6,7 +6,7 @@ import (
 	"crypto/md5"
 	"crypto/sha256"
 	"encoding/hex"
-	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"io/fs"
@@ -95,35 +95,15 @@ func sampleMessages(tb testing.TB) [][]byte {
 	return msgs
 }
 
-// decodeAlerts decodes a container file with hamba/avro after dropping the
-// schema's defaults (ZTF's are often invalid; they play no part in
-// decoding with the writer schema), and checks nothing is left over.
+// decodeAlerts decodes a container file with hamba/avro, its writer schema
+// read by avrofile's lenient parser (ZTF's defaults are often invalid), and
+// checks nothing is left over.
 func decodeAlerts(value []byte) ([]map[string]any, error) {
 	h, hlen, err := avrofile.ParseHeader(value)
 	if err != nil {
 		return nil, err
 	}
-	var js any
-	if err := json.Unmarshal(h.Schema(), &js); err != nil {
-		return nil, err
-	}
-	var strip func(any)
-	strip = func(v any) {
-		switch v := v.(type) {
-		case map[string]any:
-			delete(v, "default")
-			for _, c := range v {
-				strip(c)
-			}
-		case []any:
-			for _, c := range v {
-				strip(c)
-			}
-		}
-	}
-	strip(js)
-	clean, _ := json.Marshal(js)
-	schema, err := avro.ParseWithCache(string(clean), "", &avro.SchemaCache{})
+	schema, err := avrofile.ParseSchema(h.Schema())
 	if err != nil {
 		return nil, fmt.Errorf("parse schema: %w", err)
 	}
@@ -136,17 +116,18 @@ func decodeAlerts(value []byte) ([]map[string]any, error) {
 		if c := h.Codec(); c != avrofile.CodecNull {
 			return nil, fmt.Errorf("codec %s", c)
 		}
-		r := bytes.NewReader(blk.Data)
-		dec := avro.NewDecoderForSchema(schema, r)
+		// A reader over the block itself, not a buffered decoder, so that
+		// bytes left over show.
+		r := avro.NewReader(nil, 0).Reset(blk.Data)
 		for range blk.Count {
 			var m map[string]any
-			if err := dec.Decode(&m); err != nil {
-				return nil, err
+			if r.ReadVal(schema, &m); r.Error != nil {
+				return nil, r.Error
 			}
 			out = append(out, m)
 		}
-		if r.Len() != 0 {
-			return nil, fmt.Errorf("%d bytes left in block", r.Len())
+		if r.Peek(); !errors.Is(r.Error, io.EOF) {
+			return nil, errors.New("bytes left in block")
 		}
 		off += n
 	}

@@ -41,6 +41,7 @@ func TestApplySettings(t *testing.T) {
 			RetentionBytes: 1 << 30, IndexIntervalBytes: 8192, Flush: log.FlushInterval, FlushInterval: time.Second,
 		},
 		RetentionCheckInterval: time.Second,
+		MetaCacheBytes:         DefaultMetaCacheBytes,
 	}
 	if c != want {
 		t.Fatalf("got  %+v\nwant %+v", c, want)

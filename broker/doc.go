@@ -42,7 +42,7 @@
 // rename or retype them. Every write is pebble.Sync (a single Set, or one
 // batch committed with pebble.Sync) and finishes before the request that
 // caused it, if any, is answered, so an acknowledged change survives SIGKILL
-// and power loss; the one exception is producer sequences, below.
+// and power loss.
 //
 // cluster/id holds the id's bytes: 22 characters of base64url (a random
 // UUID, as Kafka makes them), or the configured cluster.id, written once by
@@ -91,28 +91,17 @@
 // batch; OffsetDelete, offset retention (offsets.retention.minutes) and the
 // deletion of a topic delete in one batch per group.
 //
-// Producer state (issue 4). Issue 11 moves it out of pebble; this paragraph,
-// its table and the exception above are all that describe it.
+// Producer state (issues 4, 11).
 //
 //	producer/next                                   8 bytes: the next producer id, int64 big endian
-//	producer/seq/<topic:s><partition:i32><id:i64>   JSON producerRecord (producer.go)
 //
 // producer/next is absent until the first InitProducerId (the first id is
-// 1); id+1 is written before id is handed out, so that no id is handed out
-// twice, even across a crash. producer/seq/... is one idempotent producer's
-// state on one partition:
-//
-//	{"epoch":N, "batches":[{"first_seq":N, "last_seq":N, "base_offset":N}],
-//	 "last_write":<time>}
-//
-// batches are its last five batches there, oldest first. The record is
-// written with pebble.NoSync as each batch is appended, under the
-// partition's write lock; Produce then syncs pebble's write-ahead log once
-// (ProducerSequences.Durable: LogData with pebble.Sync) before it
-// acknowledges, so one fsync covers every partition's and request's records
-// and an acknowledged batch's sequence is on disk. Records are deleted in
-// synced batches when the topic is deleted and after
-// producer.id.expiration.ms without a write.
+// 1); id+1 is written with pebble.Sync before id is handed out, so that no
+// id is handed out twice, even across a crash. Idempotent producers'
+// sequences are not in pebble: each partition log keeps them and rebuilds
+// them from its own batches at open (package log's doc, the .snapshot
+// files), so the log's own fsync covers them. Keys under producer/seq/ from
+// earlier versions are deleted at start.
 //
 // # Invariants
 //

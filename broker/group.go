@@ -4,22 +4,8 @@ package broker
 // (issue 4). One GroupCoordinator serves every group of this node: the
 // listener answers FindCoordinator with this node for any key.
 //
-// Metadata keys in pebble (DataDir/meta), part of the on-disk format. A
-// string inside a composite key is written as uvarint(len) then its bytes,
-// so that group and topic names may hold any byte, '/' included; integers
-// are big endian. Values are JSON: add fields, never rename them.
-//
-//	group/<group>                                      groupRecord: generation, protocol, leader, members
-//	offset/<len><group><len><topic><partition int32>   offsetRecord: committed offset, leader epoch, metadata, time
-//	producer/next                                      int64: the next producer id to hand out
-//	producer/seq/<len><topic><partition int32><id int64>  producerRecord: epoch and the last 5 batches
-//
-// Durability: group records, committed offsets, the producer id counter and
-// producer sequences are written with pebble.Sync before the request is
-// answered (pebble.NoSync would leave a partial WAL block in pebble's memory,
-// lost to SIGKILL), so an acknowledged commit survives SIGKILL and power
-// loss, and producer state is never behind the partition log (see
-// ProducerSequences.Appended). Deletions of expired state are synced too.
+// Metadata keys in pebble (DataDir/meta) and their durability are the
+// package doc's (doc.go), the on-disk format.
 //
 // Concurrency: GroupCoordinator.mu guards the map of groups only; each group
 // has its own mutex, held across its state changes and the synced writes

@@ -19,9 +19,12 @@
 //	         delayed (the correction for coordinated omission)
 //
 // Broker CPU seconds are utime+stime from /proc/<pid>/stat over a phase,
-// RSS the peak of VmRSS from /proc/<pid>/status sampled every 200 ms. For
-// the in-process kfake the process is the bench itself, clients included;
-// Config.KfakeProcess runs kfake in a child process to measure it alone.
+// RSS the peak of VmRSS from /proc/<pid>/status sampled every 200 ms.
+//
+// franz-go's kfake, the reference peer, runs as its own process from the
+// bench/kfakeserve command (Config.Kfake), never inside this package: kfake
+// is a test fake at an untagged version, and the ztfbroker binary, which
+// links this package for `ztfbroker bench`, must not carry it.
 package bench
 
 import (
@@ -40,13 +43,14 @@ type Target struct {
 	// PID is the broker process for CPU and RSS; 0 discovers it from the
 	// listening port, -1 means unknown.
 	PID int `json:"pid"`
-	// Kind is "external", "kfake" (in-process) or "embedded" (ztfbroker
-	// serve as a subprocess).
+	// Kind is "external", "embedded" (ztfbroker serve as a subprocess) or
+	// "kfake" (bench/kfakeserve as a subprocess).
 	Kind string `json:"kind"`
 }
 
-// Embedded says how to start `ztfbroker serve` as a subprocess.
-type Embedded struct {
+// Process says how to start a broker binary as a child process, so that its
+// CPU and RSS are its own and not the bench clients'.
+type Process struct {
 	Binary string
 	// Env is added to the subprocess environment (tests use it to make a
 	// test binary act as ztfbroker).
@@ -55,15 +59,17 @@ type Embedded struct {
 
 // Config is one bench run.
 type Config struct {
-	Duration  time.Duration
-	Targets   []Target
-	WithKfake bool
-	// KfakeProcess, when set with WithKfake, runs kfake in a child process
-	// of that binary (`bench --serve-kfake`) instead of in this one.
-	KfakeProcess *Embedded
-	Embedded     *Embedded
-	Producers    int
-	Partitions   int32
+	Duration time.Duration
+	Targets  []Target
+	// Kfake, when set, also measures kfake: Binary is the bench/kfakeserve
+	// command (see FindKfakeServe), run with a data directory.
+	Kfake *Process
+	// KfakeSync makes kfake fsync every write (kfakeserve --sync).
+	KfakeSync bool
+	// Embedded, when set, also measures `ztfbroker serve` from Binary.
+	Embedded   *Process
+	Producers  int
+	Partitions int32
 	// Sizes are the record sizes of the throughput phases.
 	Sizes []int
 	// Rates are the offered rates of the latency phases, in MB/s.
@@ -118,10 +124,10 @@ func (c *Config) Validate() error {
 	if c.Duration <= 0 {
 		errs = append(errs, errors.New("bench: --duration must be positive"))
 	}
-	if len(c.Targets) == 0 && !c.WithKfake && c.Embedded == nil {
+	if len(c.Targets) == 0 && c.Kfake == nil && c.Embedded == nil {
 		errs = append(errs, errors.New("bench: nothing to measure: give --target, --with-kfake or --with-embedded"))
 	}
-	seen := map[string]bool{"kfake": c.WithKfake, "ztfbroker": c.Embedded != nil}
+	seen := map[string]bool{"kfake": c.Kfake != nil, "ztfbroker": c.Embedded != nil}
 	for _, t := range c.Targets {
 		if t.Name == "" || len(t.Addrs) == 0 {
 			errs = append(errs, fmt.Errorf("bench: --target %q: want NAME=HOST:PORT", t.Name))
@@ -149,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Embedded != nil && c.Embedded.Binary == "" {
 		errs = append(errs, errors.New("bench: --with-embedded needs a ztfbroker binary"))
+	}
+	if c.Kfake != nil && c.Kfake.Binary == "" {
+		errs = append(errs, errors.New("bench: --with-kfake needs a kfakeserve binary (--kfake-binary)"))
 	}
 	return errors.Join(errs...)
 }
@@ -191,10 +200,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if cfg.Embedded != nil {
 		starts = append(starts, func() (Target, func(), error) { return startEmbedded(ctx, cfg, dataDir) })
 	}
-	if cfg.WithKfake && cfg.KfakeProcess != nil {
-		starts = append(starts, func() (Target, func(), error) { return startKfakeProcess(ctx, cfg, dataDir) })
-	} else if cfg.WithKfake {
-		starts = append(starts, func() (Target, func(), error) { return startKfake(dataDir) })
+	if cfg.Kfake != nil {
+		starts = append(starts, func() (Target, func(), error) { return startKfake(ctx, cfg, dataDir) })
 	}
 	for _, t := range cfg.Targets {
 		starts = append(starts, func() (Target, func(), error) { return resolvePID(t), func() {}, nil })

@@ -6,19 +6,37 @@ import (
 	"encoding/json"
 	"image/png"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
-// A short run against kfake writes a table, JSON and both plots with every
-// figure present and positive.
+// buildKfakeServe builds the kfakeserve command into a test directory. The go
+// tool is required: without it the test fails rather than measuring nothing.
+func buildKfakeServe(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go tool is needed to build kfakeserve: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "kfakeserve")
+	out, err := exec.Command(goTool, "build", "-o", bin, "./kfakeserve").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build kfakeserve: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// A short run against kfake, as its own process, writes a table, JSON and
+// both plots with every figure present and positive.
 func TestBenchKfake(t *testing.T) {
+	kfakeServe := buildKfakeServe(t)
 	dir := t.TempDir()
 	var log bytes.Buffer
 	rep, err := Run(context.Background(), Config{
-		Duration: 2 * time.Second, WithKfake: true,
+		Duration: 2 * time.Second, Kfake: &Process{Binary: kfakeServe},
 		Producers: 2, Partitions: 3, Rates: []float64{4, 16},
 		LimitsDuration: time.Second, DataDir: dir, MaxBytes: 200 << 20, Log: &log,
 	})
@@ -26,6 +44,9 @@ func TestBenchKfake(t *testing.T) {
 		t.Fatalf("%v\n%s", err, log.String())
 	}
 	checkReport(t, rep, []string{"kfake"})
+	if k := rep.Targets[0]; k.Kind != "kfake" || k.PID <= 0 || k.PID == os.Getpid() {
+		t.Errorf("kfake is not its own process: kind %q pid %d (bench pid %d)", k.Kind, k.PID, os.Getpid())
+	}
 	var table bytes.Buffer
 	rep.WriteTable(&table)
 	for _, want := range []string{"kfake", "produce", "consume", "p99.9 ms", "fdatasync", "loopback"} {
@@ -108,5 +129,50 @@ func TestBenchNeedsTargets(t *testing.T) {
 	rep, err := Run(context.Background(), Config{Duration: time.Second, SkipLimits: true})
 	if err == nil || rep != nil {
 		t.Fatalf("no targets: want an error, got %v", err)
+	}
+}
+
+// FindKfakeServe takes --kfake-binary first, then a binary next to the
+// running executable, then PATH, and otherwise says how to build one.
+func TestFindKfakeServe(t *testing.T) {
+	exeDir, pathDir, empty := t.TempDir(), t.TempDir(), t.TempDir()
+	put := func(dir, name string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	explicit := put(t.TempDir(), "my-kfake")
+	nextTo := put(exeDir, "ztfbroker-kfake")
+	onPath := put(pathDir, "kfakeserve")
+	t.Setenv("PATH", pathDir)
+	for _, c := range []struct {
+		name, explicit, exeDir, want string
+	}{
+		{"explicit", explicit, exeDir, explicit},
+		{"next to the executable", "", exeDir, nextTo},
+		{"on PATH", "", empty, onPath},
+	} {
+		if got, err := findKfakeServe(c.explicit, c.exeDir); err != nil || got != c.want {
+			t.Errorf("%s: got %q, %v; want %q", c.name, got, err, c.want)
+		}
+	}
+	t.Setenv("PATH", empty)
+	for _, explicit := range []string{"", filepath.Join(empty, "missing")} {
+		_, err := findKfakeServe(explicit, empty)
+		if err == nil || !strings.Contains(err.Error(), "go build -o ztfbroker-kfake ./bench/kfakeserve") {
+			t.Errorf("%q: want an error saying how to build kfakeserve, got %v", explicit, err)
+		}
+	}
+}
+
+// Asking for kfake without its binary is a configuration error naming the
+// flag.
+func TestBenchKfakeNeedsBinary(t *testing.T) {
+	cfg := Config{Duration: time.Second, SkipLimits: true, Kfake: &Process{}}
+	cfg.Defaults()
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--kfake-binary") {
+		t.Fatalf("empty kfake binary: want an error naming --kfake-binary, got %v", err)
 	}
 }

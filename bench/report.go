@@ -47,8 +47,7 @@ type Throughput struct {
 	MBps          float64 `json:"mb_per_s"`
 	CPUSeconds    float64 `json:"broker_cpu_seconds"`
 	MaxRSSBytes   int64   `json:"broker_max_rss_bytes"`
-	// BenchCPUSeconds is this process (the clients, and kfake when it runs
-	// in-process) over the phase.
+	// BenchCPUSeconds is this process (the clients) over the phase.
 	BenchCPUSeconds float64 `json:"bench_cpu_seconds"`
 	// Fractions of the machine limits (0 when not measured).
 	OfDisk     float64 `json:"fraction_of_disk_fdatasync,omitempty"`
@@ -181,9 +180,6 @@ func (r *Report) WriteTable(w io.Writer) {
 		fmt.Fprintln(w, "note: \"of disk\" is against writes that fdatasync every 1 MiB; a broker that syncs less often can pass 100%")
 	}
 	for _, t := range r.Targets {
-		if t.Kind == "kfake" {
-			fmt.Fprintf(w, "note: %s runs in the bench process; its broker CPU and RSS include the bench clients (--kfake-process runs it alone)\n", t.Name)
-		}
 		if t.PID <= 0 && t.Error == "" {
 			fmt.Fprintf(w, "note: %s: no broker process found (give --target-pid); CPU and RSS not measured\n", t.Name)
 		}

@@ -10,12 +10,12 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -28,22 +28,6 @@ func portOf(addr string) int {
 	}
 	n, _ := strconv.Atoi(p)
 	return n
-}
-
-// startKfake runs franz-go's kfake in this process with a data directory,
-// one broker: the reference peer.
-func startKfake(dataDir string) (Target, func(), error) {
-	t := Target{Name: "kfake", Kind: "kfake", PID: os.Getpid()}
-	dir, err := os.MkdirTemp(dataDir, "kfake-")
-	if err != nil {
-		return t, nil, err
-	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.DataDir(dir))
-	if err != nil {
-		return t, nil, fmt.Errorf("start kfake: %w", err)
-	}
-	t.Addrs = c.ListenAddrs()
-	return t, func() { c.Close(); os.RemoveAll(dir) }, nil
 }
 
 func freeAddr() (string, error) {
@@ -100,10 +84,54 @@ func startEmbedded(ctx context.Context, cfg Config, dataDir string) (Target, fun
 	return startProcess(ctx, t, cfg.Embedded, args, listen, dir)
 }
 
-// startKfakeProcess runs kfake in a child process (`<binary> bench
-// --serve-kfake ADDR --data-dir D`), so that its CPU and RSS are its own.
-func startKfakeProcess(ctx context.Context, cfg Config, dataDir string) (Target, func(), error) {
-	t := Target{Name: "kfake", Kind: "kfake-process"}
+// kfakeServeNames are the names FindKfakeServe looks for: what the build
+// hint below produces, and the command's own name.
+var kfakeServeNames = []string{"ztfbroker-kfake", "kfakeserve"}
+
+const kfakeBuildHint = "build it with: go build -o ztfbroker-kfake ./bench/kfakeserve"
+
+// FindKfakeServe returns the bench/kfakeserve binary: explicit (a path, or a
+// name on PATH) when given, else the first of kfakeServeNames next to the
+// running executable, else on PATH. The error says how to build one.
+func FindKfakeServe(explicit string) (string, error) {
+	exeDir := ""
+	if exe, err := os.Executable(); err == nil {
+		exeDir = filepath.Dir(exe)
+	}
+	return findKfakeServe(explicit, exeDir)
+}
+
+func findKfakeServe(explicit, exeDir string) (string, error) {
+	if explicit != "" {
+		p, err := exec.LookPath(explicit)
+		if err != nil {
+			return "", fmt.Errorf("bench: --kfake-binary: %w; %s", err, kfakeBuildHint)
+		}
+		return p, nil
+	}
+	var looked []string
+	if exeDir != "" {
+		for _, name := range kfakeServeNames {
+			if p, err := exec.LookPath(filepath.Join(exeDir, name)); err == nil {
+				return p, nil
+			}
+		}
+		looked = append(looked, exeDir)
+	}
+	for _, name := range kfakeServeNames {
+		if p, err := exec.LookPath(name); err == nil {
+			return p, nil
+		}
+	}
+	looked = append(looked, "PATH")
+	return "", fmt.Errorf("bench: --with-kfake runs kfake as its own process, and no %s is in %s (or give --kfake-binary); %s",
+		strings.Join(kfakeServeNames, " or "), strings.Join(looked, " or "), kfakeBuildHint)
+}
+
+// startKfake runs the kfakeserve command (one broker, a fresh data
+// directory) on a free loopback port, so that its CPU and RSS are its own.
+func startKfake(ctx context.Context, cfg Config, dataDir string) (Target, func(), error) {
+	t := Target{Name: "kfake", Kind: "kfake"}
 	dir, err := os.MkdirTemp(dataDir, "kfake-")
 	if err != nil {
 		return t, nil, err
@@ -112,29 +140,16 @@ func startKfakeProcess(ctx context.Context, cfg Config, dataDir string) (Target,
 	if err != nil {
 		return t, nil, err
 	}
-	args := []string{"bench", "--serve-kfake", listen, "--data-dir", dir}
-	return startProcess(ctx, t, cfg.KfakeProcess, args, listen, dir)
-}
-
-// ServeKfake runs a one-broker kfake with a data directory on addr until
-// ctx ends: the child side of Config.KfakeProcess.
-func ServeKfake(ctx context.Context, addr, dataDir string) error {
-	port := portOf(addr)
-	if port == 0 {
-		return fmt.Errorf("bench: --serve-kfake %q: want 127.0.0.1:PORT", addr)
+	args := []string{"--port", strconv.Itoa(portOf(listen)), "--data-dir", dir}
+	if cfg.KfakeSync {
+		args = append(args, "--sync")
 	}
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.Ports(port), kfake.DataDir(dataDir))
-	if err != nil {
-		return fmt.Errorf("start kfake: %w", err)
-	}
-	<-ctx.Done()
-	c.Close()
-	return nil
+	return startProcess(ctx, t, cfg.Kfake, args, listen, dir)
 }
 
 // startProcess starts a broker subprocess and waits until it answers a
 // metadata request on listen; dir is removed when it stops.
-func startProcess(ctx context.Context, t Target, p *Embedded, args []string, listen, dir string) (Target, func(), error) {
+func startProcess(ctx context.Context, t Target, p *Process, args []string, listen, dir string) (Target, func(), error) {
 	t.Addrs = []string{listen}
 	cmd := exec.Command(p.Binary, args...)
 	cmd.Env = append(os.Environ(), p.Env...)
@@ -161,7 +176,7 @@ func startProcess(ctx context.Context, t Target, p *Embedded, args []string, lis
 		select {
 		case err := <-exited:
 			os.RemoveAll(dir)
-			return t, nil, fmt.Errorf("%s %s exited before answering (%v): %s", t.Name, args[0], err, out.tail())
+			return t, nil, fmt.Errorf("%s (%s) exited before answering (%v): %s", t.Name, filepath.Base(p.Binary), err, out.tail())
 		default:
 		}
 		if err := ping(ctx, t.Addrs); err == nil {

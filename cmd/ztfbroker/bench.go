@@ -22,6 +22,10 @@ latency at each offered rate (from the scheduled send time, so stalls are not
 hidden by coordinated omission), and each broker's CPU seconds and peak RSS.
 Prints a table; --json and --plot keep every figure.
 
+--with-kfake runs franz-go's kfake from its own command, which ztfbroker does
+not contain (kfake is a test fake); build it next to ztfbroker with
+  go build -o ztfbroker-kfake ./bench/kfakeserve
+
 flags:
 `
 
@@ -52,17 +56,20 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		plotPath   string
 		quiet      bool
 		partitions int
-		kfakeProc  bool
-		serveKfake string
+		withKfake  bool
+		kfakeBin   string
 	)
 	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each phase (default 30s)")
 	fs.Var(&targets, "target", "broker to measure, as `NAME=HOST:PORT[,HOST:PORT]` (repeatable)")
 	fs.Var(&pids, "target-pid", "broker process of a --target, as `NAME=PID`, for CPU and RSS (default: the process listening on its port, if visible)")
-	fs.BoolVar(&cfg.WithKfake, "with-kfake", false, "also measure franz-go's kfake, in-process with a data dir")
-	fs.BoolVar(&kfakeProc, "kfake-process", false, "run --with-kfake's kfake in a child process of this binary, so its CPU and RSS exclude the bench clients")
-	fs.StringVar(&serveKfake, "serve-kfake", "", "internal: serve kfake on this `ADDR` with --data-dir until stopped (the child of --kfake-process)")
+	fs.BoolVar(&withKfake, "with-kfake", false, "also measure franz-go's kfake, started from the kfakeserve command as a subprocess with a temporary data dir")
+	fs.StringVar(&kfakeBin, "kfake-binary", "", "kfakeserve binary for --with-kfake (default: ztfbroker-kfake or kfakeserve next to this executable, else on PATH)")
+	fs.BoolVar(&cfg.KfakeSync, "kfake-sync", false, "make --with-kfake's kfake fsync every write")
+	// Kept so that command lines written for the old in-process default
+	// still run: they asked for what is now the only way kfake runs.
+	fs.Bool("kfake-process", false, "no effect: --with-kfake always runs kfake as its own process")
 	fs.BoolVar(&embedded, "with-embedded", false, "also measure ztfbroker serve, started as a subprocess on free ports with a temporary data dir")
-	fs.StringVar(&binary, "binary", "", "ztfbroker binary for --with-embedded and --kfake-process (default: this executable)")
+	fs.StringVar(&binary, "binary", "", "ztfbroker binary for --with-embedded (default: this executable)")
 	fs.IntVar(&cfg.Producers, "producers", 4, "concurrent producers")
 	fs.IntVar(&partitions, "partitions", 6, "partitions per topic")
 	fs.StringVar(&sizes, "sizes", "60000,1000", "record sizes of the throughput phases, bytes")
@@ -83,9 +90,6 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("bench: unexpected arguments %q", fs.Args())
-	}
-	if serveKfake != "" {
-		return bench.ServeKfake(ctx, serveKfake, cfg.DataDir)
 	}
 	cfg.Partitions = int32(partitions)
 	var err error
@@ -115,19 +119,22 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	for name := range pidOf {
 		return fmt.Errorf("bench: --target-pid %s: no --target of that name", name)
 	}
-	if (embedded || kfakeProc) && binary == "" {
+	if embedded && binary == "" {
 		if binary, err = os.Executable(); err != nil {
 			return fmt.Errorf("bench: %w", err)
 		}
 	}
 	if embedded {
-		cfg.Embedded = &bench.Embedded{Binary: binary}
+		cfg.Embedded = &bench.Process{Binary: binary}
 	}
-	if kfakeProc {
-		if !cfg.WithKfake {
-			return errors.New("bench: --kfake-process needs --with-kfake")
+	if withKfake {
+		bin, err := bench.FindKfakeServe(kfakeBin)
+		if err != nil {
+			return err
 		}
-		cfg.KfakeProcess = &bench.Embedded{Binary: binary}
+		cfg.Kfake = &bench.Process{Binary: bin}
+	} else if kfakeBin != "" || cfg.KfakeSync {
+		return errors.New("bench: --kfake-binary and --kfake-sync need --with-kfake")
 	}
 	if !quiet {
 		cfg.Log = stderr

@@ -5,16 +5,35 @@ import (
 	"context"
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 )
 
+// buildKfakeServe builds bench/kfakeserve into a test directory under the
+// name bench looks for next to ztfbroker. The go tool is required: without
+// it the test fails rather than measuring nothing.
+func buildKfakeServe(t *testing.T) string {
+	t.Helper()
+	goTool, err := exec.LookPath("go")
+	if err != nil {
+		t.Fatalf("the go tool is needed to build kfakeserve: %v", err)
+	}
+	bin := filepath.Join(t.TempDir(), "ztfbroker-kfake")
+	out, err := exec.Command(goTool, "build", "-o", bin, "github.com/ztfbroker/ztfbroker/bench/kfakeserve").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build kfakeserve: %v\n%s", err, out)
+	}
+	return bin
+}
+
 // A short bench against the embedded broker (the binary TestMain built) and
-// kfake writes the table, the JSON and the plot, with every figure present
-// and positive.
+// kfake (its own command, built here) writes the table, the JSON and the
+// plot, with every figure present and positive, each broker its own process.
 func TestBenchCommandEmbeddedAndKfake(t *testing.T) {
+	kfakeServe := buildKfakeServe(t)
 	dir := t.TempDir()
 	jsonPath, plotPath := filepath.Join(dir, "bench.json"), filepath.Join(dir, "bench.png")
 	var out, errb bytes.Buffer
@@ -23,7 +42,7 @@ func TestBenchCommandEmbeddedAndKfake(t *testing.T) {
 	err := runBench(ctx, []string{
 		"--duration", "2s", "--limits-duration", "1s", "--producers", "2", "--partitions", "3",
 		"--rates", "4,16", "--max-bytes", "200000000", "--data-dir", dir,
-		"--with-embedded", "--binary", binary, "--with-kfake", "--kfake-process",
+		"--with-embedded", "--binary", binary, "--with-kfake", "--kfake-binary", kfakeServe, "--kfake-process", // still accepted, no effect
 		"--json", jsonPath, "--plot", plotPath,
 	}, &out, &errb)
 	t.Log("\n" + out.String())
@@ -56,6 +75,9 @@ func TestBenchCommandEmbeddedAndKfake(t *testing.T) {
 	}
 	if len(rep.Targets) != 2 || rep.Targets[0].Name != "ztfbroker" || rep.Targets[1].Name != "kfake" {
 		t.Fatalf("targets: %+v", rep.Targets)
+	}
+	if rep.Targets[1].PID == rep.Targets[0].PID || rep.Targets[1].PID == os.Getpid() {
+		t.Errorf("kfake pid %d is not its own process", rep.Targets[1].PID)
 	}
 	for _, tr := range rep.Targets {
 		if tr.Error != "" || len(tr.Errors) > 0 || tr.PID <= 0 {
@@ -92,10 +114,26 @@ func TestBenchCommandFlags(t *testing.T) {
 		{"--target", "nohost"},
 		{"--target-pid", "x=1"},
 		{"--rates", "fast", "--with-kfake"},
+		{"--kfake-sync", "--with-embedded"},
+		{"--with-kfake", "--kfake-binary", filepath.Join(t.TempDir(), "missing")},
 		{},
 	} {
 		if err := runBench(context.Background(), args, &bytes.Buffer{}, &bytes.Buffer{}); err == nil {
 			t.Errorf("%q: want an error", args)
 		}
+	}
+}
+
+// Without --kfake-binary and with no kfakeserve next to the executable or on
+// PATH, --with-kfake stops before measuring anything and says how to build it.
+func TestBenchCommandKfakeMissing(t *testing.T) {
+	t.Setenv("PATH", t.TempDir())
+	var out, errb bytes.Buffer
+	err := runBench(context.Background(), []string{"--with-kfake", "--duration", "1s"}, &out, &errb)
+	if err == nil || !strings.Contains(err.Error(), "go build -o ztfbroker-kfake ./bench/kfakeserve") {
+		t.Fatalf("want an error saying how to build kfakeserve, got %v", err)
+	}
+	if out.Len() > 0 || errb.Len() > 0 {
+		t.Errorf("measured before failing:\n%s%s", out.String(), errb.String())
 	}
 }

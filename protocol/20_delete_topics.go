@@ -9,7 +9,8 @@ import (
 // DeleteTopics: v0-6.
 //
 // Version notes: v1 ThrottleMillis; v4 flexible; v5 ErrorMessage; v6
-// topics by name or id, the answer carrying both.
+// topics by name or id, the answer carrying both. A deleted topic's
+// per-topic series leave the listener's metrics with it.
 func init() { register(api{key: 20, min: 0, max: 6, serve: serveDeleteTopics}) }
 
 func serveDeleteTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
@@ -56,6 +57,8 @@ func serveDeleteTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 			} else if err := s.b.DeleteTopic(name); err != nil {
 				t.ErrorCode = s.errCode(err, kerr.UnknownServerError, "delete topic", zap.String("topic", name))
 				t.ErrorMessage = kmsg.StringPtr(err.Error())
+			} else {
+				s.m.dropTopic(name)
 			}
 		}
 		resp.Topics = append(resp.Topics, t)

@@ -29,6 +29,10 @@ type Config struct {
 	Poll time.Duration `yaml:"poll.ms"`
 	// CheckpointBytes is the tar input between checkpoints of a run.
 	CheckpointBytes int64 `yaml:"checkpoint.bytes"`
+	// TopicRetention is how long a nightly topic stays after its archive
+	// was built complete; then the scheduler deletes it. 0 or negative
+	// keeps topics forever.
+	TopicRetention time.Duration `yaml:"topic.retention.ms"`
 }
 
 // DefaultConfig is the archive as `serve` runs it out of the box.
@@ -42,6 +46,7 @@ func DefaultConfig() Config {
 		Lookback:        7,
 		Poll:            time.Minute,
 		CheckpointBytes: DefaultCheckpointBytes,
+		TopicRetention:  7 * 24 * time.Hour, // ZTF keeps a night's topic about a week
 	}
 }
 
@@ -84,6 +89,11 @@ func (c Config) Validate() error {
 	}
 	if c.CheckpointBytes < 1<<20 {
 		bad("checkpoint.bytes", "%d is under 1 MiB", c.CheckpointBytes)
+	}
+	// A few milliseconds is most likely days or seconds given in the wrong
+	// unit; it would take topics away from consumers as soon as archived.
+	if c.TopicRetention > 0 && c.TopicRetention < time.Hour {
+		bad("topic.retention.ms", "%s is under an hour (milliseconds: a week is 604800000; 0 keeps topics)", c.TopicRetention)
 	}
 	if len(errs) == 0 {
 		return nil

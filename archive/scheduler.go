@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,8 @@ import (
 // Scheduler archives each night once its topic has gone quiet after the end
 // of the UTC night, and at start rebuilds the nights of the last Lookback
 // days that are missing or that late messages made incomplete. It builds one
-// archive at a time: on a small machine the broker comes first.
+// archive at a time: on a small machine the broker comes first. A night's
+// topic is deleted TopicRetention after its archive was built complete.
 type Scheduler struct {
 	cfg     Config
 	log     *zap.Logger
@@ -27,6 +29,9 @@ type Scheduler struct {
 	metrics *schedMetrics
 	// seen is when each night's end offsets were last seen to change.
 	seen map[nightKey]observation
+	// kept are the topics past retention already reported as kept, so the
+	// warning comes once, not every poll.
+	kept map[string]bool
 	// ClientOpts are extra kgo options (TLS, SASL, ...) for every client.
 	ClientOpts []kgo.Opt
 
@@ -59,7 +64,7 @@ func NewScheduler(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now
 	if err != nil {
 		return nil, err
 	}
-	return &Scheduler{cfg: cfg, log: logger, now: now, metrics: m, seen: map[nightKey]observation{}}, nil
+	return &Scheduler{cfg: cfg, log: logger, now: now, metrics: m, seen: map[nightKey]observation{}, kept: map[string]bool{}}, nil
 }
 
 // Run checks the nights every Poll until ctx ends, then returns nil. A run
@@ -108,6 +113,122 @@ func (s *Scheduler) pass(ctx context.Context, admin *kadm.Client) {
 			delete(s.seen, k)
 		}
 	}
+	if s.cfg.TopicRetention > 0 {
+		s.expire(ctx, admin)
+	}
+}
+
+// topicRE matches Topic's names; the program is checked against Programs.
+var topicRE = regexp.MustCompile(`^ztf_([0-9]{8})_programid([0-9]+)$`)
+
+// expire deletes the nightly topics of the archived programs whose archive
+// was built complete more than TopicRetention ago, whatever the lookback.
+// The build time is the archive's mtime: the run writes it last, and a
+// rebuild for late messages writes it again.
+func (s *Scheduler) expire(ctx context.Context, admin *kadm.Client) {
+	topics, err := admin.ListTopics(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("archive: list topics", zap.Error(err))
+		}
+		return
+	}
+	archived := map[Program]bool{}
+	for _, p := range s.cfg.Programs {
+		archived[Program(p)] = true
+	}
+	for _, topic := range topics.Names() {
+		if ctx.Err() != nil {
+			return
+		}
+		m := topicRE.FindStringSubmatch(topic)
+		if m == nil {
+			continue
+		}
+		night, err := ParseNight(m[1])
+		p, _ := strconv.Atoi(m[2])
+		if err != nil || !archived[Program(p)] {
+			continue
+		}
+		s.expireTopic(ctx, admin, topic, nightKey{night, Program(p)})
+	}
+}
+
+func (s *Scheduler) expireTopic(ctx context.Context, admin *kadm.Client, topic string, k nightKey) {
+	now := s.now()
+	if !k.night.End().Before(now) {
+		return // tonight's (or a later night's) topic is still being written
+	}
+	paths := pathsFor(filepath.Join(s.cfg.Dir, k.program.Name()), FileName(k.night, k.program))
+	fi, err := os.Stat(paths.final)
+	if err != nil || now.Sub(fi.ModTime()) < s.cfg.TopicRetention {
+		return // not archived, or not for long enough
+	}
+	// No run may start on this night while its topic goes.
+	unlock, err := lockRun(paths)
+	if err != nil {
+		return // a run is under way: the archive may be about to change
+	}
+	defer unlock()
+	keep := func(reason string) {
+		if !s.kept[topic] {
+			s.kept[topic] = true
+			s.log.Warn("archive: topic past retention kept", zap.String("topic", topic),
+				zap.String("archive", paths.final), zap.String("reason", reason))
+		}
+	}
+	var man Manifest
+	if err := readJSON(paths.meta, &man); err != nil {
+		keep("no manifest: the archive was made elsewhere and may be incomplete")
+		return
+	}
+	ranges, err := listRanges(ctx, admin, topic)
+	if err != nil {
+		if ctx.Err() == nil && !errors.Is(err, ErrNoTopic) {
+			s.log.Warn("archive: list offsets", zap.String("topic", topic), zap.Error(err))
+		}
+		return
+	}
+	if !holdsExactly(man.Ranges, ranges) {
+		keep("the topic holds messages the archive does not")
+		return
+	}
+	resp, err := admin.DeleteTopics(ctx, topic)
+	if err == nil {
+		err = resp[topic].Err
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Warn("archive: delete topic", zap.String("topic", topic), zap.Error(err))
+		}
+		return
+	}
+	delete(s.kept, topic)
+	delete(s.seen, k)
+	s.metrics.topicsDeleted.WithLabelValues(strconv.Itoa(int(k.program))).Inc()
+	s.log.Info("archive: deleted topic past retention", zap.String("topic", topic),
+		zap.Stringer("night", k.night), zap.String("archive", paths.final), zap.Time("built", fi.ModTime()))
+}
+
+// holdsExactly reports whether every partition the topic has now ends where
+// the archive's range ends: nothing came after the build. An end below the
+// archive's means the topic was deleted and created again since (a late or
+// replayed message): its messages are not in the archive either.
+func holdsExactly(archived, now []PartitionRange) bool {
+	byP := map[int32]PartitionRange{}
+	for _, r := range archived {
+		byP[r.Partition] = r
+	}
+	for _, r := range now {
+		a, ok := byP[r.Partition]
+		if !ok {
+			a = PartitionRange{Partition: r.Partition} // a partition added since the build
+		}
+		if r.End != a.End {
+			return false
+		}
+	}
+	return true
 }
 
 func (s *Scheduler) check(ctx context.Context, admin *kadm.Client, k nightKey, now time.Time) {
@@ -215,10 +336,11 @@ func covers(have, now []PartitionRange) bool {
 }
 
 type schedMetrics struct {
-	builds  *prometheus.CounterVec
-	members *prometheus.CounterVec
-	bytes   *prometheus.CounterVec
-	seconds prometheus.Histogram
+	builds        *prometheus.CounterVec
+	members       *prometheus.CounterVec
+	bytes         *prometheus.CounterVec
+	seconds       prometheus.Histogram
+	topicsDeleted *prometheus.CounterVec
 }
 
 func newSchedMetrics(reg prometheus.Registerer) (*schedMetrics, error) {
@@ -240,8 +362,12 @@ func newSchedMetrics(reg prometheus.Registerer) (*schedMetrics, error) {
 			Help:    "Time to build one night's archive.",
 			Buckets: prometheus.ExponentialBuckets(1, 2, 14),
 		}),
+		topicsDeleted: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_archive_topics_deleted_total",
+			Help: "Nightly topics deleted past archive.topic.retention.ms after their archive was built, by programid.",
+		}, []string{"program"}),
 	}
-	if err := registerMetrics(reg, m.builds, m.members, m.bytes, m.seconds); err != nil {
+	if err := registerMetrics(reg, m.builds, m.members, m.bytes, m.seconds, m.topicsDeleted); err != nil {
 		return nil, fmt.Errorf("archive: register metrics: %w", err)
 	}
 	return m, nil

@@ -3,6 +3,7 @@ package archive
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -12,6 +13,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 	"golang.org/x/sys/unix"
 )
 
@@ -113,6 +120,147 @@ func TestScheduler(t *testing.T) {
 	}
 }
 
+// TestTopicRetention: a night's topic goes TopicRetention after its archive
+// was built complete, and only then; never the topic of a night without an
+// archive, with messages its archive lacks, of tonight, or of a program not
+// archived.
+func TestTopicRetention(t *testing.T) {
+	msgs := sampleMessages(t)
+	now := testNight.End().Add(time.Minute) // testNight is yesterday
+	week := 7 * 24 * time.Hour
+	type topic struct {
+		night    Night
+		program  Program
+		builtAgo time.Duration // 0: no archive
+		kept     string        // why it stays; "": deleted
+	}
+	// Every night but tonight is out of the lookback window, so the
+	// scheduler builds none of them.
+	topics := []topic{
+		{testNight.AddDays(-10), Public, week + time.Minute, ""},
+		{testNight.AddDays(-11), Public, week - time.Minute, "built under a week ago"},
+		{testNight.AddDays(-12), Public, 0, "not archived"},
+		{testNight.AddDays(-13), Public, 2 * week, "messages came after the build"},
+		{testNight.AddDays(-14), Public, 2 * week, "archive without a manifest, made elsewhere"},
+		{NightOf(now), Public, 2 * week, "tonight's"},
+		{testNight.AddDays(-10), Partnership, 2 * week, "program not archived"},
+	}
+	var names []string
+	for _, tp := range topics {
+		names = append(names, Topic(tp.night, tp.program))
+	}
+	c := newCluster(t, 2, names...)
+	addrs := c.ListenAddrs()
+	dir := t.TempDir()
+	final := func(tp topic) string { return filepath.Join(dir, tp.program.Name(), FileName(tp.night, tp.program)) }
+	age := func(tp topic, ago time.Duration) {
+		t.Helper()
+		if err := os.Chtimes(final(tp), now.Add(-ago), now.Add(-ago)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tp := range topics {
+		produce(t, addrs, Topic(tp.night, tp.program), 2, msgs[:3], tp.night.t)
+		if tp.builtAgo == 0 {
+			continue
+		}
+		if _, err := Build(context.Background(), Job{Bootstrap: addrs, Night: tp.night, Program: tp.program, OutDir: filepath.Join(dir, tp.program.Name())}); err != nil {
+			t.Fatal(err)
+		}
+		age(tp, tp.builtAgo)
+	}
+	produce(t, addrs, Topic(topics[3].night, Public), 2, msgs[3:5], topics[3].night.t)
+	if err := os.Remove(pathsFor(filepath.Join(dir, "public"), FileName(topics[4].night, Public)).meta); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := DefaultConfig()
+	cfg.Dir, cfg.Bootstrap, cfg.Poll, cfg.Programs = dir, addrs, 20*time.Millisecond, []int{int(Public)}
+	core, logs := observer.New(zapcore.InfoLevel)
+	reg := prometheus.NewRegistry()
+	s, err := NewScheduler(cfg, zap.New(core), reg, (&fakeClock{t: now}).Now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run: %v", err)
+		}
+	}()
+	waitPasses := func(n int64) {
+		t.Helper()
+		target := s.passes.Load() + n
+		for deadline := time.Now().Add(30 * time.Second); s.passes.Load() < target; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatal("scheduler made no progress")
+			}
+		}
+	}
+	check := func(deleted map[string]bool) {
+		t.Helper()
+		// A new client each time: a client answers a Metadata request
+		// from its cache for MetadataMinAge.
+		cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		listed, err := kadm.NewClient(cl).ListTopics(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, tp := range topics {
+			name := Topic(tp.night, tp.program)
+			if got := !listed.Has(name); got != deleted[name] {
+				t.Errorf("%s (%s): deleted %v", name, tp.kept, got)
+			}
+			if _, err := os.Stat(final(tp)); (err == nil) != (tp.builtAgo != 0) {
+				t.Errorf("%s: archive: %v", name, err)
+			}
+		}
+		mfs, err := reg.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "ztfbroker_archive_topics_deleted_total" {
+				for _, m := range mf.GetMetric() {
+					got += m.GetCounter().GetValue()
+				}
+			}
+		}
+		if got != float64(len(deleted)) {
+			t.Errorf("ztfbroker_archive_topics_deleted_total = %v, want %d", got, len(deleted))
+		}
+		lines := logs.FilterMessage("archive: deleted topic past retention").AllUntimed()
+		if len(lines) != len(deleted) {
+			t.Fatalf("%d deletion lines, want %d", len(lines), len(deleted))
+		}
+		for _, l := range lines {
+			f := l.ContextMap()
+			n, _ := ParseNight(fmt.Sprint(f["night"]))
+			if !deleted[fmt.Sprint(f["topic"])] || f["archive"] != filepath.Join(dir, "public", FileName(n, Public)) {
+				t.Errorf("deletion line %v", f)
+			}
+		}
+	}
+
+	waitPasses(3)
+	check(map[string]bool{Topic(topics[0].night, Public): true})
+	if n := logs.FilterMessage("archive: topic past retention kept").Len(); n != 2 {
+		t.Errorf("%d warnings of topics kept past retention, want 2 (late messages, no manifest, once each): %v", n, logs.FilterMessage("archive: topic past retention kept").AllUntimed())
+	}
+
+	age(topics[1], week+time.Minute)
+	waitPasses(2)
+	check(map[string]bool{Topic(topics[0].night, Public): true, Topic(topics[1].night, Public): true})
+}
+
 func TestConfigValidate(t *testing.T) {
 	if err := DefaultConfig().Validate(); err == nil || !strings.Contains(err.Error(), "archive.bootstrap") {
 		t.Fatalf("default config without bootstrap: %v", err)
@@ -121,10 +269,13 @@ func TestConfigValidate(t *testing.T) {
 		edit func(*Config)
 		want []string
 	}{
-		"ok":            {func(c *Config) {}, nil},
-		"listing only":  {func(c *Config) { c.Enabled, c.Bootstrap = false, nil }, nil},
-		"bad program":   {func(c *Config) { c.Programs = []int{1, 3, 1} }, []string{"archive.programs: 3", "archive.programs: 1 listed twice"}},
-		"every problem": {func(c *Config) { c.Dir, c.Level, c.Idle, c.Lookback, c.Poll, c.CheckpointBytes = "", 11, -1, 0, 0, 5 }, []string{"archive.dir", "archive.level", "archive.idle", "archive.lookback.nights", "archive.poll.ms", "archive.checkpoint.bytes"}},
+		"ok":                    {func(c *Config) {}, nil},
+		"listing only":          {func(c *Config) { c.Enabled, c.Bootstrap = false, nil }, nil},
+		"bad program":           {func(c *Config) { c.Programs = []int{1, 3, 1} }, []string{"archive.programs: 3", "archive.programs: 1 listed twice"}},
+		"keep topics":           {func(c *Config) { c.TopicRetention = 0 }, nil},
+		"keep topics, negative": {func(c *Config) { c.TopicRetention = -time.Millisecond }, nil},
+		"retention in days":     {func(c *Config) { c.TopicRetention = 7 * time.Millisecond }, []string{"archive.topic.retention.ms: 7ms is under an hour"}},
+		"every problem":         {func(c *Config) { c.Dir, c.Level, c.Idle, c.Lookback, c.Poll, c.CheckpointBytes = "", 11, -1, 0, 0, 5 }, []string{"archive.dir", "archive.level", "archive.idle", "archive.lookback.nights", "archive.poll.ms", "archive.checkpoint.bytes"}},
 	} {
 		t.Run(name, func(t *testing.T) {
 			c := DefaultConfig()

@@ -30,6 +30,7 @@ import (
 
 	"github.com/cockroachdb/pebble"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 )
 
@@ -40,6 +41,19 @@ const (
 	producerSeqPrefix  = "producer/seq/"
 	offsetMetadataMax  = 4096 // offset.metadata.max.bytes
 	defaultGroupMaxLen = 1000 // group.max.size
+
+	// Member metadata (JoinGroup's protocol metadata: a consumer's topics
+	// and owned partitions, a few hundred bytes to a few KiB) is kept in
+	// memory and rewritten to pebble at every rebalance. Kafka bounds it
+	// only by socket.request.max.bytes (100 MiB), so 20 members of 10 MiB
+	// held a gigabyte. ztfbroker caps it explicitly: a member's protocols'
+	// metadata together at memberMetadataMax, refused with INVALID_REQUEST
+	// (the request is malformed for this broker, and retrying will not
+	// help); the metadata of all of a group's members at groupMetadataMax,
+	// refused with GROUP_MAX_SIZE_REACHED (the group is full, in bytes
+	// rather than members). Not settings: no real client comes near them.
+	memberMetadataMax = 1 << 20
+	groupMetadataMax  = 8 << 20
 )
 
 // GroupConfig configures the group coordinator and producer ids. Each field
@@ -427,4 +441,25 @@ func keyPrefixEnd(prefix []byte) []byte {
 		}
 	}
 	return nil // no upper bound
+}
+
+// metadataBytes is the protocol metadata a member's JoinGroup carries.
+func metadataBytes(protocols []kmsg.JoinGroupRequestProtocol) int {
+	n := 0
+	for _, p := range protocols {
+		n += len(p.Metadata)
+	}
+	return n
+}
+
+// metadataBytesLocked is the protocol metadata g's members hold, but for
+// the member with id except (the one about to join again).
+func (g *group) metadataBytesLocked(except string) int {
+	n := 0
+	for id, m := range g.members {
+		if id != except {
+			n += metadataBytes(m.protocols)
+		}
+	}
+	return n
 }

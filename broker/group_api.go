@@ -10,7 +10,8 @@ import (
 )
 
 // JoinGroup serves JoinGroup v0-9. It returns once the member's rebalance
-// completes (or fails), or ctx ends.
+// completes (or fails), or ctx ends. Metadata past memberMetadataMax or
+// groupMetadataMax is refused (see group.go).
 func (c *GroupCoordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupRequest) *kmsg.JoinGroupResponse {
 	resp := req.ResponseKind().(*kmsg.JoinGroupResponse)
 	resp.Generation = -1
@@ -26,11 +27,23 @@ func (c *GroupCoordinator) JoinGroup(ctx context.Context, req *kmsg.JoinGroupReq
 	case req.ProtocolType == "" || len(req.Protocols) == 0:
 		resp.ErrorCode = kerr.InconsistentGroupProtocol.Code
 		return resp
+	case metadataBytes(req.Protocols) > memberMetadataMax:
+		resp.ErrorCode = kerr.InvalidRequest.Code
+		return resp
 	}
 	clientID, host := c.clientInfo(ctx)
 	g := c.lockGroup(req.Group, req.MemberID == "")
 	if g == nil {
 		resp.ErrorCode = kerr.UnknownMemberID.Code
+		return resp
+	}
+	replaces := req.MemberID
+	if replaces == "" && req.InstanceID != nil {
+		replaces = g.static[*req.InstanceID]
+	}
+	if g.metadataBytesLocked(replaces)+metadataBytes(req.Protocols) > groupMetadataMax {
+		g.mu.Unlock()
+		resp.ErrorCode = kerr.GroupMaxSizeReached.Code
 		return resp
 	}
 	res, wait := g.joinLocked(req, clientID, host, c.now())

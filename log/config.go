@@ -131,6 +131,10 @@ type Options struct {
 	Logger  *zap.Logger      // nil means no logging
 	Now     func() time.Time // nil means time.Now
 	Metrics *Metrics         // nil means no metrics; one Metrics is shared by all logs
+	// FileCache bounds the descriptors of sealed segments; one is shared
+	// by all logs. nil means a cache of the log's own, of the default
+	// capacity.
+	FileCache *FileCache
 }
 
 func (o Options) withDefaults() Options {
@@ -142,6 +146,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Now == nil {
 		o.Now = time.Now
+	}
+	if o.FileCache == nil {
+		o.FileCache = NewFileCache(0)
 	}
 	return o
 }

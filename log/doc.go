@@ -131,7 +131,8 @@
 //   - Under FlushAlways the high watermark never passes fsynced data;
 //     under FlushInterval it is the written end and fsyncs run every
 //     FlushInterval, on roll and on close.
-//   - A failed write or fsync makes the log read-only until reopened.
+//   - A failed write or fsync makes the log read-only until reopened; a
+//     failed read (a sealed file that cannot be opened) does not.
 //   - A name is durable only once the folder holding it is fsynced, so
 //     every change of names is followed by a folder fsync before anyone
 //     relies on it: Open fsyncs the folder above a partition folder it
@@ -144,10 +145,24 @@
 //     Remove fsyncs the folder above after deleting the partition folder.
 //     Removing a .deleted or .tmp file needs none: Open removes them again.
 //
+// # Open files
+//
+// The active segment's three files stay open. A sealed segment's are
+// opened on first read and closed by a FileCache (Options.FileCache, one
+// per process, shared by every partition log), least recently used first,
+// once more than its capacity are open: by default a quarter of the soft
+// RLIMIT_NOFILE, at least 64. A file is closed only while no call is
+// using it (each read pins it); a segment retention removed is read under
+// its .deleted name until its last reader is done. A sealed file that
+// cannot be opened (EMFILE) fails that read with an *OpenError; it is not
+// damage, and the log stays writable.
+//
 // # Recovery
 //
-// Open costs O(segments): a sealed segment is opened by checking the ends
-// of its indexes (an index that fails is rebuilt from its segment).
+// Open costs O(segments) and leaves no sealed segment's file open: a
+// sealed segment's sizes come from stat; the newest sealed segment is
+// checked by the ends of its indexes and older ones by their index sizes
+// and seal entry (an index that fails is rebuilt from its segment).
 //
 // After a clean Close, the clean-shutdown marker vouches for the active
 // segment: if its three files still have the sizes the marker records, it

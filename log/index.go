@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"io"
+	"os"
 	"sort"
 	"sync"
 )
@@ -137,6 +138,23 @@ func (x *index) entry(i int) ([]byte, error) {
 }
 
 func (x *index) close() error { return x.f.Close() }
+
+// reopen returns the index over x's file after it was replaced by a rename
+// (rebuilt), holding entries entries, and closes x's descriptor.
+func (x *index) reopen(fsys FS, entries int) (*index, error) {
+	if sf, ok := x.f.(*segFile); ok {
+		if err := sf.reopen(); err != nil {
+			return nil, fmt.Errorf("reopen index: %w", err)
+		}
+		return newIndex(sf, x.path, x.entrySize, entries), nil
+	}
+	f, err := fsys.OpenFile(x.path, os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("reopen index: %w", err)
+	}
+	x.close()
+	return newIndex(f, x.path, x.entrySize, entries), nil
+}
 
 type offsetEntry struct {
 	Rel uint32 // offset - segment base

@@ -260,7 +260,7 @@ func (l *Log) rollLocked() error {
 	// Every batch below l.written is durable now; the directory fsync
 	// below makes the snapshot's rename durable too.
 	l.snapshotProducersLocked(l.written)
-	s, err := createSegment(l.fs, l.dir, l.written, l.cfg.IndexIntervalBytes)
+	s, err := createSegment(l.fs, l.opts.FileCache, l.dir, l.written, l.cfg.IndexIntervalBytes)
 	if err != nil {
 		return l.fail(err)
 	}
@@ -274,6 +274,7 @@ func (l *Log) rollLocked() error {
 	l.writtenPos = 0
 	l.advanceDurableLocked(l.written, old, old.size)
 	l.mu.Unlock()
+	old.seal()
 	l.lg.Debug("rolled segment", zap.Int64("sealed", old.base), zap.Int64("base", s.base))
 	return nil
 }

@@ -20,8 +20,8 @@ import (
 const logStartFile = "log-start-offset"
 
 // recover opens every segment: sealed ones by their index tails (O(1)
-// each), the active one from the clean-shutdown marker or, after a crash,
-// by scanning after its last good index entry.
+// each, no file left open), the active one from the clean-shutdown marker
+// or, after a crash, by scanning after its last good index entry.
 func (l *Log) recover() error {
 	names, err := l.fs.ReadDir(l.dir)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -64,13 +64,13 @@ func (l *Log) recover() error {
 		if !have[filepath.Base(idxPath)] || !have[filepath.Base(tidxPath)] {
 			dirty = true // openSegmentFiles creates the missing index
 		}
-		s, err := openSegmentFiles(l.fs, l.dir, base, false)
+		s, err := l.openSegment(base, i < len(bases)-1)
 		if err != nil {
 			return err
 		}
 		l.segs = append(l.segs, s)
 		if i < len(bases)-1 {
-			err = l.loadSealed(s, bases[i+1])
+			err = l.loadSealed(s, bases[i+1], i == len(bases)-2)
 		} else {
 			err = l.openActive(s, clean, cleanOK)
 		}
@@ -79,7 +79,7 @@ func (l *Log) recover() error {
 		}
 	}
 	if len(l.segs) == 0 {
-		s, err := createSegment(l.fs, l.dir, logStart, l.cfg.IndexIntervalBytes)
+		s, err := createSegment(l.fs, l.opts.FileCache, l.dir, logStart, l.cfg.IndexIntervalBytes)
 		if err != nil {
 			return err
 		}
@@ -129,10 +129,15 @@ func makeDirDurable(fsys FS, dir string) error {
 }
 
 // loadSealed takes a sealed segment's max timestamp from its time index's
-// seal entry after cheap sanity checks of both indexes; an index that
+// seal entry after cheap sanity checks of both indexes (of the sizes and
+// the seal entry only, unless newest: the one sealed last); an index that
 // fails them is rebuilt from the segment.
-func (l *Log) loadSealed(s *segment, next int64) error {
-	if err := checkSealedIndexes(s, next); err != nil {
+func (l *Log) loadSealed(s *segment, next int64, newest bool) error {
+	check := checkSealedIndexes
+	if !newest {
+		check = checkSealEntry
+	}
+	if err := check(s, next); err != nil {
 		l.lg.Warn("rebuilding segment indexes", zap.String("segment", s.path), zap.Error(err))
 		if err := l.rebuildIndexes(s, true); err != nil {
 			return err
@@ -388,12 +393,7 @@ func (l *Log) replaceIndex(old *index, entries []byte) (*index, error) {
 	if err := durable.WriteFile(l.fs, old.path, entries, 0o644); err != nil {
 		return nil, fmt.Errorf("rebuild index: %w", err)
 	}
-	f, err := l.fs.OpenFile(old.path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopen index: %w", err)
-	}
-	old.close()
-	return newIndex(f, old.path, old.entrySize, len(entries)/old.entrySize), nil
+	return old.reopen(l.fs, len(entries)/old.entrySize)
 }
 
 func readLogStart(fsys FS, dir string) (int64, error) {

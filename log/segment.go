@@ -41,6 +41,11 @@ func parseSegmentName(name string) (int64, bool) {
 // writer that holds Log.writeMu. size, maxTs and maxTsOffset change under
 // Log.mu; refs counts the segment list and every reader, so that retention
 // can drop a segment while a read is in flight.
+//
+// In an open Log the three files are segFiles of the log's FileCache: the
+// active segment's stay open, a sealed segment's are opened on first read
+// and closed by the cache when unused (the cache's pins guard each call, as
+// refs guard the segment).
 type segment struct {
 	base   int64
 	path   string // the .log file
@@ -66,8 +71,9 @@ func segmentPaths(dir string, base int64) (logPath, idxPath, tidxPath string) {
 	return stem + logSuffix, stem + indexSuffix, stem + timeIndexSuffix
 }
 
-// createSegment makes an empty segment; the caller fsyncs the directory.
-func createSegment(fsys FS, dir string, base int64, indexInterval int) (*segment, error) {
+// createSegment makes an empty segment, the active one, whose files stay
+// open until it is sealed; the caller fsyncs the directory.
+func createSegment(fsys FS, cache *FileCache, dir string, base int64, indexInterval int) (*segment, error) {
 	logPath, idxPath, tidxPath := segmentPaths(dir, base)
 	flag := os.O_RDWR | os.O_CREATE | os.O_TRUNC
 	var files [3]File
@@ -89,7 +95,64 @@ func createSegment(fsys FS, dir string, base int64, indexInterval int) (*segment
 		bytesSinceIndex: indexInterval,
 	}
 	s.refs.Store(1)
+	s.hold(cache)
 	return s, nil
+}
+
+// openSegment opens segment base of the log. The active segment's files
+// are opened now and stay open (a missing index is created empty); a
+// sealed segment opens nothing: its sizes come from stat and its files
+// are opened on first read, through the log's FileCache.
+func (l *Log) openSegment(base int64, sealed bool) (*segment, error) {
+	if !sealed {
+		s, err := openSegmentFiles(l.fs, l.dir, base, false)
+		if err != nil {
+			return nil, err
+		}
+		s.hold(l.opts.FileCache)
+		return s, nil
+	}
+	logPath, idxPath, tidxPath := segmentPaths(l.dir, base)
+	c := l.opts.FileCache
+	s := &segment{base: base, path: logPath, log: lazyFile(c, l.fs, logPath), fs: l.fs, maxTs: -1, maxTsOffset: -1, firstTs: -1}
+	var err error
+	if s.size, err = fileSize(l.fs, logPath); err != nil {
+		return nil, fmt.Errorf("open segment %d: %w", base, err)
+	}
+	// A missing index reads as empty: the checks at Open then rebuild it.
+	idxBytes, err := fileSize(l.fs, idxPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open segment %d: %w", base, err)
+	}
+	tidxBytes, err := fileSize(l.fs, tidxPath)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("open segment %d: %w", base, err)
+	}
+	s.idx = newIndex(lazyFile(c, l.fs, idxPath), idxPath, offsetEntrySize, int(idxBytes)/offsetEntrySize)
+	s.tidx = newIndex(lazyFile(c, l.fs, tidxPath), tidxPath, timeEntrySize, int(tidxBytes)/timeEntrySize)
+	s.refs.Store(1)
+	return s, nil
+}
+
+// hold puts the just opened files of the active segment under cache,
+// which leaves them open until seal.
+func (s *segment) hold(cache *FileCache) {
+	if cache == nil {
+		return
+	}
+	s.log = heldFile(cache, s.fs, s.path, s.log)
+	s.idx.f = heldFile(cache, s.fs, s.idx.path, s.idx.f)
+	s.tidx.f = heldFile(cache, s.fs, s.tidx.path, s.tidx.f)
+}
+
+// seal hands the files of a segment just sealed to the cache, which closes
+// them when unused; they are opened read-only when read again.
+func (s *segment) seal() {
+	for _, f := range []File{s.log, s.idx.f, s.tidx.f} {
+		if x, ok := f.(*segFile); ok {
+			x.seal()
+		}
+	}
 }
 
 // openSegmentFiles opens an existing segment's files, creating missing
@@ -160,6 +223,34 @@ func (s *segment) indexFileBytes() (idx, tidx int64, err error) {
 	}
 	tidx, err = s.tidx.f.Size()
 	return idx, tidx, err
+}
+
+// checkSealEntry is the check at Open of a sealed segment older than the
+// newest: the index sizes (by stat) and the seal entry, the one entry Open
+// needs. A wrong offset index entry does no harm later: findBatch checks
+// the batch an entry names and walks from the start when it is wrong.
+func checkSealEntry(s *segment, next int64) error {
+	idxBytes, tidxBytes, err := s.indexFileBytes()
+	if err != nil {
+		return err
+	}
+	span := next - s.base
+	switch {
+	case s.size == 0 || span <= 0:
+		return errors.New("empty sealed segment")
+	case idxBytes%offsetEntrySize != 0 || idxBytes == 0:
+		return fmt.Errorf("offset index of %d bytes", idxBytes)
+	case tidxBytes%timeEntrySize != 0 || tidxBytes == 0:
+		return fmt.Errorf("time index of %d bytes", tidxBytes)
+	}
+	b, err := s.tidx.entry(s.tidx.len() - 1)
+	if err != nil {
+		return err
+	}
+	if seal := decodeTimeEntry(b); int64(seal.Rel) >= span {
+		return errors.New("time index seal entry out of range")
+	}
+	return nil
 }
 
 func (s *segment) acquire() { s.refs.Add(1) }
@@ -287,6 +378,9 @@ func (s *segment) findBatch(r *headerReader, offset, limit int64) (int64, batchH
 func (s *segment) corruption(pos int64, err error) error {
 	if _, ok := err.(*CorruptionError); ok {
 		return err
+	}
+	if oe := (*OpenError)(nil); errors.As(err, &oe) {
+		return err // the file could not be opened: no damage
 	}
 	return &CorruptionError{Segment: s.path, Offset: pos, Err: err}
 }

@@ -23,7 +23,9 @@ import (
 // fetch.max.bytes) per request, soft for the first batch, which is always
 // served whole. Long polling: with fewer than MinBytes available and no
 // partition error, the request waits up to MaxWaitMillis (capped) for any of
-// its partitions' Backend.Changed channels, then fetches again.
+// its partitions' Backend.Changed channels, then fetches again. The record
+// bytes of every answer not yet written share max.inflight.response.bytes:
+// a fetch gets what is free of its max bytes (fetchBudgeted, budget.go).
 //
 // Fetch sessions (KIP-227) are not kept: SessionID is always 0, which makes
 // clients send full fetches; a request naming a session gets
@@ -42,6 +44,9 @@ func init() { register(api{key: fetchKey, min: 4, max: 15, serve: serveFetch}) }
 type fetchResponse struct {
 	*kmsg.FetchResponse
 	bufs [][]byte // pooled buffers holding the record batches
+	// held is what the records take of max.inflight.response.bytes.
+	held   int64
+	budget *byteBudget
 }
 
 func (f *fetchResponse) release() {
@@ -49,6 +54,10 @@ func (f *fetchResponse) release() {
 		putBuf(b)
 	}
 	f.bufs = nil
+	if f.held > 0 {
+		f.budget.give(f.held)
+		f.held = 0
+	}
 }
 
 // releaseResponse returns pooled memory held by a response once written.
@@ -68,7 +77,7 @@ type fetchPartition struct {
 
 func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
-	resp := &fetchResponse{FetchResponse: req.ResponseKind().(*kmsg.FetchResponse)}
+	resp := &fetchResponse{FetchResponse: req.ResponseKind().(*kmsg.FetchResponse), budget: s.responses}
 	resp.SessionID = 0
 	switch {
 	case req.SessionID != 0:
@@ -120,7 +129,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 
 	var changed []<-chan struct{}
 	for {
-		got, failed := s.fetchOnce(resp, parts, maxBytes)
+		got, failed := s.fetchBudgeted(c, resp, parts, maxBytes, deadline)
 		if failed || got >= int(req.MinBytes) || wait <= 0 || !time.Now().Before(deadline) {
 			break
 		}
@@ -137,7 +146,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		if !woke {
 			// Deadline, shutdown or a dead connection: answer with
 			// what there is now.
-			s.fetchOnce(resp, parts, maxBytes)
+			s.fetchBudgeted(c, resp, parts, maxBytes, time.Now())
 			break
 		}
 	}
@@ -147,6 +156,65 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		}
 	}
 	return resp, nil
+}
+
+// fetchBudgeted is fetchOnce within max.inflight.response.bytes: max bytes
+// shrink to what is free, waiting until the deadline when nothing is (then
+// only offsets are answered). The first batch, served whole, may need more
+// than was free: the fetch then gives everything back, waits for the bytes
+// that batch needs and fetches again, honouring the first-batch rule
+// without going past the budget. The bytes taken are held by resp until it
+// is released (written, or dropped with its connection).
+func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartition, maxBytes int, deadline time.Time) (int, bool) {
+	// A connection with answers queued (its client is slow, or not
+	// reading) leaves the reserve to those without.
+	useReserve := c.queued.Load() == 0
+	b := s.responses
+	var n int64
+	for {
+		b.mu.Lock()
+		wake := b.wake
+		b.mu.Unlock()
+		if n = b.takeUpTo(int64(maxBytes), useReserve); n > 0 {
+			break
+		}
+		if !b.wait(wake, deadline, s.done, c.ctx.Done()) {
+			return s.fetchOnce(resp, parts, 0)
+		}
+	}
+	got, failed := s.fetchOnce(resp, parts, int(n))
+	if int64(got) <= n {
+		b.give(n - int64(got))
+		resp.held = int64(got)
+		return got, failed
+	}
+	resp.held = n
+	extra := int64(got) - n
+	t := b.takeUpTo(extra, useReserve)
+	if t == extra {
+		resp.held += extra
+		return got, failed
+	}
+	b.give(t)
+	need := int64(got)
+	resp.release()
+	if !b.take(need, useReserve, time.Time{}, s.done, c.ctx.Done()) {
+		return s.fetchOnce(resp, parts, 0)
+	}
+	got, failed = s.fetchOnce(resp, parts, int(need))
+	resp.held = need
+	if extra = int64(got) - need; extra > 0 {
+		// A different first batch (retention moved the log start):
+		// rare, and one batch.
+		b.mu.Lock()
+		b.used += extra
+		b.mu.Unlock()
+		resp.held += extra
+	} else if extra < 0 {
+		b.give(-extra)
+		resp.held = int64(got)
+	}
+	return got, failed
 }
 
 // fetchOnce fills every partition's answer from the Backend and returns the

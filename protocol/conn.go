@@ -10,6 +10,7 @@ import (
 	"os"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -40,6 +41,10 @@ type conn struct {
 	cancel context.CancelFunc
 
 	out chan response // read goroutine -> write goroutine, in request order
+	// queued is the bytes of the answers in out or being written; the
+	// writer signals drained (buffered, never blocks) when it lowers it.
+	queued  atomic.Int64
+	drained chan struct{}
 
 	// clientID of the last request, for logs.
 	clientID string
@@ -51,6 +56,7 @@ type response struct {
 	key   int16
 	resp  kmsg.Response
 	start time.Time
+	bytes int64 // counted in conn.queued
 }
 
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
@@ -60,14 +66,15 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		host = ta.IP.String()
 	}
 	return &conn{
-		s:      s,
-		l:      l,
-		nc:     nc,
-		host:   "/" + host,
-		remote: nc.RemoteAddr().String(),
-		ctx:    ctx,
-		cancel: cancel,
-		out:    make(chan response, 32), // pipelined requests awaiting their answer
+		s:       s,
+		l:       l,
+		nc:      nc,
+		host:    "/" + host,
+		remote:  nc.RemoteAddr().String(),
+		ctx:     ctx,
+		cancel:  cancel,
+		out:     make(chan response, 32), // pipelined requests awaiting their answer
+		drained: make(chan struct{}, 1),
 	}
 }
 
@@ -93,6 +100,9 @@ func (c *conn) read() {
 	defer close(c.out) // the writer flushes what is queued, then closes
 	var size [4]byte
 	for {
+		if !c.waitDrained() {
+			return
+		}
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))
 		select {
 		case <-c.s.done:
@@ -117,15 +127,16 @@ func (c *conn) read() {
 				zap.String("looks_like", sniff(size)))
 			return
 		}
-		// Frames come from the pool and go back once answered (see handle
-		// for the ones that stay referenced), so a producer streaming 1 MB
-		// requests does not allocate, clear and collect 1 MB per request.
-		frame := getBuf(int(n))
-		if _, err := io.ReadFull(progressReader{c}, frame); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
-				c.clientError("short_frame", "closing connection: reading request", zap.Error(err))
+		frame, held, err := c.readFrame(int(n))
+		if err != nil {
+			switch {
+			case errors.Is(err, errFrameBudget):
+				c.clientError("frame_budget", "closing connection: request frame waited too long for memory",
+					zap.Int64("size", n), zap.Int64("queued.max.request.bytes", c.s.frames.total),
+					zap.Duration("socket.request.read.timeout.ms", c.s.cfg.RequestReadTimeout))
+			case !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed):
+				c.clientError("short_frame", "closing connection: reading request", zap.Int64("size", n), zap.Error(err))
 			}
-			putBuf(frame)
 			return
 		}
 		c.s.m.bytesRead.Add(float64(4 + n))
@@ -133,29 +144,103 @@ func (c *conn) read() {
 		if recycle {
 			putBuf(frame)
 		}
+		// Counted until answered, as Kafka's queued.max.request.bytes,
+		// whether or not Groups keeps a reference to the frame.
+		c.s.frames.releaseFrame(c, int(n), held)
 		if !ok {
 			return
 		}
 		if r.resp == nil {
 			continue
 		}
+		if fr, isFetch := r.resp.(*fetchResponse); isFetch {
+			r.bytes = fr.held
+			c.queued.Add(r.bytes)
+		}
 		select {
 		case c.out <- r:
 		case <-c.ctx.Done():
+			c.queued.Add(-r.bytes)
 			releaseResponse(r.resp)
 			return
 		}
 	}
 }
 
-// progressReader reads a request body, allowing RequestReadTimeout of
-// silence between reads rather than for the whole body, so a big produce
-// over a slow link is not cut while a stalled one still is.
-type progressReader struct{ c *conn }
+// waitDrained holds the next request while the answers queued for the
+// client exceed connection.max.inflight.response.bytes: one that does not
+// read them is not served more. It reports false when the connection or the
+// server ends meanwhile.
+func (c *conn) waitDrained() bool {
+	for c.queued.Load() > int64(c.s.cfg.ConnectionMaxInflightResponseBytes) {
+		select {
+		case <-c.drained:
+		case <-c.ctx.Done():
+			return false
+		case <-c.s.done:
+			return false
+		}
+	}
+	return true
+}
 
-func (r progressReader) Read(p []byte) (int, error) {
-	r.c.nc.SetReadDeadline(time.Now().Add(r.c.s.cfg.RequestReadTimeout))
-	return r.c.nc.Read(p)
+// errFrameBudget is a request frame that could not get memory before its
+// read deadline.
+var errFrameBudget = errors.New("protocol: queued.max.request.bytes spent")
+
+// readFrame reads a request body of n bytes under one deadline,
+// socket.request.read.timeout.ms for the whole frame, and takes its memory
+// from queued.max.request.bytes: a small frame at once, a bigger one as its
+// bytes arrive, so that a client announcing 100 MiB and sending little holds
+// little. It returns the frame and the bytes it holds in the budget, to be
+// given back once the request is answered.
+func (c *conn) readFrame(n int) ([]byte, int64, error) {
+	deadline := time.Now().Add(c.s.cfg.RequestReadTimeout)
+	c.nc.SetReadDeadline(deadline)
+	budget := c.s.frames
+	if n <= smallFrameBytes {
+		if !budget.growFrame(c, n, int64(n), deadline) {
+			return nil, 0, errFrameBudget
+		}
+		// Small frames come from the pool and go back once answered (see
+		// handle for the ones that stay referenced), so a producer
+		// streaming 1 MB requests does not allocate, clear and collect
+		// 1 MB per request.
+		frame := getBuf(n)
+		if _, err := io.ReadFull(c.nc, frame); err != nil {
+			putBuf(frame)
+			budget.releaseFrame(c, n, int64(n))
+			return nil, 0, err
+		}
+		return frame, int64(n), nil
+	}
+	// A big frame doubles its buffer when full, from smallFrameBytes up to
+	// n; the old array is garbage as soon as it is copied.
+	var frame []byte
+	var held int64
+	for len(frame) < n {
+		if len(frame) == cap(frame) {
+			next := min(max(2*cap(frame), smallFrameBytes), n)
+			if !budget.growFrame(c, n, int64(next-cap(frame)), deadline) {
+				budget.releaseFrame(c, n, held)
+				return nil, 0, errFrameBudget
+			}
+			held = int64(next)
+			grown := make([]byte, len(frame), next)
+			copy(grown, frame)
+			frame = grown
+		}
+		m, err := c.nc.Read(frame[len(frame):cap(frame)])
+		frame = frame[:len(frame)+m]
+		if err != nil && len(frame) < n {
+			budget.releaseFrame(c, n, held)
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return nil, 0, err
+		}
+	}
+	return frame, held, nil
 }
 
 // handle decodes one frame and answers it. ok false closes the connection.
@@ -247,6 +332,7 @@ func (c *conn) write() {
 	for r := range c.out {
 		var err error
 		buf, err = c.writeOne(buf, r)
+		c.written(r)
 		c.s.m.observe(kmsg.NameForKey(r.key), time.Since(r.start))
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -256,12 +342,26 @@ func (c *conn) write() {
 			c.cancel()
 			for r := range c.out { // let the reader finish and exit
 				releaseResponse(r.resp)
+				c.written(r)
 			}
 			return
 		}
 		if cap(buf) > 1<<20 {
 			buf = make([]byte, 0, 4096) // do not pin a one-off large answer
 		}
+	}
+}
+
+// written uncounts an answer written or dropped and wakes a reader held
+// by waitDrained.
+func (c *conn) written(r response) {
+	if r.bytes == 0 {
+		return
+	}
+	c.queued.Add(-r.bytes)
+	select {
+	case c.drained <- struct{}{}:
+	default:
 	}
 }
 

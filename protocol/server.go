@@ -54,8 +54,10 @@ type Config struct {
 	// IdleTimeout (connections.max.idle.ms) closes a connection that sends
 	// nothing for this long.
 	IdleTimeout time.Duration `yaml:"connections.max.idle.ms"`
-	// RequestReadTimeout bounds the silence while a request is being read
-	// (after its size arrived).
+	// RequestReadTimeout bounds reading one whole request frame, from its
+	// size to its last byte, waiting for queued.max.request.bytes
+	// included: a client that stalls in the middle of a frame, or sends it
+	// a few bytes at a time, is disconnected and its buffer freed.
 	RequestReadTimeout time.Duration `yaml:"socket.request.read.timeout.ms"`
 	// WriteTimeout bounds writing one response.
 	WriteTimeout time.Duration `yaml:"socket.response.write.timeout.ms"`
@@ -70,6 +72,18 @@ type Config struct {
 	FetchMaxBytes int `yaml:"fetch.max.bytes"`
 	// FetchMaxWait caps a Fetch request's MaxWaitMs.
 	FetchMaxWait time.Duration `yaml:"fetch.max.wait.ms"`
+	// QueuedMaxRequestBytes (queued.max.request.bytes, Kafka's name) bounds
+	// the bytes of request frames being read or handled, over every
+	// connection; see budget.go.
+	QueuedMaxRequestBytes int64 `yaml:"queued.max.request.bytes"`
+	// MaxInflightResponseBytes (max.inflight.response.bytes) bounds the
+	// fetched record bytes waiting to be written, over every connection:
+	// Fetch shrinks its max bytes to what is free.
+	MaxInflightResponseBytes int64 `yaml:"max.inflight.response.bytes"`
+	// ConnectionMaxInflightResponseBytes
+	// (connection.max.inflight.response.bytes): a connection whose queued
+	// answers exceed it takes no new request until its client reads them.
+	ConnectionMaxInflightResponseBytes int `yaml:"connection.max.inflight.response.bytes"`
 }
 
 // DefaultConfig returns Kafka's defaults where Kafka has a setting.
@@ -82,6 +96,12 @@ func DefaultConfig() Config {
 		MaxConnections:     5000,
 		FetchMaxBytes:      16 << 20,
 		FetchMaxWait:       30 * time.Second,
+		// Kafka does not bound these by default (it sends fetched
+		// records with sendfile); ztfbroker holds them in memory, so
+		// they are sized for its default memory.budget.bytes (1 GiB).
+		QueuedMaxRequestBytes:              128 << 20,
+		MaxInflightResponseBytes:           128 << 20,
+		ConnectionMaxInflightResponseBytes: 16 << 20,
 	}
 }
 
@@ -107,6 +127,15 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = d.FetchMaxWait
+	}
+	if c.QueuedMaxRequestBytes == 0 {
+		c.QueuedMaxRequestBytes = d.QueuedMaxRequestBytes
+	}
+	if c.MaxInflightResponseBytes == 0 {
+		c.MaxInflightResponseBytes = d.MaxInflightResponseBytes
+	}
+	if c.ConnectionMaxInflightResponseBytes == 0 {
+		c.ConnectionMaxInflightResponseBytes = d.ConnectionMaxInflightResponseBytes
 	}
 	return c
 }
@@ -144,6 +173,16 @@ func (c Config) Validate() error {
 	}
 	if c.FetchMaxWait <= 0 {
 		errs = append(errs, fmt.Errorf("fetch.max.wait.ms %v: must be > 0", c.FetchMaxWait))
+	}
+	// A small request must always fit, even with a quarter of the budget.
+	if c.QueuedMaxRequestBytes < 4*smallFrameBytes {
+		errs = append(errs, fmt.Errorf("queued.max.request.bytes %d: must be at least %d (4 MiB)", c.QueuedMaxRequestBytes, 4*smallFrameBytes))
+	}
+	if c.MaxInflightResponseBytes < 1<<20 {
+		errs = append(errs, fmt.Errorf("max.inflight.response.bytes %d: must be at least 1048576 (1 MiB)", c.MaxInflightResponseBytes))
+	}
+	if c.ConnectionMaxInflightResponseBytes < 1 {
+		errs = append(errs, fmt.Errorf("connection.max.inflight.response.bytes %d: must be >= 1", c.ConnectionMaxInflightResponseBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -192,6 +231,9 @@ type Server struct {
 	done   chan struct{} // closed when Shutdown starts
 	wg     sync.WaitGroup
 	stopMu sync.Once
+	// frames and responses are the memory budgets every connection shares
+	// (budget.go).
+	frames, responses *byteBudget
 
 	mu        sync.Mutex
 	closing   bool
@@ -226,6 +268,8 @@ func NewServer(cfg Config, b Backend, g Groups, logger *zap.Logger, reg promethe
 		done:      make(chan struct{}),
 		listeners: make(map[*listener]struct{}),
 		conns:     make(map[*conn]struct{}),
+		frames:    newByteBudget(cfg.QueuedMaxRequestBytes),
+		responses: newByteBudget(cfg.MaxInflightResponseBytes),
 	}
 	s.ids.b = b
 	return s, nil

@@ -122,6 +122,8 @@ func defaultServeConfig() serveConfig {
 	cfg.Packager.Config = packager.DefaultConfig()
 	cfg.Packager.Source.Kind = packager.SourceSimulate
 	cfg.Archive.Dir = ""
+	// 0: a share of memory.budget.bytes (memoryPlan), unless set.
+	cfg.Listener.QueuedMaxRequestBytes, cfg.Listener.MaxInflightResponseBytes = 0, 0
 	return cfg
 }
 
@@ -195,6 +197,12 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	cfg.Memory = plan
 	cfg.Broker.MetaCacheBytes = plan.MetaCache
 	cfg.Packager.HistoryMemory = packager.HistoryMemory{CacheBytes: plan.HistoryCache, MemTableBytes: plan.HistoryMemTable}
+	if cfg.Listener.QueuedMaxRequestBytes == 0 {
+		cfg.Listener.QueuedMaxRequestBytes = plan.RequestBytes
+	}
+	if cfg.Listener.MaxInflightResponseBytes == 0 {
+		cfg.Listener.MaxInflightResponseBytes = plan.ResponseBytes
+	}
 	if err := cfg.Listener.Validate(); err != nil {
 		errs = append(errs, err)
 	}

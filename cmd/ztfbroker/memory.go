@@ -31,6 +31,13 @@ type memoryPlan struct {
 	// GoHeap is the Go runtime's soft memory limit: request and fetch
 	// buffers, group state, the packager's encoders.
 	GoHeap int64
+	// RequestBytes (an eighth) and ResponseBytes (an eighth) are carved
+	// from GoHeap for what clients can make the listener hold: request
+	// frames being read or handled (queued.max.request.bytes) and fetched
+	// records waiting to be written (max.inflight.response.bytes). Each is
+	// also passed by at most one frame or one first batch (protocol's
+	// budget.go), which the rest of GoHeap covers.
+	RequestBytes, ResponseBytes int64
 }
 
 func planMemory(budget int64) (memoryPlan, error) {
@@ -44,6 +51,7 @@ func planMemory(budget int64) (memoryPlan, error) {
 		HistoryMemTable: budget / 32,
 	}
 	p.GoHeap = budget - p.MetaCache - 2*(p.MetaCache/2) - p.HistoryCache - 2*p.HistoryMemTable
+	p.RequestBytes, p.ResponseBytes = budget/8, budget/8
 	return p, nil
 }
 
@@ -55,6 +63,8 @@ func (p memoryPlan) fields() []zap.Field {
 		zap.Int64("meta_cache_bytes", p.MetaCache),
 		zap.Int64("history_cache_bytes", p.HistoryCache),
 		zap.Int64("history_memtable_bytes", p.HistoryMemTable),
+		zap.Int64("request_bytes", p.RequestBytes),
+		zap.Int64("response_bytes", p.ResponseBytes),
 	}
 }
 

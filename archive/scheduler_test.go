@@ -303,20 +303,6 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// The archive imports nothing of the project but avrofile: it must work
-// against any Kafka cluster, not only ours. avrofile is the container file
-// format, a leaf below the archive the way log is below broker, so importing
-// it keeps imports pointing down the house table.
-func TestImportsNothingInternal(t *testing.T) {
-	out := mustRun(t, ".", "go", "list", "-deps", ".")
-	for _, dep := range strings.Fields(out) {
-		if strings.HasPrefix(dep, "github.com/ztfbroker/ztfbroker/") &&
-			dep != "github.com/ztfbroker/ztfbroker/archive" && dep != "github.com/ztfbroker/ztfbroker/avrofile" {
-			t.Errorf("archive imports %s", dep)
-		}
-	}
-}
-
 func TestIsTerminal(t *testing.T) {
 	ptmx, err := os.OpenFile("/dev/ptmx", os.O_RDWR, 0)
 	if err != nil {

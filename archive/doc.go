@@ -66,4 +66,13 @@
 // Next to each finished archive, ".ztf_public_YYYYMMDD.tar.gz.json" records
 // the offset range it holds, so the scheduler can tell an archive that a late
 // message made incomplete from one that is complete.
+//
+// # Topic retention
+//
+// Once a night is archived, its topic has served its purpose: the scheduler
+// deletes ztf_YYYYMMDD_programidN (DeleteTopics, so against any cluster)
+// when its tarball was built more than topic.retention.ms ago (7 days, as
+// ZTF keeps topics), its manifest is present and every partition still ends
+// exactly where the manifest says. A topic with late or replayed messages
+// past its archive, or with no manifest, is kept and warned about once.
 package archive

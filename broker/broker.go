@@ -31,6 +31,8 @@ type Broker struct {
 	now       func() time.Time
 	reg       prometheus.Registerer
 	logMetric *log.Metrics
+	// files bounds the descriptors of every partition's sealed segments.
+	files     *log.FileCache
 	collector *collector
 	db        *pebble.DB
 
@@ -109,6 +111,7 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		db:     db,
 		topics: map[string]*topic{},
 		quit:   make(chan struct{}),
+		files:  log.NewFileCache(0),
 	}
 	if reg != nil {
 		// Registered below with the broker's collector, once Open can no
@@ -197,9 +200,10 @@ func (b *Broker) openTopic(name string, r topicRecord, first int32, fresh bool) 
 
 func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 	l, err := log.Open(b.partitionDir(t.name, i), logConfig(t.cfg.log), log.Options{
-		Logger:  b.logger.With(zap.String("topic", t.name), zap.Int32("partition", i)),
-		Now:     b.now,
-		Metrics: b.logMetric,
+		Logger:    b.logger.With(zap.String("topic", t.name), zap.Int32("partition", i)),
+		Now:       b.now,
+		Metrics:   b.logMetric,
+		FileCache: b.files,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s-%d: %w", t.name, i, err)

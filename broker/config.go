@@ -40,6 +40,13 @@ type Config struct {
 	// synonyms (log.retention.ms, log.segment.bytes, log.roll.ms,
 	// log.flush.interval.ms, ...) are accepted too.
 	Topic log.Config
+	// MessageTimestampBeforeMaxMs and MessageTimestampAfterMaxMs bound how
+	// far before and after the broker's clock a produced batch's timestamps
+	// may lie (KIP-937); a batch outside is refused with INVALID_TIMESTAMP.
+	// message.timestamp.before.max.ms and message.timestamp.after.max.ms
+	// per topic, log.message.timestamp.* broker-wide.
+	MessageTimestampBeforeMaxMs int64
+	MessageTimestampAfterMaxMs  int64
 	// RetentionCheckInterval is how often retention runs over every
 	// partition. log.retention.check.interval.ms.
 	RetentionCheckInterval time.Duration
@@ -62,6 +69,15 @@ const (
 	flushAlwaysInterval = log.DefaultFlushInterval
 	// DefaultMetaCacheBytes: 8 MiB, a 128th of serve's default budget.
 	DefaultMetaCacheBytes = 8 << 20
+	// defaultTimestampBeforeMaxMs is 7 days, the default retention, where
+	// Kafka leaves it unbounded: a batch older than retention would be
+	// deleted at the next retention check and, its timestamp far from the
+	// last one, roll a segment by itself; a producer sending those rolls a
+	// segment (and its files) per batch. ZTF's records carry their
+	// produce time, so a night's alerts are never that old.
+	defaultTimestampBeforeMaxMs = 7 * 24 * 60 * 60 * 1000
+	// defaultTimestampAfterMaxMs is Kafka 4.0's: one hour of clock skew.
+	defaultTimestampAfterMaxMs = 60 * 60 * 1000
 	// maxPartitions bounds one topic: every partition holds open files.
 	maxPartitions = 10000
 )
@@ -69,10 +85,12 @@ const (
 // DefaultConfig returns the configuration used for every setting left unset.
 func DefaultConfig() Config {
 	return Config{
-		DataDir:          "data",
-		NumPartitions:    1,
-		AutoCreateTopics: true,
-		MessageMaxBytes:  defaultMessageMaxBytes,
+		DataDir:                     "data",
+		NumPartitions:               1,
+		AutoCreateTopics:            true,
+		MessageMaxBytes:             defaultMessageMaxBytes,
+		MessageTimestampBeforeMaxMs: defaultTimestampBeforeMaxMs,
+		MessageTimestampAfterMaxMs:  defaultTimestampAfterMaxMs,
 		// The store's defaults are the broker's: one home for each.
 		Topic:                  log.DefaultConfig(),
 		RetentionCheckInterval: 5 * time.Minute,
@@ -129,6 +147,7 @@ func (c *Config) ApplySettings(settings map[string]string) error {
 		}
 	}
 	next.Topic, next.MessageMaxBytes = tc.log, tc.maxMessageBytes
+	next.MessageTimestampBeforeMaxMs, next.MessageTimestampAfterMaxMs = tc.timestampBeforeMaxMs, tc.timestampAfterMaxMs
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
@@ -194,10 +213,13 @@ type topicConfig struct {
 	maxMessageBytes int32
 	alertFormat     string
 	alertSchemaID   int32
+	// KIP-937's bounds, in ms (Kafka's default for before is Long.MAX).
+	timestampBeforeMaxMs, timestampAfterMaxMs int64
 }
 
 func (c Config) topicDefaults() topicConfig {
-	return topicConfig{log: c.Topic, maxMessageBytes: c.MessageMaxBytes}
+	return topicConfig{log: c.Topic, maxMessageBytes: c.MessageMaxBytes,
+		timestampBeforeMaxMs: c.MessageTimestampBeforeMaxMs, timestampAfterMaxMs: c.MessageTimestampAfterMaxMs}
 }
 
 // topicKey is one topic-level config: its Kafka name, the broker-wide synonym
@@ -241,6 +263,26 @@ func fixed(name, broker, value, doc string) topicKey {
 			return nil
 		},
 		check: noCheck,
+	}
+}
+
+// timestampBound is message.timestamp.before.max.ms or after.max.ms: a
+// count of ms, 0 or more (9223372036854775807, Kafka's Long.MAX: no bound).
+func timestampBound(name, broker, doc string, field func(*topicConfig) *int64) topicKey {
+	return topicKey{
+		name: name, broker: broker, typ: kmsg.ConfigTypeLong, doc: doc,
+		get: func(tc *topicConfig) string { return strconv.FormatInt(*field(tc), 10) },
+		set: func(tc *topicConfig, v string) error {
+			n, err := parseInt(v, 64)
+			*field(tc) = n
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if *field(tc) < 0 {
+				return errors.New("must be >= 0")
+			}
+			return nil
+		},
 	}
 }
 
@@ -325,6 +367,14 @@ var topicKeys = []topicKey{
 			return nil
 		},
 	},
+	timestampBound("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms",
+		"Most a batch's timestamps may lie after the broker's clock (INVALID_TIMESTAMP beyond; KIP-937).",
+		func(tc *topicConfig) *int64 { return &tc.timestampAfterMaxMs }),
+	timestampBound("message.timestamp.before.max.ms", "log.message.timestamp.before.max.ms",
+		"Most a batch's timestamps may lie before the broker's clock (INVALID_TIMESTAMP beyond; KIP-937). "+
+			"7 days, the default retention, where Kafka leaves it unbounded: older batches would be deleted at once, "+
+			"each after rolling a segment of its own.",
+		func(tc *topicConfig) *int64 { return &tc.timestampBeforeMaxMs }),
 	fixed("message.timestamp.type", "log.message.timestamp.type", "CreateTime",
 		"Record timestamps are the producer's; LogAppendTime is not supported."),
 	{

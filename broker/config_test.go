@@ -35,7 +35,8 @@ func TestApplySettings(t *testing.T) {
 	}
 	want := Config{
 		DataDir: "/srv/ztf", ClusterID: "ztf-test", NumPartitions: 4, AutoCreateTopics: false,
-		MessageMaxBytes: 2 << 20,
+		MessageMaxBytes:             2 << 20,
+		MessageTimestampBeforeMaxMs: defaultTimestampBeforeMaxMs, MessageTimestampAfterMaxMs: defaultTimestampAfterMaxMs,
 		Topic: log.Config{
 			SegmentBytes: 1 << 20, SegmentAge: 10 * time.Minute, RetentionAge: time.Hour,
 			RetentionBytes: 1 << 30, IndexIntervalBytes: 8192, Flush: log.FlushInterval, FlushInterval: time.Second,

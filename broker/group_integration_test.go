@@ -317,7 +317,8 @@ func rawBatch(pid int64, epoch int16, seq int32, n int) []byte {
 	b := kmsg.NewRecordBatch()
 	b.Magic = 2
 	b.LastOffsetDelta = int32(n - 1)
-	b.FirstTimestamp, b.MaxTimestamp = 1_700_000_000_000, 1_700_000_000_000
+	now := time.Now().UnixMilli() // within message.timestamp.before.max.ms
+	b.FirstTimestamp, b.MaxTimestamp = now, now
 	b.ProducerID, b.ProducerEpoch, b.FirstSequence = pid, epoch, seq
 	b.NumRecords = int32(n)
 	b.Records = recs

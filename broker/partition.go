@@ -51,6 +51,10 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	if err != nil {
 		return -1, -1, nil, err
 	}
+	if err := checkTimestamps(batches, &t.cfg, b.now().UnixMilli()); err != nil {
+		b.logger.Warn("produce refused", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
+		return -1, -1, nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return -1, -1, nil, err
 	}

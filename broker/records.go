@@ -149,6 +149,28 @@ func splitBatches(records []byte, maxBytes int32) ([]checkedBatch, error) {
 	return out, nil
 }
 
+// checkTimestamps refuses, with INVALID_TIMESTAMP, batches whose first or
+// max timestamp lies further from now (unix ms) than the topic's
+// message.timestamp.before.max.ms or after.max.ms allow (KIP-937). A
+// timestamp of -1 (none) passes, as in Kafka.
+func checkTimestamps(batches []checkedBatch, tc *topicConfig, now int64) error {
+	for _, b := range batches {
+		for _, ts := range []int64{b.baseTimestamp(), b.maxTimestamp()} {
+			// Differences as uint64: exact for any two int64s.
+			switch {
+			case ts == -1:
+			case ts < now && uint64(now-ts) > uint64(tc.timestampBeforeMaxMs):
+				return fmt.Errorf("timestamp %d is %d ms before the broker's clock, over message.timestamp.before.max.ms %d: %w",
+					ts, uint64(now-ts), tc.timestampBeforeMaxMs, kerr.InvalidTimestamp)
+			case ts > now && uint64(ts-now) > uint64(tc.timestampAfterMaxMs):
+				return fmt.Errorf("timestamp %d is %d ms after the broker's clock, over message.timestamp.after.max.ms %d: %w",
+					ts, uint64(ts-now), tc.timestampAfterMaxMs, kerr.InvalidTimestamp)
+			}
+		}
+	}
+	return nil
+}
+
 // nextBatch cuts the first whole batch off data read from the log.
 func nextBatch(data []byte) (batch, []byte, bool) {
 	if len(data) < batchHeaderLen {

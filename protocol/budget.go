@@ -147,7 +147,11 @@ func (b *byteBudget) growFrame(c *conn, size int, n int64, deadline time.Time) b
 	for {
 		b.mu.Lock()
 		ok := b.used+n <= b.total
-		if size > smallFrameBytes {
+		if size <= smallFrameBytes {
+			// The reserve stays theirs even when the frame allowed
+			// past the ceiling takes the budget past its total.
+			ok = ok || b.used-b.large+n <= b.reserve()
+		} else {
 			ok = ok && b.large+n <= b.total-b.reserve()
 			if !ok && (b.over == nil || b.over == c) {
 				b.over, ok = c, true

@@ -83,13 +83,19 @@ func TestFrameBufferGrowsAsBytesArrive(t *testing.T) {
 func TestFrameBudget(t *testing.T) {
 	const budget = 8 << 20
 	ts := startServer(t, Config{MaxRequestBytes: 64 << 20, QueuedMaxRequestBytes: budget,
-		RequestReadTimeout: 1500 * time.Millisecond}, nil)
+		RequestReadTimeout: 3 * time.Second}, nil)
 	var conns []net.Conn
 	for range 8 {
 		conns = append(conns, announce(t, ts.addr, 20<<20, 19<<20))
 	}
-	time.Sleep(300 * time.Millisecond)
+	// The one frame allowed past the ceiling takes the budget past its
+	// total: small requests still have their reserve.
+	waitFor(t, "a frame past the ceiling", func() bool { return ts.s.frames.Used() > budget })
+	start := time.Now()
 	stillServing(t, ts.addr)
+	if d := time.Since(start); d > time.Second {
+		t.Fatalf("a small request was answered after %v, when the stalled frames timed out", d)
+	}
 	if got, most := ts.s.frames.Used(), int64(budget*3/4+20<<20+smallFrameBytes); got > most {
 		t.Fatalf("8 stalled 20 MiB frames hold %d bytes, want at most %d", got, most)
 	}

@@ -34,7 +34,10 @@ type Broker struct {
 	// files bounds the descriptors of every partition's sealed segments.
 	files     *log.FileCache
 	collector *collector
+	offline   prometheus.GaugeFunc
 	db        *pebble.DB
+	// unlock releases the data directory's lock (recover.go).
+	unlock func() error
 
 	// adminMu serializes topic creation, deletion and growth, which do
 	// slow I/O (synced metadata, opening logs) outside mu.
@@ -73,6 +76,10 @@ type partition struct {
 	topic string
 	index int32
 	log   *log.Log
+	// offline is why the log failed to open at Open (damage, EIO); an
+	// offline partition has no log and answers KAFKA_STORAGE_ERROR
+	// (recover.go). Set before the partition is published, never after.
+	offline error
 	// mu orders writes to the log (issue 4 checks producer sequences
 	// under it, between splitting and log.Write); reads take no lock.
 	mu sync.Mutex
@@ -99,9 +106,18 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	if err := os.MkdirAll(cfg.DataDir, 0o755); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
 	}
-	db, err := openMeta(filepath.Join(cfg.DataDir, "meta"), cfg.MetaCacheBytes, logger)
+	// One broker per data dir: a second would write the same logs.
+	unlock, err := LockDataDir(cfg.DataDir, true)
 	if err != nil {
-		return nil, fmt.Errorf("broker: open metadata: %w", err)
+		return nil, err
+	}
+	metaDir := filepath.Join(cfg.DataDir, "meta")
+	db, err := openMetaChecked(metaDir, cfg.MetaCacheBytes, logger)
+	if err != nil {
+		// Never a new, empty store beside the logs: refuse, naming the
+		// folders the damage would hide.
+		unowned, _ := unownedRecords(cfg.DataDir, nil)
+		return nil, errors.Join(&MetadataError{Dir: metaDir, Err: err, Unowned: unowned}, unlock())
 	}
 	b := &Broker{
 		cfg:    cfg,
@@ -109,9 +125,14 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		now:    now,
 		reg:    reg,
 		db:     db,
+		unlock: unlock,
 		topics: map[string]*topic{},
 		quit:   make(chan struct{}),
 		files:  log.NewFileCache(0),
+	}
+	fail := func(err error) (*Broker, error) {
+		b.closeLogs()
+		return nil, errors.Join(err, db.Close(), unlock())
 	}
 	if reg != nil {
 		// Registered below with the broker's collector, once Open can no
@@ -119,20 +140,21 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		b.logMetric, _ = log.NewMetrics(nil)
 	}
 	if err := b.load(); err != nil {
-		b.closeLogs()
-		return nil, errors.Join(err, db.Close())
+		return fail(err)
 	}
 	if err := b.ensureConsumerOffsetsTopic(); err != nil {
-		b.closeLogs()
-		return nil, errors.Join(err, db.Close())
+		return fail(err)
 	}
 	b.reportOrphans()
 	if reg != nil {
 		b.collector = &collector{b: b}
+		b.offline = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "ztfbroker_partitions_offline",
+			Help: "Partitions whose log failed to open at start; they answer KAFKA_STORAGE_ERROR.",
+		}, b.offlineCount)
 		m := b.logMetric
-		if err := registerMetrics(reg, b.collector, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost); err != nil {
-			b.closeLogs()
-			return nil, errors.Join(fmt.Errorf("broker: register metrics: %w", err), db.Close())
+		if err := registerMetrics(reg, b.collector, b.offline, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost); err != nil {
+			return fail(fmt.Errorf("broker: register metrics: %w", err))
 		}
 	}
 	b.goroutine(b.retentionLoop)
@@ -141,20 +163,25 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		parts += len(t.partitions)
 	}
 	logger.Info("broker opened", zap.String("dir", cfg.DataDir), zap.String("cluster_id", b.clusterID),
-		zap.Int("topics", len(b.topics)), zap.Int("partitions", parts))
+		zap.Int("topics", len(b.topics)), zap.Int("partitions", parts), zap.Int("offline", int(b.offlineCount())))
 	return b, nil
 }
 
 func (b *Broker) load() error {
+	if err := b.finishDeletions(); err != nil {
+		return fmt.Errorf("broker: %w", err)
+	}
+	// Checked before anything is written: a store that lost its topics
+	// must not get a new cluster id or __consumer_offsets either.
+	records, err := checkMeta(b.cfg.DataDir, b.db)
+	if err != nil {
+		return err
+	}
 	id, err := clusterID(b.db, b.cfg.ClusterID, b.logger)
 	if err != nil {
 		return fmt.Errorf("broker: cluster id: %w", err)
 	}
 	b.clusterID = id
-	records, err := loadTopics(b.db)
-	if err != nil {
-		return fmt.Errorf("broker: load topics: %w", err)
-	}
 	var errs []error
 	for _, name := range sortedKeys(records) {
 		t, err := b.openTopic(name, records[name], 0, false)
@@ -169,8 +196,10 @@ func (b *Broker) load() error {
 
 // openTopic builds a topic from its record, opening partitions from first
 // (earlier ones are the caller's) up to r.Partitions. fresh means the
-// partitions are being created: a folder already there belongs to no topic
-// (a crash during a deletion) and is moved aside rather than adopted.
+// partitions are being created: a folder already there belongs to no topic;
+// it is adopted if it holds records (its offsets go on) and moved aside if
+// not. Otherwise (Open) a partition whose log fails to open goes offline
+// alone instead of failing the topic.
 func (b *Broker) openTopic(name string, r topicRecord, first int32, fresh bool) (*topic, error) {
 	id, err := r.id()
 	if err != nil {
@@ -182,13 +211,23 @@ func (b *Broker) openTopic(name string, r topicRecord, first int32, fresh bool) 
 	}
 	t := &topic{name: name, id: id, created: r.Created, overrides: r.Configs, cfg: cfg}
 	for i := first; i < r.Partitions; i++ {
-		if fresh {
-			if err := b.moveAside(b.partitionDir(name, i)); err != nil {
+		dir := b.partitionDir(name, i)
+		if fresh && holdsRecords(dir) {
+			b.logger.Warn("adopting a partition folder that holds records but no topic owned",
+				zap.String("dir", dir), zap.String("topic", name))
+		} else if fresh {
+			if err := b.moveAside(dir); err != nil {
 				closePartitions(t.partitions)
 				return nil, err
 			}
 		}
 		p, err := b.openPartition(t, i)
+		if err != nil && !fresh {
+			fields := []zap.Field{zap.String("dir", dir), zap.String("topic", name), zap.Int32("partition", i), zap.Error(err)}
+			b.logger.Error("partition offline: its log did not open; the other partitions are served",
+				append(fields, corruptionFields(err)...)...)
+			p, err = &partition{topic: name, index: i, offline: err}, nil
+		}
 		if err != nil {
 			closePartitions(t.partitions)
 			return nil, err
@@ -264,6 +303,9 @@ func ParsePartitionDir(name string) (topic string, partition int32, ok bool) {
 func closePartitions(ps []*partition) error {
 	var errs []error
 	for _, p := range ps {
+		if p.offline != nil {
+			continue
+		}
 		if err := p.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close %s-%d: %w", p.topic, p.index, err))
 		}
@@ -360,7 +402,7 @@ func (b *Broker) EnforceRetention() int {
 	return total
 }
 
-// allPartitions lists every partition, sorted by topic then index.
+// allPartitions lists every online partition, sorted by topic then index.
 func (b *Broker) allPartitions() []*partition {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
@@ -369,7 +411,11 @@ func (b *Broker) allPartitions() []*partition {
 	}
 	var out []*partition
 	for _, name := range sortedKeys(b.topics) {
-		out = append(out, b.topics[name].partitions...)
+		for _, p := range b.topics[name].partitions {
+			if p.offline == nil {
+				out = append(out, p)
+			}
+		}
 	}
 	return out
 }
@@ -388,6 +434,7 @@ func (b *Broker) Close() error {
 		b.mu.Unlock()
 		if b.collector != nil {
 			b.reg.Unregister(b.collector)
+			b.reg.Unregister(b.offline)
 		}
 		if m := b.logMetric; m != nil {
 			for _, c := range []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost} {
@@ -400,6 +447,7 @@ func (b *Broker) Close() error {
 		if err := b.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close metadata: %w", err))
 		}
+		errs = append(errs, b.unlock())
 		b.closeErr = errors.Join(errs...)
 		b.logger.Info("broker closed", zap.Error(b.closeErr))
 	})

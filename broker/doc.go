@@ -6,8 +6,29 @@
 // # On disk
 //
 //	DataDir/
+//	  .lock                 flock: held by the open broker (holds its pid), shared by verify
 //	  meta/                 pebble: the metadata store (Metadata keys, below)
 //	  <topic>-<partition>/  one log.Log per partition (segments, indexes)
+//	  <topic>-<partition>.deleted/   a deleted topic's log, until removed
+//	  <topic>-<partition>.orphan-<unix ms>/  an empty folder no topic owned, moved aside
+//	  meta.damaged-<UTC time>/       a damaged store that RecoverMetadata replaced
+//
+// A partition folder is one whose name splits as `<topic>-<partition>`
+// (ParsePartitionDir) and that holds a segment file; it holds records when
+// a segment is not at base 0 or is not empty. Open refuses to start
+// (*MetadataError) when the store does not open, or when a folder holding
+// records belongs to no topic of the store or to a partition past its
+// count: a store that lost topics (a bit flip in pebble's WAL makes it drop
+// everything after it) must not be adopted, or the next auto-create would
+// restart those offsets at 0. RecoverMetadata (serve --recover-metadata)
+// moves the store aside and rebuilds the topics from the folders; groups
+// and committed offsets are lost.
+//
+// A partition whose log fails to open (a damaged log-start-offset file, a
+// *log.CorruptionError, EIO) is offline: Open logs the folder and the
+// damage, ztfbroker_partitions_offline counts it, it answers
+// KAFKA_STORAGE_ERROR (OfflinePartitions lists it for Metadata), and every
+// other partition is served.
 //
 // # Metadata keys
 //
@@ -107,10 +128,14 @@
 //
 //   - A topic's metadata is written with pebble.Sync before its logs are
 //     opened and before its creation is acknowledged, so an acknowledged
-//     record never belongs to a topic that a crash forgets. Deletion removes
-//     the metadata (synced) first, then the logs; a crash between leaves
-//     folders that Open reports (Orphans) and that a new topic of the same
-//     name moves aside rather than adopts.
+//     record never belongs to a topic that a crash forgets. Deletion
+//     closes the logs and renames their folders `.deleted` (synced), then
+//     removes the metadata (synced), then the folders; a crash after the
+//     first rename is finished by the next Open, which deletes the topic's
+//     record if still there and the folders. So a folder holding records
+//     with no record is damage, never a deletion cut short, and a new topic
+//     whose name has such a folder adopts it (its offsets go on) rather
+//     than moves it aside; an empty one is moved aside.
 //   - Produce checks every batch (v2 only, framing, CRC-32C,
 //     max.message.bytes, no transactional or control batches) before any is
 //     written, writes them under the partition's mutex, then waits for

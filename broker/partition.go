@@ -47,6 +47,9 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 		return -1, -1, nil, kerr.UnknownTopicOrPartition
 	}
 	p := t.partitions[partition]
+	if p.offline != nil {
+		return -1, -1, nil, p.offlineError()
+	}
 	batches, err := splitBatches(records, t.cfg.maxMessageBytes)
 	if err != nil {
 		return -1, -1, nil, err

@@ -4,10 +4,14 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/log"
 )
 
 // maxTopicNameLen is Kafka's: 255 less room for the partition suffix and a
@@ -62,7 +66,11 @@ func (b *Broker) partition(name string, index int32) (*partition, error) {
 	if index < 0 || int(index) >= len(t.partitions) {
 		return nil, kerr.UnknownTopicOrPartition
 	}
-	return t.partitions[index], nil
+	p := t.partitions[index]
+	if p.offline != nil {
+		return nil, p.offlineError()
+	}
+	return p, nil
 }
 
 // Topic returns a topic's id and partition count, creating the topic with
@@ -142,6 +150,16 @@ func (b *Broker) createTopic(name string, partitions int32, overrides map[string
 	case validateOnly:
 		return nil, nil
 	}
+	// Leftovers of an earlier topic of this name go first: at Open a
+	// `.deleted` folder deletes the topic of its name.
+	if err := b.removeDeletedLeftovers(name); err != nil {
+		return nil, fmt.Errorf("create topic %q: %w", name, err)
+	}
+	if n := b.recordsOnDisk(name); n > partitions {
+		b.logger.Warn("topic created with the partitions its folders already hold",
+			zap.String("topic", name), zap.Int32("requested", partitions), zap.Int32("partitions", n))
+		partitions = n
+	}
 
 	id := newUUID()
 	r := topicRecord{ID: hex.EncodeToString(id[:]), Partitions: partitions, Configs: overrides, Created: b.now().UTC()}
@@ -176,9 +194,11 @@ func (b *Broker) collidingLocked(name string) string {
 	return ""
 }
 
-// DeleteTopic deletes a topic's metadata (synced), then closes and removes
-// its partition logs. A crash between the two leaves folders that the next
-// Open reports.
+// DeleteTopic closes a topic's logs, renames their folders with the
+// `.deleted` suffix (synced), deletes its metadata (synced), then removes
+// the folders. A crash after the renames is finished by the next Open
+// (finishDeletions), so a folder holding records without metadata is never
+// the leftover of a deletion: Open refuses it as metadata damage.
 func (b *Broker) DeleteTopic(name string) error {
 	if err := validTopicName(name); err != nil {
 		return err
@@ -192,8 +212,23 @@ func (b *Broker) DeleteTopic(name string) error {
 	if err != nil {
 		return err
 	}
-	if err := deleteTopicRecord(b.db, name); err != nil {
-		return fmt.Errorf("delete topic %q: %w", name, err)
+	// From the first rename on, the deletion is decided: what a crash or
+	// an error leaves, the next Open finishes.
+	var errs []error
+	for _, p := range t.partitions {
+		p.mu.Lock()
+		p.removed = true
+		if p.offline == nil {
+			p.log.Close() // its error is moot: the log is going
+		}
+		p.mu.Unlock()
+		dir := b.partitionDir(name, p.index)
+		if err := os.Rename(dir, dir+deletedSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("rename %s-%d: %w", name, p.index, err))
+		}
+	}
+	if err := (log.OSFS{}).SyncDir(b.cfg.DataDir); err != nil {
+		errs = append(errs, fmt.Errorf("sync data dir: %w", err))
 	}
 	b.mu.Lock()
 	delete(b.topics, name)
@@ -201,19 +236,15 @@ func (b *Broker) DeleteTopic(name string) error {
 	if c := b.producers.Load(); c != nil {
 		(*c).DropTopic(name)
 	}
-	var errs []error
-	for _, p := range t.partitions {
-		p.mu.Lock()
-		p.removed = true
-		if err := p.log.Remove(); err != nil {
-			errs = append(errs, fmt.Errorf("remove %s-%d: %w", name, p.index, err))
-		}
-		p.mu.Unlock()
+	if err := deleteTopicRecord(b.db, name); err != nil {
+		errs = append(errs, fmt.Errorf("delete metadata: %w", err))
+	} else if err := b.removeDeletedLeftovers(name); err != nil {
+		errs = append(errs, err)
 	}
-	err = errors.Join(errs...)
-	if err != nil {
-		b.logger.Error("topic deleted; removing its logs failed", zap.String("topic", name), zap.Error(err))
-		return nil // the topic is gone; the folders are reported at the next Open
+	if err = errors.Join(errs...); err != nil {
+		b.logger.Error("topic deleted; finishing the deletion on disk failed (the next start finishes it)",
+			zap.String("topic", name), zap.Error(err))
+		return nil // the topic is gone from this broker
 	}
 	b.logger.Info("topic deleted", zap.String("topic", name), zap.Int("partitions", len(t.partitions)))
 	return nil
@@ -259,6 +290,43 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 	b.mu.Unlock()
 	b.logger.Info("partitions created", zap.String("topic", name), zap.Int32("from", have), zap.Int32("to", count))
 	return nil
+}
+
+// removeDeletedLeftovers removes the `<name>-<partition>.deleted` folders.
+func (b *Broker) removeDeletedLeftovers(name string) error {
+	entries, err := os.ReadDir(b.cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	removed := false
+	for _, e := range entries {
+		stem, ok := strings.CutSuffix(e.Name(), deletedSuffix)
+		if topic, _, pok := ParsePartitionDir(stem); !ok || !pok || topic != name {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(b.cfg.DataDir, e.Name())); err != nil {
+			return fmt.Errorf("remove %s: %w", e.Name(), err)
+		}
+		removed = true
+	}
+	if removed {
+		return (log.OSFS{}).SyncDir(b.cfg.DataDir)
+	}
+	return nil
+}
+
+// recordsOnDisk is the partition count a new topic needs to own the
+// folders of its name that hold records (0: none do): Open refuses such
+// folders, so they appear only when put there while the broker runs.
+func (b *Broker) recordsOnDisk(name string) int32 {
+	folders, _ := partitionFolders(b.cfg.DataDir)
+	n := int32(0)
+	for _, i := range folders[name] {
+		if holdsRecords(b.partitionDir(name, i)) {
+			n = i + 1
+		}
+	}
+	return n
 }
 
 // consumerOffsetsTopic is Kafka's internal topic of committed offsets. Here

@@ -176,13 +176,33 @@ func (h *handler) file(w http.ResponseWriter, r *http.Request) {
 	// size or time, and a resumed download then starts over.
 	w.Header().Set("ETag", fmt.Sprintf(`"%x-%x"`, info.Size(), info.ModTime().UnixNano()))
 	w.Header().Set("Content-Type", "application/gzip")
-	// A night is gigabytes: lift the server's read and write deadlines
-	// for this response, or a slow link would be cut off mid-archive.
+	// A night is gigabytes: lift the server's read deadline and move the
+	// write deadline with progress, or a slow link would be cut off
+	// mid-archive; a client that stops reading is cut off after
+	// downloadStall, so that it does not hold a descriptor for good.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
-	http.ServeContent(w, r, name, info.ModTime(), f)
+	http.ServeContent(&progressWriter{ResponseWriter: w, rc: rc}, r, name, info.ModTime(), f)
 }
+
+// downloadStall is how long an archive download may go without a byte
+// taken by the client.
+const downloadStall = time.Minute
+
+// progressWriter moves the write deadline downloadStall ahead before every
+// write (ServeContent writes 32 KiB at a time).
+type progressWriter struct {
+	http.ResponseWriter
+	rc *http.ResponseController
+}
+
+func (p *progressWriter) Write(b []byte) (int, error) {
+	_ = p.rc.SetWriteDeadline(time.Now().Add(downloadStall))
+	return p.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach the connection.
+func (p *progressWriter) Unwrap() http.ResponseWriter { return p.ResponseWriter }
 
 // humanSize is Apache's autoindex size: 44, 1.2K, 115M, 2.3G.
 func humanSize(n int64) string {

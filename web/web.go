@@ -17,12 +17,17 @@
 // Timeouts. The public server bounds the request header, the whole request
 // and idle keep-alive connections, and gives each response WriteTimeout to
 // be written. A handler whose responses take longer on purpose (a 9 GB
-// nightly archive over a slow link) lifts the deadlines for its own request
-// with http.NewResponseController(w).SetWriteDeadline(time.Time{}) and
-// SetReadDeadline(time.Time{}); every other response stays bounded.
+// nightly archive over a slow link) lifts the read deadline for its own
+// request and moves the write deadline forward as each chunk is written,
+// with http.NewResponseController(w), so that a client that stops reading
+// is still cut off; every other response stays bounded.
+//
+// Connections. The public listener holds at most MaxConnections; at the
+// limit a new connection closes the one idle (no byte moved) longest.
 package web
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -68,7 +73,16 @@ type Config struct {
 	IdleTimeout time.Duration
 	// MaxHeaderBytes bounds a request's header.
 	MaxHeaderBytes int
+	// MaxConnections bounds the public listener's open connections, and so
+	// its file descriptors. At the limit a new connection closes the one
+	// that has gone longest without moving a byte (see limitListener).
+	// http.max.connections; 0 means DefaultMaxConnections.
+	MaxConnections int
 }
+
+// DefaultMaxConnections is http.max.connections: far below the usual 1024
+// descriptors, far above a survey's consumers of listings and archives.
+const DefaultMaxConnections = 512
 
 // DefaultConfig is the public listener on every interface at 8080 and the
 // admin listener on loopback at 8081.
@@ -81,6 +95,7 @@ func DefaultConfig() Config {
 		WriteTimeout:      60 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		MaxHeaderBytes:    64 << 10,
+		MaxConnections:    DefaultMaxConnections,
 	}
 }
 
@@ -103,6 +118,9 @@ func (c Config) Validate() error {
 	}
 	if c.MaxHeaderBytes <= 0 {
 		errs = append(errs, fmt.Errorf("web: max header bytes %d: must be positive", c.MaxHeaderBytes))
+	}
+	if c.MaxConnections < 0 {
+		errs = append(errs, fmt.Errorf("web: http.max.connections %d: must be positive (0: %d)", c.MaxConnections, DefaultMaxConnections))
 	}
 	return errors.Join(errs...)
 }
@@ -212,7 +230,7 @@ func (s *Server) Listen() error {
 		}
 	}
 	s.mu.Lock()
-	s.pubLn, s.admLn = pub, adm
+	s.pubLn, s.admLn = newLimitListener(pub, cmp.Or(s.cfg.MaxConnections, DefaultMaxConnections)), adm
 	s.mu.Unlock()
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/ztfbroker/ztfbroker/broker"
 	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
+	"github.com/ztfbroker/ztfbroker/web"
 )
 
 // serveConfig is everything `serve` runs with: the process's own settings and
@@ -42,8 +43,10 @@ type processSection struct {
 	DataDir   string `yaml:"data.dir"`
 	HTTP      string `yaml:"http.listener"`
 	AdminHTTP string `yaml:"admin.listener"` // pprof; empty: none
-	LogLevel  string `yaml:"log.level"`
-	LogFormat string `yaml:"log.format"`
+	// HTTPMaxConnections bounds the public web listener's connections.
+	HTTPMaxConnections int    `yaml:"http.max.connections"`
+	LogLevel           string `yaml:"log.level"`
+	LogFormat          string `yaml:"log.format"`
 	// MemoryBudget is what the whole process may hold, caches included;
 	// see memoryPlan.
 	MemoryBudget int64 `yaml:"memory.budget.bytes"`
@@ -103,12 +106,13 @@ func (f *settingFlags) setAny(v string) error {
 func defaultServeConfig() serveConfig {
 	cfg := serveConfig{
 		processSection: processSection{
-			DataDir:      "./data",
-			HTTP:         "0.0.0.0:8080",
-			AdminHTTP:    "127.0.0.1:8081",
-			LogLevel:     "info",
-			LogFormat:    "json",
-			MemoryBudget: defaultMemoryBudget,
+			DataDir:            "./data",
+			HTTP:               "0.0.0.0:8080",
+			AdminHTTP:          "127.0.0.1:8081",
+			HTTPMaxConnections: web.DefaultMaxConnections,
+			LogLevel:           "info",
+			LogFormat:          "json",
+			MemoryBudget:       defaultMemoryBudget,
 		},
 		Listeners: []listenerSection{{Name: "PLAINTEXT", Listen: "0.0.0.0:9092"}},
 		Broker:    broker.DefaultConfig(),

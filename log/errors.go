@@ -3,6 +3,7 @@ package log
 import (
 	"errors"
 	"fmt"
+	"syscall"
 )
 
 // Sentinel errors. Callers compare with errors.Is.
@@ -12,14 +13,27 @@ var (
 	ErrOffsetOutOfRange = errors.New("log: offset out of range")
 	// ErrClosed: the log was closed.
 	ErrClosed = errors.New("log: closed")
-	// ErrReadOnly: an earlier write or fsync failed; the log refuses appends
-	// until it is reopened (and recovered). The error returned by appends wraps
-	// both ErrReadOnly and the original failure.
+	// ErrReadOnly: an earlier fsync (or a write that could not be undone)
+	// failed; the log refuses appends until Reopen (or the next Open)
+	// recovers it. The error returned by appends wraps both ErrReadOnly and
+	// the original failure. A write refused for a full disk or a lack of
+	// file descriptors is not sticky: see Transient.
 	ErrReadOnly = errors.New("log: read-only after failed write or fsync")
 	// ErrInvalidBatch wraps every reason an incoming batch is refused
 	// (Kafka's CORRUPT_MESSAGE / INVALID_RECORD).
 	ErrInvalidBatch = errors.New("log: invalid record batch")
 )
+
+// Transient reports a failure that says nothing about the bytes already
+// stored, only that this write could not happen now: the disk or the quota
+// is full (ENOSPC, EDQUOT) or the process or the system is out of file
+// descriptors (EMFILE, ENFILE). A write that fails so, before any of its
+// bytes are kept, leaves the log writable; the same errno from an fsync
+// does not (an fsync that failed may have dropped pages, whatever it says).
+func Transient(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)
+}
 
 // MagicError refuses a batch whose magic byte is not 2 (the v2 format).
 type MagicError struct{ Magic int8 }

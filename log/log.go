@@ -39,6 +39,7 @@ type Log struct {
 	written      int64 // next offset to assign
 	writtenPos   int64 // end of the active segment
 	durable      int64 // every offset below is fsynced
+	durablePos   int64 // where durable ends in the segment it was reached in
 	hw           int64 // high watermark
 	hwSeg        *segment
 	hwPos        int64 // end of visible bytes in hwSeg
@@ -85,6 +86,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 	l.cur = active
 	l.writtenPos = active.size
 	l.durable, l.hw, l.hwSeg, l.hwPos = l.written, l.written, active, active.size
+	l.durablePos = active.size
 	l.lastIdxSync = time.Now()
 	l.wg.Add(1)
 	go l.flushLoop()
@@ -161,8 +163,8 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	putInt32(batch[batchLeaderEpochPos:], l.cfg.LeaderEpoch)
 	h.BaseOffset = l.written
 	pos := s.size
-	if _, err := s.log.WriteAt(batch, pos); err != nil {
-		return AppendInfo{}, l.fail(fmt.Errorf("write segment %d: %w", s.base, err))
+	if n, err := s.log.WriteAt(batch, pos); err != nil {
+		return AppendInfo{}, l.undoWrite(s, pos, n, fmt.Errorf("write segment %d: %w", s.base, err))
 	}
 	l.producers.noteBatch(batch, l.opts.Now)
 	l.mu.Lock()
@@ -178,7 +180,13 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	}
 	l.mu.Unlock()
 	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
-		return AppendInfo{}, l.fail(err)
+		if !Transient(err) {
+			return AppendInfo{}, l.fail(err)
+		}
+		// The batch is in the segment and will be fsynced: failing it
+		// now would have the producer write it twice. The entries stay
+		// buffered and are written at the next index sync.
+		l.keepIndexesInStep(s, h)
 	}
 	if l.cfg.Flush == FlushAlways {
 		// Start the fsync now: the high watermark must move even for
@@ -216,7 +224,7 @@ func (l *Log) advanceHWLocked(hw int64, s *segment, pos int64) {
 // advanceDurableLocked records that offsets below d are fsynced.
 func (l *Log) advanceDurableLocked(d int64, s *segment, pos int64) {
 	if d > l.durable {
-		l.durable = d
+		l.durable, l.durablePos = d, pos
 		if l.cfg.Flush == FlushAlways {
 			l.advanceHWLocked(d, s, pos)
 		}
@@ -225,7 +233,7 @@ func (l *Log) advanceDurableLocked(d int64, s *segment, pos int64) {
 	l.durableCh = make(chan struct{})
 }
 
-// fail makes the log read-only for good: an fsync that failed may have
+// fail makes the log read-only until Reopen: an fsync that failed may have
 // dropped dirty pages, so retrying it could report success for lost data.
 func (l *Log) fail(err error) error {
 	l.mu.Lock()
@@ -239,6 +247,128 @@ func (l *Log) fail(err error) error {
 	return l.werr
 }
 
+// undoWrite answers a failed write of the batch at pos, of which n bytes
+// may have reached the file. A full disk or a lack of descriptors refuses
+// only this batch: the file is cut back to pos (a partial batch would
+// otherwise sit where the next one goes, and be found by recovery) and the
+// cut fsynced; the log stays writable. Anything else, or an undo that
+// fails, makes the log read-only.
+func (l *Log) undoWrite(s *segment, pos int64, n int, err error) error {
+	if !Transient(err) {
+		return l.fail(err)
+	}
+	if n > 0 {
+		if terr := s.log.Truncate(pos); terr != nil {
+			return l.fail(fmt.Errorf("%w; undo: truncate segment %d: %w", err, s.base, terr))
+		}
+		// This fsync also covers batches written before and not yet
+		// flushed: if it fails, so does their durability.
+		if serr := l.syncSegment(s); serr != nil {
+			return l.fail(fmt.Errorf("%w; undo: sync segment %d: %w", err, s.base, serr))
+		}
+	}
+	return err
+}
+
+// keepIndexesInStep repairs what addIndexEntries leaves when an index
+// buffer could not be written: the failed add kept its entry buffered but
+// returned before the time index entry and the interval reset. Recovery
+// pairs the two indexes entry by entry.
+func (l *Log) keepIndexesInStep(s *segment, h batchHeader) {
+	if s.idx.len() > s.tidx.len() {
+		// Buffered even when the write fails; that error is the one
+		// already handled.
+		_ = s.tidx.add(encodeTimeEntry(timeEntry{Timestamp: s.maxTs, Rel: uint32(h.lastOffset() - s.base)}))
+	}
+	s.bytesSinceIndex = int(h.Size)
+}
+
+// indexFailed answers an index write or fsync that failed while sealing a
+// segment. The indexes are checked against the batches whenever recovery
+// uses them, so a full disk there costs a rescan, never a record: the roll
+// is refused and retried by the next write. Other failures are sticky.
+func (l *Log) indexFailed(err error) error {
+	if Transient(err) {
+		return err
+	}
+	return l.fail(err)
+}
+
+// Reopen makes a log that a failed fsync turned read-only writable again,
+// as a restart would, without closing it: the active segment is cut back
+// to its last durable end (after a failed fsync the page cache may hold
+// bytes that never reached the disk, and recovery would take them for
+// good ones), that cut is fsynced, and the log is recovered from its files
+// as Open does. Offsets past the durable end are gone, as after a crash;
+// under flush.ms > 0 the high watermark may move back. Reads keep going
+// meanwhile. A log that is not read-only is left alone. When Reopen fails
+// (the disk is still full), the log stays read-only and Reopen may be
+// called again.
+func (l *Log) Reopen() error {
+	l.retMu.Lock()
+	defer l.retMu.Unlock()
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.flushMu.Lock()
+	defer l.flushMu.Unlock()
+	l.mu.RLock()
+	werr, closed, cur, keep := l.werr, l.closed, l.cur, l.durablePos
+	if l.durable <= cur.base {
+		keep = 0
+	}
+	l.mu.RUnlock()
+	switch {
+	case closed:
+		return ErrClosed
+	case werr == nil:
+		return nil
+	}
+	if err := cur.log.Truncate(keep); err != nil {
+		return fmt.Errorf("reopen: truncate segment %d: %w", cur.base, err)
+	}
+	if err := cur.log.Sync(); err != nil {
+		return fmt.Errorf("reopen: sync segment %d: %w", cur.base, err)
+	}
+	fresh := &Log{dir: l.dir, cfg: l.cfg, opts: l.opts, fs: l.fs, lg: l.lg}
+	err := fresh.recover()
+	if err == nil {
+		err = fresh.loadProducers()
+	}
+	if err == nil {
+		// Roll and recovery sync the folder only when they changed it;
+		// after a failed fsync nothing can be assumed.
+		if err = l.fs.SyncDir(l.dir); err != nil {
+			err = fmt.Errorf("sync dir: %w", err)
+		}
+	}
+	if err != nil {
+		for _, s := range fresh.segs {
+			s.release()
+		}
+		return fmt.Errorf("reopen: %w", err)
+	}
+	active := fresh.segs[len(fresh.segs)-1]
+	l.mu.Lock()
+	old := l.segs
+	l.segs, l.cur, l.logStart, l.written, l.writtenPos = fresh.segs, active, fresh.logStart, fresh.written, active.size
+	l.durable, l.durablePos = fresh.written, active.size
+	l.hw, l.hwSeg, l.hwPos = fresh.written, active, active.size
+	l.werr = nil
+	l.lastIdxSync = time.Now()
+	l.mu.Unlock()
+	// Producer and ExpireProducers read the table without mu: keep the
+	// table, replace its contents.
+	t := l.producers
+	t.mu.Lock()
+	t.m, t.oldest = fresh.producers.m, fresh.producers.oldest
+	t.mu.Unlock()
+	for _, s := range old {
+		s.release()
+	}
+	l.lg.Info("log writable again", zap.Int64("log_end_offset", fresh.written))
+	return nil
+}
+
 // rollLocked seals the active segment and starts a new one. Order matters
 // for recovery: the old segment's data, seal entry and indexes are fsynced
 // before the new file exists, so a segment with a successor is complete.
@@ -249,19 +379,24 @@ func (l *Log) rollLocked() error {
 	}
 	seal := timeEntry{Timestamp: old.maxTs, Rel: uint32(old.maxTsOffset - old.base)}
 	if err := old.tidx.add(encodeTimeEntry(seal)); err != nil {
-		return l.fail(err)
+		return l.indexFailed(err)
 	}
 	if err := old.idx.sync(); err != nil {
-		return l.fail(err)
+		return l.indexFailed(err)
 	}
 	if err := old.tidx.sync(); err != nil {
-		return l.fail(err)
+		return l.indexFailed(err)
 	}
 	// Every batch below l.written is durable now; the directory fsync
 	// below makes the snapshot's rename durable too.
 	l.snapshotProducersLocked(l.written)
 	s, err := createSegment(l.fs, l.opts.FileCache, l.dir, l.written, l.cfg.IndexIntervalBytes)
 	if err != nil {
+		if Transient(err) {
+			// Nothing of the next batch is written and the old
+			// segment is complete: the next write tries the roll again.
+			return err
+		}
 		return l.fail(err)
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
@@ -351,11 +486,17 @@ func (l *Log) flush(indexes bool) error {
 		}
 	}
 	if indexes {
-		if err := s.idx.sync(); err != nil {
+		err := s.idx.sync()
+		if err == nil {
+			err = s.tidx.sync()
+		}
+		if err != nil && !Transient(err) {
 			return l.fail(err)
 		}
-		if err := s.tidx.sync(); err != nil {
-			return l.fail(err)
+		if err != nil {
+			// The data is durable; the index entries stay buffered
+			// and are written at the next index sync, a second on.
+			l.lg.Warn("index sync postponed", zap.Error(err))
 		}
 	}
 	l.mu.Lock()

@@ -54,6 +54,12 @@ type Config struct {
 	// take half as much again (pebble holds two). Metadata is small;
 	// serve derives this from its memory budget.
 	MetaCacheBytes int64
+	// LogDirFreeMinBytes is the free space of DataDir's file system below
+	// which produce, topic creation and offset commits are refused (reads
+	// go on), so that the disk never fills under the metadata store.
+	// log.dir.free.min.bytes (ztfbroker's own); 0, the default: 5% of the
+	// file system, at most 1 GiB; -1: refuse only once it is full.
+	LogDirFreeMinBytes int64
 }
 
 const (
@@ -78,6 +84,10 @@ const (
 	defaultTimestampBeforeMaxMs = 7 * 24 * 60 * 60 * 1000
 	// defaultTimestampAfterMaxMs is Kafka 4.0's: one hour of clock skew.
 	defaultTimestampAfterMaxMs = 60 * 60 * 1000
+	// DefaultLogDirFreeMinBytes (0) makes the mark 5% of the data
+	// directory's file system, at most 1 GiB: room for the metadata
+	// store's memtable flushes and compactions whatever the disk's size.
+	DefaultLogDirFreeMinBytes = 0
 	// maxPartitions bounds one topic: every partition holds open files.
 	maxPartitions = 10000
 )
@@ -95,6 +105,7 @@ func DefaultConfig() Config {
 		Topic:                  log.DefaultConfig(),
 		RetentionCheckInterval: 5 * time.Minute,
 		MetaCacheBytes:         DefaultMetaCacheBytes,
+		LogDirFreeMinBytes:     DefaultLogDirFreeMinBytes,
 	}
 }
 
@@ -552,6 +563,23 @@ var brokerOnly = []brokerKey{
 		check: func(c *Config) error {
 			if strings.ContainsAny(c.ClusterID, " \t\r\n") {
 				return errors.New("contains white space")
+			}
+			return nil
+		},
+	},
+	{
+		name: "log.dir.free.min.bytes", typ: kmsg.ConfigTypeLong,
+		doc: "ztfbroker's own: free space of the data directory's file system below which produce, topic creation " +
+			"and offset commits are refused (reads go on); 0: 5% of the file system, at most 1 GiB; -1: only when full.",
+		get: func(c *Config) string { return strconv.FormatInt(c.LogDirFreeMinBytes, 10) },
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 64)
+			c.LogDirFreeMinBytes = n
+			return err
+		},
+		check: func(c *Config) error {
+			if c.LogDirFreeMinBytes < -1 {
+				return errors.New("must be >= -1")
 			}
 			return nil
 		},

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"path/filepath"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble"
@@ -46,6 +48,12 @@ func (r topicRecord) id() ([16]byte, error) {
 }
 
 func putTopic(db *pebble.DB, name string, r topicRecord) error {
+	// Refused on a full disk (KAFKA_STORAGE_ERROR): a new topic's folders
+	// and metadata need room the mark keeps for the metadata store.
+	// Deletion stays allowed: it is how space is freed.
+	if err := spaceOf(db).refuseMeta(); err != nil {
+		return err
+	}
 	r.Version = topicRecordVersion
 	v, err := json.Marshal(r)
 	if err != nil {
@@ -128,11 +136,43 @@ type pebbleLogger struct{ s *zap.SugaredLogger }
 
 func (l pebbleLogger) Infof(format string, args ...any)  { l.s.Debugf(format, args...) }
 func (l pebbleLogger) Errorf(format string, args ...any) { l.s.Errorf(format, args...) }
-func (l pebbleLogger) Fatalf(format string, args ...any) { l.s.Fatalf(format, args...) }
+
+// Fatalf must not return: pebble v1.1.5 goes on after it as if the failed
+// step had worked (DB.Apply returns nil after "fatal commit error", which
+// would acknowledge an offset commit that is not stored). It panics
+// instead of exiting: a panic on a request's goroutine (a metadata commit)
+// is caught, by commitMeta or by the listener, and the broker goes on
+// serving reads and the partition logs; one in pebble's own goroutines
+// (flush, compaction) still ends the process, as exit did. The disk-space
+// mark is what keeps pebble away from a full disk; this is the backstop.
+func (l pebbleLogger) Fatalf(format string, args ...any) {
+	err := fmt.Errorf("pebble: "+format, args...)
+	l.s.Errorw("metadata store fatal error (a full disk?): metadata writes stop until restart", "error", err)
+	panic(err)
+}
+
+// commitMeta commits b synced. A fatal pebble error (see
+// pebbleLogger.Fatalf) comes back as an error, and every later metadata
+// write through refuseMeta is refused: pebble's WAL writer keeps its error,
+// and its next commit would panic holding the store's lock.
+func commitMeta(db *pebble.DB, b *pebble.Batch) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("metadata store: %v", p)
+			spaceOf(db).metaFailed(err)
+		}
+	}()
+	return b.Commit(pebble.Sync)
+}
 
 // openMeta opens the metadata store with a block cache of cacheBytes and
 // memtables of half that (pebble holds up to two).
-func openMeta(dir string, cacheBytes int64, logger *zap.Logger) (*pebble.DB, error) {
+//
+// Pebble writes on open (a new WAL, a MANIFEST edit), so a disk with no
+// room at all refuses the start: the error says the disk is full. Under
+// the mark with some room left it opens, and the broker starts read-only
+// for produce and commits until space is freed (see diskspace.go).
+func openMeta(dir string, cacheBytes int64, logger *zap.Logger) (db *pebble.DB, err error) {
 	if cacheBytes <= 0 {
 		cacheBytes = DefaultMetaCacheBytes
 	}
@@ -142,5 +182,25 @@ func openMeta(dir string, cacheBytes int64, logger *zap.Logger) (*pebble.DB, err
 		Cache:        pebble.NewCache(cacheBytes),
 	}
 	defer opts.Cache.Unref()
+	defer func() {
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("%v", p)
+		}
+		if err != nil {
+			err = diskFullOpenError(filepath.Dir(dir), err)
+			return
+		}
+		registerSpace(db, filepath.Dir(dir), logger)
+	}()
 	return pebble.Open(dir, opts)
+}
+
+// diskFullOpenError names a full disk as the reason pebble could not open.
+func diskFullOpenError(dataDir string, err error) error {
+	free, _, serr := statfs(dataDir)
+	if errors.Is(err, syscall.ENOSPC) || (serr == nil && free < 1<<20) {
+		return fmt.Errorf("the disk of %s is full (%d bytes free): the metadata store needs room to open; free some space and start again: %w",
+			dataDir, free, err)
+	}
+	return err
 }

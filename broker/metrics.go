@@ -20,6 +20,10 @@ var (
 		"Topics on this broker.", nil, nil)
 	descPartitions = prometheus.NewDesc("ztfbroker_partitions",
 		"Partitions on this broker.", nil, nil)
+	descDirFree = prometheus.NewDesc("ztfbroker_log_dir_free_bytes",
+		"Free bytes of the data directory's file system (statfs, at most a second old).", nil, nil)
+	descDirWritable = prometheus.NewDesc("ztfbroker_log_dir_writable",
+		"1 while produce, topic creation and offset commits are taken; 0 while free space is under log.dir.free.min.bytes (or the metadata store failed a write).", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -27,6 +31,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSegments
 	ch <- descTopics
 	ch <- descPartitions
+	ch <- descDirFree
+	ch <- descDirWritable
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -36,6 +42,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	parts := c.b.allPartitions()
 	ch <- prometheus.MustNewConstMetric(descTopics, prometheus.GaugeValue, float64(topics))
 	ch <- prometheus.MustNewConstMetric(descPartitions, prometheus.GaugeValue, float64(len(parts)))
+	sp := c.b.space()
+	free, _, _ := sp.check()
+	writable := 0.0
+	if sp.writable() {
+		writable = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descDirFree, prometheus.GaugeValue, float64(free))
+	ch <- prometheus.MustNewConstMetric(descDirWritable, prometheus.GaugeValue, writable)
 	for _, p := range parts {
 		idx := strconv.Itoa(int(p.index))
 		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.log.Size()), p.topic, idx)

@@ -60,6 +60,12 @@ func (c *GroupCoordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommi
 	if code := g.commitAllowedLocked(req, now); code != 0 {
 		return answer(code)
 	}
+	// A full disk refuses the commit with a code clients retry, before
+	// pebble can meet it (see diskspace.go).
+	if err := spaceOf(c.db).refuseMeta(); err != nil {
+		c.logger.Warn("offset commit refused", zap.String("group", g.name), zap.Error(err))
+		return answer(kerr.CoordinatorLoadInProgress.Code)
+	}
 	b := c.db.NewBatch()
 	defer b.Close()
 	var commits []groupTP
@@ -80,9 +86,9 @@ func (c *GroupCoordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommi
 		}
 	}
 	if len(commits) > 0 {
-		if err := b.Commit(pebble.Sync); err != nil {
+		if err := commitMeta(c.db, b); err != nil {
 			c.logger.Error("commit offsets", zap.String("group", g.name), zap.Error(err))
-			return answer(kerr.UnknownServerError.Code)
+			return answer(kerr.CoordinatorLoadInProgress.Code)
 		}
 	}
 	for i, tp := range commits {

@@ -61,12 +61,23 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	if err := ctx.Err(); err != nil {
 		return -1, -1, nil, err
 	}
+	// Refused before anything is written while the disk is under the
+	// mark (diskspace.go); once it is not, a partition a failed fsync made
+	// read-only is reopened first.
+	sp := b.space()
+	if err := sp.refuse(); err != nil {
+		return -1, -1, nil, fmt.Errorf("%s-%d: %w", p.topic, p.index, err)
+	}
+	b.reopenIfDue(sp, p)
 	var check ProducerCheck
 	if c := b.producers.Load(); c != nil {
 		check = *c
 	}
 	first, end, err := p.write(batches, check)
 	if err != nil {
+		if log.Transient(err) {
+			sp.noteFull()
+		}
 		return -1, -1, nil, err
 	}
 	wait = func() error {
@@ -109,6 +120,9 @@ type ProducerCheck interface {
 // SetProducerCheck installs the idempotent producer check; nil removes it.
 // Batches are written unchecked when none is installed.
 func (b *Broker) SetProducerCheck(c ProducerCheck) {
+	// The coordinator, opened with the broker, checks offset commits
+	// against the broker's disk-space mark: set it before serving.
+	b.space()
 	if c == nil {
 		b.producers.Store(nil)
 		return

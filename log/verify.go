@@ -3,6 +3,8 @@ package log
 import (
 	"errors"
 	"fmt"
+	"io/fs"
+	"time"
 )
 
 // Verify checks every batch of every segment in dir: framing, CRC32C,
@@ -13,9 +15,40 @@ func Verify(dir string) error { return VerifyFS(OSFS{}, dir) }
 // VerifyFS is Verify on any FS. It only reads: it opens every file
 // read-only, creates and repairs nothing, and closes what it opens.
 func VerifyFS(fsys FS, dir string) error {
+	_, err := verifyFS(fsys, dir, false)
+	return err
+}
+
+// InFlight is the end of a live log's active segment that VerifyLive found
+// still being written: a batch whose header is whole and names the next
+// offset, or is cut by the end of the file, and whose bytes run past it.
+type InFlight struct {
+	Segment  string // the active segment file
+	Position int64  // where the partial batch starts
+	Bytes    int64  // bytes of it in the file when read
+}
+
+// VerifyLive is Verify on the folder of a log that a running broker may be
+// appending to, consistent up to the last complete batch: a partial batch
+// at the end of the active segment (written between two reads, since the
+// log is read with no lock) is returned as in flight, not damage, once a
+// short wait shows it still running past the file's end, and the active
+// segment's index entries past the last complete batch are not checked.
+// Segments retention removed meanwhile are skipped. A sealed segment is
+// checked as by Verify: it never changes.
+func VerifyLive(dir string) (*InFlight, error) { return VerifyLiveFS(OSFS{}, dir) }
+
+// VerifyLiveFS is VerifyLive on any FS.
+func VerifyLiveFS(fsys FS, dir string) (*InFlight, error) { return verifyFS(fsys, dir, true) }
+
+// liveWait is how long VerifyLive waits for a partial batch to be
+// completed before it calls it in flight; a write completes in far less.
+const liveWait = 50 * time.Millisecond
+
+func verifyFS(fsys FS, dir string, live bool) (*InFlight, error) {
 	names, err := fsys.ReadDir(dir)
 	if err != nil {
-		return fmt.Errorf("verify: %w", err)
+		return nil, fmt.Errorf("verify: %w", err)
 	}
 	var bases []int64
 	for _, name := range names {
@@ -24,23 +57,30 @@ func VerifyFS(fsys FS, dir string) error {
 		}
 	}
 	var errs []error
+	var inFlight *InFlight
 	const maxEpoch = 1<<31 - 1 // the epoch bound is the open log's business
 	for i, base := range bases {
 		s, err := openSegmentFiles(fsys, dir, base, true)
+		if live && errors.Is(err, fs.ErrNotExist) {
+			continue // retention removed it since the listing
+		}
 		if err != nil {
 			errs = append(errs, err)
 			continue
 		}
 		sealed := i < len(bases)-1
-		errs = append(errs, verifySegment(s, sealed, bases, i, maxEpoch)...)
+		var segErrs []error
+		segErrs, inFlight = verifySegment(s, sealed, bases, i, maxEpoch, live && !sealed)
+		errs = append(errs, segErrs...)
 		s.release()
 	}
-	return errors.Join(errs...)
+	return inFlight, errors.Join(errs...)
 }
 
 // verifySegment checks one segment opened read-only; it writes nothing, so
-// a missing index is reported, not recreated.
-func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32) []error {
+// a missing index is reported, not recreated. live is for the active
+// segment of a running log (VerifyLive).
+func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32, live bool) ([]error, *InFlight) {
 	var errs []error
 	_, idxAbsent := s.idx.f.(absentFile)
 	_, tidxAbsent := s.tidx.f.(absentFile)
@@ -55,14 +95,14 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 	for j := 0; j < s.idx.len(); j++ {
 		b, err := s.idx.entry(j)
 		if err != nil {
-			return append(errs, err)
+			return append(errs, err), nil
 		}
 		idx = append(idx, decodeOffsetEntry(b))
 	}
 	for j := 0; j < s.tidx.len(); j++ {
 		b, err := s.tidx.entry(j)
 		if err != nil {
-			return append(errs, err)
+			return append(errs, err), nil
 		}
 		tidx = append(tidx, decodeTimeEntry(b))
 	}
@@ -74,7 +114,7 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 	}
 	maxTs, maxTsOffset := int64(-1), int64(-1)
 	matched := 0
-	res := scanBatches(s.log, 0, s.size, s.base, maxEpoch, true, func(h batchHeader, pos int64) error {
+	check := func(h batchHeader, pos int64) error {
 		if maxTsOffset < 0 || h.MaxTimestamp > maxTs {
 			maxTs, maxTsOffset = h.MaxTimestamp, h.lastOffset()
 		}
@@ -90,12 +130,27 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 			errs = append(errs, fmt.Errorf("%s: time index entry %d disagrees with the batch at %d", s.tidx.path, j, pos))
 		}
 		return nil
-	})
+	}
+	res := scanBatches(s.log, 0, s.size, s.base, maxEpoch, true, check)
+	var inFlight *InFlight
+	if live {
+		inFlight = liveTail(s, &res, maxEpoch, check)
+	}
 	if res.err != nil {
 		errs = append(errs, s.corruption(res.end, res.err))
 	}
-	if matched != len(idx) {
-		errs = append(errs, fmt.Errorf("%s: %d of %d entries do not name a batch", s.idx.path, len(idx)-matched, len(idx)))
+	want := len(idx)
+	if live {
+		// Entries past the last complete batch name batches in flight.
+		want = 0
+		for _, e := range idx {
+			if int64(e.Pos) < res.end {
+				want++
+			}
+		}
+	}
+	if matched != want {
+		errs = append(errs, fmt.Errorf("%s: %d of %d entries do not name a batch", s.idx.path, want-matched, want))
 	}
 	if sealed {
 		if res.err == nil && res.next != bases[i+1] {
@@ -110,5 +165,37 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 			errs = append(errs, fmt.Errorf("%s: seal entry (%d, %d), want (%d, %d)", s.tidx.path, seal.Timestamp, s.base+int64(seal.Rel), maxTs, maxTsOffset))
 		}
 	}
-	return errs
+	return errs, inFlight
+}
+
+// liveTail goes on scanning a live active segment that stopped at a bad
+// frame, as its writer completes the batch, and returns the frame as in
+// flight if, after liveWait, it is still a whole header naming the next
+// offset (or a header cut by the end of the file) whose batch runs past the
+// end. Anything else stays in res.err: damage.
+func liveTail(s *segment, res *scanResult, maxEpoch int32, check func(batchHeader, int64) error) *InFlight {
+	limit := s.size
+	for range 3 {
+		if res.err == nil {
+			return nil
+		}
+		time.Sleep(liveWait)
+		size, err := s.log.Size()
+		if err != nil || size <= limit {
+			break
+		}
+		next := scanBatches(s.log, res.end, size, res.next, maxEpoch, true, check)
+		next.batches += res.batches
+		*res, limit = next, size
+	}
+	if res.err == nil {
+		return nil
+	}
+	h, err := newHeaderReader(s.log).header(res.end, limit)
+	partial := errors.Is(err, errShortBatch) || (err == nil && h.BaseOffset == res.next && res.end+h.Size > limit)
+	if !partial {
+		return nil
+	}
+	res.err = nil
+	return &InFlight{Segment: s.path, Position: res.end, Bytes: limit - res.end}
 }

@@ -40,6 +40,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	fs.Func("log-level", "debug, info, warn or error (log.level; default info)", flags.set("log.level"))
 	fs.Func("packager", "run the packager, by default on a simulated night (packager.enabled; default true)", flags.set("packager.enabled"))
 	fs.Func("archive", "run the nightly archive scheduler (archive.enabled; default true)", flags.set("archive.enabled"))
+	recoverMeta := fs.Bool("recover-metadata", false, "if the metadata store is damaged (the start is refused, naming it), move it aside and rebuild the topics from the partition folders; consumer groups and committed offsets are lost. Does nothing to a sound store")
 	fs.Func("set", "any setting of the config file as `NAME=VALUE` (repeatable), e.g. --set log.retention.ms=86400000", flags.setAny)
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -69,6 +70,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	// Start order: store, groups, Kafka listener, HTTP, then the clients
 	// inside the process (packager, archive), which dial the listener like
 	// any outside client. Stop order is the reverse.
+	if *recoverMeta {
+		if _, err := broker.RecoverMetadata(cfg.Broker, logger.Named("broker"), time.Now); err != nil {
+			return fmt.Errorf("recover metadata: %w", err)
+		}
+	}
 	b, err := broker.Open(cfg.Broker, logger.Named("broker"), reg, time.Now)
 	if err != nil {
 		return fmt.Errorf("open broker: %w", err)

@@ -62,6 +62,7 @@ func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 			t.TopicID = tid
 		}
 		t.Partitions = partitionsMetadata(s.cfg.NodeID, n)
+		s.markOffline(name, t.Partitions)
 		resp.Topics = append(resp.Topics, t)
 	}
 
@@ -100,6 +101,30 @@ func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 // internalTopics are Kafka's own topics: clients skip them when consuming by
 // regular expression. They exist here only if the broker keeps them.
 var internalTopics = map[string]bool{"__consumer_offsets": true, "__transaction_state": true}
+
+// OfflineReporter is what a Backend implements to report partitions whose
+// log could not be opened (damage found at start): Metadata then answers
+// them with KAFKA_STORAGE_ERROR and this node among the offline replicas, as
+// Kafka reports a partition on a failed log directory.
+type OfflineReporter interface {
+	OfflinePartitions(topic string) []int32
+}
+
+func (s *Server) markOffline(topic string, ps []kmsg.MetadataResponseTopicPartition) {
+	r, ok := s.b.(OfflineReporter)
+	if !ok {
+		return
+	}
+	for _, i := range r.OfflinePartitions(topic) {
+		if i < 0 || int(i) >= len(ps) {
+			continue
+		}
+		p := &ps[i]
+		p.ErrorCode = kerr.KafkaStorageError.Code
+		p.ISR = []int32{}
+		p.OfflineReplicas = []int32{s.cfg.NodeID}
+	}
+}
 
 func partitionsMetadata(node, n int32) []kmsg.MetadataResponseTopicPartition {
 	ps := make([]kmsg.MetadataResponseTopicPartition, 0, n)

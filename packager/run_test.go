@@ -32,6 +32,11 @@ func TestPackageRunSimulate(t *testing.T) {
 	cfg.Source.Kind = SourceSimulate
 	cfg.Source.Simulate.Alerts = 10
 	cfg.Source.Simulate.Interval = 200 * time.Millisecond
+	// A fixed sky time and a short cadence keep every exposure in one
+	// night whatever the hour the test runs (near midnight UTC the clock's
+	// night would end after the first exposure).
+	cfg.Source.Simulate.Start = nightStart
+	cfg.Source.Simulate.Cadence = time.Minute
 	c := newCluster(t, 1)
 	p := newTestPackager(t, cfg, newProducer(t, c))
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
@@ -39,7 +44,7 @@ func TestPackageRunSimulate(t *testing.T) {
 	if err := p.Run(ctx); err != nil {
 		t.Fatal(err)
 	}
-	topic := NightTopic(TimeJD(time.Now()), 1)
+	topic := NightTopic(TimeJD(nightStart), 1)
 	// At least two exposures of 10 alerts (the first comes at once).
 	consume(t, c.ListenAddrs(), "^"+topic+"$", 20)
 }

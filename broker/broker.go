@@ -36,6 +36,9 @@ type Broker struct {
 	collector *collector
 	offline   prometheus.GaugeFunc
 	db        *pebble.DB
+	// disk is the data directory's free space, shared with the group
+	// coordinator: writes stop under log.dir.free.min.bytes.
+	disk *diskSpace
 	// unlock releases the data directory's lock (recover.go).
 	unlock func() error
 
@@ -125,6 +128,7 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		now:    now,
 		reg:    reg,
 		db:     db,
+		disk:   newDiskSpace(cfg.DataDir, cfg.LogDirFreeMinBytes, logger),
 		unlock: unlock,
 		topics: map[string]*topic{},
 		quit:   make(chan struct{}),

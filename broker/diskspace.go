@@ -3,13 +3,10 @@ package broker
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
-	"weak"
 
-	"github.com/cockroachdb/pebble"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
 
@@ -59,42 +56,15 @@ type diskSpace struct {
 	reopening map[string]time.Time
 }
 
-// spaces maps each metadata store to the diskSpace of its data directory,
-// so that the broker and the group coordinator, which share only the
-// *pebble.DB, see one state. Weak keys: an entry goes with its store.
-//
-// A field of Broker would be the plain home; broker.go is not this
-// change's to edit, and the coordinator holds no Broker.
-var spaces sync.Map // weak.Pointer[pebble.DB] -> *diskSpace
-
-func registerSpace(db *pebble.DB, dataDir string, logger *zap.Logger) *diskSpace {
-	s := &diskSpace{dir: dataDir, logger: logger, setting: DefaultLogDirFreeMinBytes, reopening: map[string]time.Time{}}
-	key := weak.Make(db)
-	spaces.Store(key, s)
-	runtime.AddCleanup(db, func(k weak.Pointer[pebble.DB]) { spaces.Delete(k) }, key)
-	return s
+// newDiskSpace watches the file system of dataDir with the mark setting
+// (log.dir.free.min.bytes). The broker makes one and hands it to the group
+// coordinator, so both see one state.
+func newDiskSpace(dataDir string, setting int64, logger *zap.Logger) *diskSpace {
+	return &diskSpace{dir: dataDir, logger: logger, setting: setting, reopening: map[string]time.Time{}}
 }
 
-func spaceOf(db *pebble.DB) *diskSpace {
-	if db == nil {
-		return nil
-	}
-	if s, ok := spaces.Load(weak.Make(db)); ok {
-		return s.(*diskSpace)
-	}
-	return nil
-}
-
-// space is the broker's diskSpace, with the broker's mark.
-func (b *Broker) space() *diskSpace {
-	s := spaceOf(b.db)
-	if s != nil {
-		s.mu.Lock()
-		s.setting = b.cfg.LogDirFreeMinBytes
-		s.mu.Unlock()
-	}
-	return s
-}
+// space is the broker's diskSpace.
+func (b *Broker) space() *diskSpace { return b.disk }
 
 // statfs returns the bytes available to this process and the size of the
 // file system holding dir.

@@ -188,6 +188,9 @@ type GroupCoordinator struct {
 	logger *zap.Logger
 	now    func() time.Time
 	hwm    HighWatermarkFunc
+	// disk refuses metadata writes while the data directory is nearly
+	// full; nil (a coordinator without a Broker, in tests) allows them.
+	disk *diskSpace
 
 	// clientInfo reads the client id and address of a request's connection
 	// from its context; see SetClientInfo.
@@ -260,6 +263,7 @@ func OpenGroupCoordinator(b *Broker, cfg GroupConfig, reg prometheus.Registerer)
 	if err != nil {
 		return nil, err
 	}
+	c.disk, c.producers.disk = b.disk, b.disk
 	b.SetProducerCheck(c.Producers())
 	return c, nil
 }

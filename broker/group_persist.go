@@ -105,7 +105,9 @@ func (g *group) persistLocked() {
 	}
 	v, err := json.Marshal(r)
 	if err == nil {
-		err = g.c.db.Set(groupKey(g.name), v, pebble.Sync)
+		// Under the disk's mark the group runs on from memory; it is
+		// written again at its next change.
+		err = setMeta(g.c.disk, g.c.db, groupKey(g.name), v)
 	}
 	if err != nil {
 		g.c.logger.Error("persist group", zap.String("group", g.name), zap.Error(err))

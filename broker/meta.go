@@ -47,11 +47,11 @@ func (r topicRecord) id() ([16]byte, error) {
 	return id, nil
 }
 
-func putTopic(db *pebble.DB, name string, r topicRecord) error {
+func putTopic(disk *diskSpace, db *pebble.DB, name string, r topicRecord) error {
 	// Refused on a full disk (KAFKA_STORAGE_ERROR): a new topic's folders
 	// and metadata need room the mark keeps for the metadata store.
 	// Deletion stays allowed: it is how space is freed.
-	if err := spaceOf(db).refuseMeta(); err != nil {
+	if err := disk.refuseMeta(); err != nil {
 		return err
 	}
 	r.Version = topicRecordVersion
@@ -155,14 +155,28 @@ func (l pebbleLogger) Fatalf(format string, args ...any) {
 // pebbleLogger.Fatalf) comes back as an error, and every later metadata
 // write through refuseMeta is refused: pebble's WAL writer keeps its error,
 // and its next commit would panic holding the store's lock.
-func commitMeta(db *pebble.DB, b *pebble.Batch) (err error) {
+func commitMeta(disk *diskSpace, b *pebble.Batch) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("metadata store: %v", p)
-			spaceOf(db).metaFailed(err)
+			disk.metaFailed(err)
 		}
 	}()
 	return b.Commit(pebble.Sync)
+}
+
+// setMeta is one synced Set through commitMeta's guard, refused under the
+// disk's mark.
+func setMeta(disk *diskSpace, db *pebble.DB, key, value []byte) error {
+	if err := disk.refuseMeta(); err != nil {
+		return err
+	}
+	b := db.NewBatch()
+	defer b.Close()
+	if err := b.Set(key, value, nil); err != nil {
+		return err
+	}
+	return commitMeta(disk, b)
 }
 
 // openMeta opens the metadata store with a block cache of cacheBytes and
@@ -190,7 +204,6 @@ func openMeta(dir string, cacheBytes int64, logger *zap.Logger) (db *pebble.DB, 
 			err = diskFullOpenError(filepath.Dir(dir), err)
 			return
 		}
-		registerSpace(db, filepath.Dir(dir), logger)
 	}()
 	return pebble.Open(dir, opts)
 }

@@ -62,7 +62,7 @@ func (c *GroupCoordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommi
 	}
 	// A full disk refuses the commit with a code clients retry, before
 	// pebble can meet it (see diskspace.go).
-	if err := spaceOf(c.db).refuseMeta(); err != nil {
+	if err := c.disk.refuseMeta(); err != nil {
 		c.logger.Warn("offset commit refused", zap.String("group", g.name), zap.Error(err))
 		return answer(kerr.CoordinatorLoadInProgress.Code)
 	}
@@ -86,7 +86,7 @@ func (c *GroupCoordinator) OffsetCommit(_ context.Context, req *kmsg.OffsetCommi
 		}
 	}
 	if len(commits) > 0 {
-		if err := commitMeta(c.db, b); err != nil {
+		if err := commitMeta(c.disk, b); err != nil {
 			c.logger.Error("commit offsets", zap.String("group", g.name), zap.Error(err))
 			return answer(kerr.CoordinatorLoadInProgress.Code)
 		}

@@ -50,6 +50,7 @@ func (b ProducerBatch) lastSequence() int32 {
 // as a duplicate, and no separate write or fsync per batch is needed.
 type ProducerSequences struct {
 	db         *pebble.DB
+	disk       *diskSpace // nil allows every write
 	logger     *zap.Logger
 	now        func() time.Time
 	expiration time.Duration
@@ -100,7 +101,7 @@ func (s *ProducerSequences) allocate() (int64, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	id := s.next
-	if err := s.db.Set([]byte(producerNextKey), binary.BigEndian.AppendUint64(nil, uint64(id+1)), pebble.Sync); err != nil {
+	if err := setMeta(s.disk, s.db, []byte(producerNextKey), binary.BigEndian.AppendUint64(nil, uint64(id+1))); err != nil {
 		return 0, err
 	}
 	s.next = id + 1

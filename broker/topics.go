@@ -163,7 +163,7 @@ func (b *Broker) createTopic(name string, partitions int32, overrides map[string
 
 	id := newUUID()
 	r := topicRecord{ID: hex.EncodeToString(id[:]), Partitions: partitions, Configs: overrides, Created: b.now().UTC()}
-	if err := putTopic(b.db, name, r); err != nil {
+	if err := putTopic(b.disk, b.db, name, r); err != nil {
 		return nil, fmt.Errorf("create topic %q: store metadata: %w", name, err)
 	}
 	t, err := b.openTopic(name, r, 0, true)
@@ -273,13 +273,13 @@ func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) e
 		return nil
 	}
 	r := topicRecord{ID: hex.EncodeToString(t.id[:]), Partitions: count, Configs: t.overrides, Created: t.created}
-	if err := putTopic(b.db, name, r); err != nil {
+	if err := putTopic(b.disk, b.db, name, r); err != nil {
 		return fmt.Errorf("create partitions %q: store metadata: %w", name, err)
 	}
 	grown, err := b.openTopic(name, r, have, true)
 	if err != nil {
 		r.Partitions = have
-		if perr := putTopic(b.db, name, r); perr != nil {
+		if perr := putTopic(b.disk, b.db, name, r); perr != nil {
 			err = errors.Join(err, fmt.Errorf("undo metadata: %w", perr))
 		}
 		return fmt.Errorf("create partitions %q: %w", name, err)

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,24 +18,6 @@ import (
 )
 
 // Issue 11, damaged files, against the real binary.
-
-// damageMetric reads one unlabelled sample from /metrics.
-func damageMetric(t *testing.T, b *serveProc, name string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + b.HTTP + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
-		}
-	}
-	t.Fatalf("metric %s not exported", name)
-	return ""
-}
 
 func damageTopics(t *testing.T, addr string, names ...string) {
 	t.Helper()
@@ -139,7 +119,7 @@ func TestDamagedPartitionServesTheRest(t *testing.T) {
 	if p := details["hurt"].Partitions[0]; !errors.Is(p.Err, kerr.KafkaStorageError) || len(p.OfflineReplicas) != 1 {
 		t.Fatalf("metadata of the damaged partition: %+v, want KAFKA_STORAGE_ERROR and this node offline", p)
 	}
-	if v := damageMetric(t, b, "ztfbroker_partitions_offline"); v != "1" {
+	if v := metric(t, b, "ztfbroker_partitions_offline"); v != "1" {
 		t.Fatalf("ztfbroker_partitions_offline %s, want 1", v)
 	}
 }

@@ -5,12 +5,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -84,23 +81,6 @@ func produce(cl *kgo.Client, topic string, value []byte) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	return cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Value: value}).FirstErr()
-}
-
-func metric(t *testing.T, b *serveProc, name string) string {
-	t.Helper()
-	resp, err := http.Get("http://" + b.HTTP + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	for _, line := range strings.Split(string(body), "\n") {
-		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
-		}
-	}
-	t.Fatalf("metric %s not exported", name)
-	return ""
 }
 
 // commit commits offset 1 of topic/0 for a simple group and returns the

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -205,4 +206,22 @@ func runBinary(t *testing.T, args ...string) (string, error) {
 	cmd := exec.Command(binary, args...)
 	out, err := cmd.CombinedOutput()
 	return string(out), err
+}
+
+// metric reads one unlabelled sample from the broker's /metrics.
+func metric(t *testing.T, b *serveProc, name string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + b.HTTP + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			return v
+		}
+	}
+	t.Fatalf("metric %s not exported", name)
+	return ""
 }

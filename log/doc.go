@@ -159,10 +159,37 @@
 //
 // # Recovery
 //
-// Open costs O(segments) and leaves no sealed segment's file open: a
-// sealed segment's sizes come from stat; the newest sealed segment is
-// checked by the ends of its indexes and older ones by their index sizes
-// and seal entry (an index that fails is rebuilt from its segment).
+// Open costs O(segments): a sealed segment's sizes come from stat, and
+// each one is checked by the ends of its files only (through the
+// FileCache, which closes them again): its index sizes (one time index
+// entry more than offset index entries, the seal entry), its last offset
+// index entry and the last two time index entries against the batches from
+// the last indexed one to the end of the segment. That walk also gives the
+// offset after the segment's last batch, which must be the next segment's
+// base. Indexes that disagree are rebuilt from the segment.
+//
+// Offsets that no segment holds are damage, never skipped: a sealed
+// segment that is empty, cut short (inside a batch or at a batch
+// boundary), or followed by a base past its end (a segment file deleted),
+// or an .index or .timeindex whose .log is missing above the first
+// segment, fails Open with a *CorruptionError (errMissingOffsets) naming
+// the file and the offsets lost, logged, and nothing is written: the
+// broker takes that partition offline and serves the others. Below the
+// first segment nothing is a gap: retention and DeleteRecords remove the
+// oldest segments (a crash in the middle leaves their indexes, which Open
+// removes). A read that finds no batch for an offset between the log
+// start offset and the high watermark gets the same error, not "out of
+// range".
+//
+// A sealed segment's indexes are checked in full when first used, once
+// per Open: entries strictly increasing in offset and position, time
+// index timestamps never decreasing, every entry inside the segment, each
+// time index entry naming an offset of the batch beside it; then the
+// batches named by the first, middle and last entries and by the seal
+// entry are read to see that they are where and what the entries say. An
+// index that fails (zeroed bytes read back from a lost page, say) is
+// logged by name and rebuilt from the segment before it answers anything.
+// Verify reports the same damage and writes nothing.
 //
 // After a clean Close, the clean-shutdown marker vouches for the active
 // segment: if its three files still have the sizes the marker records, it

@@ -46,8 +46,10 @@ func (e *MagicError) Error() string {
 func (e *MagicError) Unwrap() error { return ErrInvalidBatch }
 
 // CorruptionError reports stored bytes that are not what was written: a
-// batch whose CRC32C, framing or offset does not check out. Segment is the
-// file path and Offset the byte position in it where the damage was found.
+// batch whose CRC32C, framing or offset does not check out, or offsets no
+// segment holds (a sealed segment missing or cut short: errMissingOffsets).
+// Segment is the file path and Offset the byte position in it where the
+// damage was found, -1 when the file is missing.
 type CorruptionError struct {
 	Segment string
 	Offset  int64
@@ -55,6 +57,9 @@ type CorruptionError struct {
 }
 
 func (e *CorruptionError) Error() string {
+	if e.Offset < 0 {
+		return fmt.Sprintf("log: corruption in %s: %v", e.Segment, e.Err)
+	}
 	return fmt.Sprintf("log: corruption in %s at byte %d: %v", e.Segment, e.Offset, e.Err)
 }
 
@@ -68,4 +73,17 @@ var (
 	errBadOffset   = errors.New("batch base offset does not follow its predecessor")
 	errBadEpoch    = errors.New("partition leader epoch out of range")
 	errBadDelta    = errors.New("negative last offset delta")
+	// errMissingOffsets: offsets below the log end that no segment holds.
+	errMissingOffsets = errors.New("offsets missing")
 )
+
+// missingOffsets reports offsets from..to (to < 0: from there on) that no
+// segment holds; segment is the file that should hold them and pos where
+// its bytes stop (-1: the file is missing).
+func missingOffsets(segment string, pos, from, to int64, why string) *CorruptionError {
+	lost := fmt.Sprintf("%d to %d", from, to)
+	if to < 0 {
+		lost = fmt.Sprintf("%d on", from)
+	}
+	return &CorruptionError{Segment: segment, Offset: pos, Err: fmt.Errorf("%w: %s (%s)", errMissingOffsets, lost, why)}
+}

@@ -139,21 +139,37 @@ func (x *index) entry(i int) ([]byte, error) {
 
 func (x *index) close() error { return x.f.Close() }
 
-// reopen returns the index over x's file after it was replaced by a rename
-// (rebuilt), holding entries entries, and closes x's descriptor.
-func (x *index) reopen(fsys FS, entries int) (*index, error) {
+// reopen points x at its file after the file was replaced by a rename (a
+// rebuilt index) holding entries entries, in place: readers keep their
+// *index. The old descriptor is closed.
+func (x *index) reopen(fsys FS, entries int) error {
+	x.mu.Lock()
+	defer x.mu.Unlock()
 	if sf, ok := x.f.(*segFile); ok {
 		if err := sf.reopen(); err != nil {
-			return nil, fmt.Errorf("reopen index: %w", err)
+			return fmt.Errorf("reopen index: %w", err)
 		}
-		return newIndex(sf, x.path, x.entrySize, entries), nil
+	} else {
+		f, err := fsys.OpenFile(x.path, os.O_RDWR, 0)
+		if err != nil {
+			return fmt.Errorf("reopen index: %w", err)
+		}
+		x.f.Close()
+		x.f = f
 	}
-	f, err := fsys.OpenFile(x.path, os.O_RDWR, 0)
-	if err != nil {
-		return nil, fmt.Errorf("reopen index: %w", err)
+	x.written, x.pending = entries, x.pending[:0]
+	return nil
+}
+
+// readEntries reads entries [from, from+len(buf)/entrySize) of the file
+// into buf with one pread.
+func (x *index) readEntries(from int, buf []byte) error {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	if err := readFull(x.f, buf, int64(from*x.entrySize)); err != nil {
+		return fmt.Errorf("read index %s entries %d..: %w", x.path, from, err)
 	}
-	x.close()
-	return newIndex(f, x.path, x.entrySize, entries), nil
+	return nil
 }
 
 type offsetEntry struct {

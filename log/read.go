@@ -64,6 +64,21 @@ func (l *Log) pin(offset int64, maxBytes int) ([]view, error) {
 	return l.viewsLocked(offset, maxBytes), nil
 }
 
+// findFirst returns the position and header of the batch of v holding
+// offset, which pin found between the log start offset and the high
+// watermark: a segment that does not hold it has lost it (a gap), which is
+// damage, never "out of range" (a consumer would skip ahead).
+func (l *Log) findFirst(v view, r *headerReader, offset int64) (int64, batchHeader, error) {
+	if err := l.checkIndexes(v.s); err != nil {
+		return 0, batchHeader{}, err
+	}
+	pos, h, err := v.s.findBatch(r, offset, v.limit)
+	if err == ErrOffsetOutOfRange {
+		err = missingOffsets(v.s.path, pos, offset, offset, "not in the segment that should hold it")
+	}
+	return pos, h, err
+}
+
 // Ranges returns the batches starting with the whole batch that contains
 // offset, below the high watermark, up to maxBytes (at least one batch).
 // It checks the framing and offsets of the batches it walks, not their
@@ -80,7 +95,7 @@ func (l *Log) Ranges(offset int64, maxBytes int) ([]Range, error) {
 		r := newHeaderReader(v.s.log)
 		pos, expect := int64(0), v.s.base
 		if i == 0 {
-			p, h, err := v.s.findBatch(r, offset, v.limit)
+			p, h, err := l.findFirst(v, r, offset)
 			if err != nil {
 				return nil, err
 			}
@@ -136,7 +151,7 @@ func (l *Log) Read(offset int64, maxBytes int, dst []byte) ([]byte, error) {
 	for i, v := range views {
 		pos, expect := int64(0), v.s.base
 		if i == 0 {
-			p, h, err := v.s.findBatch(newHeaderReader(v.s.log), offset, v.limit)
+			p, h, err := l.findFirst(v, newHeaderReader(v.s.log), offset)
 			if err != nil {
 				return dst[:orig], err
 			}
@@ -270,7 +285,12 @@ func (l *Log) OffsetForTime(ts int64) (offset, maxTimestamp int64, ok bool, err 
 		if v.s == nil {
 			return 0, 0, false, nil
 		}
-		_, h, found, err := v.s.findTime(ts, v.limit)
+		err := l.checkIndexes(v.s)
+		var h batchHeader
+		var found bool
+		if err == nil {
+			_, h, found, err = v.s.findTime(ts, v.limit)
+		}
 		v.s.release()
 		if err != nil {
 			return 0, 0, false, err

@@ -38,6 +38,11 @@ func (l *Log) recover() error {
 			bases = append(bases, base)
 		}
 	}
+	// Indexes without their .log below the first segment are what a crash
+	// in the middle of retention leaves; above it, a .log went missing.
+	if err := l.checkOrphans(names, bases, have); err != nil {
+		return err
+	}
 	// dirty: names were created or removed here, so the folder needs a
 	// sync before the log takes a write.
 	dirty := false
@@ -70,7 +75,7 @@ func (l *Log) recover() error {
 		}
 		l.segs = append(l.segs, s)
 		if i < len(bases)-1 {
-			err = l.loadSealed(s, bases[i+1], i == len(bases)-2)
+			err = l.loadSealed(s, bases[i+1])
 		} else {
 			err = l.openActive(s, clean, cleanOK)
 		}
@@ -128,66 +133,144 @@ func makeDirDurable(fsys FS, dir string) error {
 	return nil
 }
 
-// loadSealed takes a sealed segment's max timestamp from its time index's
-// seal entry after cheap sanity checks of both indexes (of the sizes and
-// the seal entry only, unless newest: the one sealed last); an index that
-// fails them is rebuilt from the segment.
-func (l *Log) loadSealed(s *segment, next int64, newest bool) error {
-	check := checkSealedIndexes
-	if !newest {
-		check = checkSealEntry
+// checkOrphans fails Open when a segment's .log is missing while its
+// .index or .timeindex remains above the first segment (or with no segment
+// at all: retention never removes the active one). Below the first
+// segment they are retention's leftovers, removed by recover.
+func (l *Log) checkOrphans(names []string, bases []int64, have map[string]bool) error {
+	gone := int64(-1)
+	for _, name := range names {
+		stem, suffix, _ := strings.Cut(name, ".")
+		if suffix != indexSuffix[1:] && suffix != timeIndexSuffix[1:] {
+			continue
+		}
+		base, ok := parseSegmentName(stem + logSuffix)
+		if !ok || have[stem+logSuffix] || (len(bases) > 0 && base < bases[0]) {
+			continue
+		}
+		if gone < 0 || base < gone {
+			gone = base
+		}
 	}
-	if err := check(s, next); err != nil {
+	if gone < 0 {
+		return nil
+	}
+	to := int64(-1)
+	for _, b := range bases {
+		if b > gone {
+			to = b - 1
+			break
+		}
+	}
+	logPath, _, _ := segmentPaths(l.dir, gone)
+	return l.damaged(missingOffsets(logPath, -1, gone, to, "segment file missing, its indexes remain"))
+}
+
+// damaged logs the offsets a damaged partition lost and returns ce, which
+// fails Open: the broker takes the partition offline rather than serve
+// around the hole.
+func (l *Log) damaged(ce *CorruptionError) error {
+	l.lg.Error("partition damaged: offsets missing", zap.String("segment", ce.Segment),
+		zap.Int64("position", ce.Offset), zap.Error(ce))
+	return ce
+}
+
+// loadSealed checks a sealed segment whose successor starts at next
+// against it (checkSealedTail: the ends of its files only) and takes its
+// max timestamp from the seal entry. Indexes that disagree are rebuilt
+// from the batches; offsets the segment should hold and does not (empty,
+// cut short, or a segment missing after it) fail Open with a
+// *CorruptionError, before any file is written. The rest of the indexes is
+// checked when first used (Log.checkIndexes).
+func (l *Log) loadSealed(s *segment, next int64) error {
+	if s.size == 0 {
+		return l.damaged(missingOffsets(s.path, 0, s.base, next-1, "sealed segment empty"))
+	}
+	end, err := checkSealedTail(s, next)
+	rebuilt := false
+	switch {
+	case errors.Is(err, errIndex):
 		l.lg.Warn("rebuilding segment indexes", zap.String("segment", s.path), zap.Error(err))
-		if err := l.rebuildIndexes(s, true); err != nil {
+		sc, err := l.scanIndexes(s)
+		if err != nil {
 			return err
 		}
+		switch {
+		case sc.res.err != nil && cutByEnd(s, sc.res.end):
+			return l.damaged(missingOffsets(s.path, sc.res.end, sc.res.next, next-1, "sealed segment cut short inside a batch"))
+		case sc.res.err != nil:
+			end = next // damage inside: its end cannot be known; reads report it
+		default:
+			end = sc.res.next
+		}
+		if end == next {
+			if err := l.writeIndexes(s, sc); err != nil {
+				return err
+			}
+			rebuilt = true
+		}
+	case err != nil:
+		return fmt.Errorf("open segment %d: %w", s.base, err)
+	}
+	if end != next {
+		if end > next {
+			return l.damaged(&CorruptionError{Segment: s.path, Offset: s.size,
+				Err: fmt.Errorf("%w: segment ends at offset %d, past the next segment's base %d", errBadOffset, end, next)})
+		}
+		why := fmt.Sprintf("segment file missing, or %s cut short: it ends at offset %d", s.path, end-1)
+		missing, _, _ := segmentPaths(l.dir, end)
+		return l.damaged(missingOffsets(missing, -1, end, next-1, why))
 	}
 	b, err := s.tidx.entry(s.tidx.len() - 1)
 	if err != nil {
 		return err
 	}
 	seal := decodeTimeEntry(b)
-	s.maxTs, s.maxTsOffset = seal.Timestamp, s.base+int64(seal.Rel)
-	if s.size == 0 {
-		s.maxTs, s.maxTsOffset = -1, -1
-	}
+	s.maxTs, s.maxTsOffset, s.next = seal.Timestamp, s.base+int64(seal.Rel), next
+	s.idxUnchecked.Store(!rebuilt)
 	return nil
 }
 
-func checkSealedIndexes(s *segment, next int64) error {
-	idxBytes, tidxBytes, err := s.indexFileBytes()
-	if err != nil {
+// cutByEnd says whether the frame at pos runs past the end of s: the
+// segment was cut short there (or its length field is damaged, which
+// hides the rest of the segment just as well).
+func cutByEnd(s *segment, pos int64) bool {
+	if s.size-pos < batchHeaderSize {
+		return true
+	}
+	h, err := newHeaderReader(s.log).header(pos, s.size)
+	return (err == nil || errors.Is(err, errBatchLength)) && pos+h.Size > s.size
+}
+
+// checkIndexes checks the indexes of a sealed segment found at Open in
+// full (checkIndexEntries) before their first use, once, and rebuilds them
+// from the segment when they disagree with it: an index read as truth
+// where it is wrong makes a time lookup skip records. A failure to read
+// them (EMFILE) fails this call only; the next one checks again.
+func (l *Log) checkIndexes(s *segment) error {
+	if !s.idxUnchecked.Load() {
+		return nil
+	}
+	s.idxMu.Lock()
+	defer s.idxMu.Unlock()
+	if !s.idxUnchecked.Load() {
+		return nil
+	}
+	err := checkIndexEntries(s, s.next)
+	if err != nil && !errors.Is(err, errIndex) {
 		return err
 	}
-	span := next - s.base
-	switch {
-	case s.size == 0 || span <= 0:
-		return errors.New("empty sealed segment")
-	case idxBytes%offsetEntrySize != 0 || idxBytes == 0:
-		return fmt.Errorf("offset index of %d bytes", idxBytes)
-	case tidxBytes%timeEntrySize != 0 || tidxBytes == 0:
-		return fmt.Errorf("time index of %d bytes", tidxBytes)
-	}
-	first, err := s.idx.entry(0)
 	if err != nil {
-		return err
+		l.lg.Warn("rebuilding segment indexes", zap.String("segment", s.path), zap.Error(err))
+		sc, err := l.scanIndexes(s)
+		if err != nil {
+			return err
+		}
+		if err := l.writeIndexes(s, sc); err != nil {
+			return err
+		}
 	}
-	last, err := s.idx.entry(s.idx.len() - 1)
-	if err != nil {
-		return err
-	}
-	f, e := decodeOffsetEntry(first), decodeOffsetEntry(last)
-	if f.Rel != 0 || f.Pos != 0 || int64(e.Rel) >= span || int64(e.Pos) >= s.size || e.Rel < f.Rel || e.Pos < f.Pos {
-		return errors.New("offset index entries out of range")
-	}
-	b, err := s.tidx.entry(s.tidx.len() - 1)
-	if err != nil {
-		return err
-	}
-	if seal := decodeTimeEntry(b); int64(seal.Rel) >= span {
-		return errors.New("time index seal entry out of range")
-	}
+	s.idxUnchecked.Store(false)
 	return nil
 }
 
@@ -345,55 +428,63 @@ func isCorruption(err error) bool {
 		errors.Is(err, errBadDelta)
 }
 
-// rebuildIndexes rewrites both indexes of s from its batches (headers
-// only: sealed data is CRC-checked when read), through temporary files
-// renamed into place. A sealed segment gets its seal entry.
-func (l *Log) rebuildIndexes(s *segment, sealed bool) error {
-	var idx, tidx []byte
-	maxTs, maxTsOffset, since := int64(-1), int64(-1), l.cfg.IndexIntervalBytes
-	res := scanBatches(s.log, 0, s.size, s.base, l.cfg.LeaderEpoch, false, func(h batchHeader, at int64) error {
-		if maxTsOffset < 0 || h.MaxTimestamp > maxTs {
-			maxTs, maxTsOffset = h.MaxTimestamp, h.lastOffset()
+// indexScan is what a walk over a segment's batches (headers only)
+// gives to rebuild its indexes.
+type indexScan struct {
+	idx, tidx          []byte // the entries, the seal entry included
+	maxTs, maxTsOffset int64
+	res                scanResult
+}
+
+// scanIndexes walks the batches of sealed segment s (headers only: sealed
+// data is CRC-checked when read) and builds its indexes with the seal
+// entry. A walk that stops on bad bytes is in res.err; an I/O failure is
+// returned.
+func (l *Log) scanIndexes(s *segment) (indexScan, error) {
+	sc := indexScan{maxTs: -1, maxTsOffset: -1}
+	since := l.cfg.IndexIntervalBytes
+	sc.res = scanBatches(s.log, 0, s.size, s.base, l.cfg.LeaderEpoch, false, func(h batchHeader, at int64) error {
+		if sc.maxTsOffset < 0 || h.MaxTimestamp > sc.maxTs {
+			sc.maxTs, sc.maxTsOffset = h.MaxTimestamp, h.lastOffset()
 		}
 		if since >= l.cfg.IndexIntervalBytes {
-			idx = append(idx, encodeOffsetEntry(offsetEntry{Rel: uint32(h.BaseOffset - s.base), Pos: uint32(at)})...)
-			tidx = append(tidx, encodeTimeEntry(timeEntry{Timestamp: maxTs, Rel: uint32(h.lastOffset() - s.base)})...)
+			sc.idx = append(sc.idx, encodeOffsetEntry(offsetEntry{Rel: uint32(h.BaseOffset - s.base), Pos: uint32(at)})...)
+			sc.tidx = append(sc.tidx, encodeTimeEntry(timeEntry{Timestamp: sc.maxTs, Rel: uint32(h.lastOffset() - s.base)})...)
 			since = 0
 		}
 		since += int(h.Size)
 		return nil
 	})
-	if res.err != nil {
-		l.lg.Error("segment damaged; indexes cover the batches before the damage",
-			zap.String("segment", s.path), zap.Int64("position", res.end), zap.Error(res.err))
+	if sc.res.err != nil && !isCorruption(sc.res.err) {
+		return sc, fmt.Errorf("rebuild indexes of segment %d: %w", s.base, sc.res.err)
 	}
-	if res.batches == 0 {
-		maxTsOffset = s.base
+	seal := sc.maxTsOffset
+	if sc.res.batches == 0 {
+		seal = s.base
 	}
-	if sealed {
-		tidx = append(tidx, encodeTimeEntry(timeEntry{Timestamp: maxTs, Rel: uint32(maxTsOffset - s.base)})...)
-	}
-	for _, x := range []**index{&s.idx, &s.tidx} {
-		entries := idx
-		if *x == s.tidx {
-			entries = tidx
-		}
-		next, err := l.replaceIndex(*x, entries)
-		if err != nil {
-			return err // *x stays open, for the caller's release
-		}
-		*x = next
-	}
-	return nil
+	sc.tidx = append(sc.tidx, encodeTimeEntry(timeEntry{Timestamp: sc.maxTs, Rel: uint32(seal - s.base)})...)
+	return sc, nil
 }
 
-// replaceIndex writes entries as old's file, durably, and returns the new
-// index in place of old, which it closes.
-func (l *Log) replaceIndex(old *index, entries []byte) (*index, error) {
-	if err := durable.WriteFile(l.fs, old.path, entries, 0o644); err != nil {
-		return nil, fmt.Errorf("rebuild index: %w", err)
+// writeIndexes replaces both indexes of sealed segment s with the ones sc
+// built, durably, in place: readers keep their *index.
+func (l *Log) writeIndexes(s *segment, sc indexScan) error {
+	if sc.res.err != nil {
+		l.lg.Error("segment damaged; indexes cover the batches before the damage",
+			zap.String("segment", s.path), zap.Int64("position", sc.res.end), zap.Error(sc.res.err))
 	}
-	return old.reopen(l.fs, len(entries)/old.entrySize)
+	if err := l.replaceIndex(s.idx, sc.idx); err != nil {
+		return err
+	}
+	return l.replaceIndex(s.tidx, sc.tidx)
+}
+
+// replaceIndex writes entries as x's file, durably, and points x at it.
+func (l *Log) replaceIndex(x *index, entries []byte) error {
+	if err := durable.WriteFile(l.fs, x.path, entries, 0o644); err != nil {
+		return fmt.Errorf("rebuild index: %w", err)
+	}
+	return x.reopen(l.fs, len(entries)/x.entrySize)
 }
 
 func readLogStart(fsys FS, dir string) (int64, error) {

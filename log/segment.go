@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -64,6 +65,13 @@ type segment struct {
 
 	// The writer's own state for the active segment.
 	bytesSinceIndex int
+
+	// A sealed segment found at Open: next is the offset after its last
+	// batch, and its indexes are checked in full against it when first
+	// used (Log.checkIndexes, under idxMu) while idxUnchecked is set.
+	next         int64
+	idxMu        sync.Mutex
+	idxUnchecked atomic.Bool
 }
 
 func segmentPaths(dir string, base int64) (logPath, idxPath, tidxPath string) {
@@ -225,30 +233,185 @@ func (s *segment) indexFileBytes() (idx, tidx int64, err error) {
 	return idx, tidx, err
 }
 
-// checkSealEntry is the check at Open of a sealed segment older than the
-// newest: the index sizes (by stat) and the seal entry, the one entry Open
-// needs. A wrong offset index entry does no harm later: findBatch checks
-// the batch an entry names and walks from the start when it is wrong.
-func checkSealEntry(s *segment, next int64) error {
-	idxBytes, tidxBytes, err := s.indexFileBytes()
-	if err != nil {
-		return err
+// errIndex is the reason an index disagrees with its segment.
+var errIndex = errors.New("index disagrees with its segment")
+
+func indexErr(x *index, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", errIndex, x.path, fmt.Sprintf(format, args...))
+}
+
+// checkSealedTail is the check at Open of a sealed segment whose successor
+// starts at next, reading only the ends of its files: the index sizes, the
+// last offset index entry, the last two time index entries (the last
+// indexed batch's and the seal entry) and the batches from the last
+// indexed one to the end of the segment. It returns the offset after the
+// last batch; an error wrapping errIndex means the indexes disagree with
+// the batches (or the segment was cut before its last index entry), any
+// other error is I/O.
+func checkSealedTail(s *segment, next int64) (end int64, err error) {
+	var sizes [2]int64
+	for i, x := range []*index{s.idx, s.tidx} {
+		sizes[i], err = x.f.Size()
+		if errors.Is(err, fs.ErrNotExist) {
+			return 0, indexErr(x, "missing")
+		}
+		if err != nil {
+			return 0, err
+		}
 	}
+	idxBytes, tidxBytes := sizes[0], sizes[1]
+	n := int(idxBytes / offsetEntrySize)
+	switch {
+	case idxBytes%offsetEntrySize != 0 || n == 0:
+		return 0, indexErr(s.idx, "%d bytes", idxBytes)
+	case tidxBytes%timeEntrySize != 0 || tidxBytes/timeEntrySize != int64(n)+1:
+		return 0, indexErr(s.tidx, "%d bytes, want %d entries and the seal entry", tidxBytes, n)
+	}
+	var ob [offsetEntrySize]byte
+	if err := s.idx.readEntries(n-1, ob[:]); err != nil {
+		return 0, err
+	}
+	var tb [2 * timeEntrySize]byte
+	if err := s.tidx.readEntries(n-1, tb[:]); err != nil {
+		return 0, err
+	}
+	last, lastT, seal := decodeOffsetEntry(ob[:]), decodeTimeEntry(tb[:]), decodeTimeEntry(tb[timeEntrySize:])
 	span := next - s.base
 	switch {
-	case s.size == 0 || span <= 0:
-		return errors.New("empty sealed segment")
-	case idxBytes%offsetEntrySize != 0 || idxBytes == 0:
-		return fmt.Errorf("offset index of %d bytes", idxBytes)
-	case tidxBytes%timeEntrySize != 0 || tidxBytes == 0:
-		return fmt.Errorf("time index of %d bytes", tidxBytes)
+	case n > 1 && (last.Rel == 0 || last.Pos == 0):
+		return 0, indexErr(s.idx, "last of %d entries names the first batch", n)
+	case int64(last.Pos) >= s.size:
+		return 0, indexErr(s.idx, "last entry at byte %d, segment of %d bytes", last.Pos, s.size)
+	case lastT.Rel < last.Rel:
+		return 0, indexErr(s.tidx, "entry %d names offset %d, before its batch at %d", n-1, s.base+int64(lastT.Rel), s.base+int64(last.Rel))
+	case int64(last.Rel) >= span, int64(lastT.Rel) >= span, int64(seal.Rel) >= span:
+		return 0, indexErr(s.tidx, "entries past offset %d, where the next segment starts", next)
 	}
-	b, err := s.tidx.entry(s.tidx.len() - 1)
+	// Walk from the last indexed batch: it must be the one both last
+	// entries name, and the seal entry must hold the segment's largest
+	// max timestamp and the last offset of the first batch carrying it.
+	maxTs, maxTsOffset, first := lastT.Timestamp, int64(-1), true
+	res := scanBatches(s.log, int64(last.Pos), s.size, s.base+int64(last.Rel), 0, false, func(h batchHeader, _ int64) error {
+		if first {
+			first = false
+			if h.lastOffset() != s.base+int64(lastT.Rel) || h.MaxTimestamp > lastT.Timestamp {
+				return indexErr(s.tidx, "entry %d does not match the batch at offset %d", n-1, h.BaseOffset)
+			}
+			return nil
+		}
+		if h.MaxTimestamp > maxTs {
+			maxTs, maxTsOffset = h.MaxTimestamp, h.lastOffset()
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(res.err, errIndex):
+		return 0, res.err
+	case res.err != nil && !isCorruption(res.err):
+		return 0, res.err
+	case res.err != nil:
+		// The entry names no batch, or the batches after it are cut:
+		// the full scan of the rebuild tells which.
+		return 0, indexErr(s.idx, "batches from the last entry: %v", res.err)
+	case seal.Timestamp != maxTs,
+		maxTsOffset >= 0 && s.base+int64(seal.Rel) != maxTsOffset,
+		maxTsOffset < 0 && seal.Rel > lastT.Rel:
+		return 0, indexErr(s.tidx, "seal entry (%d, %d) disagrees with the batches", seal.Timestamp, s.base+int64(seal.Rel))
+	}
+	return res.next, nil
+}
+
+// indexCheckChunk is how many entries of each index checkIndexEntries
+// reads at a time.
+const indexCheckChunk = 4096
+
+// checkIndexEntries checks both indexes of sealed segment s, whose
+// successor starts at next, in full and cheaply against its batches:
+// entries strictly increasing in offset and position (and, in the time
+// index, never decreasing in timestamp), within the segment, each time
+// entry naming an offset of the batch its offset entry names; then the
+// batches named by the first, middle and last entries and by the seal
+// entry are read to see that they are where and what the entries say. An
+// error wrapping errIndex is a disagreement; any other error is I/O.
+func checkIndexEntries(s *segment, next int64) error {
+	n, m := s.idx.len(), s.tidx.len()
+	if n == 0 || m != n+1 {
+		return indexErr(s.tidx, "%d entries for %d offset index entries, want one more", m, n)
+	}
+	span := next - s.base
+	obuf := make([]byte, min(n, indexCheckChunk)*offsetEntrySize)
+	tbuf := make([]byte, min(m, indexCheckChunk)*timeEntrySize)
+	var prev offsetEntry
+	var prevT timeEntry
+	for from := 0; from < m; from += indexCheckChunk {
+		k := min(m-from, indexCheckChunk)
+		if err := s.tidx.readEntries(from, tbuf[:k*timeEntrySize]); err != nil {
+			return err
+		}
+		ko := min(n-from, k)
+		if err := s.idx.readEntries(from, obuf[:ko*offsetEntrySize]); err != nil {
+			return err
+		}
+		for i := 0; i < k; i++ {
+			j := from + i
+			te := decodeTimeEntry(tbuf[i*timeEntrySize:])
+			if int64(te.Rel) >= span {
+				return indexErr(s.tidx, "entry %d names offset %d, past the segment", j, s.base+int64(te.Rel))
+			}
+			if j > 0 && te.Timestamp < prevT.Timestamp {
+				return indexErr(s.tidx, "entry %d: timestamp %d below the one before, %d", j, te.Timestamp, prevT.Timestamp)
+			}
+			if j == n { // the seal entry
+				break
+			}
+			oe := decodeOffsetEntry(obuf[i*offsetEntrySize:])
+			switch {
+			case j == 0 && (oe.Rel != 0 || oe.Pos != 0):
+				return indexErr(s.idx, "first entry (%d, %d), want the segment's first batch", oe.Rel, oe.Pos)
+			case j > 0 && (oe.Rel <= prevT.Rel || oe.Pos <= prev.Pos):
+				return indexErr(s.idx, "entry %d (offset %d, byte %d) does not follow the one before", j, s.base+int64(oe.Rel), oe.Pos)
+			case int64(oe.Pos) >= s.size:
+				return indexErr(s.idx, "entry %d at byte %d, segment of %d bytes", j, oe.Pos, s.size)
+			case te.Rel < oe.Rel:
+				return indexErr(s.tidx, "entry %d names offset %d, before its batch at %d", j, s.base+int64(te.Rel), s.base+int64(oe.Rel))
+			}
+			prev, prevT = oe, te
+		}
+	}
+	// Spot checks against the batches.
+	r := newHeaderReader(s.log)
+	for _, j := range []int{0, n / 2, n - 1} {
+		ob, err := s.idx.entry(j)
+		if err != nil {
+			return err
+		}
+		tb, err := s.tidx.entry(j)
+		if err != nil {
+			return err
+		}
+		oe, te := decodeOffsetEntry(ob), decodeTimeEntry(tb)
+		h, err := r.header(int64(oe.Pos), s.size)
+		if err != nil && !isCorruption(err) {
+			return err
+		}
+		switch {
+		case err != nil || h.BaseOffset != s.base+int64(oe.Rel):
+			return indexErr(s.idx, "entry %d: no batch at offset %d at byte %d", j, s.base+int64(oe.Rel), oe.Pos)
+		case h.lastOffset() != s.base+int64(te.Rel) || h.MaxTimestamp > te.Timestamp || (j == 0 && h.MaxTimestamp != te.Timestamp):
+			return indexErr(s.tidx, "entry %d (%d, %d) disagrees with the batch at offset %d", j, te.Timestamp, s.base+int64(te.Rel), h.BaseOffset)
+		}
+	}
+	b, err := s.tidx.entry(n)
 	if err != nil {
 		return err
 	}
-	if seal := decodeTimeEntry(b); int64(seal.Rel) >= span {
-		return errors.New("time index seal entry out of range")
+	seal := decodeTimeEntry(b)
+	_, h, err := s.findBatch(r, s.base+int64(seal.Rel), s.size)
+	if err != nil && !isCorruption(err) && err != ErrOffsetOutOfRange {
+		return err
+	}
+	if err != nil || h.lastOffset() != s.base+int64(seal.Rel) || h.MaxTimestamp != seal.Timestamp {
+		return indexErr(s.tidx, "seal entry (%d, %d) names no batch with that max timestamp", seal.Timestamp, s.base+int64(seal.Rel))
 	}
 	return nil
 }

@@ -4,6 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
 	"time"
 )
 
@@ -51,12 +54,14 @@ func verifyFS(fsys FS, dir string, live bool) (*InFlight, error) {
 		return nil, fmt.Errorf("verify: %w", err)
 	}
 	var bases []int64
+	have := map[string]bool{}
 	for _, name := range names {
+		have[name] = true
 		if base, ok := parseSegmentName(name); ok {
 			bases = append(bases, base)
 		}
 	}
-	var errs []error
+	errs, gone := missingSegments(dir, names, bases, have)
 	var inFlight *InFlight
 	const maxEpoch = 1<<31 - 1 // the epoch bound is the open log's business
 	for i, base := range bases {
@@ -70,17 +75,45 @@ func verifyFS(fsys FS, dir string, live bool) (*InFlight, error) {
 		}
 		sealed := i < len(bases)-1
 		var segErrs []error
-		segErrs, inFlight = verifySegment(s, sealed, bases, i, maxEpoch, live && !sealed)
+		segErrs, inFlight = verifySegment(s, sealed, bases, i, maxEpoch, live && !sealed, gone)
 		errs = append(errs, segErrs...)
 		s.release()
 	}
 	return inFlight, errors.Join(errs...)
 }
 
+// missingSegments reports each segment whose .log is missing while its
+// .index or .timeindex remains above the first segment (below it, they
+// are what a crash in the middle of retention leaves, which Open removes),
+// and returns their bases.
+func missingSegments(dir string, names []string, bases []int64, have map[string]bool) ([]error, map[int64]bool) {
+	var errs []error
+	gone := map[int64]bool{}
+	for _, name := range names {
+		stem, suffix, _ := strings.Cut(name, ".")
+		if suffix != indexSuffix[1:] && suffix != timeIndexSuffix[1:] {
+			continue
+		}
+		base, ok := parseSegmentName(stem + logSuffix)
+		if !ok || have[stem+logSuffix] || gone[base] || (len(bases) > 0 && base < bases[0]) {
+			continue
+		}
+		gone[base] = true
+		to := int64(-1)
+		if k := sort.Search(len(bases), func(k int) bool { return bases[k] > base }); k < len(bases) {
+			to = bases[k] - 1
+		}
+		logPath, _, _ := segmentPaths(dir, base)
+		errs = append(errs, missingOffsets(logPath, -1, base, to, "segment file missing, its indexes remain"))
+	}
+	return errs, gone
+}
+
 // verifySegment checks one segment opened read-only; it writes nothing, so
 // a missing index is reported, not recreated. live is for the active
-// segment of a running log (VerifyLive).
-func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32, live bool) ([]error, *InFlight) {
+// segment of a running log (VerifyLive); gone holds the bases of segments
+// missingSegments reported.
+func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32, live bool, gone map[int64]bool) ([]error, *InFlight) {
 	var errs []error
 	_, idxAbsent := s.idx.f.(absentFile)
 	_, tidxAbsent := s.tidx.f.(absentFile)
@@ -136,7 +169,12 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 	if live {
 		inFlight = liveTail(s, &res, maxEpoch, check)
 	}
-	if res.err != nil {
+	switch {
+	case sealed && s.size == 0:
+		errs = append(errs, missingOffsets(s.path, 0, s.base, bases[i+1]-1, "sealed segment empty"))
+	case sealed && res.err != nil && isCorruption(res.err) && cutByEnd(s, res.end):
+		errs = append(errs, missingOffsets(s.path, res.end, res.next, bases[i+1]-1, "sealed segment cut short inside a batch"))
+	case res.err != nil:
 		errs = append(errs, s.corruption(res.end, res.err))
 	}
 	want := len(idx)
@@ -153,8 +191,16 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 		errs = append(errs, fmt.Errorf("%s: %d of %d entries do not name a batch", s.idx.path, want-matched, want))
 	}
 	if sealed {
-		if res.err == nil && res.next != bases[i+1] {
-			errs = append(errs, s.corruption(res.end, fmt.Errorf("segment ends at offset %d, next segment starts at %d", res.next, bases[i+1])))
+		next := bases[i+1]
+		switch {
+		case res.err != nil || s.size == 0 || gone[res.next]:
+			// Reported above.
+		case res.next < next:
+			missing, _, _ := segmentPaths(filepath.Dir(s.path), res.next)
+			why := fmt.Sprintf("segment file missing, or %s cut short: it ends at offset %d", s.path, res.next-1)
+			errs = append(errs, missingOffsets(missing, -1, res.next, next-1, why))
+		case res.next > next:
+			errs = append(errs, s.corruption(res.end, fmt.Errorf("%w: segment ends at offset %d, past the next segment's base %d", errBadOffset, res.next, next)))
 		}
 		want := len(idx) + 1
 		if tidxAbsent || idxAbsent {

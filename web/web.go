@@ -57,27 +57,27 @@ type Route struct {
 // Config is the listeners and their limits.
 type Config struct {
 	// Addr is the public HOST:PORT.
-	Addr string
+	Addr string `yaml:"http.listener"`
 	// AdminAddr is the HOST:PORT for the profiler; empty means none. Keep
 	// it on loopback: a CPU profile or goroutine dump is for operators.
-	AdminAddr string
+	AdminAddr string `yaml:"admin.listener"`
 	// ReadHeaderTimeout bounds reading a request's header (slowloris).
-	ReadHeaderTimeout time.Duration
+	ReadHeaderTimeout time.Duration `yaml:"http.read.header.timeout.ms"`
 	// ReadTimeout bounds reading a whole request, body included.
-	ReadTimeout time.Duration
+	ReadTimeout time.Duration `yaml:"http.read.timeout.ms"`
 	// WriteTimeout bounds writing a response; a handler may lift it for
 	// its own request (see the package doc). Not applied on the admin
 	// listener, where a CPU profile or trace runs as long as asked.
-	WriteTimeout time.Duration
+	WriteTimeout time.Duration `yaml:"http.write.timeout.ms"`
 	// IdleTimeout closes keep-alive connections idle this long.
-	IdleTimeout time.Duration
+	IdleTimeout time.Duration `yaml:"http.idle.timeout.ms"`
 	// MaxHeaderBytes bounds a request's header.
-	MaxHeaderBytes int
+	MaxHeaderBytes int `yaml:"http.max.header.bytes"`
 	// MaxConnections bounds the public listener's open connections, and so
 	// its file descriptors. At the limit a new connection closes the one
 	// that has gone longest without moving a byte (see limitListener).
 	// http.max.connections; 0 means DefaultMaxConnections.
-	MaxConnections int
+	MaxConnections int `yaml:"http.max.connections"`
 }
 
 // DefaultMaxConnections is http.max.connections: far below the usual 1024
@@ -103,24 +103,27 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	var errs []error
 	if _, _, err := net.SplitHostPort(c.Addr); err != nil {
-		errs = append(errs, fmt.Errorf("web: http %q: %w", c.Addr, err))
+		errs = append(errs, fmt.Errorf("http.listener %q: %w", c.Addr, err))
 	}
 	if c.AdminAddr != "" {
 		if _, _, err := net.SplitHostPort(c.AdminAddr); err != nil {
-			errs = append(errs, fmt.Errorf("web: admin http %q: %w", c.AdminAddr, err))
+			errs = append(errs, fmt.Errorf("admin.listener %q: %w", c.AdminAddr, err))
 		}
 	}
-	for name, d := range map[string]time.Duration{"read header timeout": c.ReadHeaderTimeout,
-		"read timeout": c.ReadTimeout, "write timeout": c.WriteTimeout, "idle timeout": c.IdleTimeout} {
-		if d <= 0 {
-			errs = append(errs, fmt.Errorf("web: %s %v: must be positive", name, d))
+	for _, t := range []struct {
+		name string
+		d    time.Duration
+	}{{"http.read.header.timeout.ms", c.ReadHeaderTimeout}, {"http.read.timeout.ms", c.ReadTimeout},
+		{"http.write.timeout.ms", c.WriteTimeout}, {"http.idle.timeout.ms", c.IdleTimeout}} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s %v: must be positive", t.name, t.d))
 		}
 	}
 	if c.MaxHeaderBytes <= 0 {
-		errs = append(errs, fmt.Errorf("web: max header bytes %d: must be positive", c.MaxHeaderBytes))
+		errs = append(errs, fmt.Errorf("http.max.header.bytes %d: must be positive", c.MaxHeaderBytes))
 	}
 	if c.MaxConnections < 0 {
-		errs = append(errs, fmt.Errorf("web: http.max.connections %d: must be positive (0: %d)", c.MaxConnections, DefaultMaxConnections))
+		errs = append(errs, fmt.Errorf("http.max.connections %d: must be positive (0: %d)", c.MaxConnections, DefaultMaxConnections))
 	}
 	return errors.Join(errs...)
 }

@@ -162,8 +162,8 @@ func TestHandleErrors(t *testing.T) {
 func TestConfigValidate(t *testing.T) {
 	cfg := Config{Addr: "nowhere", AdminAddr: "also-nowhere"}
 	err := cfg.Validate()
-	for _, want := range []string{`http "nowhere"`, `admin http "also-nowhere"`, "read header timeout",
-		"read timeout", "write timeout", "idle timeout", "max header bytes"} {
+	for _, want := range []string{`http.listener "nowhere"`, `admin.listener "also-nowhere"`, "http.read.header.timeout.ms",
+		"http.read.timeout.ms", "http.write.timeout.ms", "http.idle.timeout.ms", "http.max.header.bytes"} {
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%v does not name %s", err, want)
 		}
@@ -195,4 +195,3 @@ func TestAdminAddressTaken(t *testing.T) {
 		t.Fatalf("public %v admin %v", s.Addr(), s.AdminAddr())
 	}
 }
-

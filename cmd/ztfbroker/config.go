@@ -34,6 +34,8 @@ type serveConfig struct {
 	Broker   broker.Config
 	Groups   broker.GroupConfig
 	Listener protocol.Config
+	// Web is the public HTTP listener (http.*) and the admin one.
+	Web      web.Config
 	Packager packagerSection
 	Archive  archive.Config
 }
@@ -41,12 +43,8 @@ type serveConfig struct {
 // processSection is the process's own settings.
 type processSection struct {
 	DataDir   string `yaml:"data.dir"`
-	HTTP      string `yaml:"http.listener"`
-	AdminHTTP string `yaml:"admin.listener"` // pprof; empty: none
-	// HTTPMaxConnections bounds the public web listener's connections.
-	HTTPMaxConnections int    `yaml:"http.max.connections"`
-	LogLevel           string `yaml:"log.level"`
-	LogFormat          string `yaml:"log.format"`
+	LogLevel  string `yaml:"log.level"`
+	LogFormat string `yaml:"log.format"`
 	// MemoryBudget is what the whole process may hold, caches included;
 	// see memoryPlan.
 	MemoryBudget int64 `yaml:"memory.budget.bytes"`
@@ -106,18 +104,16 @@ func (f *settingFlags) setAny(v string) error {
 func defaultServeConfig() serveConfig {
 	cfg := serveConfig{
 		processSection: processSection{
-			DataDir:            "./data",
-			HTTP:               "0.0.0.0:8080",
-			AdminHTTP:          "127.0.0.1:8081",
-			HTTPMaxConnections: web.DefaultMaxConnections,
-			LogLevel:           "info",
-			LogFormat:          "json",
-			MemoryBudget:       defaultMemoryBudget,
+			DataDir:      "./data",
+			LogLevel:     "info",
+			LogFormat:    "json",
+			MemoryBudget: defaultMemoryBudget,
 		},
 		Listeners: []listenerSection{{Name: "PLAINTEXT", Listen: "0.0.0.0:9092"}},
 		Broker:    broker.DefaultConfig(),
 		Groups:    broker.DefaultGroupConfig(),
 		Listener:  protocol.DefaultConfig(),
+		Web:       web.DefaultConfig(),
 		Archive:   archive.DefaultConfig(),
 	}
 	// Out of the box the packager simulates a night, so that a newcomer sees
@@ -169,6 +165,7 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	// Each section takes its own names; what is left is the broker's.
 	errs = append(errs, applyTagged(&cfg.processSection, set.takeKeys(taggedNames(processSection{})...))...)
 	errs = append(errs, applyTagged(&cfg.Listener, set.takeKeys(taggedNames(protocol.Config{})...))...)
+	errs = append(errs, applyTagged(&cfg.Web, set.takeKeys(taggedNames(web.Config{})...))...)
 	errs = append(errs, leftover("packager.", set.take("packager."), func(m map[string]string) []error {
 		return applyTagged(&cfg.Packager, m)
 	})...)
@@ -191,8 +188,8 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 		errs = append(errs, fmt.Errorf("log.format %q: want json or console", cfg.LogFormat))
 	}
 	errs = append(errs, checkListeners(cfg.Listeners)...)
-	if cfg.HTTP == "" {
-		errs = append(errs, errors.New("http.listener: empty"))
+	if err := cfg.Web.Validate(); err != nil {
+		errs = append(errs, err)
 	}
 	plan, err := planMemory(cfg.MemoryBudget)
 	if err != nil {

@@ -109,7 +109,9 @@ func TestEverySettingIsSettable(t *testing.T) {
 		{"packager.source.simulate.interval.ms", "250", func(c serveConfig) any { return c.Packager.Source.Simulate.Interval }, 250 * time.Millisecond},
 		{"packager.bootstrap", "a:1,b:2", func(c serveConfig) any { return c.Packager.Bootstrap }, []string{"a:1", "b:2"}},
 		{"archive.programs", "2", func(c serveConfig) any { return c.Archive.Programs }, []int{2}},
-		{"admin.listener", "", func(c serveConfig) any { return c.AdminHTTP }, ""},
+		{"http.write.timeout.ms", "5000", func(c serveConfig) any { return c.Web.WriteTimeout }, 5 * time.Second},
+		{"http.max.connections", "9", func(c serveConfig) any { return c.Web.MaxConnections }, 9},
+		{"admin.listener", "", func(c serveConfig) any { return c.Web.AdminAddr }, ""},
 		{"memory.budget.bytes", "536870912", func(c serveConfig) any { return c.Memory.HistoryCache }, int64(64 << 20)},
 	}
 	for _, tc := range cases {

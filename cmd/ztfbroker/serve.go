@@ -98,9 +98,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		}
 		defer kafkaLns[i].Close() // owned by the server once serving; closing again is harmless
 	}
-	webCfg := web.DefaultConfig()
-	webCfg.Addr, webCfg.AdminAddr, webCfg.MaxConnections = cfg.HTTP, cfg.AdminHTTP, cfg.HTTPMaxConnections
-	site, err := web.New(webCfg, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), logger.Named("http"))
+	site, err := web.New(cfg.Web, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), logger.Named("http"))
 	if err != nil {
 		return err
 	}

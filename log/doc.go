@@ -173,13 +173,13 @@
 // boundary), or followed by a base past its end (a segment file deleted),
 // or an .index or .timeindex whose .log is missing above the first
 // segment, fails Open with a *CorruptionError (errMissingOffsets) naming
-// the file and the offsets lost, logged, and nothing is written: the
-// broker takes that partition offline and serves the others. Below the
-// first segment nothing is a gap: retention and DeleteRecords remove the
-// oldest segments (a crash in the middle leaves their indexes, which Open
-// removes). A read that finds no batch for an offset between the log
-// start offset and the high watermark gets the same error, not "out of
-// range".
+// the file and the offsets lost, and logged; the damaged files are left
+// as found. The broker takes that partition offline and serves the
+// others. Below the first segment nothing is a gap: retention and
+// DeleteRecords remove the oldest segments (a crash in the middle leaves
+// their indexes, which Open removes). A read that finds no batch for an
+// offset between the log start offset and the high watermark gets the
+// same error, not "out of range".
 //
 // A sealed segment's indexes are checked in full when first used, once
 // per Open: entries strictly increasing in offset and position, time

@@ -353,7 +353,7 @@ func TestRetentionRemovedSegmentsNoGap(t *testing.T) {
 // never the next segment's data nor "out of range" (which a consumer
 // answers by skipping ahead).
 func TestReadInGapIsCorruption(t *testing.T) {
-	fsys, hs, bases := damagedLog(t)
+	fsys, _, bases := damagedLog(t)
 	l := openT(t, fsys, damageDir, damageCfg)
 	defer l.Close()
 	// Take segment 2 out of the list as if its file had gone unnoticed.
@@ -370,7 +370,6 @@ func TestReadInGapIsCorruption(t *testing.T) {
 			t.Fatalf("ranges %d in the gap: %v, want a *CorruptionError", off, err)
 		}
 	}
-	_ = hs
 }
 
 // Verify reports an index that disagrees with its segment, and writes

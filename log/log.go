@@ -377,9 +377,12 @@ func (l *Log) rollLocked() error {
 	if err := l.syncSegment(old); err != nil {
 		return l.fail(fmt.Errorf("sync segment %d: %w", old.base, err))
 	}
-	seal := timeEntry{Timestamp: old.maxTs, Rel: uint32(old.maxTsOffset - old.base)}
-	if err := old.tidx.add(encodeTimeEntry(seal)); err != nil {
-		return l.indexFailed(err)
+	if !old.sealAdded {
+		seal := timeEntry{Timestamp: old.maxTs, Rel: uint32(old.maxTsOffset - old.base)}
+		if err := old.tidx.add(encodeTimeEntry(seal)); err != nil {
+			return l.indexFailed(err)
+		}
+		old.sealAdded = true
 	}
 	if err := old.idx.sync(); err != nil {
 		return l.indexFailed(err)

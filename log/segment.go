@@ -65,6 +65,9 @@ type segment struct {
 
 	// The writer's own state for the active segment.
 	bytesSinceIndex int
+	// sealAdded: the roll appended the seal entry to the time index; a
+	// roll retried after a transient error must not append a second one.
+	sealAdded bool
 
 	// A sealed segment found at Open: next is the offset after its last
 	// batch, and its indexes are checked in full against it when first

@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"os"
 	"sync"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -127,6 +128,23 @@ func TestTransientWriteErrorsAreNotSticky(t *testing.T) {
 				}
 			}
 			check(l)
+			if tc.segBytes > 0 {
+				// A roll retried after the refusal seals its segment
+				// once: one seal entry more in the time index than
+				// entries in the offset index, never two.
+				names, _ := crash.ReadDir("/p")
+				for _, n := range names {
+					stem, ok := strings.CutSuffix(n, indexSuffix)
+					if !ok || stem+indexSuffix == segmentName(l.cur.base)+indexSuffix {
+						continue
+					}
+					idx, _ := crash.Bytes("/p/" + n)
+					tidx, _ := crash.Bytes("/p/" + stem + timeIndexSuffix)
+					if len(tidx)/timeEntrySize != len(idx)/offsetEntrySize+1 {
+						t.Fatalf("%s: %d time entries for %d offset entries, want one seal entry", stem, len(tidx)/timeEntrySize, len(idx)/offsetEntrySize)
+					}
+				}
+			}
 			// A crash keeps exactly the acknowledged batches: no half
 			// batch was left where recovery would look.
 			next := crash.Crash(nil)

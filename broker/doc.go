@@ -45,6 +45,7 @@
 //	topic/<name>                                    JSON topicRecord (meta.go)
 //	group/<group>                                   JSON groupRecord (group_persist.go)
 //	offset/<group:s><topic:s><partition:i32>        JSON offsetRecord (group_persist.go)
+//	quota/<entity>                                  JSON client quotas (quota.go)
 //
 // Key fields: a name that ends its key (topic/<name>, group/<group>) is its
 // bytes as they are; a string s followed by more fields is uvarint(len(s))
@@ -111,6 +112,15 @@
 // left out only when null. The offsets of one OffsetCommit request are one
 // batch; OffsetDelete, offset retention (offsets.retention.minutes) and the
 // deletion of a topic delete in one batch per group.
+//
+// quota/<entity>, a client quota (issue 12) set by AlterClientQuotas: the
+// entity is user/<name>, client-id/<name> or user/<name>/client-id/<name>,
+// names path-escaped and <default> for a default entity (protocol's
+// quota.go spells and reads these keys; the broker stores them as they come):
+//
+//	{"consumer_byte_rate"?:<bytes/s>, "producer_byte_rate"?:<bytes/s>}
+//
+// An entity left with no quota is deleted.
 //
 // Producer state (issues 4, 11).
 //

@@ -139,6 +139,11 @@ func buildMetaDump(t *testing.T) metaDump {
 		}
 	}
 
+	// A client quota, as AlterClientQuotas stores it.
+	if err := b.SetClientQuotas("client-id/ztf-slow", map[string]float64{"consumer_byte_rate": 2e6, "producer_byte_rate": 1e6}); err != nil {
+		t.Fatal(err)
+	}
+
 	// An idempotent producer's state, written the way Produce writes it.
 	clk.Advance(time.Second)
 	ip := c.InitProducerID(ctx, kmsg.NewPtrInitProducerIDRequest())

@@ -40,6 +40,7 @@ func init() { register(api{key: produceKey, min: 3, max: 10, advertiseV0: true, 
 func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
 	resp := req.ResponseKind().(*kmsg.ProduceResponse)
+	defer c.accountProduce(req, resp) // per-user counts and the producer quota (quota.go)
 
 	var fixed int16 // one code for every partition
 	switch {

@@ -155,6 +155,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 			s.m.fetched(p.topic, n, countRecords(p.out.RecordBatches))
 		}
 	}
+	resp.ThrottleMillis = c.accountFetch(parts) // per-user counts and the consumer quota (quota.go)
 	return resp, nil
 }
 

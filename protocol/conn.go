@@ -48,6 +48,8 @@ type conn struct {
 
 	// clientID of the last request, for logs.
 	clientID string
+
+	acct connAccount // quotas and per-user accounting (quota.go)
 }
 
 // response is one answer on its way to the write goroutine.
@@ -98,9 +100,10 @@ func (c *conn) clientError(reason, msg string, fields ...zap.Field) {
 // goes, breaks the protocol or the server shuts down.
 func (c *conn) read() {
 	defer close(c.out) // the writer flushes what is queued, then closes
+	defer c.closeAccount()
 	var size [4]byte
 	for {
-		if !c.waitDrained() {
+		if !c.waitDrained() || !c.waitMuted() {
 			return
 		}
 		c.nc.SetReadDeadline(time.Now().Add(c.s.cfg.IdleTimeout))

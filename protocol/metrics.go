@@ -20,6 +20,10 @@ type metrics struct {
 	topicBytesOut   *prometheus.CounterVec
 	topicRecordsIn  *prometheus.CounterVec
 	topicRecordsOut *prometheus.CounterVec
+	// users are the per-user series and quotas the client quotas measured
+	// over the same bytes (quota.go).
+	users  *userMetrics
+	quotas *quotas
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -48,9 +52,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "topic_records_in_total", Help: "Records produced, per topic (from batch headers)."}, []string{"topic"}),
 		topicRecordsOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "topic_records_out_total", Help: "Records fetched, per topic (from batch headers)."}, []string{"topic"}),
+		users:  newUserMetrics(),
+		quotas: newQuotas(),
 	}
-	if err := registerMetrics(reg, m.requests, m.latency, m.connsOpen, m.connsTotal, m.clientErrors,
-		m.bytesRead, m.bytesWritten, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut); err != nil {
+	if err := registerMetrics(reg, append([]prometheus.Collector{m.requests, m.latency, m.connsOpen, m.connsTotal, m.clientErrors,
+		m.bytesRead, m.bytesWritten, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut}, m.users.collectors()...)...); err != nil {
 		return nil, err
 	}
 	return m, nil

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"strings"
 	"testing"
 
@@ -39,7 +40,7 @@ func TestAlertFormatConfig(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			topic := "fmt-" + tc.name
-			err := b.CreateTopic(topic, 1, tc.configs, false)
+			err := b.CreateTopic(context.Background(), topic, 1, tc.configs, false)
 			if tc.bad == "" {
 				if err != nil {
 					t.Fatal(err)
@@ -51,7 +52,7 @@ func TestAlertFormatConfig(t *testing.T) {
 			if !isKerr(err, kerr.InvalidConfig) || !strings.Contains(err.Error(), tc.bad) {
 				t.Fatalf("want INVALID_CONFIG naming %s, got %v", tc.bad, err)
 			}
-			if _, _, err := b.Topic(topic, false); err == nil {
+			if _, _, err := b.Topic(context.Background(), topic, false); err == nil {
 				t.Fatal("topic created with a bad config")
 			}
 		})
@@ -60,7 +61,7 @@ func TestAlertFormatConfig(t *testing.T) {
 	check := func(b *Broker) {
 		t.Helper()
 		for topic, w := range created {
-			cs, err := b.TopicConfigs(topic, []string{"ztf.alert.format", "ztf.alert.schema.id"})
+			cs, err := b.TopicConfigs(context.Background(), topic, []string{"ztf.alert.format", "ztf.alert.schema.id"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -114,7 +115,7 @@ func TestAlertFormatTopicOnly(t *testing.T) {
 	}
 
 	b := newEnv(t, nil).open()
-	for name := range configMap(b.BrokerConfigs(nil)) {
+	for name := range configMap(b.BrokerConfigs(context.Background(), nil)) {
 		if name == "" || strings.HasPrefix(name, "ztf.") {
 			t.Errorf("broker configs list %q", name)
 		}

@@ -98,7 +98,7 @@ func fetchAll(t *testing.T, b *Broker, topic string, p int32, offset int64) []ba
 	t.Helper()
 	var out []batch
 	for {
-		data, hw, _, err := b.Fetch(topic, p, offset, 1<<20, nil)
+		data, hw, _, err := b.Fetch(context.Background(), topic, p, offset, 1<<20, nil)
 		if err != nil {
 			t.Fatalf("fetch %s-%d at %d: %v", topic, p, offset, err)
 		}
@@ -127,79 +127,79 @@ func TestBackendTopics(t *testing.T) {
 	b := e.open()
 
 	// ZTF's nightly topics need no set-up.
-	id, n, err := b.Topic("ztf_20180725_programid1", true)
+	id, n, err := b.Topic(context.Background(), "ztf_20180725_programid1", true)
 	if err != nil || n != 2 || id == ([16]byte{}) {
 		t.Fatalf("auto-create: id %x partitions %d err %v", id, n, err)
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "ztf_20180725_programid1-1")); err != nil {
 		t.Fatalf("partition folder: %v", err)
 	}
-	id2, _, _ := b.Topic("ztf_20180725_programid1", true)
+	id2, _, _ := b.Topic(context.Background(), "ztf_20180725_programid1", true)
 	if id2 != id {
 		t.Fatal("topic id changed on second lookup")
 	}
-	if _, _, err := b.Topic("missing", false); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if _, _, err := b.Topic(context.Background(), "missing", false); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("missing topic: %v", err)
 	}
-	if _, _, err := b.Topic("bad/name", true); !isKerr(err, kerr.InvalidTopicException) {
+	if _, _, err := b.Topic(context.Background(), "bad/name", true); !isKerr(err, kerr.InvalidTopicException) {
 		t.Fatalf("bad name: %v", err)
 	}
 
-	if err := b.CreateTopic("alerts", 3, nil, true); err != nil {
+	if err := b.CreateTopic(context.Background(), "alerts", 3, nil, true); err != nil {
 		t.Fatalf("validate only: %v", err)
 	}
-	if _, _, err := b.Topic("alerts", false); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if _, _, err := b.Topic(context.Background(), "alerts", false); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("validateOnly created the topic: %v", err)
 	}
-	if err := b.CreateTopic("alerts", 3, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "alerts", 3, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.CreateTopic("alerts", 3, nil, false); !isKerr(err, kerr.TopicAlreadyExists) {
+	if err := b.CreateTopic(context.Background(), "alerts", 3, nil, false); !isKerr(err, kerr.TopicAlreadyExists) {
 		t.Fatalf("duplicate: %v", err)
 	}
-	if err := b.CreateTopic("ztf.20180725.programid1", 1, nil, false); !isKerr(err, kerr.InvalidTopicException) {
+	if err := b.CreateTopic(context.Background(), "ztf.20180725.programid1", 1, nil, false); !isKerr(err, kerr.InvalidTopicException) {
 		t.Fatalf("'.'/'_' collision: %v", err)
 	}
-	if err := b.CreateTopic("zero", 0, nil, false); !isKerr(err, kerr.InvalidPartitions) {
+	if err := b.CreateTopic(context.Background(), "zero", 0, nil, false); !isKerr(err, kerr.InvalidPartitions) {
 		t.Fatalf("0 partitions: %v", err)
 	}
-	if got := strings.Join(b.TopicNames(), ","); got != "__consumer_offsets,alerts,ztf_20180725_programid1" {
+	if got := strings.Join(b.TopicNames(context.Background()), ","); got != "__consumer_offsets,alerts,ztf_20180725_programid1" {
 		t.Fatalf("TopicNames = %s", got)
 	}
 
 	// CreatePartitions only grows.
-	if err := b.CreatePartitions("alerts", 2, false); !isKerr(err, kerr.InvalidPartitions) {
+	if err := b.CreatePartitions(context.Background(), "alerts", 2, false); !isKerr(err, kerr.InvalidPartitions) {
 		t.Fatalf("shrink: %v", err)
 	}
-	if err := b.CreatePartitions("alerts", 3, false); !isKerr(err, kerr.InvalidPartitions) {
+	if err := b.CreatePartitions(context.Background(), "alerts", 3, false); !isKerr(err, kerr.InvalidPartitions) {
 		t.Fatalf("same count: %v", err)
 	}
-	if err := b.CreatePartitions("alerts", 5, true); err != nil {
+	if err := b.CreatePartitions(context.Background(), "alerts", 5, true); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, _ := b.Topic("alerts", false); n != 3 {
+	if _, n, _ := b.Topic(context.Background(), "alerts", false); n != 3 {
 		t.Fatalf("validateOnly grew the topic to %d", n)
 	}
 	produce(t, b, "alerts", 0, e.batch(2, 1, 10))
-	if err := b.CreatePartitions("alerts", 5, false); err != nil {
+	if err := b.CreatePartitions(context.Background(), "alerts", 5, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, _ := b.Topic("alerts", false); n != 5 {
+	if _, n, _ := b.Topic(context.Background(), "alerts", false); n != 5 {
 		t.Fatalf("partitions %d after growth, want 5", n)
 	}
 	produce(t, b, "alerts", 4, e.batch(2, 1, 10))
-	if _, hw, _ := b.Offsets("alerts", 0); hw != 2 {
+	if _, hw, _ := b.Offsets(context.Background(), "alerts", 0); hw != 2 {
 		t.Fatalf("partition 0 lost its data on growth: hw %d", hw)
 	}
-	if err := b.CreatePartitions("missing", 5, false); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if err := b.CreatePartitions(context.Background(), "missing", 5, false); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("grow missing: %v", err)
 	}
 
 	// Deletion removes metadata and logs; a new topic of the name starts empty.
-	if err := b.DeleteTopic("alerts"); err != nil {
+	if err := b.DeleteTopic(context.Background(), "alerts"); err != nil {
 		t.Fatal(err)
 	}
-	if err := b.DeleteTopic("alerts"); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if err := b.DeleteTopic(context.Background(), "alerts"); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("second delete: %v", err)
 	}
 	if _, err := os.Stat(filepath.Join(e.dir, "alerts-0")); !os.IsNotExist(err) {
@@ -208,10 +208,10 @@ func TestBackendTopics(t *testing.T) {
 	if _, _, err := b.Produce(context.Background(), "alerts", 0, e.batch(1, 1, 1)); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("produce to deleted topic: %v", err)
 	}
-	if err := b.CreateTopic("alerts", 1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "alerts", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, hw, _ := b.Offsets("alerts", 0); hw != 0 {
+	if _, hw, _ := b.Offsets(context.Background(), "alerts", 0); hw != 0 {
 		t.Fatalf("recreated topic has hw %d", hw)
 	}
 }
@@ -219,10 +219,10 @@ func TestBackendTopics(t *testing.T) {
 func TestAutoCreateDisabled(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.AutoCreateTopics = false })
 	b := e.open()
-	if _, _, err := b.Topic("ztf_20180725_programid1", true); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if _, _, err := b.Topic(context.Background(), "ztf_20180725_programid1", true); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("auto-create when disabled: %v", err)
 	}
-	if err := b.CreateTopic("ztf_20180725_programid1", -1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "ztf_20180725_programid1", -1, nil, false); err != nil {
 		t.Fatalf("explicit create: %v", err)
 	}
 }
@@ -240,7 +240,7 @@ func TestTopicConfigs(t *testing.T) {
 	b := e.open()
 	s := func(v string) *string { return &v }
 
-	err := b.CreateTopic("bad", 1, map[string]*string{"retention.ms": s("a week"), "cleanup.policy": s("compact"), "no.such": s("1")}, false)
+	err := b.CreateTopic(context.Background(), "bad", 1, map[string]*string{"retention.ms": s("a week"), "cleanup.policy": s("compact"), "no.such": s("1")}, false)
 	if !isKerr(err, kerr.InvalidConfig) {
 		t.Fatalf("bad configs: %v", err)
 	}
@@ -249,19 +249,19 @@ func TestTopicConfigs(t *testing.T) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
 	}
-	if err := b.CreateTopic("bad", 1, map[string]*string{"retention.ms": s("a week")}, true); !isKerr(err, kerr.InvalidConfig) {
+	if err := b.CreateTopic(context.Background(), "bad", 1, map[string]*string{"retention.ms": s("a week")}, true); !isKerr(err, kerr.InvalidConfig) {
 		t.Fatalf("validateOnly with a bad config: %v", err)
 	}
-	if _, _, err := b.Topic("bad", false); err == nil {
+	if _, _, err := b.Topic(context.Background(), "bad", false); err == nil {
 		t.Fatal("topic with bad configs created")
 	}
 
-	if err := b.CreateTopic("night", 1, map[string]*string{"retention.ms": s("3600000"), "max.message.bytes": s("200"), "segment.bytes": nil}, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "night", 1, map[string]*string{"retention.ms": s("3600000"), "max.message.bytes": s("200"), "segment.bytes": nil}, false); err != nil {
 		t.Fatal(err)
 	}
 	check := func(b *Broker) {
 		t.Helper()
-		cs, err := b.TopicConfigs("night", nil)
+		cs, err := b.TopicConfigs(context.Background(), "night", nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -284,7 +284,7 @@ func TestTopicConfigs(t *testing.T) {
 		if want := strconv.Itoa(log.DefaultSegmentBytes); *sb.Value != want || sb.Source != kmsg.ConfigSourceDefaultConfig || !sb.IsDefault {
 			t.Errorf("segment.bytes = %s source %v", *sb.Value, sb.Source)
 		}
-		only, _ := b.TopicConfigs("night", []string{"flush.ms"})
+		only, _ := b.TopicConfigs(context.Background(), "night", []string{"flush.ms"})
 		if len(only) != 1 || *only[0].Value != "0" {
 			t.Errorf("flush.ms only: %+v", only)
 		}
@@ -296,7 +296,7 @@ func TestTopicConfigs(t *testing.T) {
 		t.Fatalf("batch over the topic's max.message.bytes: %v", err)
 	}
 
-	bc := configMap(b.BrokerConfigs(nil))
+	bc := configMap(b.BrokerConfigs(context.Background(), nil))
 	if c := bc["log.retention.bytes"]; *c.Value != "1073741824" || c.Source != kmsg.ConfigSourceStaticBrokerConfig {
 		t.Errorf("log.retention.bytes %s %v", *c.Value, c.Source)
 	}
@@ -306,7 +306,7 @@ func TestTopicConfigs(t *testing.T) {
 	if c := bc["cluster.id"]; *c.Value != b.ClusterID() || b.ClusterID() == "" {
 		t.Errorf("cluster.id %s vs %s", *c.Value, b.ClusterID())
 	}
-	if _, err := b.TopicConfigs("missing", nil); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if _, err := b.TopicConfigs(context.Background(), "missing", nil); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Errorf("configs of a missing topic: %v", err)
 	}
 
@@ -325,10 +325,10 @@ func TestTopicConfigs(t *testing.T) {
 func TestProduceFetch(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.open()
-	if err := b.CreateTopic("t", 1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "t", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	changed, err := b.Changed("t", 0)
+	changed, err := b.Changed(context.Background(), "t", 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +346,7 @@ func TestProduceFetch(t *testing.T) {
 	if base := produce(t, b, "t", 0, sent[2]); base != 5 {
 		t.Fatalf("base %d, want 5", base)
 	}
-	if ls, hw, err := b.Offsets("t", 0); ls != 0 || hw != 9 || err != nil {
+	if ls, hw, err := b.Offsets(context.Background(), "t", 0); ls != 0 || hw != 9 || err != nil {
 		t.Fatalf("offsets %d %d %v", ls, hw, err)
 	}
 
@@ -365,20 +365,20 @@ func TestProduceFetch(t *testing.T) {
 		}
 	}
 	// A fetch from the middle of a batch returns the whole batch.
-	data, hw, ls, err := b.Fetch("t", 0, 4, 1, nil)
+	data, hw, ls, err := b.Fetch(context.Background(), "t", 0, 4, 1, nil)
 	if err != nil || hw != 9 || ls != 0 {
 		t.Fatal(err, hw, ls)
 	}
 	if bt, _, ok := nextBatch(data); !ok || bt.baseOffset() != 3 {
 		t.Fatalf("fetch at 4 did not start with the batch at 3")
 	}
-	if data, _, _, err := b.Fetch("t", 0, 9, 1<<20, nil); err != nil || len(data) != 0 {
+	if data, _, _, err := b.Fetch(context.Background(), "t", 0, 9, 1<<20, nil); err != nil || len(data) != 0 {
 		t.Fatalf("fetch at the high watermark: %d bytes, %v", len(data), err)
 	}
-	if _, _, _, err := b.Fetch("t", 0, 10, 1<<20, nil); !isKerr(err, kerr.OffsetOutOfRange) {
+	if _, _, _, err := b.Fetch(context.Background(), "t", 0, 10, 1<<20, nil); !isKerr(err, kerr.OffsetOutOfRange) {
 		t.Fatalf("fetch past the end: %v", err)
 	}
-	if _, _, _, err := b.Fetch("t", 1, 0, 1<<20, nil); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if _, _, _, err := b.Fetch(context.Background(), "t", 1, 0, 1<<20, nil); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Fatalf("fetch from a missing partition: %v", err)
 	}
 
@@ -407,7 +407,7 @@ func TestProduceFetch(t *testing.T) {
 			t.Errorf("%s: %v, want %v", name, err, c.want)
 		}
 	}
-	if _, hw, _ := b.Offsets("t", 0); hw != 9 {
+	if _, hw, _ := b.Offsets(context.Background(), "t", 0); hw != 9 {
 		t.Fatalf("refused produces moved the high watermark to %d", hw)
 	}
 }
@@ -419,7 +419,7 @@ func TestListOffsetByTimestamp(t *testing.T) {
 	for _, c := range codecs {
 		t.Run(c.name, func(t *testing.T) {
 			topic := "ts-" + c.name
-			if err := b.CreateTopic(topic, 1, nil, false); err != nil {
+			if err := b.CreateTopic(context.Background(), topic, 1, nil, false); err != nil {
 				t.Fatal(err)
 			}
 			// Offsets 0-3 at 1000, 1010, 1020, 1030; 4-7 at 2000, 2040, 2020, 2030.
@@ -440,16 +440,16 @@ func TestListOffsetByTimestamp(t *testing.T) {
 				{-2, 0, -1},
 				{-3, 5, 2040},
 			} {
-				off, at, err := b.ListOffset(topic, 0, q.ts)
+				off, at, err := b.ListOffset(context.Background(), topic, 0, q.ts)
 				if err != nil || off != q.off || at != q.at {
 					t.Errorf("ListOffset(%d) = %d at %d (%v), want %d at %d", q.ts, off, at, err, q.off, q.at)
 				}
 			}
 			// After DeleteRecords inside a batch, nothing below the log start.
-			if _, err := b.DeleteRecords(topic, 0, 2); err != nil {
+			if _, err := b.DeleteRecords(context.Background(), topic, 0, 2); err != nil {
 				t.Fatal(err)
 			}
-			if off, at, _ := b.ListOffset(topic, 0, 1000); off != 2 || at != 1020 {
+			if off, at, _ := b.ListOffset(context.Background(), topic, 0, 1000); off != 2 || at != 1020 {
 				t.Errorf("after DeleteRecords(2): ListOffset(1000) = %d at %d, want 2 at 1020", off, at)
 			}
 		})
@@ -459,38 +459,38 @@ func TestListOffsetByTimestamp(t *testing.T) {
 func TestDeleteRecords(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.open()
-	if err := b.CreateTopic("t", 1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "t", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < 4; i++ {
 		produce(t, b, "t", 0, e.batch(5, 1, 10))
 	}
-	low, err := b.DeleteRecords("t", 0, 7)
+	low, err := b.DeleteRecords(context.Background(), "t", 0, 7)
 	if err != nil || low != 7 {
 		t.Fatalf("DeleteRecords(7) = %d, %v", low, err)
 	}
-	if _, _, _, err := b.Fetch("t", 0, 6, 1<<20, nil); !isKerr(err, kerr.OffsetOutOfRange) {
+	if _, _, _, err := b.Fetch(context.Background(), "t", 0, 6, 1<<20, nil); !isKerr(err, kerr.OffsetOutOfRange) {
 		t.Fatalf("fetch below the log start: %v", err)
 	}
-	if off, _, _ := b.ListOffset("t", 0, -2); off != 7 {
+	if off, _, _ := b.ListOffset(context.Background(), "t", 0, -2); off != 7 {
 		t.Fatalf("earliest %d, want 7", off)
 	}
 	if bs := fetchAll(t, b, "t", 0, 7); len(bs) != 3 || bs[0].baseOffset() != 5 {
 		t.Fatalf("fetch at the log start: %d batches", len(bs))
 	}
-	if _, err := b.DeleteRecords("t", 0, 21); !isKerr(err, kerr.OffsetOutOfRange) {
+	if _, err := b.DeleteRecords(context.Background(), "t", 0, 21); !isKerr(err, kerr.OffsetOutOfRange) {
 		t.Fatalf("delete past the high watermark: %v", err)
 	}
-	if low, _ := b.DeleteRecords("t", 0, 3); low != 7 {
+	if low, _ := b.DeleteRecords(context.Background(), "t", 0, 3); low != 7 {
 		t.Fatalf("delete below the log start moved it to %d", low)
 	}
-	if low, err := b.DeleteRecords("t", 0, -1); err != nil || low != 20 {
+	if low, err := b.DeleteRecords(context.Background(), "t", 0, -1); err != nil || low != 20 {
 		t.Fatalf("DeleteRecords(-1) = %d, %v; want the high watermark 20", low, err)
 	}
 	// The log start survives a reopen.
 	b.Close()
 	b = e.open()
-	if ls, hw, _ := b.Offsets("t", 0); ls != 20 || hw != 20 {
+	if ls, hw, _ := b.Offsets(context.Background(), "t", 0); ls != 20 || hw != 20 {
 		t.Fatalf("after reopen: log start %d hw %d", ls, hw)
 	}
 }
@@ -499,7 +499,7 @@ func TestRetentionWithFakeClock(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.open()
 	s := func(v string) *string { return &v }
-	err := b.CreateTopic("t", 1, map[string]*string{"segment.bytes": s("1048576"), "retention.ms": s("3600000")}, false)
+	err := b.CreateTopic(context.Background(), "t", 1, map[string]*string{"segment.bytes": s("1048576"), "retention.ms": s("3600000")}, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -517,7 +517,7 @@ func TestRetentionWithFakeClock(t *testing.T) {
 	if n := b.EnforceRetention(); n != before-1 {
 		t.Fatalf("retention deleted %d segments, want %d (all sealed)", n, before-1)
 	}
-	if ls, _, _ := b.Offsets("t", 0); ls == 0 {
+	if ls, _, _ := b.Offsets(context.Background(), "t", 0); ls == 0 {
 		t.Fatal("log start did not move")
 	}
 	if e.logs.FilterMessage("retention deleted segments").Len() != 1 {
@@ -537,12 +537,12 @@ func (b *Broker) partitionsOf(t *testing.T, topic string) []*partition {
 func TestReopenKeepsEverything(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.NumPartitions = 3 })
 	b := e.open()
-	id, _, err := b.Topic("ztf_20180725_programid1", true)
+	id, _, err := b.Topic(context.Background(), "ztf_20180725_programid1", true)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := "7200000"
-	if err := b.CreateTopic("alerts", 2, map[string]*string{"retention.ms": &s}, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "alerts", 2, map[string]*string{"retention.ms": &s}, false); err != nil {
 		t.Fatal(err)
 	}
 	for p := int32(0); p < 3; p++ {
@@ -556,7 +556,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
 	}
-	if _, _, err := b.Topic("alerts", false); !errors.Is(err, ErrClosed) {
+	if _, _, err := b.Topic(context.Background(), "alerts", false); !errors.Is(err, ErrClosed) {
 		t.Fatalf("Topic after Close: %v", err)
 	}
 
@@ -565,17 +565,17 @@ func TestReopenKeepsEverything(t *testing.T) {
 		t.Fatal(err)
 	}
 	b = e.open()
-	if got := strings.Join(b.TopicNames(), ","); got != "__consumer_offsets,alerts,ztf_20180725_programid1" {
+	if got := strings.Join(b.TopicNames(context.Background()), ","); got != "__consumer_offsets,alerts,ztf_20180725_programid1" {
 		t.Fatalf("topics after reopen: %s", got)
 	}
-	if id2, n, _ := b.Topic("ztf_20180725_programid1", false); id2 != id || n != 3 {
+	if id2, n, _ := b.Topic(context.Background(), "ztf_20180725_programid1", false); id2 != id || n != 3 {
 		t.Fatalf("topic id or partitions changed: %x %d", id2, n)
 	}
 	if b.ClusterID() != cluster {
 		t.Fatal("cluster id changed")
 	}
 	for p := int32(0); p < 3; p++ {
-		if _, hw, _ := b.Offsets("ztf_20180725_programid1", p); hw != int64(p)+1 {
+		if _, hw, _ := b.Offsets(context.Background(), "ztf_20180725_programid1", p); hw != int64(p)+1 {
 			t.Fatalf("partition %d hw %d after reopen", p, hw)
 		}
 	}
@@ -589,15 +589,15 @@ func TestReopenKeepsEverything(t *testing.T) {
 	if e.logs.FilterMessage("directory with no topic metadata; left in place").Len() != 1 {
 		t.Fatal("orphan folder not logged")
 	}
-	cs, _ := b.TopicConfigs("alerts", []string{"retention.ms"})
+	cs, _ := b.TopicConfigs(context.Background(), "alerts", []string{"retention.ms"})
 	if len(cs) != 1 || *cs[0].Value != "7200000" {
 		t.Fatal("topic config lost across reopen")
 	}
 	// A topic later created with the name moves the stray folder aside.
-	if err := b.CreateTopic("stray", 1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "stray", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
-	if _, hw, _ := b.Offsets("stray", 0); hw != 0 {
+	if _, hw, _ := b.Offsets(context.Background(), "stray", 0); hw != 0 {
 		t.Fatal("new topic adopted a stray folder")
 	}
 }
@@ -605,7 +605,7 @@ func TestReopenKeepsEverything(t *testing.T) {
 func TestCorruptBatchNotServed(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.open()
-	if err := b.CreateTopic("t", 1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), "t", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	produce(t, b, "t", 0, e.batch(3, 1, 500))
@@ -625,7 +625,7 @@ func TestCorruptBatchNotServed(t *testing.T) {
 	f.WriteAt(one[:], 200)
 	f.Close()
 
-	if _, _, _, err := b.Fetch("t", 0, 0, 1<<20, nil); !isKerr(err, kerr.KafkaStorageError) {
+	if _, _, _, err := b.Fetch(context.Background(), "t", 0, 0, 1<<20, nil); !isKerr(err, kerr.KafkaStorageError) {
 		t.Fatalf("fetch of a damaged batch: %v", err)
 	}
 	lines := e.logs.FilterMessage("fetch").All()
@@ -636,12 +636,12 @@ func TestCorruptBatchNotServed(t *testing.T) {
 	if ctx["segment"] != segs[0] || ctx["position"] != int64(0) {
 		t.Fatalf("error line does not name file and offset: %v", ctx)
 	}
-	b.Fetch("t", 0, 0, 1<<20, nil)
+	b.Fetch(context.Background(), "t", 0, 0, 1<<20, nil)
 	if n := e.logs.FilterMessage("fetch").FilterLevelExact(zapcore.ErrorLevel).Len(); n != 1 {
 		t.Fatalf("%d error lines for the same damage, want 1", n)
 	}
 	// The batch after it is still served.
-	if data, _, _, err := b.Fetch("t", 0, 3, 1<<20, nil); err != nil || len(data) == 0 {
+	if data, _, _, err := b.Fetch(context.Background(), "t", 0, 3, 1<<20, nil); err != nil || len(data) == 0 {
 		t.Fatalf("fetch of the good batch: %v", err)
 	}
 }
@@ -667,7 +667,7 @@ func TestMetrics(t *testing.T) {
 
 func mustTopic(t *testing.T, b *Broker, name string) string {
 	t.Helper()
-	if _, _, err := b.Topic(name, true); err != nil {
+	if _, _, err := b.Topic(context.Background(), name, true); err != nil {
 		t.Fatal(err)
 	}
 	return name
@@ -737,10 +737,10 @@ func TestProducerCheckSeam(t *testing.T) {
 	if _, _, err := b.Produce(context.Background(), "idem", 0, idem(7)); !isKerr(err, kerr.OutOfOrderSequenceNumber) {
 		t.Fatalf("sequence gap: %v", err)
 	}
-	if _, hw, _ := b.Offsets("idem", 0); hw != 7 {
+	if _, hw, _ := b.Offsets(context.Background(), "idem", 0); hw != 7 {
 		t.Fatalf("hw %d, want 7: a retry or a refused batch was written", hw)
 	}
-	if err := b.DeleteTopic("idem"); err != nil {
+	if err := b.DeleteTopic(context.Background(), "idem"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -750,14 +750,14 @@ func TestListOffsetEmpty(t *testing.T) {
 	b := e.open()
 	mustTopic(t, b, "empty")
 	for ts, want := range map[int64]int64{-1: 0, -2: 0, -3: -1, 0: -1, 12345: -1} {
-		if off, _, err := b.ListOffset("empty", 0, ts); err != nil || off != want {
+		if off, _, err := b.ListOffset(context.Background(), "empty", 0, ts); err != nil || off != want {
 			t.Errorf("ListOffset(%d) = %d, %v; want %d", ts, off, err, want)
 		}
 	}
-	if _, _, err := b.ListOffset("empty", 0, -7); !isKerr(err, kerr.InvalidRequest) {
+	if _, _, err := b.ListOffset(context.Background(), "empty", 0, -7); !isKerr(err, kerr.InvalidRequest) {
 		t.Errorf("ListOffset(-7): %v", err)
 	}
-	if _, _, err := b.ListOffset("empty", 3, -1); !isKerr(err, kerr.UnknownTopicOrPartition) {
+	if _, _, err := b.ListOffset(context.Background(), "empty", 3, -1); !isKerr(err, kerr.UnknownTopicOrPartition) {
 		t.Errorf("missing partition: %v", err)
 	}
 }
@@ -784,7 +784,7 @@ func TestDeleteWhileProducing(t *testing.T) {
 					}
 					_, _, err := b.Produce(context.Background(), "busy", 0, e.batch(1, 1, 100))
 					if err == nil {
-						_, _, _, err = b.Fetch("busy", 0, 0, 1<<10, nil)
+						_, _, _, err = b.Fetch(context.Background(), "busy", 0, 0, 1<<10, nil)
 					}
 					if err != nil && !isKerr(err, kerr.UnknownTopicOrPartition) && !isKerr(err, kerr.NotLeaderForPartition) {
 						errs <- err
@@ -794,7 +794,7 @@ func TestDeleteWhileProducing(t *testing.T) {
 			}()
 		}
 		time.Sleep(20 * time.Millisecond)
-		if err := b.DeleteTopic("busy"); err != nil {
+		if err := b.DeleteTopic(context.Background(), "busy"); err != nil {
 			t.Fatal(err)
 		}
 		close(stop)
@@ -821,13 +821,13 @@ func TestOpenRefusesBadConfig(t *testing.T) {
 func TestConsumerOffsetsTopic(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.open()
-	if _, n, err := b.Topic("__consumer_offsets", false); err != nil || n != 1 {
+	if _, n, err := b.Topic(context.Background(), "__consumer_offsets", false); err != nil || n != 1 {
 		t.Fatalf("__consumer_offsets: %d partitions, %v", n, err)
 	}
 	if _, _, err := b.Produce(context.Background(), "__consumer_offsets", 0, e.batch(0, 1, 10)); !isKerr(err, kerr.InvalidTopicException) {
 		t.Fatalf("produce to __consumer_offsets: %v", err)
 	}
-	if err := b.DeleteTopic("__consumer_offsets"); !isKerr(err, kerr.InvalidTopicException) {
+	if err := b.DeleteTopic(context.Background(), "__consumer_offsets"); !isKerr(err, kerr.InvalidTopicException) {
 		t.Fatalf("delete __consumer_offsets: %v", err)
 	}
 }

@@ -30,7 +30,7 @@ func TestSIGKILLKeepsAcknowledgedTopics(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.DataDir = dir; c.NumPartitions = 2 })
 	b := e.open()
 	for _, topic := range []string{"ztf_20180725_programid1", "ztf_20180725_programid2"} {
-		_, n, err := b.Topic(topic, false)
+		_, n, err := b.Topic(context.Background(), topic, false)
 		if err != nil || n != 2 {
 			t.Fatalf("%s after SIGKILL: %d partitions, %v", topic, n, err)
 		}
@@ -50,7 +50,7 @@ func crashChild(t *testing.T, dir string) {
 		t.Fatal(err)
 	}
 	for _, topic := range []string{"ztf_20180725_programid1", "ztf_20180725_programid2"} {
-		if _, _, err := b.Topic(topic, true); err != nil {
+		if _, _, err := b.Topic(context.Background(), topic, true); err != nil {
 			t.Fatal(err)
 		}
 		for p := int32(0); p < 2; p++ {

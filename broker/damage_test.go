@@ -47,7 +47,7 @@ func TestDamagedPartitionOffline(t *testing.T) {
 		name string
 		n    int32
 	}{{"alerts", 2}, {"other", 1}} {
-		if err := b.CreateTopic(c.name, c.n, nil, false); err != nil {
+		if err := b.CreateTopic(context.Background(), c.name, c.n, nil, false); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -57,7 +57,7 @@ func TestDamagedPartitionOffline(t *testing.T) {
 	produce(t, b, "other", 0, e.batch(5, 1, 100))
 	// log-start-offset exists once DeleteRecords moved the start inside a
 	// segment; a damaged one fails log.Open.
-	if _, err := b.DeleteRecords("alerts", 1, 2); err != nil {
+	if _, err := b.DeleteRecords(context.Background(), "alerts", 1, 2); err != nil {
 		t.Fatal(err)
 	}
 	closeBroker(t, b)
@@ -77,16 +77,16 @@ func TestDamagedPartitionOffline(t *testing.T) {
 	if _, _, err := b.Produce(ctx, "alerts", 1, e.batch(1, 1, 10)); !isKerr(err, kerr.KafkaStorageError) {
 		t.Fatalf("produce to the offline partition: %v", err)
 	}
-	if _, _, _, err := b.Fetch("alerts", 1, 2, 1<<20, nil); !isKerr(err, kerr.KafkaStorageError) {
+	if _, _, _, err := b.Fetch(context.Background(), "alerts", 1, 2, 1<<20, nil); !isKerr(err, kerr.KafkaStorageError) {
 		t.Fatalf("fetch of the offline partition: %v", err)
 	}
-	if _, _, err := b.ListOffset("alerts", 1, -1); !isKerr(err, kerr.KafkaStorageError) {
+	if _, _, err := b.ListOffset(context.Background(), "alerts", 1, -1); !isKerr(err, kerr.KafkaStorageError) {
 		t.Fatalf("list offsets of the offline partition: %v", err)
 	}
-	if _, _, err := b.Offsets("alerts", 1); !isKerr(err, kerr.KafkaStorageError) {
+	if _, _, err := b.Offsets(context.Background(), "alerts", 1); !isKerr(err, kerr.KafkaStorageError) {
 		t.Fatalf("offsets of the offline partition: %v", err)
 	}
-	if _, err := b.Changed("alerts", 1); !isKerr(err, kerr.KafkaStorageError) {
+	if _, err := b.Changed(context.Background(), "alerts", 1); !isKerr(err, kerr.KafkaStorageError) {
 		t.Fatalf("changed of the offline partition: %v", err)
 	}
 	if base := produce(t, b, "alerts", 0, e.batch(1, 1, 10)); base != 5 {
@@ -107,7 +107,7 @@ func TestDamagedPartitionOffline(t *testing.T) {
 	}
 
 	// Deleting the topic removes the damaged folder too.
-	if err := b.DeleteTopic("alerts"); err != nil {
+	if err := b.DeleteTopic(context.Background(), "alerts"); err != nil {
 		t.Fatal(err)
 	}
 	for _, d := range []string{damaged, damaged + deletedSuffix, filepath.Join(e.dir, "alerts-0")} {
@@ -124,7 +124,7 @@ func TestDamagedPartitionOffline(t *testing.T) {
 func fillTopic(t *testing.T, e *env, topic string, n int) {
 	t.Helper()
 	b := e.open()
-	if err := b.CreateTopic(topic, 1, nil, false); err != nil {
+	if err := b.CreateTopic(context.Background(), topic, 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	for i := 0; i < n; i += 100 {
@@ -196,7 +196,7 @@ func TestMetadataDamageRefusedThenRecovered(t *testing.T) {
 				t.Fatalf("RecoverMetadata: %v, %v", recovered, err)
 			}
 			b := e.open()
-			if _, hw, err := b.Offsets("night", 0); err != nil || hw != 600 {
+			if _, hw, err := b.Offsets(context.Background(), "night", 0); err != nil || hw != 600 {
 				t.Fatalf("after recovery: high watermark %d, %v; want 600", hw, err)
 			}
 			if got := len(fetchAll(t, b, "night", 0, 0)); got != 6 {
@@ -240,10 +240,10 @@ func TestDeletionCutShort(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(e.dir, "gone-0"+deletedSuffix)); !errors.Is(err, os.ErrNotExist) {
 			t.Fatalf("metadata deleted %v: .deleted folder left: %v", metaDeleted, err)
 		}
-		if _, _, err := b.Topic("gone", true); err != nil {
+		if _, _, err := b.Topic(context.Background(), "gone", true); err != nil {
 			t.Fatal(err)
 		}
-		if _, hw, _ := b.Offsets("gone", 0); hw != 0 {
+		if _, hw, _ := b.Offsets(context.Background(), "gone", 0); hw != 0 {
 			t.Fatalf("metadata deleted %v: new topic at %d", metaDeleted, hw)
 		}
 		closeBroker(t, b)
@@ -264,10 +264,10 @@ func TestAutoCreateAdoptsRecords(t *testing.T) {
 	if err := os.Rename(held, filepath.Join(e.dir, "late-0")); err != nil {
 		t.Fatal(err)
 	}
-	if _, n, err := b.Topic("late", true); err != nil || n != 1 {
+	if _, n, err := b.Topic(context.Background(), "late", true); err != nil || n != 1 {
 		t.Fatalf("auto-create: %d partitions, %v", n, err)
 	}
-	if _, hw, _ := b.Offsets("late", 0); hw != 300 {
+	if _, hw, _ := b.Offsets(context.Background(), "late", 0); hw != 300 {
 		t.Fatalf("adopted log at %d, want 300", hw)
 	}
 	if e.logs.FilterMessage("adopting a partition folder that holds records but no topic owned").Len() != 1 {

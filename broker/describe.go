@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -10,7 +11,7 @@ import (
 // DescribeConfigs reports them: the value in force, its source (the topic's
 // override, the broker's file, or the built-in default) and the synonyms
 // below it, the last of which is the default.
-func (b *Broker) TopicConfigs(name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
+func (b *Broker) TopicConfigs(ctx context.Context, name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
 	t, err := b.lookup(name)
 	if err != nil {
 		return nil, err
@@ -38,7 +39,7 @@ func (b *Broker) TopicConfigs(name string, keys []string) ([]kmsg.DescribeConfig
 
 // BrokerConfigs lists the broker's configs (all when keys is nil). None can
 // be changed at run time, so all are read-only.
-func (b *Broker) BrokerConfigs(keys []string) []kmsg.DescribeConfigsResponseResourceConfig {
+func (b *Broker) BrokerConfigs(ctx context.Context, keys []string) []kmsg.DescribeConfigsResponseResourceConfig {
 	type entry struct {
 		name, value, def string
 		typ              kmsg.ConfigType

@@ -256,7 +256,7 @@ func NewGroupCoordinator(db *pebble.DB, cfg GroupConfig, logger *zap.Logger, reg
 // the broker.
 func OpenGroupCoordinator(b *Broker, cfg GroupConfig, reg prometheus.Registerer) (*GroupCoordinator, error) {
 	hwm := func(topic string, partition int32) (int64, error) {
-		_, h, err := b.Offsets(topic, partition)
+		_, h, err := b.Offsets(context.Background(), topic, partition)
 		return h, err
 	}
 	c, err := NewGroupCoordinator(b.Meta(), cfg, b.Logger(), reg, b.now, hwm)

@@ -21,7 +21,7 @@ func BenchmarkGroupRebalance(b *testing.B) {
 	const topic = "bench"
 	b.Run("ztfbroker", func(b *testing.B) {
 		s := startStack(b, b.TempDir())
-		if err := s.b.CreateTopic(topic, 6, nil, false); err != nil {
+		if err := s.b.CreateTopic(context.Background(), topic, 6, nil, false); err != nil {
 			b.Fatal(err)
 		}
 		benchRebalance(b, s.addr, topic)

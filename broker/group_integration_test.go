@@ -144,7 +144,7 @@ func produceN(t *testing.T, cl *kgo.Client, topic string, n int) {
 func TestGroupKgoCooperativeSticky(t *testing.T) {
 	s := startStack(t, t.TempDir())
 	const topic = "ztf_20261128_programid1"
-	if err := s.b.CreateTopic(topic, 6, nil, false); err != nil {
+	if err := s.b.CreateTopic(context.Background(), topic, 6, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	producer := s.client(kgo.RecordPartitioner(kgo.RoundRobinPartitioner())) // idempotent by default
@@ -333,7 +333,7 @@ func rawBatch(pid int64, epoch int16, seq int32, n int) []byte {
 // fenced.
 func TestProducerIdempotentOverTheWire(t *testing.T) {
 	s := startStack(t, t.TempDir())
-	if err := s.b.CreateTopic("idem", 1, nil, false); err != nil {
+	if err := s.b.CreateTopic(context.Background(), "idem", 1, nil, false); err != nil {
 		t.Fatal(err)
 	}
 	cl := s.client()
@@ -384,7 +384,7 @@ func TestProducerIdempotentOverTheWire(t *testing.T) {
 			t.Fatalf("batch %d (seq %d epoch %d): offset %d %v, want %d %v", i, want.seq, want.epoch, off, kerr.ErrorForCode(code), want.offset, kerr.ErrorForCode(want.errCode))
 		}
 	}
-	if _, hwm, err := s.b.Offsets("idem", 0); err != nil || hwm != 13 {
+	if _, hwm, err := s.b.Offsets(context.Background(), "idem", 0); err != nil || hwm != 13 {
 		t.Fatalf("high watermark %d %v, want 13: duplicates written", hwm, err)
 	}
 }

@@ -103,7 +103,7 @@ func buildMetaDump(t *testing.T) metaDump {
 
 	const topicName = "ztf_20180725_programid1"
 	clk.Advance(time.Second)
-	if err := b.CreateTopic(topicName, 2, map[string]*string{"retention.ms": kmsg.StringPtr("604800000")}, false); err != nil {
+	if err := b.CreateTopic(context.Background(), topicName, 2, map[string]*string{"retention.ms": kmsg.StringPtr("604800000")}, false); err != nil {
 		t.Fatal(err)
 	}
 
@@ -164,7 +164,7 @@ func buildMetaDump(t *testing.T) metaDump {
 	if !regexp.MustCompile(`^archive-1-[0-9a-f]{32}$`).MatchString(memberID) {
 		t.Errorf("member id %q: want the instance id, '-' and 32 hex digits", memberID)
 	}
-	for _, name := range b.TopicNames() {
+	for _, name := range b.TopicNames(context.Background()) {
 		id, err := b.TopicID(name)
 		if err != nil {
 			t.Fatal(err)

@@ -228,7 +228,7 @@ func (b *Broker) storageError(p *partition, op string, err error, extra ...zap.F
 // offset, up to maxBytes (at least one batch when any is available). A batch
 // whose CRC fails is never returned: the partition answers
 // KAFKA_STORAGE_ERROR and the file and offset are logged.
-func (b *Broker) Fetch(topic string, partition int32, offset int64, maxBytes int, dst []byte) (records []byte, highWatermark, logStartOffset int64, err error) {
+func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, dst []byte) (records []byte, highWatermark, logStartOffset int64, err error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return dst, -1, -1, err
@@ -253,7 +253,7 @@ func (b *Broker) Fetch(topic string, partition int32, offset int64, maxBytes int
 }
 
 // Changed is closed when the partition's high watermark next moves.
-func (b *Broker) Changed(topic string, partition int32) (<-chan struct{}, error) {
+func (b *Broker) Changed(ctx context.Context, topic string, partition int32) (<-chan struct{}, error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return nil, err
@@ -262,7 +262,7 @@ func (b *Broker) Changed(topic string, partition int32) (<-chan struct{}, error)
 }
 
 // Offsets returns the log start offset and the high watermark.
-func (b *Broker) Offsets(topic string, partition int32) (logStartOffset, highWatermark int64, err error) {
+func (b *Broker) Offsets(ctx context.Context, topic string, partition int32) (logStartOffset, highWatermark int64, err error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return -1, -1, err
@@ -281,7 +281,7 @@ const (
 // ListOffset resolves a ListOffsets timestamp: -1 the high watermark, -2 the
 // log start offset, -3 the record with the largest timestamp, else the first
 // record whose timestamp is >= ts (-1, -1 when there is none).
-func (b *Broker) ListOffset(topic string, partition int32, ts int64) (offset, timestamp int64, err error) {
+func (b *Broker) ListOffset(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, err error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return -1, -1, err
@@ -387,7 +387,7 @@ func (b *Broker) maxTimestamp(p *partition) (int64, int64, error) {
 
 // DeleteRecords moves the log start offset up to before (-1: the high
 // watermark) and deletes the segments wholly below it.
-func (b *Broker) DeleteRecords(topic string, partition int32, before int64) (lowWatermark int64, err error) {
+func (b *Broker) DeleteRecords(ctx context.Context, topic string, partition int32, before int64) (lowWatermark int64, err error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {
 		return -1, err

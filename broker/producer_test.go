@@ -74,7 +74,7 @@ func TestProducerSequences(t *testing.T) {
 		}
 	}
 	end := func() int64 {
-		_, hw, err := b.Offsets("alerts", 0)
+		_, hw, err := b.Offsets(context.Background(), "alerts", 0)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -120,7 +120,7 @@ func TestProducerSequences(t *testing.T) {
 
 	// DeleteRecords keeps producer state (KIP-360): the retry of a
 	// deleted batch is still a duplicate, not written again.
-	if _, err := b.DeleteRecords("alerts", 0, -1); err != nil {
+	if _, err := b.DeleteRecords(context.Background(), "alerts", 0, -1); err != nil {
 		t.Fatal(err)
 	}
 	want("retry of a deleted batch", idemBatch(t, pid, 1, 0, 1), 75, nil)
@@ -134,7 +134,7 @@ func TestProducerSequences(t *testing.T) {
 	want("expired producer", idemBatch(t, pid, 1, 500, 1), 80, nil)
 
 	// A deleted topic's producers go with it.
-	if err := b.DeleteTopic("alerts"); err != nil {
+	if err := b.DeleteTopic(context.Background(), "alerts"); err != nil {
 		t.Fatal(err)
 	}
 	mustTopic(t, b, "alerts")

@@ -203,7 +203,7 @@ func TestMalformedBatchRefused(t *testing.T) {
 			if _, _, err := b.Produce(ctx, topic, 0, req); !errors.Is(err, c.want) {
 				t.Fatalf("Produce: err = %v, want %v", err, c.want)
 			}
-			if ls, hw, _ := b.Offsets(topic, 0); ls != 0 || hw != 2 {
+			if ls, hw, _ := b.Offsets(context.Background(), topic, 0); ls != 0 || hw != 2 {
 				t.Fatalf("offsets after a refused produce: [%d, %d), want [0, 2)", ls, hw)
 			}
 		})

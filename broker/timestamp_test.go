@@ -44,7 +44,7 @@ func TestProduceTimestampBounds(t *testing.T) {
 			for k, v := range c.overrides {
 				configs[k] = &v
 			}
-			if err := b.CreateTopic(topic, 1, configs, false); err != nil {
+			if err := b.CreateTopic(context.Background(), topic, 1, configs, false); err != nil {
 				t.Fatal(err)
 			}
 			ts := e.clock.Now().UnixMilli() + c.ts

@@ -1,6 +1,7 @@
 package broker
 
 import (
+	"context"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -39,7 +40,7 @@ func validTopicName(name string) error {
 }
 
 // TopicNames lists every topic, sorted.
-func (b *Broker) TopicNames() []string {
+func (b *Broker) TopicNames(ctx context.Context) []string {
 	b.mu.RLock()
 	defer b.mu.RUnlock()
 	return b.topicNamesLocked()
@@ -76,7 +77,7 @@ func (b *Broker) partition(name string, index int32) (*partition, error) {
 // Topic returns a topic's id and partition count, creating the topic with
 // num.partitions when it is missing, autoCreate is true and
 // auto.create.topics.enable is set.
-func (b *Broker) Topic(name string, autoCreate bool) (id [16]byte, partitions int32, err error) {
+func (b *Broker) Topic(ctx context.Context, name string, autoCreate bool) (id [16]byte, partitions int32, err error) {
 	if err := validTopicName(name); err != nil {
 		return id, 0, err
 	}
@@ -105,7 +106,7 @@ func (b *Broker) TopicID(name string) ([16]byte, error) {
 // CreateTopic creates a topic. partitions < 0 means num.partitions; configs
 // are topic-level overrides by Kafka name (a nil value is left to the
 // default). Bad configs are kerr.InvalidConfig wrapped with the key.
-func (b *Broker) CreateTopic(name string, partitions int32, configs map[string]*string, validateOnly bool) error {
+func (b *Broker) CreateTopic(ctx context.Context, name string, partitions int32, configs map[string]*string, validateOnly bool) error {
 	overrides := map[string]string{}
 	for k, v := range configs {
 		if v != nil {
@@ -199,7 +200,7 @@ func (b *Broker) collidingLocked(name string) string {
 // the folders. A crash after the renames is finished by the next Open
 // (finishDeletions), so a folder holding records without metadata is never
 // the leftover of a deletion: Open refuses it as metadata damage.
-func (b *Broker) DeleteTopic(name string) error {
+func (b *Broker) DeleteTopic(ctx context.Context, name string) error {
 	if err := validTopicName(name); err != nil {
 		return err
 	}
@@ -251,7 +252,7 @@ func (b *Broker) DeleteTopic(name string) error {
 }
 
 // CreatePartitions grows a topic to count partitions (never shrinks it).
-func (b *Broker) CreatePartitions(name string, count int32, validateOnly bool) error {
+func (b *Broker) CreatePartitions(ctx context.Context, name string, count int32, validateOnly bool) error {
 	if err := validTopicName(name); err != nil {
 		return err
 	}

@@ -35,7 +35,10 @@ import (
 // ErrorMessage; v9 flexible; v10 CurrentLeader/NodeEndpoints tags (not
 // sent: this node is always the leader). Transactions are not served
 // (no AddPartitionsToTxn), so a transactional produce is refused.
-func init() { register(api{key: produceKey, min: 3, max: 10, advertiseV0: true, serve: serveProduce}) }
+func init() {
+	register(api{key: produceKey, min: 3, max: 10, advertiseV0: true, serve: serveProduce,
+		acl: perResource("WRITE on each topic")})
+}
 
 func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.ProduceRequest)
@@ -75,7 +78,10 @@ func serveProduce(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) 
 			p.Partition = rt.Partitions[j].Partition
 			p.BaseOffset, p.LogAppendTime, p.LogStartOffset = -1, -1, -1
 			p.ErrorCode = fixed
-			if fixed == 0 {
+			if fixed == 0 && !s.authorize(ctx, kmsg.ACLOperationWrite, kmsg.ACLResourceTypeTopic, rt.Topic) {
+				p.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			}
+			if p.ErrorCode == 0 {
 				jobs = append(jobs, job{rt.Topic, &rt.Partitions[j], p})
 			}
 		}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"net"
 	"reflect"
 	"time"
@@ -37,7 +38,10 @@ import (
 // sessions; v9 CurrentLeaderEpoch; v10 zstd; v11 rack (ignored),
 // PreferredReadReplica (-1); v12 flexible; v13 topic ids instead of names;
 // v15 ReplicaState instead of ReplicaID.
-func init() { register(api{key: fetchKey, min: 4, max: 15, serve: serveFetch}) }
+func init() {
+	register(api{key: fetchKey, min: 4, max: 15, serve: serveFetch,
+		acl: perResource("READ on each topic")})
+}
 
 // fetchResponse is a Fetch answer whose record batches are written with
 // writev instead of being copied into the encoded body.
@@ -88,6 +92,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		return resp, nil
 	}
 
+	ctx := c.requestContext()
 	var parts []fetchPartition
 	resp.Topics = make([]kmsg.FetchResponseTopic, len(req.Topics))
 	for i := range req.Topics {
@@ -99,9 +104,12 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		name := rt.Topic
 		if req.Version >= 13 {
 			var ok bool
-			if name, _, ok = s.ids.name(rt.TopicID); !ok {
+			if name, _, ok = s.ids.name(ctx, rt.TopicID); !ok {
 				code = kerr.UnknownTopicID.Code
 			}
+		}
+		if code == 0 && !s.authorize(ctx, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, name) {
+			code = kerr.TopicAuthorizationFailed.Code
 		}
 		t.Partitions = make([]kmsg.FetchResponseTopicPartition, len(rt.Partitions))
 		for j := range rt.Partitions {
@@ -136,7 +144,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 		if changed == nil {
 			// Subscribe, then fetch again: an append between the fetch
 			// above and the subscription is not missed.
-			changed = s.changedChans(parts)
+			changed = s.changedChans(ctx, parts)
 			resp.release()
 			continue
 		}
@@ -167,6 +175,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 // without going past the budget. The bytes taken are held by resp until it
 // is released (written, or dropped with its connection).
 func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartition, maxBytes int, deadline time.Time) (int, bool) {
+	ctx := c.requestContext()
 	// A connection with answers queued (its client is slow, or not
 	// reading) leaves the reserve to those without.
 	useReserve := c.queued.Load() == 0
@@ -180,10 +189,10 @@ func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartit
 			break
 		}
 		if !b.wait(wake, deadline, s.done, c.ctx.Done()) {
-			return s.fetchOnce(resp, parts, 0)
+			return s.fetchOnce(ctx, resp, parts, 0)
 		}
 	}
-	got, failed := s.fetchOnce(resp, parts, int(n))
+	got, failed := s.fetchOnce(ctx, resp, parts, int(n))
 	if int64(got) <= n {
 		b.give(n - int64(got))
 		resp.held = int64(got)
@@ -200,9 +209,9 @@ func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartit
 	need := int64(got)
 	resp.release()
 	if !b.take(need, useReserve, time.Time{}, s.done, c.ctx.Done()) {
-		return s.fetchOnce(resp, parts, 0)
+		return s.fetchOnce(ctx, resp, parts, 0)
 	}
-	got, failed = s.fetchOnce(resp, parts, int(need))
+	got, failed = s.fetchOnce(ctx, resp, parts, int(need))
 	resp.held = need
 	if extra = int64(got) - need; extra > 0 {
 		// A different first batch (retention moved the log start):
@@ -220,7 +229,7 @@ func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartit
 
 // fetchOnce fills every partition's answer from the Backend and returns the
 // record bytes gathered and whether any partition failed.
-func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes int) (total int, failed bool) {
+func (s *Server) fetchOnce(ctx context.Context, resp *fetchResponse, parts []fetchPartition, maxBytes int) (total int, failed bool) {
 	remaining := maxBytes
 	for _, p := range parts {
 		out := p.out
@@ -233,7 +242,7 @@ func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes
 		}
 		if remaining <= 0 {
 			// Budget spent: report offsets only.
-			lso, hw, err := s.b.Offsets(p.topic, p.rp.Partition)
+			lso, hw, err := s.b.Offsets(ctx, p.topic, p.rp.Partition)
 			if err != nil {
 				out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "fetch: offsets",
 					zap.String("topic", p.topic), zap.Int32("partition", p.rp.Partition))
@@ -251,7 +260,7 @@ func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes
 		// and franz-go); a bigger answer grows its own array, so an idle
 		// partition of a large request does not hold a large buffer.
 		buf := getBuf(min(limit, 1<<20))[:0]
-		recs, hw, lso, err := s.b.Fetch(p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
+		recs, hw, lso, err := s.b.Fetch(ctx, p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
 		if len(recs) == 0 || &recs[:1][0] != &buf[:1][0] {
 			putBuf(buf) // empty, or the Backend grew a new array
 		} else {
@@ -260,7 +269,7 @@ func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes
 		if err != nil {
 			out.ErrorCode = s.errCode(err, kerr.KafkaStorageError, "fetch",
 				zap.String("topic", p.topic), zap.Int32("partition", p.rp.Partition), zap.Int64("offset", p.rp.FetchOffset))
-			if lso, hw, oerr := s.b.Offsets(p.topic, p.rp.Partition); oerr == nil {
+			if lso, hw, oerr := s.b.Offsets(ctx, p.topic, p.rp.Partition); oerr == nil {
 				out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, lso
 			}
 			failed = true
@@ -277,13 +286,13 @@ func (s *Server) fetchOnce(resp *fetchResponse, parts []fetchPartition, maxBytes
 }
 
 // changedChans subscribes to every fetchable partition's next append.
-func (s *Server) changedChans(parts []fetchPartition) []<-chan struct{} {
+func (s *Server) changedChans(ctx context.Context, parts []fetchPartition) []<-chan struct{} {
 	chans := make([]<-chan struct{}, 0, len(parts))
 	for _, p := range parts {
 		if p.code != 0 {
 			continue
 		}
-		if ch, err := s.b.Changed(p.topic, p.rp.Partition); err == nil && ch != nil {
+		if ch, err := s.b.Changed(ctx, p.topic, p.rp.Partition); err == nil && ch != nil {
 			chans = append(chans, ch)
 		}
 	}

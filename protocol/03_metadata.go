@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"errors"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
@@ -18,9 +20,13 @@ import (
 // operations (not computed: left at the "not requested" default); v9
 // flexible; v10 TopicID; v11 drops cluster authorized operations; v12
 // nullable topic names.
-func init() { register(api{key: 3, min: 0, max: 12, serve: serveMetadata}) }
+func init() {
+	register(api{key: 3, min: 0, max: 12, serve: serveMetadata,
+		acl: perResource("DESCRIBE on each topic (others are left out of a listing, and TOPIC_AUTHORIZATION_FAILED when named); auto-creation needs CREATE on the cluster or the topic")})
+}
 
 func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	ctx := c.requestContext()
 	req := kreq.(*kmsg.MetadataRequest)
 	resp := req.ResponseKind().(*kmsg.MetadataResponse)
 
@@ -39,18 +45,33 @@ func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 			var n int32
 			var ok bool
 			t.TopicID = id
-			if name, n, ok = s.ids.name(id); !ok {
+			if name, n, ok = s.ids.name(ctx, id); !ok {
 				t.Topic = nil
 				t.ErrorCode = kerr.UnknownTopicID.Code
 				resp.Topics = append(resp.Topics, t)
 				return
 			}
 			t.Topic = kmsg.StringPtr(name)
+			if !s.authorize(ctx, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+				t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				resp.Topics = append(resp.Topics, t)
+				return
+			}
 			t.Partitions = partitionsMetadata(s.cfg.NodeID, n)
 			resp.Topics = append(resp.Topics, t)
 			return
 		}
-		tid, n, err := s.b.Topic(name, create)
+		if !s.authorize(ctx, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, name) {
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			resp.Topics = append(resp.Topics, t)
+			return
+		}
+		mayCreate := create && s.authorizeTopicCreate(ctx, name)
+		tid, n, err := s.b.Topic(ctx, name, mayCreate)
+		if err != nil && create && !mayCreate && errors.Is(err, kerr.UnknownTopicOrPartition) {
+			// Kafka's answer to an auto-creation the principal may not do.
+			err = kerr.TopicAuthorizationFailed
+		}
 		if err != nil {
 			t.ErrorCode = s.errCode(err, kerr.UnknownServerError, "metadata: topic", zap.String("topic", name))
 			resp.Topics = append(resp.Topics, t)
@@ -68,13 +89,14 @@ func serveMetadata(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error)
 
 	all := req.Topics == nil || (req.Version == 0 && len(req.Topics) == 0)
 	if all {
-		for _, name := range s.b.TopicNames() {
+		for _, name := range s.b.TopicNames(ctx) {
 			addTopic(name, [16]byte{}, false)
 		}
-		// A topic deleted between listing and lookup is not reported.
+		// A topic deleted between listing and lookup is not reported,
+		// nor one the principal may not describe.
 		kept := resp.Topics[:0]
 		for _, t := range resp.Topics {
-			if t.ErrorCode != kerr.UnknownTopicOrPartition.Code {
+			if t.ErrorCode != kerr.UnknownTopicOrPartition.Code && t.ErrorCode != kerr.TopicAuthorizationFailed.Code {
 				kept = append(kept, t)
 			}
 		}

@@ -13,7 +13,10 @@ import (
 //
 // Version notes: v1 CoordinatorType, ThrottleMillis, ErrorMessage; v3
 // flexible; v4 batched CoordinatorKeys answered per key.
-func init() { register(api{key: 10, min: 0, max: 4, serve: serveFindCoordinator}) }
+func init() {
+	register(api{key: 10, min: 0, max: 4, serve: serveFindCoordinator,
+		acl: public("every key's coordinator is this node: the answer tells nothing")})
+}
 
 func serveFindCoordinator(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FindCoordinatorRequest)

@@ -18,7 +18,8 @@ import (
 // Version notes: v1 ThrottleMillis; v3 flexible, client software name and
 // version (not checked: they are informational here); v4 no change.
 func init() {
-	register(api{key: apiVersionsKey, min: 0, max: 4, serve: serveApiVersions})
+	register(api{key: apiVersionsKey, min: 0, max: 4, serve: serveApiVersions,
+		acl: public("clients ask before anything else, authenticated or not")})
 }
 
 func serveApiVersions(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {

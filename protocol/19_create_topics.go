@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
@@ -16,9 +18,13 @@ import (
 // Version notes: v1 ValidateOnly and ErrorMessage; v2 ThrottleMillis; v4
 // default partitions and replication (-1); v5 flexible, the created topic's
 // partitions, replication and configs in the answer; v7 TopicID.
-func init() { register(api{key: 19, min: 0, max: 7, serve: serveCreateTopics}) }
+func init() {
+	register(api{key: 19, min: 0, max: 7, serve: serveCreateTopics,
+		acl: perResource("CREATE on the cluster or on each topic")})
+}
 
-func serveCreateTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveCreateTopics(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	ctx := c.requestContext()
 	req := kreq.(*kmsg.CreateTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.CreateTopicsResponse)
 	seen := make(map[string]int, len(req.Topics))
@@ -34,6 +40,8 @@ func serveCreateTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 		}
 		partitions := rt.NumPartitions
 		switch {
+		case !s.authorizeTopicCreate(ctx, rt.Topic):
+			fail(kerr.TopicAuthorizationFailed, "not authorized to create this topic")
 		case seen[rt.Topic] > 1:
 			fail(kerr.InvalidRequest, "topic named more than once in the request")
 		case rt.ReplicationFactor != -1 && rt.ReplicationFactor != 1 && len(rt.ReplicaAssignment) == 0:
@@ -57,7 +65,7 @@ func serveCreateTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 			if len(configs) == 0 {
 				configs = nil
 			}
-			if err := s.b.CreateTopic(rt.Topic, partitions, configs, req.ValidateOnly); err != nil {
+			if err := s.b.CreateTopic(ctx, rt.Topic, partitions, configs, req.ValidateOnly); err != nil {
 				t.ErrorCode = s.errCode(err, kerr.UnknownServerError, "create topic", zap.String("topic", rt.Topic))
 				t.ErrorMessage = kmsg.StringPtr(err.Error())
 				break
@@ -66,7 +74,7 @@ func serveCreateTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 				t.NumPartitions, t.ReplicationFactor = partitions, 1
 				break
 			}
-			s.describeCreated(&t)
+			s.describeCreated(ctx, &t)
 		}
 		resp.Topics = append(resp.Topics, t)
 	}
@@ -74,14 +82,14 @@ func serveCreateTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 }
 
 // describeCreated fills the v5+ details of a topic just created.
-func (s *Server) describeCreated(t *kmsg.CreateTopicsResponseTopic) {
-	id, n, err := s.b.Topic(t.Topic, false)
+func (s *Server) describeCreated(ctx context.Context, t *kmsg.CreateTopicsResponseTopic) {
+	id, n, err := s.b.Topic(ctx, t.Topic, false)
 	if err != nil {
 		return
 	}
 	s.ids.remember(id, t.Topic)
 	t.TopicID, t.NumPartitions, t.ReplicationFactor = id, n, 1
-	cfgs, err := s.b.TopicConfigs(t.Topic, nil)
+	cfgs, err := s.b.TopicConfigs(ctx, t.Topic, nil)
 	if err != nil {
 		return
 	}

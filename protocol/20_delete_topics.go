@@ -11,9 +11,13 @@ import (
 // Version notes: v1 ThrottleMillis; v4 flexible; v5 ErrorMessage; v6
 // topics by name or id, the answer carrying both. A deleted topic's
 // per-topic series leave the listener's metrics with it.
-func init() { register(api{key: 20, min: 0, max: 6, serve: serveDeleteTopics}) }
+func init() {
+	register(api{key: 20, min: 0, max: 6, serve: serveDeleteTopics,
+		acl: perResource("DELETE on each topic")})
+}
 
-func serveDeleteTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveDeleteTopics(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	ctx := c.requestContext()
 	req := kreq.(*kmsg.DeleteTopicsRequest)
 	resp := req.ResponseKind().(*kmsg.DeleteTopicsResponse)
 	type target struct {
@@ -39,7 +43,7 @@ func serveDeleteTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 		}
 		switch {
 		case name == "" && tg.id != ([16]byte{}):
-			n, _, ok := s.ids.name(tg.id)
+			n, _, ok := s.ids.name(ctx, tg.id)
 			if !ok {
 				t.ErrorCode = kerr.UnknownTopicID.Code
 				break
@@ -47,14 +51,16 @@ func serveDeleteTopics(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, er
 			name = n
 			t.Topic = kmsg.StringPtr(n)
 		case name != "" && req.Version >= 6:
-			if id, _, err := s.b.Topic(name, false); err == nil {
+			if id, _, err := s.b.Topic(ctx, name, false); err == nil {
 				t.TopicID = id
 			}
 		}
 		if t.ErrorCode == 0 {
 			if name == "" {
 				t.ErrorCode = kerr.InvalidTopicException.Code
-			} else if err := s.b.DeleteTopic(name); err != nil {
+			} else if !s.authorize(ctx, kmsg.ACLOperationDelete, kmsg.ACLResourceTypeTopic, name) {
+				t.ErrorCode = kerr.TopicAuthorizationFailed.Code
+			} else if err := s.b.DeleteTopic(ctx, name); err != nil {
 				t.ErrorCode = s.errCode(err, kerr.UnknownServerError, "delete topic", zap.String("topic", name))
 				t.ErrorMessage = kmsg.StringPtr(err.Error())
 			} else {

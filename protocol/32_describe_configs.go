@@ -17,9 +17,13 @@ import (
 //
 // Version notes: v1 Source and synonyms (sent only when asked); v3
 // ConfigType and Documentation (sent only when asked); v4 flexible.
-func init() { register(api{key: 32, min: 1, max: 4, serve: serveDescribeConfigs}) }
+func init() {
+	register(api{key: 32, min: 1, max: 4, serve: serveDescribeConfigs,
+		acl: perResource("DESCRIBE_CONFIGS on each topic, or on the cluster for the broker")})
+}
 
-func serveDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveDescribeConfigs(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	ctx := c.requestContext()
 	req := kreq.(*kmsg.DescribeConfigsRequest)
 	resp := req.ResponseKind().(*kmsg.DescribeConfigsResponse)
 	node := strconv.Itoa(int(s.cfg.NodeID))
@@ -29,8 +33,12 @@ func serveDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response,
 		var cfgs []kmsg.DescribeConfigsResponseResourceConfig
 		switch rr.ResourceType {
 		case kmsg.ConfigResourceTypeTopic:
+			if !s.authorize(ctx, kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeTopic, rr.ResourceName) {
+				r.ErrorCode = kerr.TopicAuthorizationFailed.Code
+				break
+			}
 			var err error
-			cfgs, err = s.b.TopicConfigs(rr.ResourceName, rr.ConfigNames)
+			cfgs, err = s.b.TopicConfigs(ctx, rr.ResourceName, rr.ConfigNames)
 			if err != nil {
 				r.ErrorCode = s.errCode(err, kerr.UnknownServerError, "describe configs", zap.String("topic", rr.ResourceName))
 				r.ErrorMessage = kmsg.StringPtr(err.Error())
@@ -41,7 +49,11 @@ func serveDescribeConfigs(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response,
 				r.ErrorMessage = kmsg.StringPtr("unknown broker " + rr.ResourceName + ": this is node " + node)
 				break
 			}
-			cfgs = s.b.BrokerConfigs(rr.ConfigNames)
+			if !s.authorize(ctx, kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeCluster, ClusterResource) {
+				r.ErrorCode = kerr.ClusterAuthorizationFailed.Code
+				break
+			}
+			cfgs = s.b.BrokerConfigs(ctx, rr.ConfigNames)
 		default:
 			r.ErrorCode = kerr.InvalidRequest.Code
 			r.ErrorMessage = kmsg.StringPtr("unsupported resource type " + rr.ResourceType.String())

@@ -10,9 +10,13 @@ import (
 //
 // A manual assignment may only place each new partition's single replica on
 // this node. Version notes: v2 flexible; v3 no change.
-func init() { register(api{key: 37, min: 0, max: 3, serve: serveCreatePartitions}) }
+func init() {
+	register(api{key: 37, min: 0, max: 3, serve: serveCreatePartitions,
+		acl: perResource("ALTER on each topic")})
+}
 
-func serveCreatePartitions(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
+func serveCreatePartitions(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	ctx := c.requestContext()
 	req := kreq.(*kmsg.CreatePartitionsRequest)
 	resp := req.ResponseKind().(*kmsg.CreatePartitionsResponse)
 	seen := make(map[string]int, len(req.Topics))
@@ -29,6 +33,8 @@ func serveCreatePartitions(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 			}
 		}
 		switch {
+		case !s.authorize(ctx, kmsg.ACLOperationAlter, kmsg.ACLResourceTypeTopic, rt.Topic):
+			t.ErrorCode = kerr.TopicAuthorizationFailed.Code
 		case seen[rt.Topic] > 1:
 			t.ErrorCode = kerr.InvalidRequest.Code
 			t.ErrorMessage = kmsg.StringPtr("topic named more than once in the request")
@@ -36,7 +42,7 @@ func serveCreatePartitions(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response
 			t.ErrorCode = kerr.InvalidReplicaAssignment.Code
 			t.ErrorMessage = kmsg.StringPtr("every partition must have exactly this node as its replica")
 		default:
-			if err := s.b.CreatePartitions(rt.Topic, rt.Count, req.ValidateOnly); err != nil {
+			if err := s.b.CreatePartitions(ctx, rt.Topic, rt.Count, req.ValidateOnly); err != nil {
 				t.ErrorCode = s.errCode(err, kerr.UnknownServerError, "create partitions", zap.String("topic", rt.Topic))
 				t.ErrorMessage = kmsg.StringPtr(err.Error())
 			}

@@ -16,7 +16,13 @@ import (
 // here, so match nothing. Without a QuotaStore the answer is empty.
 //
 // Version notes: v1 flexible.
-func init() { register(api{key: 48, min: 0, max: 1, serve: serveDescribeClientQuotas}) }
+func init() {
+	register(api{key: 48, min: 0, max: 1, serve: serveDescribeClientQuotas,
+		acl: wholeRequest(kmsg.ACLOperationDescribeConfigs, kmsg.ACLResourceTypeCluster, nil,
+			func(_ kmsg.Request, r kmsg.Response, code int16) {
+				r.(*kmsg.DescribeClientQuotasResponse).ErrorCode = code
+			})})
+}
 
 func serveDescribeClientQuotas(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeClientQuotasRequest)

@@ -20,7 +20,21 @@ import (
 // the Backend keeps no quotas.
 //
 // Version notes: v1 flexible.
-func init() { register(api{key: 49, min: 0, max: 1, serve: serveAlterClientQuotas}) }
+func init() {
+	register(api{key: 49, min: 0, max: 1, serve: serveAlterClientQuotas,
+		acl: wholeRequest(kmsg.ACLOperationAlterConfigs, kmsg.ACLResourceTypeCluster, nil,
+			func(kreq kmsg.Request, r kmsg.Response, code int16) {
+				resp := r.(*kmsg.AlterClientQuotasResponse)
+				for _, re := range kreq.(*kmsg.AlterClientQuotasRequest).Entries {
+					out := kmsg.NewAlterClientQuotasResponseEntry()
+					out.ErrorCode = code
+					for _, c := range re.Entity {
+						out.Entity = append(out.Entity, kmsg.AlterClientQuotasResponseEntryEntity{Type: c.Type, Name: c.Name})
+					}
+					resp.Entries = append(resp.Entries, out)
+				}
+			})})
+}
 
 func serveAlterClientQuotas(s *Server, _ *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.AlterClientQuotasRequest)

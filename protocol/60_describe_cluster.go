@@ -10,7 +10,11 @@ import (
 // One broker, this node, which is also the controller. Version notes: v1
 // EndpointType (only brokers, 1, are described: controllers are
 // UNSUPPORTED_ENDPOINT_TYPE); v2 IncludeFencedBrokers (none is ever fenced).
-func init() { register(api{key: 60, min: 0, max: 2, serve: serveDescribeCluster}) }
+func init() {
+	register(api{key: 60, min: 0, max: 2, serve: serveDescribeCluster,
+		acl: wholeRequest(kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeCluster, nil,
+			func(_ kmsg.Request, r kmsg.Response, code int16) { r.(*kmsg.DescribeClusterResponse).ErrorCode = code })})
+}
 
 func serveDescribeCluster(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.DescribeClusterRequest)

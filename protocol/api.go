@@ -18,6 +18,8 @@ type api struct {
 	// response means none is sent (Produce with acks=0). A returned error
 	// closes the connection.
 	serve func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error)
+	// acl is how the key is authorized (authz.go); required.
+	acl access
 }
 
 // apis is filled by init functions only and read-only afterwards.
@@ -30,7 +32,10 @@ func register(a api) {
 	if a.min < 0 || a.max < a.min {
 		panic("protocol: bad version range")
 	}
-	apis[a.key] = a
+	if a.acl.doc == "" {
+		panic("protocol: api key " + kmsg.NameForKey(a.key) + " registered without its authorization (acl)")
+	}
+	apis[a.key] = withAccess(a)
 }
 
 // Keys the listener itself needs to tell apart.

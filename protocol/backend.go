@@ -18,20 +18,20 @@ type Backend interface {
 	ClusterID() string
 
 	// TopicNames lists every topic, sorted.
-	TopicNames() []string
+	TopicNames(ctx context.Context) []string
 	// Topic returns a topic's id and partition count, creating it with the
 	// default partition count when it is missing and autoCreate is true (and
 	// the broker allows auto-creation). Unknown: kerr.UnknownTopicOrPartition;
 	// bad name: kerr.InvalidTopicException.
-	Topic(name string, autoCreate bool) (id [16]byte, partitions int32, err error)
+	Topic(ctx context.Context, name string, autoCreate bool) (id [16]byte, partitions int32, err error)
 	// CreateTopic: partitions or configs < 0 / nil mean the broker default.
-	CreateTopic(name string, partitions int32, configs map[string]*string, validateOnly bool) error
-	DeleteTopic(name string) error
-	CreatePartitions(name string, count int32, validateOnly bool) error
+	CreateTopic(ctx context.Context, name string, partitions int32, configs map[string]*string, validateOnly bool) error
+	DeleteTopic(ctx context.Context, name string) error
+	CreatePartitions(ctx context.Context, name string, count int32, validateOnly bool) error
 	// TopicConfigs / BrokerConfigs list every config (all when keys is nil)
 	// with its value, default, source and sensitivity.
-	TopicConfigs(name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error)
-	BrokerConfigs(keys []string) []kmsg.DescribeConfigsResponseResourceConfig
+	TopicConfigs(ctx context.Context, name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error)
+	BrokerConfigs(ctx context.Context, keys []string) []kmsg.DescribeConfigsResponseResourceConfig
 
 	// Produce appends the record batches of one partition (one or more v2
 	// batches, as sent) and returns once they are acknowledged per the
@@ -41,15 +41,15 @@ type Backend interface {
 	Produce(ctx context.Context, topic string, partition int32, batches []byte) (baseOffset, logStartOffset int64, err error)
 	// Fetch appends to dst whole batches starting with the one containing
 	// offset, up to maxBytes (at least one batch when any is available).
-	Fetch(topic string, partition int32, offset int64, maxBytes int, dst []byte) (records []byte, highWatermark, logStartOffset int64, err error)
+	Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, dst []byte) (records []byte, highWatermark, logStartOffset int64, err error)
 	// Changed is closed when the partition's high watermark next moves.
-	Changed(topic string, partition int32) (<-chan struct{}, error)
+	Changed(ctx context.Context, topic string, partition int32) (<-chan struct{}, error)
 	// Offsets returns the log start offset and high watermark.
-	Offsets(topic string, partition int32) (logStartOffset, highWatermark int64, err error)
+	Offsets(ctx context.Context, topic string, partition int32) (logStartOffset, highWatermark int64, err error)
 	// ListOffset resolves a ListOffsets timestamp (-1 latest, -2 earliest,
 	// -3 max timestamp, else the first record with timestamp >= ts).
-	ListOffset(topic string, partition int32, ts int64) (offset, timestamp int64, err error)
-	DeleteRecords(topic string, partition int32, before int64) (lowWatermark int64, err error)
+	ListOffset(ctx context.Context, topic string, partition int32, ts int64) (offset, timestamp int64, err error)
+	DeleteRecords(ctx context.Context, topic string, partition int32, before int64) (lowWatermark int64, err error)
 }
 
 // DeferredProducer is optionally implemented by a Backend whose Produce

@@ -44,7 +44,7 @@ func newMemBackend() *memBackend {
 
 func (m *memBackend) ClusterID() string { return "test-cluster" }
 
-func (m *memBackend) TopicNames() []string {
+func (m *memBackend) TopicNames(ctx context.Context) []string {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	names := make([]string, 0, len(m.topics))
@@ -69,7 +69,7 @@ func validName(name string) bool {
 	return name != "" && len(name) < 250 && !strings.ContainsAny(name, " /\\\x00") && name != "." && name != ".."
 }
 
-func (m *memBackend) Topic(name string, autoCreate bool) ([16]byte, int32, error) {
+func (m *memBackend) Topic(ctx context.Context, name string, autoCreate bool) ([16]byte, int32, error) {
 	if !validName(name) {
 		return [16]byte{}, 0, kerr.InvalidTopicException
 	}
@@ -85,7 +85,7 @@ func (m *memBackend) Topic(name string, autoCreate bool) ([16]byte, int32, error
 	return t.id, int32(len(t.parts)), nil
 }
 
-func (m *memBackend) CreateTopic(name string, partitions int32, configs map[string]*string, validateOnly bool) error {
+func (m *memBackend) CreateTopic(ctx context.Context, name string, partitions int32, configs map[string]*string, validateOnly bool) error {
 	if !validName(name) {
 		return kerr.InvalidTopicException
 	}
@@ -106,7 +106,7 @@ func (m *memBackend) CreateTopic(name string, partitions int32, configs map[stri
 	return nil
 }
 
-func (m *memBackend) DeleteTopic(name string) error {
+func (m *memBackend) DeleteTopic(ctx context.Context, name string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if _, ok := m.topics[name]; !ok {
@@ -116,7 +116,7 @@ func (m *memBackend) DeleteTopic(name string) error {
 	return nil
 }
 
-func (m *memBackend) CreatePartitions(name string, count int32, validateOnly bool) error {
+func (m *memBackend) CreatePartitions(ctx context.Context, name string, count int32, validateOnly bool) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.topics[name]
@@ -134,7 +134,7 @@ func (m *memBackend) CreatePartitions(name string, count int32, validateOnly boo
 	return nil
 }
 
-func (m *memBackend) TopicConfigs(name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
+func (m *memBackend) TopicConfigs(ctx context.Context, name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.topics[name]
@@ -158,7 +158,7 @@ func (m *memBackend) TopicConfigs(name string, keys []string) ([]kmsg.DescribeCo
 	return out, nil
 }
 
-func (m *memBackend) BrokerConfigs(keys []string) []kmsg.DescribeConfigsResponseResourceConfig {
+func (m *memBackend) BrokerConfigs(ctx context.Context, keys []string) []kmsg.DescribeConfigsResponseResourceConfig {
 	c := kmsg.NewDescribeConfigsResponseResourceConfig()
 	c.Name, c.Value, c.Source = "num.partitions", kmsg.StringPtr("1"), kmsg.ConfigSourceDefaultConfig
 	if keys != nil && !contains(keys, c.Name) {
@@ -220,7 +220,7 @@ func (m *memBackend) Produce(ctx context.Context, topic string, partition int32,
 	return base, p.start, nil
 }
 
-func (m *memBackend) Fetch(topic string, partition int32, offset int64, maxBytes int, dst []byte) ([]byte, int64, int64, error) {
+func (m *memBackend) Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, dst []byte) ([]byte, int64, int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, err := m.partLocked(topic, partition)
@@ -244,7 +244,7 @@ func (m *memBackend) Fetch(topic string, partition int32, offset int64, maxBytes
 	return dst, p.hw, p.start, nil
 }
 
-func (m *memBackend) Changed(topic string, partition int32) (<-chan struct{}, error) {
+func (m *memBackend) Changed(ctx context.Context, topic string, partition int32) (<-chan struct{}, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, err := m.partLocked(topic, partition)
@@ -254,7 +254,7 @@ func (m *memBackend) Changed(topic string, partition int32) (<-chan struct{}, er
 	return p.changed, nil
 }
 
-func (m *memBackend) Offsets(topic string, partition int32) (int64, int64, error) {
+func (m *memBackend) Offsets(ctx context.Context, topic string, partition int32) (int64, int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, err := m.partLocked(topic, partition)
@@ -264,7 +264,7 @@ func (m *memBackend) Offsets(topic string, partition int32) (int64, int64, error
 	return p.start, p.hw, nil
 }
 
-func (m *memBackend) ListOffset(topic string, partition int32, ts int64) (int64, int64, error) {
+func (m *memBackend) ListOffset(ctx context.Context, topic string, partition int32, ts int64) (int64, int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, err := m.partLocked(topic, partition)
@@ -289,7 +289,7 @@ func (m *memBackend) ListOffset(topic string, partition int32, ts int64) (int64,
 	return -1, -1, nil
 }
 
-func (m *memBackend) DeleteRecords(topic string, partition int32, before int64) (int64, error) {
+func (m *memBackend) DeleteRecords(ctx context.Context, topic string, partition int32, before int64) (int64, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	p, err := m.partLocked(topic, partition)

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"encoding/binary"
 	"sync"
 
@@ -87,7 +88,7 @@ func (t *topicIDs) remember(id [16]byte, name string) {
 }
 
 // name returns the topic with id and its partition count.
-func (t *topicIDs) name(id [16]byte) (string, int32, bool) {
+func (t *topicIDs) name(ctx context.Context, id [16]byte) (string, int32, bool) {
 	if id == ([16]byte{}) {
 		return "", 0, false
 	}
@@ -95,14 +96,14 @@ func (t *topicIDs) name(id [16]byte) (string, int32, bool) {
 	name, ok := t.m[id]
 	t.mu.Unlock()
 	if ok {
-		if got, n, err := t.b.Topic(name, false); err == nil && got == id {
+		if got, n, err := t.b.Topic(ctx, name, false); err == nil && got == id {
 			return name, n, true
 		}
 	}
 	var found string
 	var parts int32
-	for _, n := range t.b.TopicNames() {
-		got, p, err := t.b.Topic(n, false)
+	for _, n := range t.b.TopicNames(ctx) {
+		got, p, err := t.b.Topic(ctx, n, false)
 		if err != nil {
 			continue
 		}

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -13,7 +14,7 @@ func BenchmarkFetch(b *testing.B) {
 	for _, size := range []int{16 << 10, 256 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("batch=%dKiB", size>>10), func(b *testing.B) {
 			ts := startServer(b, Config{}, nil)
-			ts.b.CreateTopic("bench", 1, nil, false)
+			ts.b.CreateTopic(context.Background(), "bench", 1, nil, false)
 			batch := makeBatch(size/(60<<10)+1, min(size, 60<<10), 1)
 			n := (4 << 20) / len(batch)
 			for range n {
@@ -44,7 +45,7 @@ func BenchmarkProduce(b *testing.B) {
 	for _, size := range []int{16 << 10, 256 << 10, 1 << 20} {
 		b.Run(fmt.Sprintf("batch=%dKiB", size>>10), func(b *testing.B) {
 			ts := startServer(b, Config{}, nil)
-			ts.b.CreateTopic("bench", 1, nil, false)
+			ts.b.CreateTopic(context.Background(), "bench", 1, nil, false)
 			batch := makeBatch(size/(60<<10)+1, min(size, 60<<10), 1)
 			req := frame(produceReq(9, 1, "bench", 0, batch), 1)
 			c := dial(b, ts.addr)

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"encoding/binary"
 	"net"
 	"sync"
@@ -110,7 +111,7 @@ func TestFrameBudget(t *testing.T) {
 // queued.max.request.bytes when nothing else holds it.
 func TestFrameLargerThanBudget(t *testing.T) {
 	ts := startServer(t, Config{MaxRequestBytes: 32 << 20, QueuedMaxRequestBytes: 4 << 20}, nil)
-	ts.b.CreateTopic("big", 1, nil, false)
+	ts.b.CreateTopic(context.Background(), "big", 1, nil, false)
 	batch := makeBatch(1, 9<<20, 1)
 	r := rawRoundTrip(t, ts.addr, produceReq(7, 1, "big", 0, batch)).(*kmsg.ProduceResponse)
 	if code := r.Topics[0].Partitions[0].ErrorCode; code != 0 {
@@ -128,7 +129,7 @@ func TestUnreadFetchesBounded(t *testing.T) {
 	const total, perConn, fetchMax = 16 << 20, 2 << 20, 4 << 20
 	ts := startServer(t, Config{MaxInflightResponseBytes: total, ConnectionMaxInflightResponseBytes: perConn,
 		FetchMaxBytes: fetchMax, WriteTimeout: 3 * time.Second}, nil)
-	ts.b.CreateTopic("t", 1, nil, false)
+	ts.b.CreateTopic(context.Background(), "t", 1, nil, false)
 	batch := makeBatch(1, 512<<10, 1)
 	for range 40 {
 		if _, _, err := ts.b.Produce(t.Context(), "t", 0, batch); err != nil {
@@ -175,7 +176,7 @@ func TestUnreadFetchesBounded(t *testing.T) {
 // when it is bigger than max.inflight.response.bytes.
 func TestFetchFirstBatchLargerThanBudget(t *testing.T) {
 	ts := startServer(t, Config{MaxInflightResponseBytes: 1 << 20}, nil)
-	ts.b.CreateTopic("t", 1, nil, false)
+	ts.b.CreateTopic(context.Background(), "t", 1, nil, false)
 	batch := makeBatch(1, 3<<20, 1)
 	if _, _, err := ts.b.Produce(t.Context(), "t", 0, batch); err != nil {
 		t.Fatal(err)

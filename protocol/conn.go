@@ -48,6 +48,9 @@ type conn struct {
 
 	// clientID of the last request, for logs.
 	clientID string
+	// principal is who the connection is: anonymous from its address
+	// until it authenticates. Every request's context carries it.
+	principal Principal
 
 	acct connAccount // quotas and per-user accounting (quota.go)
 }
@@ -64,8 +67,10 @@ type response struct {
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	host := nc.RemoteAddr().String()
+	principal := Principal{Listener: l.cfg.Name}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		host = ta.IP.String()
+		principal.Addr = ta.AddrPort().Addr().Unmap()
 	}
 	return &conn{
 		s:       s,
@@ -77,6 +82,8 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		cancel:  cancel,
 		out:     make(chan response, 32), // pipelined requests awaiting their answer
 		drained: make(chan struct{}, 1),
+
+		principal: principal,
 	}
 }
 

@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"context"
 	"hash/crc32"
 	"testing"
 	"time"
@@ -47,7 +48,7 @@ func produceReq(version, acks int16, topic string, partition int32, batches []by
 
 func TestProduceErrors(t *testing.T) {
 	ts := startServer(t, Config{}, nil)
-	ts.b.CreateTopic("p", 1, nil, false)
+	ts.b.CreateTopic(context.Background(), "p", 1, nil, false)
 	ts.b.maxBatch = 5000
 	good := makeBatch(2, 10, 1)
 	magic1 := append([]byte(nil), good...)
@@ -123,7 +124,7 @@ func batchBases(t *testing.T, b []byte) []int64 {
 
 func TestFetchLimits(t *testing.T) {
 	ts := startServer(t, Config{}, nil)
-	ts.b.CreateTopic("f", 2, nil, false)
+	ts.b.CreateTopic(context.Background(), "f", 2, nil, false)
 	batch := makeBatch(3, 300, 1) // offsets 0-2, 3-5, ...
 	for range 5 {
 		for p := int32(0); p < 2; p++ {
@@ -132,7 +133,7 @@ func TestFetchLimits(t *testing.T) {
 			}
 		}
 	}
-	id, _, _ := ts.b.Topic("f", false)
+	id, _, _ := ts.b.Topic(context.Background(), "f", false)
 	S := int32(len(batch))
 	for _, v := range []int16{4, 11, 12, 13, 15} {
 		f := func(maxBytes, partMax int32, targets ...fetchTarget) *kmsg.FetchResponse {
@@ -240,7 +241,7 @@ func TestProduceAcksZeroError(t *testing.T) {
 // the last one wakes it.
 func TestLongPollManyPartitions(t *testing.T) {
 	ts := startServer(t, Config{}, nil)
-	ts.b.CreateTopic("lp", 3, nil, false)
+	ts.b.CreateTopic(context.Background(), "lp", 3, nil, false)
 	req := fetchReq(12, 1<<20, 1<<20, fetchTarget{topic: "lp"}, fetchTarget{topic: "lp", partition: 1},
 		fetchTarget{topic: "lp", partition: 2})
 	req.MaxWaitMillis = 20000

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"net"
 	"testing"
 	"time"
@@ -13,7 +14,7 @@ import (
 // answered must encode.
 func FuzzRequest(f *testing.F) {
 	b := newMemBackend()
-	b.CreateTopic("t", 2, nil, false)
+	b.CreateTopic(context.Background(), "t", 2, nil, false)
 	s, err := NewServer(Config{FetchMaxWait: time.Millisecond}, b, stubGroups{}, nil, nil)
 	if err != nil {
 		f.Fatal(err)

@@ -26,9 +26,11 @@ func ClientInfo(ctx context.Context) (clientID, host string) {
 }
 
 // requestContext is the connection's context carrying the client id of the
-// request being handled and the peer's host.
+// request being handled, the peer's host and the connection's principal
+// (PrincipalFrom), which every authorization check judges.
 func (c *conn) requestContext() context.Context {
-	return context.WithValue(c.ctx, clientInfoKey{}, clientInfo{id: c.clientID, host: c.host})
+	ctx := context.WithValue(c.ctx, clientInfoKey{}, clientInfo{id: c.clientID, host: c.host})
+	return WithPrincipal(ctx, c.principal)
 }
 
 // groupAnswer passes on what Groups answered. Groups builds the whole

@@ -77,7 +77,7 @@ func TestMaxConnections(t *testing.T) {
 // ends (goleak checks in TestMain).
 func TestShutdownDeadline(t *testing.T) {
 	b := newMemBackend()
-	b.CreateTopic("t", 1, nil, false)
+	b.CreateTopic(context.Background(), "t", 1, nil, false)
 	b.stuck = true
 	s, err := NewServer(Config{}, b, nil, nil, nil)
 	if err != nil {

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"context"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -9,9 +10,9 @@ import (
 
 func TestMetadataVersions(t *testing.T) {
 	ts := startServer(t, Config{NodeID: 2}, nil)
-	ts.b.CreateTopic("a", 3, nil, false)
-	ts.b.CreateTopic("__consumer_offsets", 1, nil, false)
-	id, _, _ := ts.b.Topic("a", false)
+	ts.b.CreateTopic(context.Background(), "a", 3, nil, false)
+	ts.b.CreateTopic(context.Background(), "__consumer_offsets", 1, nil, false)
+	id, _, _ := ts.b.Topic(context.Background(), "a", false)
 	names := func(r *kmsg.MetadataResponse) map[string]kmsg.MetadataResponseTopic {
 		m := map[string]kmsg.MetadataResponseTopic{}
 		for _, tp := range r.Topics {
@@ -60,12 +61,12 @@ func TestMetadataVersions(t *testing.T) {
 		if missing["m1"].ErrorCode != wantCode {
 			t.Errorf("v%d missing topic without auto-create: code %d", v, missing["m1"].ErrorCode)
 		}
-		ts.b.DeleteTopic("m1")
+		ts.b.DeleteTopic(context.Background(), "m1")
 		created := names(rawRoundTrip(t, ts.addr, req(true, "m2")).(*kmsg.MetadataResponse))
 		if created["m2"].ErrorCode != 0 || len(created["m2"].Partitions) != 1 {
 			t.Errorf("v%d auto-create: %+v", v, created["m2"])
 		}
-		ts.b.DeleteTopic("m2")
+		ts.b.DeleteTopic(context.Background(), "m2")
 		bad := names(rawRoundTrip(t, ts.addr, req(true, "bad name")).(*kmsg.MetadataResponse))
 		if bad["bad name"].ErrorCode != kerr.InvalidTopicException.Code {
 			t.Errorf("v%d invalid name: %+v", v, bad["bad name"])

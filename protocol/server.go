@@ -225,6 +225,7 @@ type Server struct {
 	cfg    Config
 	b      Backend
 	g      Groups
+	authz  Authorizer // nil allows everything; authz.go
 	log    *zap.Logger
 	m      *metrics
 	ids    topicIDs

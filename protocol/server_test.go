@@ -186,7 +186,7 @@ func TestFetchInsideBatch(t *testing.T) {
 func TestLongPollWakeup(t *testing.T) {
 	ts := startServer(t, Config{}, nil)
 	const topic = "wake"
-	if _, _, err := ts.b.Topic(topic, true); err != nil {
+	if _, _, err := ts.b.Topic(context.Background(), topic, true); err != nil {
 		t.Fatal(err)
 	}
 	c := newClient(t, ts.addr, kgo.ConsumeTopics(topic), kgo.FetchMaxWait(20*time.Second),
@@ -379,7 +379,7 @@ func TestShutdownTwiceWithParkedFetch(t *testing.T) {
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
 	served := make(chan error, 1)
 	go func() { served <- s.Serve(ln) }()
-	b.Topic("t", true)
+	b.Topic(context.Background(), "t", true)
 	c := newClient(t, ln.Addr().String(), kgo.ConsumeTopics("t"), kgo.FetchMaxWait(30*time.Second))
 	var wg sync.WaitGroup
 	wg.Add(1)

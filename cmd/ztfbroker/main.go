@@ -28,6 +28,8 @@ func commands() map[string]command {
 		"archive": {ignoreStdin(runArchive), "build a night's tarball of alerts from its topic"},
 		"cat":     {runCat, "copy alerts between Kafka topics and Avro/JSON files"},
 		"bench":   {ignoreStdin(runBench), "measure brokers side by side"},
+		// Until `ztfbroker user` (user.go) dispatches `user stats` to it.
+		"user-stats": {ignoreStdin(runUserStats), "per-user bytes, records, connections and throttling of a running broker"},
 	}
 }
 

@@ -51,6 +51,8 @@ type conn struct {
 	// principal is who the connection is: anonymous from its address
 	// until it authenticates. Every request's context carries it.
 	principal Principal
+	// sasl is the connection's authentication state (sasl_conn.go).
+	sasl saslConn
 
 	acct connAccount // quotas and per-user accounting (quota.go)
 }
@@ -174,6 +176,9 @@ func (c *conn) read() {
 			releaseResponse(r.resp)
 			return
 		}
+		if c.sasl.failed { // the answer says why; then the connection closes
+			return
+		}
 	}
 }
 
@@ -275,6 +280,11 @@ func (c *conn) handle(frame []byte) (r response, recycle, ok bool) {
 	if !known || (a.groups && c.s.g == nil) {
 		c.clientError("unknown_api", "closing connection: unsupported api key",
 			zap.Int16("api_key", key), zap.Int16("api_version", version))
+		return r, true, false
+	}
+	if !c.saslAllows(key) {
+		c.clientError("unauthenticated", "closing connection: request before SASL authentication",
+			zap.Int16("api_key", key))
 		return r, true, false
 	}
 	name := kmsg.NameForKey(key)

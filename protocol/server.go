@@ -22,9 +22,11 @@ package protocol
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"time"
@@ -203,13 +205,36 @@ func splitHostPort(addr string) (string, int32, error) {
 	return host, int32(port), nil
 }
 
-// ListenerConfig is what may differ between listeners of one server (TLS
-// and SASL listeners later add their settings here).
+// ListenerConfig is what may differ between listeners of one server.
 type ListenerConfig struct {
 	// Name labels the listener in logs (PLAINTEXT, SASL_SSL, ...).
 	Name string
 	// AdvertisedAddr overrides Config.AdvertisedAddr for this listener.
 	AdvertisedAddr string
+	// TLS, when set, encrypts every connection (SSL, SASL_SSL); see
+	// Certificate for one reloaded without a restart.
+	TLS *tls.Config
+	// SASLMechanisms, when set, makes this a SASL listener: a connection
+	// must authenticate with one of them before any request other than
+	// ApiVersions, SaslHandshake and SaslAuthenticate, as in Kafka.
+	SASLMechanisms []string
+	// AllowCIDRs, when set, are the only networks served: a connection
+	// from anywhere else is closed at accept and counted.
+	AllowCIDRs []netip.Prefix
+}
+
+// allows tells whether a peer address may connect.
+func (lc ListenerConfig) allows(a netip.Addr) bool {
+	if len(lc.AllowCIDRs) == 0 {
+		return true
+	}
+	a = a.Unmap()
+	for _, p := range lc.AllowCIDRs {
+		if p.Contains(a) {
+			return true
+		}
+	}
+	return false
 }
 
 // listener is one net.Listener being served and what it advertises.
@@ -235,6 +260,10 @@ type Server struct {
 	// frames and responses are the memory budgets every connection shares
 	// (budget.go).
 	frames, responses *byteBudget
+	// creds is the user store, when the Backend is one (Credentials);
+	// logins limits and counts failed SASL logins.
+	creds  Credentials
+	logins *loginLimiter
 
 	mu        sync.Mutex
 	closing   bool
@@ -273,6 +302,10 @@ func NewServer(cfg Config, b Backend, g Groups, logger *zap.Logger, reg promethe
 		responses: newByteBudget(cfg.MaxInflightResponseBytes),
 	}
 	s.ids.b = b
+	s.creds, _ = b.(Credentials)
+	if s.logins, err = newLoginLimiter(reg); err != nil {
+		return nil, fmt.Errorf("protocol: metrics: %w", err)
+	}
 	return s, nil
 }
 
@@ -284,6 +317,10 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // ServeListener is Serve with per-listener settings.
 func (s *Server) ServeListener(ln net.Listener, lc ListenerConfig) error {
+	if err := validMechanisms(lc.SASLMechanisms); err != nil {
+		ln.Close()
+		return fmt.Errorf("protocol: listener %s: %w", lc.Name, err)
+	}
 	l := &listener{cfg: lc, ln: ln}
 	adv := lc.AdvertisedAddr
 	if adv == "" {
@@ -354,6 +391,17 @@ func (s *Server) accept(l *listener, nc net.Conn) {
 			zap.Int("max.connections", s.cfg.MaxConnections))
 		nc.Close()
 		return
+	}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok && !l.cfg.allows(ta.AddrPort().Addr()) {
+		s.mu.Unlock()
+		s.m.clientErrors.WithLabelValues("cidr_refused").Inc()
+		s.log.Warn("connection refused: address outside the listener's allow.cidrs",
+			zap.Stringer("remote", nc.RemoteAddr()), zap.String("listener", l.cfg.Name))
+		nc.Close()
+		return
+	}
+	if l.cfg.TLS != nil {
+		nc = tls.Server(nc, l.cfg.TLS)
 	}
 	c := newConn(s, l, nc)
 	s.conns[c] = struct{}{}

@@ -46,6 +46,7 @@
 //	group/<group>                                   JSON groupRecord (group_persist.go)
 //	offset/<group:s><topic:s><partition:i32>        JSON offsetRecord (group_persist.go)
 //	quota/<entity>                                  JSON client quotas (quota.go)
+//	acl/<type:u8><pattern:u8><resource:s><principal:s><host:s><operation:u8><permission:u8>   empty (acl.go)
 //
 // Key fields: a name that ends its key (topic/<name>, group/<group>) is its
 // bytes as they are; a string s followed by more fields is uvarint(len(s))
@@ -121,6 +122,18 @@
 //	{"consumer_byte_rate"?:<bytes/s>, "producer_byte_rate"?:<bytes/s>}
 //
 // An entity left with no quota is deleted.
+//
+// acl/..., one ACL rule (issue 12) as CreateAcls or `ztfbroker acl add`
+// states it; the key is the whole rule and the value is empty. The u8
+// fields are Kafka's wire codes (kmsg.ACLResourceType: 2 TOPIC, 3 GROUP, 4
+// CLUSTER; pattern 3 LITERAL, 4 PREFIXED; operation 2 ALL .. 12
+// IDEMPOTENT_WRITE; permission 2 DENY, 3 ALLOW). The rule for group
+// partners to read every ztf_ topic is
+//
+//	"acl/" 02 04 04 "ztf_" 0e "Group:partners" 01 "*" 03 03
+//
+// Rules are loaded at start and written with pebble.Sync before CreateAcls
+// is answered; a DeleteAcls filter's matches go in one batch.
 //
 // Producer state (issues 4, 11).
 //

@@ -144,6 +144,16 @@ func buildMetaDump(t *testing.T) metaDump {
 		t.Fatal(err)
 	}
 
+	// An ACL, as CreateAcls stores it.
+	authz, err := OpenAuthorizer(b.Meta(), DefaultAuthzConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := authz.AddACL(ACL{kmsg.ACLResourceTypeTopic, kmsg.ACLResourcePatternTypePrefixed, "ztf_", "Group:partners", "*",
+		kmsg.ACLOperationRead, kmsg.ACLPermissionTypeAllow}); err != nil {
+		t.Fatal(err)
+	}
+
 	// An idempotent producer's state, written the way Produce writes it.
 	clk.Advance(time.Second)
 	ip := c.InitProducerID(ctx, kmsg.NewPtrInitProducerIDRequest())

@@ -46,6 +46,7 @@
 //	group/<group>                                   JSON groupRecord (group_persist.go)
 //	offset/<group:s><topic:s><partition:i32>        JSON offsetRecord (group_persist.go)
 //	quota/<entity>                                  JSON client quotas (quota.go)
+//	user/<name>                                     JSON SCRAM credentials (users.go)
 //	acl/<type:u8><pattern:u8><resource:s><principal:s><host:s><operation:u8><permission:u8>   empty (acl.go)
 //
 // Key fields: a name that ends its key (topic/<name>, group/<group>) is its
@@ -122,6 +123,16 @@
 //	{"consumer_byte_rate"?:<bytes/s>, "producer_byte_rate"?:<bytes/s>}
 //
 // An entity left with no quota is deleted.
+//
+// user/<name>, a user's SCRAM credentials (issue 12), set by `ztfbroker user`
+// or AlterUserScramCredentials: per mechanism the salt, iteration count and
+// RFC 5802's StoredKey and ServerKey (byte fields base64, as JSON encodes
+// them). The password is never stored; PLAIN logins derive the StoredKey
+// from the password given and compare. A user left with no credential is
+// deleted.
+//
+//	{"SCRAM-SHA-256"?:{"salt":<b64>,"iterations":<n>,"stored_key":<b64>,"server_key":<b64>},
+//	 "SCRAM-SHA-512"?:{...}}
 //
 // acl/..., one ACL rule (issue 12) as CreateAcls or `ztfbroker acl add`
 // states it; the key is the whole rule and the value is empty. The u8

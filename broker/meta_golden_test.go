@@ -154,6 +154,11 @@ func buildMetaDump(t *testing.T) metaDump {
 		t.Fatal(err)
 	}
 
+	// A user's SCRAM credential, as `ztfbroker user add` stores it.
+	if err := b.SetScramCredential("alice", "SCRAM-SHA-256", []byte("salt"), 4096, bytes.Repeat([]byte{1}, 32), bytes.Repeat([]byte{2}, 32)); err != nil {
+		t.Fatal(err)
+	}
+
 	// An idempotent producer's state, written the way Produce writes it.
 	clk.Advance(time.Second)
 	ip := c.InitProducerID(ctx, kmsg.NewPtrInitProducerIDRequest())

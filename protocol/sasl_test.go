@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"github.com/twmb/franz-go/pkg/sasl/plain"
@@ -464,5 +465,48 @@ func writePEM(t *testing.T, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestUserScramCredentialsAdmin sets, describes and deletes users over the
+// wire with kadm, then logs in as the new one.
+func TestUserScramCredentialsAdmin(t *testing.T) {
+	addr, s, _ := startSASLServer(t, ListenerConfig{Name: "PLAINTEXT"})
+	adm := kadm.NewClient(newClient(t, addr))
+	ctx := ctxT(t, 10*time.Second)
+	res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{
+		{User: "bob", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "hunter2"},
+		{User: "bob", Mechanism: kadm.ScramSha256, Iterations: 8192, Password: "hunter2"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res["bob"].Err != nil {
+		t.Fatalf("alter: %v", res["bob"].Err)
+	}
+	desc, err := adm.DescribeUserSCRAMs(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := desc["bob"].CredInfos; len(got) != 2 || desc["alice"].Err != nil || len(desc) != 2 {
+		t.Fatalf("describe: %+v", desc)
+	}
+	for _, mech := range ScramMechanisms {
+		x, _ := newExchange(mech, s.creds)
+		cl, _ := hashFor(mech).NewClient("bob", "hunter2", "")
+		conv := cl.NewConversation()
+		first, _ := conv.Step("")
+		sf, _, err := x.step([]byte(first))
+		if err != nil {
+			t.Fatal(err)
+		}
+		final, _ := conv.Step(string(sf))
+		if _, done, err := x.step([]byte(final)); !done || err != nil {
+			t.Fatalf("%s login as bob: %v", mech, err)
+		}
+	}
+	res, err = adm.AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{{User: "bob", Mechanism: kadm.ScramSha512}, {User: "nobody", Mechanism: kadm.ScramSha512}}, nil)
+	if err != nil || res["bob"].Err != nil || res["nobody"].Err == nil {
+		t.Fatalf("delete: %+v %v", res, err)
 	}
 }

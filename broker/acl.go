@@ -53,6 +53,8 @@ type AuthzConfig struct {
 func DefaultAuthzConfig() AuthzConfig {
 	return AuthzConfig{
 		LoopbackSuperuser: true,
+		SuperUsers:        []string{},
+		Groups:            []string{},
 		PublicTopics:      []string{"ztf_*_programid1"},
 		PublicGroups:      []string{"*"},
 		GroupPrefixUser:   true,

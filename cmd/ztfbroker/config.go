@@ -38,6 +38,8 @@ type serveConfig struct {
 	Web      web.Config
 	Packager packagerSection
 	Archive  archive.Config
+	// Authz is who may do what without an ACL (authz.*).
+	Authz broker.AuthzConfig
 }
 
 // processSection is the process's own settings.
@@ -115,6 +117,7 @@ func defaultServeConfig() serveConfig {
 		Listener:  protocol.DefaultConfig(),
 		Web:       web.DefaultConfig(),
 		Archive:   archive.DefaultConfig(),
+		Authz:     broker.DefaultAuthzConfig(),
 	}
 	// Out of the box the packager simulates a night, so that a newcomer sees
 	// tonight's topic fill with alerts; a survey sets source.kind: ingest.
@@ -166,6 +169,7 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	errs = append(errs, applyTagged(&cfg.processSection, set.takeKeys(taggedNames(processSection{})...))...)
 	errs = append(errs, applyTagged(&cfg.Listener, set.takeKeys(taggedNames(protocol.Config{})...))...)
 	errs = append(errs, applyTagged(&cfg.Web, set.takeKeys(taggedNames(web.Config{})...))...)
+	errs = append(errs, applyTagged(&cfg.Authz, set.takeKeys(taggedNames(broker.AuthzConfig{})...))...)
 	errs = append(errs, leftover("packager.", set.take("packager."), func(m map[string]string) []error {
 		return applyTagged(&cfg.Packager, m)
 	})...)
@@ -189,6 +193,9 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	}
 	errs = append(errs, checkListeners(cfg.Listeners)...)
 	if err := cfg.Web.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := cfg.Authz.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	plan, err := planMemory(cfg.MemoryBudget)

@@ -113,6 +113,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	authz, err := broker.OpenAuthorizer(b.Meta(), cfg.Authz)
+	if err != nil {
+		return fmt.Errorf("acls: %w", err)
+	}
+	srv.SetAuthorizer(authz)
 	if err := site.Handle(webRoutes(archive.Routes(cfg.Archive.Dir, logger.Named("archive")))...); err != nil {
 		return err
 	}

@@ -11,11 +11,13 @@ import (
 // Names the mechanism the SaslAuthenticate requests that follow use, and
 // lists the listener's mechanisms. v0, after which the client sends raw
 // SASL tokens without Kafka framing, is not served: librdkafka, franz-go
-// and the Java client use v1 with SaslAuthenticate. An unsupported
-// mechanism, or a second handshake, is answered and the connection closed,
-// as Kafka does.
+// and the Java client use v1 with SaslAuthenticate. It is advertised all
+// the same (advertiseV0), because librdkafka enables SASL only when the
+// advertised range includes v0 ("SASL Handshake not supported by broker"
+// otherwise). An unsupported mechanism, or a second handshake, is answered
+// and the connection closed, as Kafka does.
 func init() {
-	register(api{key: saslHandshakeKey, min: 1, max: 1, serve: serveSaslHandshake,
+	register(api{key: saslHandshakeKey, min: 1, max: 1, advertiseV0: true, serve: serveSaslHandshake,
 		acl: public("authentication comes before any identity")})
 }
 

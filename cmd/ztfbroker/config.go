@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -62,6 +63,92 @@ type listenerSection struct {
 	// listen address with an unspecified host replaced by this machine's
 	// first non-loopback IPv4.
 	Advertise string `yaml:"advertise"`
+	// Protocol is the security protocol: PLAINTEXT, SSL, SASL_PLAINTEXT or
+	// SASL_SSL. Empty: the name when it is one of those (Kafka's default
+	// listener.security.protocol.map), else PLAINTEXT.
+	Protocol string `yaml:"protocol"`
+	// TLSCert and TLSKey are the PEM certificate chain and key of an SSL or
+	// SASL_SSL listener, read again on SIGHUP.
+	TLSCert string `yaml:"tls.cert"`
+	TLSKey  string `yaml:"tls.key"`
+	// SASLMechanisms of a SASL listener; empty: SCRAM-SHA-256,
+	// SCRAM-SHA-512. PLAIN sends the password itself, so it is refused
+	// without TLS unless SASLPlainAllowInsecure.
+	SASLMechanisms         []string `yaml:"sasl.mechanisms"`
+	SASLPlainAllowInsecure bool     `yaml:"sasl.plain.allow.insecure"`
+	// AllowCIDRs, when set, are the only networks served; connections from
+	// elsewhere are closed at accept and counted.
+	AllowCIDRs []string `yaml:"allow.cidrs"`
+}
+
+// securityProtocol is the listener's protocol with its default applied.
+func (l listenerSection) securityProtocol() string {
+	if l.Protocol != "" {
+		return l.Protocol
+	}
+	switch l.Name {
+	case "SSL", "SASL_PLAINTEXT", "SASL_SSL":
+		return l.Name
+	}
+	return "PLAINTEXT"
+}
+
+// check names every problem of the listener's security settings.
+func (l listenerSection) check(where string) []error {
+	var errs []error
+	p := l.securityProtocol()
+	tlsOn := p == "SSL" || p == "SASL_SSL"
+	saslOn := p == "SASL_PLAINTEXT" || p == "SASL_SSL"
+	switch {
+	case p != "PLAINTEXT" && !tlsOn && !saslOn:
+		errs = append(errs, fmt.Errorf("%s.protocol %q: want PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL", where, p))
+	case tlsOn && (l.TLSCert == "" || l.TLSKey == ""):
+		errs = append(errs, fmt.Errorf("%s: protocol %s needs tls.cert and tls.key", where, p))
+	case !tlsOn && (l.TLSCert != "" || l.TLSKey != ""):
+		errs = append(errs, fmt.Errorf("%s: tls.cert and tls.key need protocol SSL or SASL_SSL, not %s", where, p))
+	}
+	if !saslOn && (len(l.SASLMechanisms) > 0 || l.SASLPlainAllowInsecure) {
+		errs = append(errs, fmt.Errorf("%s: sasl.* settings need protocol SASL_PLAINTEXT or SASL_SSL, not %s", where, p))
+	}
+	for _, m := range l.SASLMechanisms {
+		switch {
+		case m == protocol.MechanismPlain && !tlsOn && !l.SASLPlainAllowInsecure:
+			errs = append(errs, fmt.Errorf("%s.sasl.mechanisms: PLAIN sends passwords in clear without TLS; use SASL_SSL or set sasl.plain.allow.insecure: true", where))
+		case m != protocol.MechanismPlain && m != protocol.MechanismScramSHA256 && m != protocol.MechanismScramSHA512:
+			errs = append(errs, fmt.Errorf("%s.sasl.mechanisms %q: want SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN", where, m))
+		}
+	}
+	for _, c := range l.AllowCIDRs {
+		if _, err := netip.ParsePrefix(c); err != nil {
+			errs = append(errs, fmt.Errorf("%s.allow.cidrs %q: want an address/bits network, e.g. 192.0.2.0/24", where, c))
+		}
+	}
+	return errs
+}
+
+// listenerConfig is the protocol's configuration of a checked listener,
+// with its certificate (nil without TLS) for SIGHUP to reload.
+func (l listenerSection) listenerConfig() (protocol.ListenerConfig, *protocol.Certificate, error) {
+	lc := protocol.ListenerConfig{Name: l.Name, AdvertisedAddr: l.Advertise}
+	for _, c := range l.AllowCIDRs {
+		lc.AllowCIDRs = append(lc.AllowCIDRs, netip.MustParsePrefix(c))
+	}
+	p := l.securityProtocol()
+	if p == "SASL_PLAINTEXT" || p == "SASL_SSL" {
+		lc.SASLMechanisms = l.SASLMechanisms
+		if len(lc.SASLMechanisms) == 0 {
+			lc.SASLMechanisms = []string{protocol.MechanismScramSHA256, protocol.MechanismScramSHA512}
+		}
+	}
+	var cert *protocol.Certificate
+	if p == "SSL" || p == "SASL_SSL" {
+		var err error
+		if cert, err = protocol.LoadCertificate(l.TLSCert, l.TLSKey); err != nil {
+			return lc, nil, fmt.Errorf("listener %s: %w", l.Name, err)
+		}
+		lc.TLS = cert.TLSConfig()
+	}
+	return lc, cert, nil
 }
 
 // packagerSection is the config file's `packager:` mapping: whether serve
@@ -283,6 +370,7 @@ func checkListeners(ls []listenerSection) []error {
 				errs = append(errs, fmt.Errorf("%s.advertise %q: want HOST:PORT", where, l.Advertise))
 			}
 		}
+		errs = append(errs, l.check(where)...)
 	}
 	return errs
 }

@@ -160,7 +160,7 @@ func TestListenersAreAList(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []listenerSection{{"INTERNAL", "127.0.0.1:9092", "10.0.0.1:9092"}, {"EXTERNAL", "0.0.0.0:9093", "alerts.example.org:9093"}}
+	want := []listenerSection{{Name: "INTERNAL", Listen: "127.0.0.1:9092", Advertise: "10.0.0.1:9092"}, {Name: "EXTERNAL", Listen: "0.0.0.0:9093", Advertise: "alerts.example.org:9093"}}
 	if !reflect.DeepEqual(cfg.Listeners, want) {
 		t.Errorf("listeners %+v, want %+v", cfg.Listeners, want)
 	}

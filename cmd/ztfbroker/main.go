@@ -28,6 +28,7 @@ func commands() map[string]command {
 		"archive": {ignoreStdin(runArchive), "build a night's tarball of alerts from its topic"},
 		"cat":     {runCat, "copy alerts between Kafka topics and Avro/JSON files"},
 		"bench":   {ignoreStdin(runBench), "measure brokers side by side"},
+		"user":    {runUser, "add, change, remove and list users (SCRAM credentials), on a data dir or a running broker"},
 		"acl":     {ignoreStdin(runACL), "add, remove and list ACLs of a running broker (Kafka's CreateAcls, DeleteAcls, DescribeAcls)"},
 		// Until `ztfbroker user` (user.go) dispatches `user stats` to it.
 		"user-stats": {ignoreStdin(runUserStats), "per-user bytes, records, connections and throttling of a running broker"},

@@ -9,8 +9,10 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"runtime/debug"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -98,6 +100,23 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		}
 		defer kafkaLns[i].Close() // owned by the server once serving; closing again is harmless
 	}
+	// Each listener's security; certificates are read again on SIGHUP.
+	lcs := make([]protocol.ListenerConfig, len(cfg.Listeners))
+	var certs []*protocol.Certificate
+	for i, l := range cfg.Listeners {
+		lc, cert, err := l.listenerConfig()
+		if err != nil {
+			return err
+		}
+		lcs[i] = lc
+		if cert != nil {
+			certs = append(certs, cert)
+		}
+	}
+	if len(certs) > 0 {
+		stopReload := reloadOnSIGHUP(ctx, certs, logger)
+		defer stopReload()
+	}
 	site, err := web.New(cfg.Web, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), logger.Named("http"))
 	if err != nil {
 		return err
@@ -150,7 +169,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		// An empty advertise: the listener's own address, an unspecified
 		// host replaced by this machine's first non-loopback IPv4, as
 		// remote consumers need.
-		lc := protocol.ListenerConfig{Name: cfg.Listeners[i].Name, AdvertisedAddr: cfg.Listeners[i].Advertise}
+		lc := lcs[i]
 		go func() { errc <- srv.ServeListener(ln, lc) }()
 		kafkaAddrs[i] = lc.Name + "://" + ln.Addr().String()
 	}
@@ -256,4 +275,34 @@ func loopback(ln net.Addr) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, port)
+}
+
+// reloadOnSIGHUP reads the listeners' certificates again on every SIGHUP:
+// connections keep the certificate they shook hands with, new ones get the
+// new one. A file that fails to load keeps the old certificate.
+func reloadOnSIGHUP(ctx context.Context, certs []*protocol.Certificate, logger *zap.Logger) (stop func()) {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case <-hup:
+			case <-ctx.Done():
+				return
+			case <-done:
+				return
+			}
+			for _, c := range certs {
+				if err := c.Reload(); err != nil {
+					logger.Error("SIGHUP: certificate not reloaded; keeping the old one", zap.Error(err))
+				}
+			}
+			logger.Info("SIGHUP: TLS certificates reloaded", zap.Int("certificates", len(certs)))
+		}
+	}()
+	return func() {
+		signal.Stop(hup)
+		close(done)
+	}
 }

@@ -153,9 +153,11 @@ func decodeListeners(n *yaml.Node, into *[]listenerSection) error {
 		if item.Kind == yaml.MappingNode {
 			for i := 0; i < len(item.Content); i += 2 {
 				switch k := item.Content[i].Value; k {
-				case "name", "listen", "advertise":
+				case "name", "listen", "advertise", "protocol", "tls.cert", "tls.key",
+					"sasl.mechanisms", "sasl.plain.allow.insecure", "allow.cidrs":
 				default:
-					return fmt.Errorf("listeners (line %d): unknown key %q (want name, listen, advertise)", item.Content[i].Line, k)
+					return fmt.Errorf("listeners (line %d): unknown key %q (want name, listen, advertise, protocol, "+
+						"tls.cert, tls.key, sasl.mechanisms, sasl.plain.allow.insecure, allow.cidrs)", item.Content[i].Line, k)
 				}
 			}
 		}

@@ -42,6 +42,20 @@ func (listingGroups) ListGroups(_ context.Context, r *kmsg.ListGroupsRequest) *k
 	return resp
 }
 
+// OffsetFetch answers offset 5 of partition 0 of pub and priv.
+func (listingGroups) OffsetFetch(_ context.Context, r *kmsg.OffsetFetchRequest) *kmsg.OffsetFetchResponse {
+	resp := r.ResponseKind().(*kmsg.OffsetFetchResponse)
+	for _, n := range []string{"pub", "priv"} {
+		t := kmsg.NewOffsetFetchResponseTopic()
+		t.Topic = n
+		p := kmsg.NewOffsetFetchResponseTopicPartition()
+		p.Offset = 5
+		t.Partitions = append(t.Partitions, p)
+		resp.Topics = append(resp.Topics, t)
+	}
+	return resp
+}
+
 // startAuthzServer is startServer with an Authorizer set before Serve.
 func startAuthzServer(t *testing.T, a Authorizer) *testServer {
 	t.Helper()
@@ -283,6 +297,50 @@ func TestAuthorizationDenials(t *testing.T) {
 		})
 	}
 
+	t.Run("offset commit per topic", func(t *testing.T) {
+		r := kmsg.NewPtrOffsetCommitRequest()
+		r.Version, r.Group = 7, "alice-1"
+		for _, n := range []string{"pub", "priv"} {
+			rt := kmsg.NewOffsetCommitRequestTopic()
+			rt.Topic = n
+			rt.Partitions = append(rt.Partitions, kmsg.NewOffsetCommitRequestTopicPartition())
+			r.Topics = append(r.Topics, rt)
+		}
+		got := rawRoundTrip(t, ts.addr, r).(*kmsg.OffsetCommitResponse)
+		// The stub answers no topic: only the refused one is here.
+		if len(got.Topics) != 1 || got.Topics[0].Topic != "priv" || got.Topics[0].Partitions[0].ErrorCode != tfa {
+			t.Errorf("topics %+v, want priv refused", got.Topics)
+		}
+	})
+	t.Run("offset delete per topic", func(t *testing.T) {
+		a.allow["DELETE GROUP alice-1"] = true
+		defer delete(a.allow, "DELETE GROUP alice-1")
+		r := kmsg.NewPtrOffsetDeleteRequest()
+		r.Group = "alice-1"
+		rt := kmsg.NewOffsetDeleteRequestTopic()
+		rt.Topic = "priv"
+		rt.Partitions = append(rt.Partitions, kmsg.NewOffsetDeleteRequestTopicPartition())
+		r.Topics = append(r.Topics, rt)
+		got := rawRoundTrip(t, ts.addr, r).(*kmsg.OffsetDeleteResponse)
+		if got.ErrorCode != 0 || len(got.Topics) != 1 || got.Topics[0].Partitions[0].ErrorCode != tfa {
+			t.Errorf("response %+v, want priv refused", got)
+		}
+	})
+	t.Run("offset fetch hides topics", func(t *testing.T) {
+		r := kmsg.NewPtrOffsetFetchRequest()
+		r.Version, r.Group = 5, "alice-1"
+		got := rawRoundTrip(t, ts.addr, r).(*kmsg.OffsetFetchResponse)
+		if len(got.Topics) != 1 || got.Topics[0].Topic != "pub" {
+			t.Errorf("all topics: %+v, want only pub", got.Topics)
+		}
+		rt := kmsg.NewOffsetFetchRequestTopic()
+		rt.Topic, rt.Partitions = "priv", []int32{0}
+		r.Topics = []kmsg.OffsetFetchRequestTopic{rt}
+		got = rawRoundTrip(t, ts.addr, r).(*kmsg.OffsetFetchResponse)
+		if len(got.Topics) != 2 || got.Topics[1].Partitions[0].ErrorCode != tfa || got.Topics[1].Partitions[0].Offset != -1 {
+			t.Errorf("named topics: %+v, want priv refused", got.Topics)
+		}
+	})
 	t.Run("list groups hides", func(t *testing.T) {
 		r := kmsg.NewPtrListGroupsRequest()
 		r.Version = 3

@@ -1,6 +1,9 @@
 package protocol
 
-import "github.com/twmb/franz-go/pkg/kmsg"
+import (
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kmsg"
+)
 
 // OffsetCommit: v2-9, answered by Groups (issue 4), advertised and served only when
 // the server has one.
@@ -23,8 +26,41 @@ func init() {
 					}
 					resp.Topics = append(resp.Topics, t)
 				}
-			}),
-		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
-			return groupAnswer(s.g.OffsetCommit(c.requestContext(), req.(*kmsg.OffsetCommitRequest)))
-		}})
+			}).and("READ on each topic"),
+		serve: serveOffsetCommit})
+}
+
+// serveOffsetCommit passes on the topics the principal may READ and
+// answers the others TOPIC_AUTHORIZATION_FAILED, as Kafka does.
+func serveOffsetCommit(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	ctx := c.requestContext()
+	req := kreq.(*kmsg.OffsetCommitRequest)
+	allowed := *req
+	allowed.Topics = nil
+	var denied []kmsg.OffsetCommitResponseTopic
+	for _, rt := range req.Topics {
+		if s.authorize(ctx, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, rt.Topic) {
+			allowed.Topics = append(allowed.Topics, rt)
+			continue
+		}
+		t := kmsg.NewOffsetCommitResponseTopic()
+		t.Topic = rt.Topic
+		for _, rp := range rt.Partitions {
+			p := kmsg.NewOffsetCommitResponseTopicPartition()
+			p.Partition, p.ErrorCode = rp.Partition, kerr.TopicAuthorizationFailed.Code
+			t.Partitions = append(t.Partitions, p)
+		}
+		denied = append(denied, t)
+	}
+	if len(denied) == 0 {
+		return groupAnswer(s.g.OffsetCommit(ctx, req))
+	}
+	resp := req.ResponseKind().(*kmsg.OffsetCommitResponse)
+	if len(allowed.Topics) > 0 {
+		if resp = s.g.OffsetCommit(ctx, &allowed); resp == nil {
+			return groupAnswer(resp)
+		}
+	}
+	resp.Topics = append(resp.Topics, denied...)
+	return resp, nil
 }

@@ -1,6 +1,8 @@
 package protocol
 
 import (
+	"context"
+
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -11,11 +13,73 @@ import (
 // v6 flexible; v8 batches groups.
 func init() {
 	register(api{key: 9, min: 1, max: 8, groups: true,
-		acl:   perResource("DESCRIBE on each group"),
+		acl:   perResource("DESCRIBE on each group and on each topic (others are left out of an all-topics answer)"),
 		serve: serveOffsetFetch})
 }
 
 func serveOffsetFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
+	resp, err := offsetFetchByGroup(s, c, kreq)
+	if r, ok := resp.(*kmsg.OffsetFetchResponse); ok && err == nil {
+		s.hideOffsetTopics(c.requestContext(), kreq.(*kmsg.OffsetFetchRequest), r)
+	}
+	return resp, err
+}
+
+// hideOffsetTopics answers the topics the principal may not DESCRIBE
+// TOPIC_AUTHORIZATION_FAILED when the request named them and leaves them
+// out when it asked for all, as Kafka does.
+func (s *Server) hideOffsetTopics(ctx context.Context, req *kmsg.OffsetFetchRequest, resp *kmsg.OffsetFetchResponse) {
+	may := func(t string) bool { return s.authorize(ctx, kmsg.ACLOperationDescribe, kmsg.ACLResourceTypeTopic, t) }
+	denied := kerr.TopicAuthorizationFailed.Code
+	if req.Version < 8 {
+		if resp.ErrorCode != 0 {
+			return
+		}
+		kept := resp.Topics[:0]
+		for _, t := range resp.Topics {
+			if !may(t.Topic) {
+				if req.Topics == nil {
+					continue
+				}
+				for i := range t.Partitions {
+					p := &t.Partitions[i]
+					p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode = -1, -1, nil, denied
+				}
+			}
+			kept = append(kept, t)
+		}
+		resp.Topics = kept
+		return
+	}
+	for gi := range resp.Groups {
+		g := &resp.Groups[gi]
+		if g.ErrorCode != 0 {
+			continue
+		}
+		all := true
+		for _, rg := range req.Groups {
+			if rg.Group == g.Group {
+				all = rg.Topics == nil
+			}
+		}
+		kept := g.Topics[:0]
+		for _, t := range g.Topics {
+			if !may(t.Topic) {
+				if all {
+					continue
+				}
+				for i := range t.Partitions {
+					p := &t.Partitions[i]
+					p.Offset, p.LeaderEpoch, p.Metadata, p.ErrorCode = -1, -1, nil, denied
+				}
+			}
+			kept = append(kept, t)
+		}
+		g.Topics = kept
+	}
+}
+
+func offsetFetchByGroup(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	ctx := c.requestContext()
 	req := kreq.(*kmsg.OffsetFetchRequest)
 	code := kerr.GroupAuthorizationFailed.Code

@@ -93,6 +93,12 @@ func wholeRequest(op kmsg.ACLOperation, rt kmsg.ACLResourceType, name func(kmsg.
 	}
 }
 
+// and adds to a's doc what its handler checks besides.
+func (a access) and(what string) access {
+	a.doc += "; " + what
+	return a
+}
+
 // deniedCode is Kafka's error code for a denied resource of type rt.
 func deniedCode(rt kmsg.ACLResourceType) int16 {
 	switch rt {

@@ -8,16 +8,14 @@ import (
 
 // SaslHandshake: v1.
 //
-// Names the mechanism the SaslAuthenticate requests that follow use, and
-// lists the listener's mechanisms. v0, after which the client sends raw
-// SASL tokens without Kafka framing, is not served: librdkafka, franz-go
-// and the Java client use v1 with SaslAuthenticate. It is advertised all
-// the same (advertiseV0), because librdkafka enables SASL only when the
-// advertised range includes v0 ("SASL Handshake not supported by broker"
-// otherwise). An unsupported mechanism, or a second handshake, is answered
-// and the connection closed, as Kafka does.
+// Names the mechanism of the exchange that follows and lists the listener's
+// mechanisms. After v1 the tokens come in SaslAuthenticate requests; after
+// v0 they come bare, size-prefixed without Kafka headers, and are answered
+// the same way until the login succeeds (a failed one closes the
+// connection without an answer, as Kafka). An unsupported mechanism, or a
+// second handshake, is answered and the connection closed, as Kafka does.
 func init() {
-	register(api{key: saslHandshakeKey, min: 1, max: 1, advertiseV0: true, serve: serveSaslHandshake,
+	register(api{key: saslHandshakeKey, min: 0, max: 1, serve: serveSaslHandshake,
 		acl: public("authentication comes before any identity")})
 }
 
@@ -41,6 +39,7 @@ func serveSaslHandshake(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, e
 			break
 		}
 		c.sasl.mechanism, c.sasl.x = req.Mechanism, x
+		c.sasl.raw = req.Version == 0
 		return resp, nil
 	}
 	c.sasl.failed = true

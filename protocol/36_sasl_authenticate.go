@@ -3,7 +3,6 @@ package protocol
 import (
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
-	"go.uber.org/zap"
 )
 
 // SaslAuthenticate: v0-2.
@@ -32,23 +31,11 @@ func serveSaslAuthenticate(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response
 		return fail(kerr.IllegalSaslState.Code, "already authenticated")
 	case c.sasl.x == nil:
 		return fail(kerr.IllegalSaslState.Code, "SaslAuthenticate before SaslHandshake")
-	case !s.logins.allowed(c.peerAddr()):
-		s.log.Warn("SASL authentication refused: too many failed logins", zap.String("remote", c.remote),
-			zap.String("mechanism", c.sasl.mechanism))
-		return fail(kerr.SaslAuthenticationFailed.Code, "too many failed logins from "+c.peerAddr().String()+"; try again later")
 	}
-	reply, done, err := c.sasl.x.step(req.SASLAuthBytes)
-	if err != nil {
-		c.loginFailed(c.sasl.x.user(), err)
-		return fail(kerr.SaslAuthenticationFailed.Code,
-			"Authentication failed: invalid credentials with SASL mechanism "+c.sasl.mechanism)
+	reply, failure := c.saslStep(req.SASLAuthBytes)
+	if failure != "" {
+		return fail(kerr.SaslAuthenticationFailed.Code, failure)
 	}
 	resp.SASLAuthBytes = reply
-	if done {
-		c.sasl.done = true
-		c.principal.User = c.sasl.x.user()
-		s.log.Debug("SASL authenticated", zap.String("user", c.principal.User), zap.String("remote", c.remote),
-			zap.String("mechanism", c.sasl.mechanism))
-	}
 	return resp, nil
 }

@@ -64,6 +64,9 @@ type response struct {
 	resp  kmsg.Response
 	start time.Time
 	bytes int64 // counted in conn.queued
+	// raw, with a nil resp, is a bare SASL token (SaslHandshake v0),
+	// written with its size and nothing else.
+	raw []byte
 }
 
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
@@ -131,6 +134,12 @@ func (c *conn) read() {
 				}
 			}
 			return
+		}
+		if c.sasl.raw { // a bare SASL token after SaslHandshake v0
+			if !c.saslRawToken(size) {
+				return
+			}
+			continue
 		}
 		n := int64(binary.BigEndian.Uint32(size[:]))
 		if int32(n) < minHeaderBytes || n > int64(c.s.cfg.MaxRequestBytes) {
@@ -391,6 +400,13 @@ func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
 	defer releaseResponse(r.resp)
 	if pr, ok := r.resp.(*produceResponse); ok {
 		pr.resolve()
+	}
+	if r.resp == nil {
+		buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(r.raw)))
+		buf = append(buf, r.raw...)
+		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
+		_, err := c.nc.Write(buf)
+		return buf, err
 	}
 	buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(buf[4:], uint32(r.corr))

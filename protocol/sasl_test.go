@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/base64"
+	bin "encoding/binary"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -509,4 +510,66 @@ func TestUserScramCredentialsAdmin(t *testing.T) {
 	if err != nil || res["bob"].Err != nil || res["nobody"].Err == nil {
 		t.Fatalf("delete: %+v %v", res, err)
 	}
+}
+
+// TestSaslHandshakeV0 runs the bare-token exchange that follows
+// SaslHandshake v0, for PLAIN and SCRAM, then a normal request.
+func TestSaslHandshakeV0(t *testing.T) {
+	addr, _, _ := startSASLServer(t, ListenerConfig{Name: "SASL_PLAINTEXT",
+		SASLMechanisms: []string{MechanismScramSHA512, MechanismPlain}})
+	rawToken := func(c net.Conn, tok []byte) []byte {
+		t.Helper()
+		if _, err := c.Write(append(bin.BigEndian.AppendUint32(nil, uint32(len(tok))), tok...)); err != nil {
+			t.Fatal(err)
+		}
+		return readFrame(t, c)
+	}
+	handshake := func(mech string) net.Conn {
+		c := dial(t, addr)
+		hs := kmsg.NewPtrSASLHandshakeRequest()
+		hs.Version, hs.Mechanism = 0, mech
+		if _, err := c.Write(frame(hs, 1)); err != nil {
+			t.Fatal(err)
+		}
+		body := readFrame(t, c)
+		resp := kmsg.NewPtrSASLHandshakeResponse()
+		if err := resp.ReadFrom(body[4:]); err != nil || resp.ErrorCode != 0 {
+			t.Fatalf("handshake v0 %s: %v %+v", mech, err, resp)
+		}
+		return c
+	}
+	metadataOK := func(c net.Conn) {
+		t.Helper()
+		if _, err := c.Write(frame(kmsg.NewPtrMetadataRequest(), 9)); err != nil {
+			t.Fatal(err)
+		}
+		if corr := int32(bin.BigEndian.Uint32(readFrame(t, c))); corr != 9 {
+			t.Fatalf("metadata after v0 login: correlation %d", corr)
+		}
+	}
+
+	c := handshake(MechanismPlain)
+	if got := rawToken(c, []byte("\x00alice\x00s3cret")); len(got) != 0 {
+		t.Fatalf("PLAIN v0 reply %q", got)
+	}
+	metadataOK(c)
+
+	c = handshake(MechanismScramSHA512)
+	cl, _ := hashFor(MechanismScramSHA512).NewClient("alice", "s3cret", "")
+	conv := cl.NewConversation()
+	first, _ := conv.Step("")
+	final, err := conv.Step(string(rawToken(c, []byte(first))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := conv.Step(string(rawToken(c, []byte(final)))); err != nil || !conv.Valid() {
+		t.Fatalf("server-final: %v", err)
+	}
+	metadataOK(c)
+
+	c = handshake(MechanismPlain)
+	if _, err := c.Write(append(bin.BigEndian.AppendUint32(nil, 12), "\x00alice\x00wrong"...)); err != nil {
+		t.Fatal(err)
+	}
+	expectClosed(t, c)
 }

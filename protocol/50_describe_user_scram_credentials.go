@@ -11,7 +11,7 @@ import (
 //
 // Lists users and the iterations of each SCRAM mechanism they have (never
 // salts or keys), from the Backend's Credentials. No users named: every
-// user. An unknown user is RESOURCE_NOT_FOUND, one named twice
+// user (the Java AdminClient sends an empty list, not null). An unknown user is RESOURCE_NOT_FOUND, one named twice
 // DUPLICATE_RESOURCE. Needs DESCRIBE on the cluster.
 func init() {
 	register(api{key: 50, min: 0, max: 0, serve: serveDescribeUserScramCredentials,
@@ -47,7 +47,7 @@ func serveDescribeUserScramCredentials(s *Server, _ *conn, kreq kmsg.Request) (k
 		return resp, nil
 	}
 	var names []string
-	if req.Users == nil {
+	if len(req.Users) == 0 { // null or empty: every user, as Kafka (the Java client sends empty)
 		for n := range users {
 			names = append(names, n)
 		}

@@ -76,7 +76,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: ztfbroker <command> [flags]\n\ncommands:")
-	for _, name := range []string{"serve", "package", "archive", "cat", "bench", "verify"} {
+	for _, name := range []string{"serve", "package", "archive", "cat", "bench", "verify", "user"} {
 		fmt.Fprintf(w, "  %-8s %s\n", name, cmds[name].help)
 	}
 	fmt.Fprintln(w, "\nRun 'ztfbroker <command> -h' for a command's flags.")

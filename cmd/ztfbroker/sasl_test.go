@@ -287,3 +287,56 @@ func TestSASLSSLEndToEnd(t *testing.T) {
 		t.Fatalf("failed login not logged with its user:\n%s", b.Logs())
 	}
 }
+
+// TestUserCommandOnDataDir manages users on a data directory no broker
+// holds, then logs in with kcat once a broker serves it.
+func TestUserCommandOnDataDir(t *testing.T) {
+	dir := t.TempDir()
+	data := filepath.Join(dir, "data")
+	pwFile := filepath.Join(dir, "pw")
+	os.WriteFile(pwFile, []byte("first-pw\n"), 0o600)
+	user := func(stdin string, args ...string) (string, error) {
+		cmd := exec.Command(binary, append([]string{"user"}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	if out, err := user("", "add", "--data-dir", data, "--password-file", pwFile, "bob"); err != nil {
+		t.Fatalf("add: %v\n%s", err, out)
+	}
+	if out, err := user("x\n", "add", "--data-dir", data, "bob"); err == nil || !strings.Contains(out, "exists") {
+		t.Fatalf("add twice: %v\n%s", err, out)
+	}
+	if out, err := user("second-pw\n", "passwd", "--data-dir", data, "--mechanisms", "SCRAM-SHA-512", "bob"); err != nil {
+		t.Fatalf("passwd: %v\n%s", err, out)
+	}
+	if out, err := user("pw\n", "add", "--data-dir", data, "carol"); err != nil {
+		t.Fatalf("add carol: %v\n%s", err, out)
+	}
+	if out, err := user("", "remove", "--data-dir", data, "carol"); err != nil {
+		t.Fatalf("remove: %v\n%s", err, out)
+	}
+	out, err := user("", "list", "--data-dir", data)
+	if err != nil || out != "bob\tSCRAM-SHA-256,SCRAM-SHA-512\n" {
+		t.Fatalf("list: %v\n%q", err, out)
+	}
+	// The stored record holds no password.
+	raw, _ := exec.Command("grep", "-rl", "second-pw", data).Output()
+	if len(raw) != 0 {
+		t.Fatalf("password found in %s", raw)
+	}
+
+	saslAddr := freeAddr(t)
+	cfgFile := filepath.Join(dir, "ztfbroker.yaml")
+	os.WriteFile(cfgFile, []byte(fmt.Sprintf(`listeners:
+  - name: PLAINTEXT
+    listen: 127.0.0.1:0
+  - name: SASL_PLAINTEXT
+    listen: %s
+`, saslAddr)), 0o644)
+	startBroker(t, data, "--config", cfgFile)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	kcatProduce(t, ctx, saslAddr, "bob-topic", messages(3, 20), "-X", "security.protocol=SASL_PLAINTEXT",
+		"-X", "sasl.mechanisms=SCRAM-SHA-512", "-X", "sasl.username=bob", "-X", "sasl.password=second-pw")
+}

@@ -287,7 +287,7 @@ type credBackend struct {
 }
 
 // startSASLServer serves one SASL listener (and TLS when tlsCfg is set).
-func startSASLServer(t *testing.T, lc ListenerConfig) (addr string, s *Server, reg *prometheus.Registry) {
+func startSASLServer(t testing.TB, lc ListenerConfig) (addr string, s *Server, reg *prometheus.Registry) {
 	t.Helper()
 	creds := newMemCreds()
 	creds.add(t, "alice", "s3cret")

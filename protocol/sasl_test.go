@@ -395,7 +395,7 @@ func TestTLSListenerAndCIDR(t *testing.T) {
 
 // writeSelfSigned writes a self-signed certificate for localhost and
 // returns a pool trusting it.
-func writeSelfSigned(t *testing.T, certFile, keyFile, cn string) *x509.CertPool {
+func writeSelfSigned(t testing.TB, certFile, keyFile, cn string) *x509.CertPool {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -462,7 +462,7 @@ func FuzzPlainToken(f *testing.F) {
 	})
 }
 
-func writePEM(t *testing.T, path, typ string, der []byte) {
+func writePEM(t testing.TB, path, typ string, der []byte) {
 	t.Helper()
 	if err := os.WriteFile(path, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)

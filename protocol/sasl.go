@@ -58,13 +58,15 @@ func hashFor(mechanism string) scram.HashGeneratorFcn {
 const minScramIterations = 4096
 
 // DeriveScramCredential salts and iterates a password for mechanism: what a
-// user store keeps instead of the password.
+// user store keeps instead of the password. The password's UTF-8 bytes are
+// used as they are, without SASLprep, as Kafka, librdkafka and kadm do, so
+// a credential set over the wire and one set here agree.
 func DeriveScramCredential(mechanism, user, password string, salt []byte, iterations int) (storedKey, serverKey []byte, err error) {
 	h := hashFor(mechanism)
 	if h == nil {
 		return nil, nil, fmt.Errorf("protocol: not a SCRAM mechanism: %q", mechanism)
 	}
-	cl, err := h.NewClient(user, password, "")
+	cl, err := h.NewClientUnprepped(user, password, "")
 	if err != nil {
 		return nil, nil, err
 	}
@@ -120,24 +122,33 @@ func (p *plainExchange) step(token []byte) ([]byte, bool, error) {
 	if authz != "" && authz != user {
 		return nil, false, errors.New("authorization id differs from user")
 	}
+	if err := CheckPassword(p.creds, user, pass); err != nil {
+		return nil, false, err
+	}
+	return nil, true, nil
+}
+
+// CheckPassword checks a clear password against user's stored SCRAM
+// credential (the first mechanism the user has), as PLAIN and HTTP basic
+// authentication need: the password is salted and iterated as at
+// registration and the keys compared in constant time. A wrong password and
+// an unknown user are the same error.
+func CheckPassword(creds Credentials, user, pass string) error {
 	for _, mech := range ScramMechanisms {
-		salt, iters, stored, _, found, err := p.creds.ScramCredential(user, mech)
+		salt, iters, stored, _, found, err := creds.ScramCredential(user, mech)
 		if err != nil {
-			return nil, false, err
+			return err
 		}
 		if !found {
 			continue
 		}
 		got, _, err := DeriveScramCredential(mech, user, pass, salt, iters)
-		if err != nil {
-			return nil, false, errAuthFailed
+		if err != nil || subtle.ConstantTimeCompare(got, stored) != 1 {
+			return errAuthFailed
 		}
-		if subtle.ConstantTimeCompare(got, stored) != 1 {
-			return nil, false, errAuthFailed
-		}
-		return nil, true, nil
+		return nil
 	}
-	return nil, false, errAuthFailed
+	return errAuthFailed
 }
 
 // parsePlain splits a PLAIN token.

@@ -478,6 +478,7 @@ func TestUserScramCredentialsAdmin(t *testing.T) {
 	res, err := adm.AlterUserSCRAMs(ctx, nil, []kadm.UpsertSCRAM{
 		{User: "bob", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "hunter2"},
 		{User: "bob", Mechanism: kadm.ScramSha256, Iterations: 8192, Password: "hunter2"},
+		{User: "dora", Mechanism: kadm.ScramSha512, Iterations: 4096, Password: "pä\u00a0ss"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -489,7 +490,7 @@ func TestUserScramCredentialsAdmin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := desc["bob"].CredInfos; len(got) != 2 || desc["alice"].Err != nil || len(desc) != 2 {
+	if got := desc["bob"].CredInfos; len(got) != 2 || desc["alice"].Err != nil || len(desc) != 3 {
 		t.Fatalf("describe: %+v", desc)
 	}
 	for _, mech := range ScramMechanisms {
@@ -504,6 +505,13 @@ func TestUserScramCredentialsAdmin(t *testing.T) {
 		final, _ := conv.Step(string(sf))
 		if _, done, err := x.step([]byte(final)); !done || err != nil {
 			t.Fatalf("%s login as bob: %v", mech, err)
+		}
+	}
+	// A password set over the wire checks out through PLAIN, which derives
+	// it here: both use its bytes as they are (no SASLprep).
+	if x, _ := newExchange(MechanismPlain, s.creds); true {
+		if _, done, err := x.step([]byte("\x00dora\x00pä\u00a0ss")); !done || err != nil {
+			t.Fatalf("PLAIN as dora: %v", err)
 		}
 	}
 	res, err = adm.AlterUserSCRAMs(ctx, []kadm.DeleteSCRAM{{User: "bob", Mechanism: kadm.ScramSha512}, {User: "nobody", Mechanism: kadm.ScramSha512}}, nil)

@@ -72,7 +72,7 @@ type response struct {
 func newConn(s *Server, l *listener, nc net.Conn) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	host := nc.RemoteAddr().String()
-	principal := Principal{Listener: l.cfg.Name}
+	principal := Principal{Listener: l.cfg.Name, TLS: l.cfg.TLS != nil}
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok {
 		host = ta.IP.String()
 		principal.Addr = ta.AddrPort().Addr().Unmap()
@@ -113,6 +113,9 @@ func (c *conn) clientError(reason, msg string, fields ...zap.Field) {
 func (c *conn) read() {
 	defer close(c.out) // the writer flushes what is queued, then closes
 	defer c.closeAccount()
+	if !c.handshakeTLS() {
+		return
+	}
 	var size [4]byte
 	for {
 		if !c.waitDrained() || !c.waitMuted() {

@@ -581,3 +581,25 @@ func TestSaslHandshakeV0(t *testing.T) {
 	}
 	expectClosed(t, c)
 }
+
+// TestTLSHandshakeFailureCounted: a client that does not trust the
+// certificate, or speaks plaintext to a TLS listener, is counted.
+func TestTLSHandshakeFailureCounted(t *testing.T) {
+	dir := t.TempDir()
+	writeSelfSigned(t, dir+"/c.pem", dir+"/k.pem", "x")
+	cert, err := LoadCertificate(dir+"/c.pem", dir+"/k.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr, s, _ := startSASLServer(t, ListenerConfig{Name: "SSL", TLS: cert.TLSConfig()})
+	c := dial(t, addr)
+	c.Write(frame(kmsg.NewPtrMetadataRequest(), 1))
+	expectClosed(t, c)
+	deadline := time.Now().Add(5 * time.Second)
+	for metricValue(s.m.clientErrors.WithLabelValues("tls_handshake")) < 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("failed TLS handshake not counted")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -2,8 +2,13 @@ package protocol
 
 import (
 	"crypto/tls"
+	"errors"
 	"fmt"
+	"io"
 	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
 )
 
 // Certificate is a listener's certificate and key, read from files and
@@ -42,4 +47,25 @@ func (c *Certificate) TLSConfig() *tls.Config {
 			return c.cur.Load(), nil
 		},
 	}
+}
+
+// handshakeTLS completes a TLS connection's handshake before its first
+// request, within socket.request.read.timeout.ms, so that a failed one is
+// logged and counted rather than taken for a client going away. It reports
+// false when the connection must close.
+func (c *conn) handshakeTLS() bool {
+	tc, ok := c.nc.(*tls.Conn)
+	if !ok {
+		return true
+	}
+	tc.SetDeadline(time.Now().Add(c.s.cfg.RequestReadTimeout))
+	err := tc.HandshakeContext(c.ctx)
+	tc.SetDeadline(time.Time{})
+	if err != nil {
+		if !errors.Is(err, io.EOF) {
+			c.clientError("tls_handshake", "closing connection: TLS handshake failed", zap.Error(err))
+		}
+		return false
+	}
+	return true
 }

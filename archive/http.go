@@ -69,14 +69,7 @@ type Entry struct {
 }
 
 // program is the {program} of the request's path: public or partnership.
-func program(r *http.Request) (Program, bool) {
-	for _, p := range []Program{Public, Partnership} {
-		if r.PathValue("program") == p.Name() {
-			return p, true
-		}
-	}
-	return 0, false
-}
+func program(r *http.Request) (Program, bool) { return ParseProgram(r.PathValue("program")) }
 
 // folder sends /alerts/public to /alerts/public/ for good, as a file
 // server does for a folder.

@@ -27,6 +27,16 @@ func (p Program) Name() string {
 	return "programid" + strconv.Itoa(int(p))
 }
 
+// ParseProgram reads a program's Name ("public", "partnership").
+func ParseProgram(name string) (Program, bool) {
+	for _, p := range []Program{Public, Partnership} {
+		if name == p.Name() {
+			return p, true
+		}
+	}
+	return 0, false
+}
+
 // Valid reports whether the archive has a listing for the program.
 func (p Program) Valid() bool { return p == Public || p == Partnership }
 

@@ -52,6 +52,8 @@ type Route struct {
 	Handler http.Handler
 	// Title lists the route on the page index; empty leaves it off.
 	Title string
+	// Access guards the route (see access.go); nil: public.
+	Access Access
 }
 
 // Config is the listeners and their limits.
@@ -78,6 +80,9 @@ type Config struct {
 	// that has gone longest without moving a byte (see limitListener).
 	// http.max.connections; 0 means DefaultMaxConnections.
 	MaxConnections int `yaml:"http.max.connections"`
+	// MetricsUsers, when set, are the only users who may read /metrics
+	// (HTTP basic authentication); empty: anyone.
+	MetricsUsers []string `yaml:"http.metrics.users"`
 }
 
 // DefaultMaxConnections is http.max.connections: far below the usual 1024
@@ -138,6 +143,8 @@ type Server struct {
 	pubSrv *http.Server
 	admSrv *http.Server
 
+	gate *gate
+
 	mu     sync.Mutex
 	routes []Route // handed in, in order: the page index
 	pubLn  net.Listener
@@ -154,7 +161,7 @@ func New(cfg Config, metrics http.Handler, logger *zap.Logger) (*Server, error) 
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &Server{cfg: cfg, log: logger, public: http.NewServeMux(), admin: http.NewServeMux()}
+	s := &Server{cfg: cfg, log: logger, public: http.NewServeMux(), admin: http.NewServeMux(), gate: newGate()}
 	errLog := zap.NewStdLog(logger)
 	s.pubSrv = &http.Server{Handler: s.public, ErrorLog: errLog,
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, ReadTimeout: cfg.ReadTimeout,
@@ -167,7 +174,7 @@ func New(cfg Config, metrics http.Handler, logger *zap.Logger) (*Server, error) 
 		{Pattern: "GET /healthz", Handler: http.HandlerFunc(healthz), Title: "Health check"},
 	}
 	if metrics != nil {
-		own = append(own, Route{Pattern: "GET /metrics", Handler: metrics, Title: "Prometheus metrics"})
+		own = append(own, Route{Pattern: "GET /metrics", Handler: metrics, Title: "Prometheus metrics", Access: OnlyUsers(cfg.MetricsUsers)})
 	}
 	if err := s.Handle(own...); err != nil {
 		return nil, err
@@ -209,7 +216,11 @@ func (s *Server) handle(r Route) (err error) {
 			err = fmt.Errorf("web: route %q: %v", r.Pattern, p)
 		}
 	}()
-	s.public.Handle(r.Pattern, r.Handler)
+	h := r.Handler
+	if r.Access != nil {
+		h = s.gate.guard(r.Access, h)
+	}
+	s.public.Handle(r.Pattern, h)
 	s.mu.Lock()
 	s.routes = append(s.routes, r)
 	s.mu.Unlock()

@@ -26,15 +26,7 @@ func TestDefaultConfigFileMatchesDefaults(t *testing.T) {
 		fromFile.Packager.Workers = builtIn.Packager.Workers
 	}
 	for _, c := range []*serveConfig{&fromFile, &builtIn} {
-		if len(c.Packager.Bootstrap) == 0 {
-			c.Packager.Bootstrap = nil
-		}
-		if len(c.Packager.Source.ReplayPaths) == 0 {
-			c.Packager.Source.ReplayPaths = nil
-		}
-		if len(c.Archive.Bootstrap) == 0 {
-			c.Archive.Bootstrap = nil
-		}
+		emptyListsAreNone(reflect.ValueOf(c).Elem())
 	}
 	if !reflect.DeepEqual(fromFile, builtIn) {
 		t.Fatalf("configs/ztfbroker.yaml differs from the built-in defaults:\nfile:     %+v\nbuilt-in: %+v", fromFile, builtIn)
@@ -167,5 +159,26 @@ func TestListenersAreAList(t *testing.T) {
 	os.WriteFile(file, []byte("listeners:\n  - name: A\n    listen: 1.2.3.4:1\n    tls: yes\n  - name: A\n    listen: x\n"), 0o644)
 	if _, err := loadServeConfig(file, nil); err == nil || !strings.Contains(err.Error(), "tls") {
 		t.Errorf("an unknown listener key was accepted: %v", err)
+	}
+}
+
+// emptyListsAreNone sets every empty slice under v to nil, so that a file's
+// `[]` and a default left unset compare equal.
+func emptyListsAreNone(v reflect.Value) {
+	switch v.Kind() {
+	case reflect.Slice:
+		if v.Len() == 0 && v.CanSet() {
+			v.Set(reflect.Zero(v.Type()))
+			return
+		}
+		for i := 0; i < v.Len(); i++ {
+			emptyListsAreNone(v.Index(i))
+		}
+	case reflect.Struct:
+		for i := 0; i < v.NumField(); i++ {
+			if v.Type().Field(i).IsExported() {
+				emptyListsAreNone(v.Field(i))
+			}
+		}
 	}
 }

@@ -8,8 +8,10 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
+	"regexp"
 	"runtime/debug"
 	"sync"
 	"syscall"
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
 	"github.com/ztfbroker/ztfbroker/archive"
@@ -137,7 +140,15 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return fmt.Errorf("acls: %w", err)
 	}
 	srv.SetAuthorizer(authz)
-	if err := site.Handle(webRoutes(archive.Routes(cfg.Archive.Dir, logger.Named("archive")))...); err != nil {
+	// The web pages answer to the Kafka users and ACLs: a user's basic
+	// credentials are checked against the same SCRAM store, and the
+	// partnership archive needs READ on the partnership's topics.
+	site.SetPasswordCheck(func(user, password string) error { return protocol.CheckPassword(b, user, password) })
+	archiveRoutes := webRoutes(archive.Routes(cfg.Archive.Dir, logger.Named("archive")))
+	for i := range archiveRoutes {
+		archiveRoutes[i].Access = archiveAccess(authz, time.Now)
+	}
+	if err := site.Handle(archiveRoutes...); err != nil {
 		return err
 	}
 
@@ -262,10 +273,39 @@ func webRoutes[R ~struct {
 }](rs []R) []web.Route {
 	out := make([]web.Route, len(rs))
 	for i, r := range rs {
-		out[i] = web.Route(r)
+		x := struct {
+			Pattern string
+			Handler http.Handler
+			Title   string
+		}(r)
+		out[i] = web.Route{Pattern: x.Pattern, Handler: x.Handler, Title: x.Title}
 	}
 	return out
 }
+
+// archiveAccess lets anyone read the public archive and a user read a
+// program's archive when the ACLs let them READ that program's nightly
+// topics: the night in the file name (ztf_partnership_YYYYMMDD.tar.gz), or
+// tonight for a listing. Anonymous web requests are judged as anonymous
+// Kafka clients from outside (no loopback superuser: a web proxy on the
+// broker's own machine would otherwise open everything).
+func archiveAccess(authz protocol.Authorizer, now func() time.Time) web.Access {
+	return func(r *http.Request, user string) bool {
+		program, ok := archive.ParseProgram(r.PathValue("program"))
+		if !ok || program == archive.Public {
+			return true // an unknown program answers 404 by itself
+		}
+		night := now().UTC().Format("20060102")
+		if m := archiveNight.FindStringSubmatch(r.PathValue("name")); m != nil {
+			night = m[1]
+		}
+		topic := fmt.Sprintf("ztf_%s_programid%d", night, int(program))
+		return authz.Authorize(r.Context(), user, netip.Addr{}, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, topic)
+	}
+}
+
+// archiveNight finds the night in an archive's file name.
+var archiveNight = regexp.MustCompile(`_(\d{8})\.tar\.gz`)
 
 // loopback is the listener's address with an unspecified host (0.0.0.0,
 // ::) replaced by 127.0.0.1, for clients inside this process.

@@ -281,6 +281,10 @@ func setField(f reflect.Value, name, v string) error {
 		if v != "" && v != "[]" {
 			parts = strings.Split(v, ",")
 		}
+		if len(parts) == 0 {
+			f.Set(reflect.Zero(f.Type())) // an empty list is no list
+			return nil
+		}
 		s := reflect.MakeSlice(f.Type(), len(parts), len(parts))
 		for i, p := range parts {
 			if err := setField(s.Index(i), name, strings.TrimSpace(p)); err != nil {

@@ -88,6 +88,8 @@ type saslExchange interface {
 	step(token []byte) (reply []byte, done bool, err error)
 	// user is the user name the client gave, once known.
 	user() string
+	// known tells whether that user exists in the store.
+	known() bool
 }
 
 // newExchange starts mechanism's exchange against creds.
@@ -109,9 +111,11 @@ func newExchange(mechanism string, creds Credentials) (saslExchange, error) {
 type plainExchange struct {
 	creds Credentials
 	name  string
+	found bool
 }
 
 func (p *plainExchange) user() string { return p.name }
+func (p *plainExchange) known() bool  { return p.found }
 
 func (p *plainExchange) step(token []byte) ([]byte, bool, error) {
 	authz, user, pass, err := parsePlain(token)
@@ -123,8 +127,14 @@ func (p *plainExchange) step(token []byte) ([]byte, bool, error) {
 		return nil, false, errors.New("authorization id differs from user")
 	}
 	if err := CheckPassword(p.creds, user, pass); err != nil {
+		for _, mech := range ScramMechanisms { // for the failed-login count
+			if _, _, _, _, found, _ := p.creds.ScramCredential(user, mech); found {
+				p.found = true
+			}
+		}
 		return nil, false, err
 	}
+	p.found = true
 	return nil, true, nil
 }
 
@@ -177,6 +187,10 @@ type loginLimiter struct {
 	now     func() time.Time
 	buckets map[netip.Addr]*loginBucket
 	failed  *prometheus.CounterVec
+	// byUser counts failures per existing user (ztfbroker_user_*, for
+	// `ztfbroker user stats`); names not in the store are "unknown", so
+	// guessed names cannot grow the series.
+	byUser *prometheus.CounterVec
 }
 
 type loginBucket struct {
@@ -192,10 +206,16 @@ func newLoginLimiter(reg prometheus.Registerer) (*loginLimiter, error) {
 			Name: "ztfbroker_sasl_failed_logins_total",
 			Help: "SASL authentications that failed, by mechanism.",
 		}, []string{"mechanism"}),
+		byUser: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_user_failed_logins_total",
+			Help: "SASL authentications that failed, per existing user (unknown: a name not in the store).",
+		}, []string{"user"}),
 	}
 	if reg != nil {
-		if err := reg.Register(l.failed); err != nil {
-			return nil, err
+		for _, c := range []prometheus.Collector{l.failed, l.byUser} {
+			if err := reg.Register(c); err != nil {
+				return nil, err
+			}
 		}
 	}
 	return l, nil
@@ -219,9 +239,14 @@ func (l *loginLimiter) allowed(addr netip.Addr) bool {
 	return b.tokens >= 1
 }
 
-// fail counts one failed login from addr.
-func (l *loginLimiter) fail(addr netip.Addr, mechanism string) {
+// fail counts one failed login from addr as user (empty: not a user in
+// the store).
+func (l *loginLimiter) fail(addr netip.Addr, mechanism, user string) {
 	l.failed.WithLabelValues(mechanism).Inc()
+	if user == "" {
+		user = "unknown"
+	}
+	l.byUser.WithLabelValues(user).Inc()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	now := l.now()

@@ -106,7 +106,11 @@ func (c *conn) peerAddr() netip.Addr {
 
 // loginFailed logs, counts and rate-limits one failed login.
 func (c *conn) loginFailed(user string, err error) {
-	c.s.logins.fail(c.peerAddr(), c.sasl.mechanism)
+	known := ""
+	if c.sasl.x.known() {
+		known = user
+	}
+	c.s.logins.fail(c.peerAddr(), c.sasl.mechanism, known)
 	c.s.log.Warn("SASL authentication failed", zap.String("user", user), zap.String("remote", c.remote),
 		zap.String("mechanism", c.sasl.mechanism), zap.String("listener", c.l.cfg.Name), zap.Error(err))
 }

@@ -60,6 +60,7 @@ func newScramExchange(mechanism string, h scram.HashGeneratorFcn, creds Credenti
 }
 
 func (x *scramExchange) user() string { return x.conv.Username() }
+func (x *scramExchange) known() bool  { return x.found }
 
 func (x *scramExchange) step(token []byte) ([]byte, bool, error) {
 	msg := string(token)

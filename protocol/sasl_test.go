@@ -263,7 +263,7 @@ func TestLoginLimiter(t *testing.T) {
 		if !l.allowed(a) {
 			t.Fatal("refused before the burst was spent")
 		}
-		l.fail(a, MechanismScramSHA512)
+		l.fail(a, MechanismScramSHA512, "")
 	}
 	if l.allowed(a) {
 		t.Fatal("allowed after the burst")
@@ -351,6 +351,14 @@ func TestSASLListener(t *testing.T) {
 	}
 	if after := metricValue(s.logins.failed.WithLabelValues(MechanismScramSHA512)); after <= before {
 		t.Fatalf("failed logins %v -> %v", before, after)
+	}
+	if n := metricValue(s.logins.byUser.WithLabelValues("alice")); n != 1 {
+		t.Fatalf("alice's failed logins %v", n)
+	}
+	cl = newClient(t, addr, kgo.SASL(scram.Auth{User: "mallory", Pass: "guess"}.AsSha512Mechanism()), kgo.RequestRetries(0))
+	cl.Ping(ctxT(t, 10*time.Second))
+	if n := metricValue(s.logins.byUser.WithLabelValues("unknown")); n < 1 {
+		t.Fatalf("unknown users' failed logins %v", n)
 	}
 }
 

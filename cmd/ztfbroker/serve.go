@@ -20,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
@@ -128,13 +129,21 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		return fmt.Errorf("http: %w", err)
 	}
 	defer site.Close() // stops nothing once shut down; frees the ports on an early return
-	// Clients inside the process (packager, archive) bootstrap over loopback.
-	self := []string{loopback(kafkaLns[0].Addr())}
+	// Clients inside the process (packager, archive) log in over a
+	// loopback listener of their own (inprocess.go).
+	selfLn, selfLC, err := inProcessListen()
+	if err != nil {
+		return err
+	}
+	defer selfLn.Close()
+	kafkaLns, lcs = append(kafkaLns, selfLn), append(lcs, selfLC)
+	self := []string{selfLn.Addr().String()}
 
 	srv, err := protocol.NewServer(cfg.Listener, b, groups, logger.Named("kafka"), reg)
 	if err != nil {
 		return err
 	}
+	cfg.Authz.SuperUsers = append(cfg.Authz.SuperUsers, inProcessUsers...)
 	authz, err := broker.OpenAuthorizer(b.Meta(), cfg.Authz)
 	if err != nil {
 		return fmt.Errorf("acls: %w", err)
@@ -156,7 +165,15 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	// so that a failure here leaves nothing to stop; they dial when run.
 	var clients []func(context.Context) error
 	if cfg.Packager.Enabled {
-		run, closeProducer, err := newPackager(cfg.Packager, self, site, logger, reg)
+		var login []kgo.Opt
+		if len(cfg.Packager.Bootstrap) == 0 {
+			opt, err := inProcessLogin(b, packagerUser)
+			if err != nil {
+				return err
+			}
+			login = append(login, opt)
+		}
+		run, closeProducer, err := newPackager(cfg.Packager, self, login, site, logger, reg)
 		if err != nil {
 			return err
 		}
@@ -164,13 +181,20 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		clients = append(clients, run)
 	}
 	if cfg.Archive.Enabled {
+		var login []kgo.Opt
 		if len(cfg.Archive.Bootstrap) == 0 {
 			cfg.Archive.Bootstrap = self
+			opt, err := inProcessLogin(b, archiverUser)
+			if err != nil {
+				return err
+			}
+			login = append(login, opt)
 		}
 		sched, err := archive.NewScheduler(cfg.Archive, logger.Named("archive"), reg, time.Now)
 		if err != nil {
 			return err
 		}
+		sched.ClientOpts = append(sched.ClientOpts, login...)
 		clients = append(clients, sched.Run)
 	}
 
@@ -234,13 +258,13 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 // newPackager builds the packager on its configured source, producing to
 // this broker (or the section's bootstrap), and serves its schema registry
 // endpoint. It returns the packager's Run and a function closing its producer.
-func newPackager(cfg packagerSection, self []string, site *web.Server, logger *zap.Logger,
+func newPackager(cfg packagerSection, self []string, login []kgo.Opt, site *web.Server, logger *zap.Logger,
 	reg prometheus.Registerer) (run func(context.Context) error, closeProducer func(), err error) {
 	bootstrap := cfg.Bootstrap
 	if len(bootstrap) == 0 {
 		bootstrap = self
 	}
-	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: bootstrap})
+	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: bootstrap}, login...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("packager producer: %w", err)
 	}

@@ -96,3 +96,28 @@ func TestServeAdminListenerHoldsPprof(t *testing.T) {
 		}
 	}
 }
+
+// TestInProcessClientsLogIn: with loopback no longer a superuser (the
+// production setting), the packager still fills tonight's topic: it logs in
+// over its own loopback listener as ztfbroker-packager, and an anonymous
+// reader of the public stream sees the alerts.
+func TestInProcessClientsLogIn(t *testing.T) {
+	b := startBroker(t, "", "--packager=true", "--set", "authz.loopback.superuser=false")
+	topic := "ztf_" + time.Now().UTC().Format("20060102") + "_programid1"
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	adm := kadm.NewClient(newClient(t, b.Kafka))
+	for {
+		ends, err := adm.ListEndOffsets(ctx, topic)
+		if o, ok := ends.Lookup(topic, 0); err == nil && ok && o.Err == nil && o.Offset >= 500 {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the packager did not fill %s without the loopback superuser: %v\n%s", topic, err, b.Logs())
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if strings.Contains(b.Logs(), "AUTHORIZATION_FAILED") {
+		t.Errorf("an in-process client was refused:\n%s", b.Logs())
+	}
+}

@@ -1,0 +1,56 @@
+package main
+
+import (
+	"crypto/rand"
+	"fmt"
+	"net"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/ztfbroker/ztfbroker/protocol"
+)
+
+// The packager and the archiver inside serve are Kafka clients like any
+// other, and act as principals of their own whatever
+// authz.loopback.superuser says: they log in, over a loopback listener of
+// their own (SASL_PLAINTEXT, SCRAM-SHA-512), as these users, with a password
+// made afresh at every start and never written down (only its SCRAM keys, in
+// the user store, like every user's). They are super users: the packager
+// creates and writes every nightly topic, the archiver reads and, past
+// retention, deletes them.
+const (
+	packagerUser         = "ztfbroker-packager"
+	archiverUser         = "ztfbroker-archive"
+	inProcessListener    = "ZTFBROKER_INTERNAL"
+	inProcessIterations  = 4096
+	inProcessPasswordLen = 32
+)
+
+// inProcessUsers are the super users serve adds to authz.super.users.
+var inProcessUsers = []string{packagerUser, archiverUser}
+
+// inProcessLogin stores a fresh credential for user and returns the client
+// option that logs in with it.
+func inProcessLogin(creds protocol.Credentials, user string) (kgo.Opt, error) {
+	pass := rand.Text() + rand.Text() // 52 base32 characters, 260 bits
+	salt := make([]byte, inProcessPasswordLen)
+	rand.Read(salt)
+	stored, server, err := protocol.DeriveScramCredential(protocol.MechanismScramSHA512, user, pass, salt, inProcessIterations)
+	if err != nil {
+		return nil, err
+	}
+	if err := creds.SetScramCredential(user, protocol.MechanismScramSHA512, salt, inProcessIterations, stored, server); err != nil {
+		return nil, fmt.Errorf("in-process user %s: %w", user, err)
+	}
+	return kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()), nil
+}
+
+// inProcessListen opens the loopback listener the in-process clients use.
+func inProcessListen() (net.Listener, protocol.ListenerConfig, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, protocol.ListenerConfig{}, fmt.Errorf("in-process listener: %w", err)
+	}
+	return ln, protocol.ListenerConfig{Name: inProcessListener, SASLMechanisms: []string{protocol.MechanismScramSHA512}}, nil
+}

@@ -182,3 +182,15 @@ func emptyListsAreNone(v reflect.Value) {
 		}
 	}
 }
+
+// TestProductionConfigLoads: the production example is a valid config, with
+// the loopback superuser off and a SASL_SSL listener.
+func TestProductionConfigLoads(t *testing.T) {
+	cfg, err := loadServeConfig(filepath.Join("..", "..", "configs", "production.yaml"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Authz.LoopbackSuperuser || len(cfg.Listeners) != 2 || cfg.Listeners[0].Name != "SASL_SSL" {
+		t.Errorf("production config: loopback superuser %v, listeners %+v", cfg.Authz.LoopbackSuperuser, cfg.Listeners)
+	}
+}

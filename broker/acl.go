@@ -41,7 +41,8 @@ type AuthzConfig struct {
 	// (READ, DESCRIBE).
 	PublicGroups []string `yaml:"authz.public.groups"`
 	// GroupPrefixUser: an authenticated user may only use consumer groups
-	// whose names start with its user name, and may use all of those
+	// named after it: its user name, alone or followed by '-', '_' or '.'
+	// (alice, alice-night; not alice2, which would be user al's), and may use all of those
 	// (READ, DESCRIBE, DELETE) without an ACL.
 	GroupPrefixUser bool `yaml:"authz.group.prefix.user"`
 	// Groups names groups of users for Group:<name> ACL principals, as
@@ -282,7 +283,7 @@ func (a *Authorizer) Authorize(_ context.Context, user string, addr netip.Addr, 
 	builtin := false
 	switch {
 	case rt == kmsg.ACLResourceTypeGroup && a.cfg.GroupPrefixUser && user != "":
-		if !strings.HasPrefix(name, user) {
+		if !ownsGroup(user, name) {
 			return false // a user's groups must start with its name
 		}
 		builtin = op == kmsg.ACLOperationRead || op == kmsg.ACLOperationDescribe || op == kmsg.ACLOperationDelete
@@ -507,4 +508,15 @@ func describedResources(acls []ACL) []kmsg.DescribeACLsResponseResource {
 		out = append(out, dr)
 	}
 	return out
+}
+
+// ownsGroup tells whether group name is user's under authz.group.prefix.user:
+// the user name alone or followed by a separator, so that user "al" does not
+// own "alice-night".
+func ownsGroup(user, name string) bool {
+	if name == user {
+		return true
+	}
+	rest, ok := strings.CutPrefix(name, user)
+	return ok && rest != "" && strings.ContainsRune("-_.", rune(rest[0]))
 }

@@ -75,6 +75,8 @@ func TestAuthorize(t *testing.T) {
 		{"packager creates on cluster", "packager", remote, create, cluster, clusterResource, true},
 		{"own group by prefix", "alice", remote, read, group, "alice-consumer", true},
 		{"other's group refused", "alice", remote, read, group, "bob-consumer", false},
+		{"a longer name is not a prefix", "al", remote, read, group, "alice-consumer", false},
+		{"the bare user name is its own group", "alice", remote, read, group, "alice", true},
 		{"prefix rule beats an ACL", "bob", remote, read, group, "shared", false},
 		{"authenticated is not anonymous for public groups", "dave", remote, read, group, "kcat", false},
 		{"host-restricted from its host", "auditor", netip.MustParseAddr("192.0.2.9"), describe, topic, "anything", true},

@@ -203,6 +203,20 @@ func TestSASLSSLEndToEnd(t *testing.T) {
 		t.Fatalf("user list: %v\n%s", err, out)
 	}
 
+	// Over the SASL_SSL listener, logged in as alice.
+	pwFile := filepath.Join(dir, "alice.pw")
+	os.WriteFile(pwFile, []byte("s3cret-pw\n"), 0o600)
+	addBob := exec.CommandContext(ctx, binary, "user", "add", "--bootstrap", saslAddr, "--sasl-user", "alice",
+		"--sasl-password-file", pwFile, "--tls-ca", ca.pem, "bob")
+	addBob.Stdin = strings.NewReader("bob-pw\n")
+	if out, err := addBob.CombinedOutput(); err != nil {
+		t.Fatalf("user add over SASL_SSL: %v\n%s", err, out)
+	}
+	out, err = runBinary(t, "user", "list", "--bootstrap", b.Kafka)
+	if err != nil || !strings.Contains(out, "bob\tSCRAM-SHA-256,SCRAM-SHA-512") {
+		t.Fatalf("user list: %v\n%s", err, out)
+	}
+
 	kcatSASL := func(pass string) []string {
 		return []string{"-X", "security.protocol=SASL_SSL", "-X", "sasl.mechanisms=SCRAM-SHA-512",
 			"-X", "sasl.username=alice", "-X", "sasl.password=" + pass, "-X", "ssl.ca.location=" + ca.pem}

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"flag"
 	"fmt"
@@ -15,6 +17,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/sasl/plain"
+	"github.com/twmb/franz-go/pkg/sasl/scram"
 	"go.uber.org/zap"
 
 	"github.com/ztfbroker/ztfbroker/broker"
@@ -48,6 +52,8 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 	passwordFile := fs.String("password-file", "", "file whose first line is the password (default: the first line of stdin)")
 	mechs := fs.String("mechanisms", "SCRAM-SHA-256,SCRAM-SHA-512", "SCRAM mechanisms to store credentials for")
 	iterations := fs.Int("iterations", 8192, "SCRAM iterations (4096 to 16384)")
+	var login brokerLogin
+	login.flags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -69,7 +75,7 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	store, err := openUserStore(*dataDir, *bootstrap)
+	store, err := openUserStore(*dataDir, *bootstrap, login)
 	if err != nil {
 		return err
 	}
@@ -128,7 +134,7 @@ func readPassword(file string, stdin io.Reader) (string, error) {
 	return line, nil
 }
 
-func openUserStore(dataDir, bootstrap string) (userStore, error) {
+func openUserStore(dataDir, bootstrap string, login brokerLogin) (userStore, error) {
 	if dataDir != "" {
 		cfg := broker.DefaultConfig()
 		cfg.DataDir = dataDir
@@ -141,11 +147,65 @@ func openUserStore(dataDir, bootstrap string) (userStore, error) {
 		}
 		// A broker runs on it: ask that broker.
 	}
-	cl, err := kgo.NewClient(kgo.SeedBrokers(bootstrap))
+	opts, err := login.opts()
+	if err != nil {
+		return nil, err
+	}
+	cl, err := kgo.NewClient(append(opts, kgo.SeedBrokers(bootstrap))...)
 	if err != nil {
 		return nil, err
 	}
 	return wireUsers{kadm.NewClient(cl)}, nil
+}
+
+// brokerLogin is how a command logs in to a running broker: as nobody
+// (loopback is a superuser by default), or with SASL as a super user when
+// authz.loopback.superuser is off, over TLS when given a CA.
+type brokerLogin struct {
+	user, passwordFile, mechanism, caFile string
+}
+
+func (l *brokerLogin) flags(fs *flag.FlagSet) {
+	fs.StringVar(&l.user, "sasl-user", "", "log in to the broker as this user (a super user when authz.loopback.superuser is false)")
+	fs.StringVar(&l.passwordFile, "sasl-password-file", "", "file whose first line is --sasl-user's password")
+	fs.StringVar(&l.mechanism, "sasl-mechanism", "SCRAM-SHA-512", "SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN")
+	fs.StringVar(&l.caFile, "tls-ca", "", "PEM CA file: connect with TLS (SSL, SASL_SSL listeners)")
+}
+
+func (l brokerLogin) opts() ([]kgo.Opt, error) {
+	var opts []kgo.Opt
+	if l.caFile != "" {
+		pemCA, err := os.ReadFile(l.caFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pemCA) {
+			return nil, fmt.Errorf("--tls-ca %s: no PEM certificate", l.caFile)
+		}
+		opts = append(opts, kgo.DialTLSConfig(&tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}))
+	}
+	if l.user == "" {
+		return opts, nil
+	}
+	if l.passwordFile == "" {
+		return nil, errors.New("--sasl-user needs --sasl-password-file")
+	}
+	pass, err := readPassword(l.passwordFile, nil)
+	if err != nil {
+		return nil, err
+	}
+	switch l.mechanism {
+	case protocol.MechanismScramSHA512:
+		opts = append(opts, kgo.SASL(scram.Auth{User: l.user, Pass: pass}.AsSha512Mechanism()))
+	case protocol.MechanismScramSHA256:
+		opts = append(opts, kgo.SASL(scram.Auth{User: l.user, Pass: pass}.AsSha256Mechanism()))
+	case protocol.MechanismPlain:
+		opts = append(opts, kgo.SASL(plain.Auth{User: l.user, Pass: pass}.AsMechanism()))
+	default:
+		return nil, fmt.Errorf("--sasl-mechanism %q: want SCRAM-SHA-512, SCRAM-SHA-256 or PLAIN", l.mechanism)
+	}
+	return opts, nil
 }
 
 // dirUsers changes the data directory's store directly.

@@ -211,12 +211,8 @@ func newLoginLimiter(reg prometheus.Registerer) (*loginLimiter, error) {
 			Help: "SASL authentications that failed, per existing user (unknown: a name not in the store).",
 		}, []string{"user"}),
 	}
-	if reg != nil {
-		for _, c := range []prometheus.Collector{l.failed, l.byUser} {
-			if err := reg.Register(c); err != nil {
-				return nil, err
-			}
-		}
+	if err := registerMetrics(reg, l.failed, l.byUser); err != nil {
+		return nil, err
 	}
 	return l, nil
 }

@@ -16,7 +16,7 @@ import (
 // id "slow" through AlterClientQuotas and has "slow" and "fast" read one
 // 40 MB topic at the same time: slow is held to 2 MB/s within 20%, fast
 // reads at its own pace (over 4x that). DescribeClientQuotas answers the
-// quota; the per-user series and `user-stats` count the bytes (issue 12).
+// quota; the per-user series and `user stats` count the bytes (issue 12).
 func TestClientQuotaThrottlesOneFetcher(t *testing.T) {
 	b := startBroker(t, "")
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -108,7 +108,7 @@ func TestClientQuotaThrottlesOneFetcher(t *testing.T) {
 
 	// Everyone is ANONYMOUS without SASL: the fetched bytes of both
 	// consumers are counted there, and throttled time too.
-	out, err := runBinary(t, "user-stats", "--http", b.HTTP)
+	out, err := runBinary(t, "user", "stats", "--http", b.HTTP)
 	if err != nil {
 		t.Fatalf("user-stats: %v\n%s", err, out)
 	}

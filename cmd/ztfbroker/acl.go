@@ -39,8 +39,14 @@ func runACL(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	prefixed := fs.Bool("prefixed", false, "the name is a prefix (Kafka's PREFIXED pattern)")
 	deny := fs.Bool("deny", false, "a DENY rule (deny wins over allow)")
 	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the broker")
+	var login brokerLogin
+	login.flags(fs)
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	loginOpts, err := login.opts()
+	if err != nil {
+		return fmt.Errorf("acl: %w", err)
 	}
 
 	rt, name := kmsg.ACLResourceTypeAny, (*string)(nil)
@@ -85,7 +91,7 @@ func runACL(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errors.New("acl add: --principal and --operation are required")
 	}
 
-	cl, err := kgo.NewClient(kgo.SeedBrokers(*bootstrap))
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(*bootstrap)}, loginOpts...)...)
 	if err != nil {
 		return err
 	}

@@ -309,6 +309,10 @@ func NewServer(cfg Config, b Backend, g Groups, logger *zap.Logger, reg promethe
 	return s, nil
 }
 
+// SetCredentials replaces the user store SASL logins are checked against
+// (by default the Backend, when it is one). Call before serving.
+func (s *Server) SetCredentials(c Credentials) { s.creds = c }
+
 // Serve accepts connections on ln until Shutdown, advertising
 // Config.AdvertisedAddr. It returns ErrServerClosed after Shutdown.
 func (s *Server) Serve(ln net.Listener) error {

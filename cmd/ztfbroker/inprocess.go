@@ -15,8 +15,9 @@ import (
 // other, and act as principals of their own whatever
 // authz.loopback.superuser says: they log in, over a loopback listener of
 // their own (SASL_PLAINTEXT, SCRAM-SHA-512), as these users, with a password
-// made afresh at every start and never written down (only its SCRAM keys, in
-// the user store, like every user's). They are super users: the packager
+// made afresh at every start and never written down: their SCRAM keys live
+// in memory only (inProcessCredentials), so they need no write to the
+// metadata store, which a nearly full disk refuses. They are super users: the packager
 // creates and writes every nightly topic, the archiver reads and, past
 // retention, deletes them.
 const (
@@ -30,19 +31,44 @@ const (
 // inProcessUsers are the super users serve adds to authz.super.users.
 var inProcessUsers = []string{packagerUser, archiverUser}
 
-// inProcessLogin stores a fresh credential for user and returns the client
-// option that logs in with it.
-func inProcessLogin(creds protocol.Credentials, user string) (kgo.Opt, error) {
+// inProcessCredentials is the user store with the in-process users in
+// memory in front of it: only the in-process listener consults it.
+type inProcessCredentials struct {
+	protocol.Credentials
+	users map[string]inProcessCredential
+}
+
+type inProcessCredential struct {
+	salt, stored, server []byte
+}
+
+func newInProcessCredentials(store protocol.Credentials) *inProcessCredentials {
+	return &inProcessCredentials{Credentials: store, users: map[string]inProcessCredential{}}
+}
+
+// ScramCredential answers the in-process users from memory, others from
+// the store.
+func (c *inProcessCredentials) ScramCredential(user, mechanism string) ([]byte, int, []byte, []byte, bool, error) {
+	if u, ok := c.users[user]; ok {
+		if mechanism != protocol.MechanismScramSHA512 {
+			return nil, 0, nil, nil, false, nil
+		}
+		return u.salt, inProcessIterations, u.stored, u.server, true, nil
+	}
+	return c.Credentials.ScramCredential(user, mechanism)
+}
+
+// login makes a fresh credential for user and returns the client option
+// that logs in with it. Call before serving.
+func (c *inProcessCredentials) login(user string) (kgo.Opt, error) {
 	pass := rand.Text() + rand.Text() // 52 base32 characters, 260 bits
 	salt := make([]byte, inProcessPasswordLen)
 	rand.Read(salt)
 	stored, server, err := protocol.DeriveScramCredential(protocol.MechanismScramSHA512, user, pass, salt, inProcessIterations)
 	if err != nil {
-		return nil, err
-	}
-	if err := creds.SetScramCredential(user, protocol.MechanismScramSHA512, salt, inProcessIterations, stored, server); err != nil {
 		return nil, fmt.Errorf("in-process user %s: %w", user, err)
 	}
+	c.users[user] = inProcessCredential{salt: salt, stored: stored, server: server}
 	return kgo.SASL(scram.Auth{User: user, Pass: pass}.AsSha512Mechanism()), nil
 }
 

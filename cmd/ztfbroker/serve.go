@@ -143,6 +143,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if err != nil {
 		return err
 	}
+	inProcess := newInProcessCredentials(b)
+	srv.SetCredentials(inProcess)
 	cfg.Authz.SuperUsers = append(cfg.Authz.SuperUsers, inProcessUsers...)
 	authz, err := broker.OpenAuthorizer(b.Meta(), cfg.Authz)
 	if err != nil {
@@ -167,7 +169,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	if cfg.Packager.Enabled {
 		var login []kgo.Opt
 		if len(cfg.Packager.Bootstrap) == 0 {
-			opt, err := inProcessLogin(b, packagerUser)
+			opt, err := inProcess.login(packagerUser)
 			if err != nil {
 				return err
 			}
@@ -184,7 +186,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		var login []kgo.Opt
 		if len(cfg.Archive.Bootstrap) == 0 {
 			cfg.Archive.Bootstrap = self
-			opt, err := inProcessLogin(b, archiverUser)
+			opt, err := inProcess.login(archiverUser)
 			if err != nil {
 				return err
 			}

@@ -29,6 +29,7 @@ package web
 import (
 	"cmp"
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"html/template"
@@ -83,6 +84,13 @@ type Config struct {
 	// MetricsUsers, when set, are the only users who may read /metrics
 	// (HTTP basic authentication); empty: anyone.
 	MetricsUsers []string `yaml:"http.metrics.users"`
+	// TLSCert and TLSKey, when set, make the public listener HTTPS (basic
+	// authentication then never crosses the network in clear); the caller
+	// loads them into TLS, which may reload the certificate (SIGHUP).
+	TLSCert string `yaml:"http.tls.cert"`
+	TLSKey  string `yaml:"http.tls.key"`
+	// TLS is the public listener's TLS configuration; nil: plain HTTP.
+	TLS *tls.Config `yaml:"-"`
 }
 
 // DefaultMaxConnections is http.max.connections: far below the usual 1024
@@ -123,6 +131,9 @@ func (c Config) Validate() error {
 		if t.d <= 0 {
 			errs = append(errs, fmt.Errorf("%s %v: must be positive", t.name, t.d))
 		}
+	}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		errs = append(errs, fmt.Errorf("http.tls.cert %q, http.tls.key %q: give both or neither", c.TLSCert, c.TLSKey))
 	}
 	if c.MaxHeaderBytes <= 0 {
 		errs = append(errs, fmt.Errorf("http.max.header.bytes %d: must be positive", c.MaxHeaderBytes))
@@ -245,6 +256,9 @@ func (s *Server) Listen() error {
 	}
 	s.mu.Lock()
 	s.pubLn, s.admLn = newLimitListener(pub, cmp.Or(s.cfg.MaxConnections, DefaultMaxConnections)), adm
+	if s.cfg.TLS != nil {
+		s.pubLn = tls.NewListener(s.pubLn, s.cfg.TLS)
+	}
 	s.mu.Unlock()
 	return nil
 }

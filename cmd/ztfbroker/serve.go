@@ -117,6 +117,14 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 			certs = append(certs, cert)
 		}
 	}
+	if cfg.Web.TLSCert != "" {
+		cert, err := protocol.LoadCertificate(cfg.Web.TLSCert, cfg.Web.TLSKey)
+		if err != nil {
+			return fmt.Errorf("http.tls.cert: %w", err)
+		}
+		cfg.Web.TLS = cert.TLSConfig()
+		certs = append(certs, cert)
+	}
 	if len(certs) > 0 {
 		stopReload := reloadOnSIGHUP(ctx, certs, logger)
 		defer stopReload()

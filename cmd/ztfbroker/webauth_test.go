@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"io"
 	"net/http"
 	"os"
@@ -77,5 +78,41 @@ func TestPartnershipArchiveNeedsAUser(t *testing.T) {
 		if code == 401 && !strings.HasPrefix(hdr.Get("WWW-Authenticate"), "Basic ") {
 			t.Errorf("GET %s: 401 without a Basic challenge: %v", tc.path, hdr)
 		}
+	}
+}
+
+// TestWebOverTLS: with http.tls.cert and http.tls.key the pages are HTTPS,
+// so a partner's basic-auth password never crosses the network in clear.
+func TestWebOverTLS(t *testing.T) {
+	dir := t.TempDir()
+	ca := newTestCA(t, dir, "web-ca")
+	certFile, keyFile := filepath.Join(dir, "web.pem"), filepath.Join(dir, "web.key")
+	ca.issue(t, certFile, keyFile)
+	dataDir := filepath.Join(dir, "data")
+	os.MkdirAll(filepath.Join(dataDir, "archive", "partnership"), 0o755)
+	b := startBroker(t, dataDir, "--archive=false", "--set", "http.tls.cert="+certFile, "--set", "http.tls.key="+keyFile)
+	pw := filepath.Join(dir, "alice.pw")
+	os.WriteFile(pw, []byte("alice-secret\n"), 0o600)
+	if out, err := runBinary(t, "user", "add", "--bootstrap", b.Kafka, "--password-file", pw, "alice"); err != nil {
+		t.Fatalf("ztfbroker user add: %v\n%s", err, out)
+	}
+	if out, err := runBinary(t, "acl", "add", "--bootstrap", b.Kafka, "--principal", "User:alice",
+		"--operation", "READ", "--topic", "ztf_", "--prefixed"); err != nil {
+		t.Fatalf("ztfbroker acl add: %v\n%s", err, out)
+	}
+	client := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: ca.pool()}}}
+	req, _ := http.NewRequest("GET", "https://"+b.HTTP+"/alerts/partnership/", nil)
+	req.SetBasicAuth("alice", "alice-secret")
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("HTTPS with the test CA: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil {
+		t.Fatalf("partnership listing over HTTPS as alice: %d, TLS %v", resp.StatusCode, resp.TLS != nil)
+	}
+	if resp, err := http.Get("http://" + b.HTTP + "/healthz"); err == nil && resp.StatusCode == 200 {
+		resp.Body.Close()
+		t.Fatal("plain HTTP answered on the HTTPS listener")
 	}
 }

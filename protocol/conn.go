@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"bufio"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -46,6 +47,10 @@ type conn struct {
 	queued  atomic.Int64
 	drained chan struct{}
 
+	// tlsw gathers a TLS connection's writes into full records; nil on
+	// plaintext, where writev already sends a response in one call.
+	tlsw *bufio.Writer
+
 	// clientID of the last request, for logs.
 	clientID string
 	// principal is who the connection is: anonymous from its address
@@ -77,7 +82,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		host = ta.IP.String()
 		principal.Addr = ta.AddrPort().Addr().Unmap()
 	}
-	return &conn{
+	c := &conn{
 		s:       s,
 		l:       l,
 		nc:      nc,
@@ -90,6 +95,13 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 
 		principal: principal,
 	}
+	if l.cfg.TLS != nil {
+		// crypto/tls turns every Write into at least one record and a
+		// syscall: a fetch answer's many small pieces (headers between
+		// batches) are gathered into full records first.
+		c.tlsw = bufio.NewWriterSize(nc, tlsWriteBuffer)
+	}
+	return c
 }
 
 // stopReading wakes a reader waiting for its next request (Shutdown).
@@ -408,8 +420,7 @@ func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
 		buf = binary.BigEndian.AppendUint32(buf[:0], uint32(len(r.raw)))
 		buf = append(buf, r.raw...)
 		c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
-		_, err := c.nc.Write(buf)
-		return buf, err
+		return buf, c.send(buf)
 	}
 	buf = append(buf[:0], 0, 0, 0, 0, 0, 0, 0, 0)
 	binary.BigEndian.PutUint32(buf[4:], uint32(r.corr))
@@ -421,14 +432,33 @@ func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
 		bufs, n, grown := fr.appendBuffers(buf)
 		binary.BigEndian.PutUint32(bufs[0][:4], uint32(n-4))
 		c.s.m.bytesWritten.Add(float64(n))
+		if c.tlsw != nil {
+			_, err := bufs.WriteTo(c.tlsw)
+			return grown, errors.Join(err, c.tlsw.Flush())
+		}
 		_, err := bufs.WriteTo(c.nc)
 		return grown, err
 	}
 	buf = r.resp.AppendTo(buf)
 	binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
 	c.s.m.bytesWritten.Add(float64(len(buf)))
-	_, err := c.nc.Write(buf)
-	return buf, err
+	return buf, c.send(buf)
+}
+
+// tlsWriteBuffer is a TLS connection's write buffer: one maximum-size TLS
+// record (16 KiB) four times over.
+const tlsWriteBuffer = 64 << 10
+
+// send writes one whole response.
+func (c *conn) send(b []byte) error {
+	if c.tlsw != nil {
+		if _, err := c.tlsw.Write(b); err != nil {
+			return err
+		}
+		return c.tlsw.Flush()
+	}
+	_, err := c.nc.Write(b)
+	return err
 }
 
 // sniff names what a frame that is not Kafka seems to be, for the log.

@@ -46,6 +46,34 @@ type Target struct {
 	// Kind is "external", "embedded" (ztfbroker serve as a subprocess) or
 	// "kfake" (bench/kfakeserve as a subprocess).
 	Kind string `json:"kind"`
+	// Security, when set, is how the bench clients reach the target: TLS,
+	// SCRAM or both (an SSL, SASL_PLAINTEXT or SASL_SSL listener). Nil is
+	// PLAINTEXT.
+	Security *Security `json:"security,omitempty"`
+}
+
+// Security is a target's TLS and SASL settings for its clients.
+type Security struct {
+	// CAFile, when set, dials over TLS and trusts the PEM certificates in it.
+	CAFile string `json:"ca_file,omitempty"`
+	// User, when set, logs in with SCRAM as this user with Password.
+	User     string `json:"user,omitempty"`
+	Password string `json:"-"`
+	// Mechanism is SCRAM-SHA-512 (the default) or SCRAM-SHA-256.
+	Mechanism string `json:"mechanism,omitempty"`
+}
+
+// Protocol is the Kafka security.protocol these settings speak.
+func (s *Security) Protocol() string {
+	switch {
+	case s == nil || s.CAFile == "" && s.User == "":
+		return "PLAINTEXT"
+	case s.User == "":
+		return "SSL"
+	case s.CAFile == "":
+		return "SASL_PLAINTEXT"
+	}
+	return "SASL_SSL"
 }
 
 // Process says how to start a broker binary as a child process, so that its

@@ -132,6 +132,15 @@ func cpuText(s float64, pid int) string {
 	return fmt.Sprintf("%.1f", s)
 }
 
+// cpuPerGB is broker CPU seconds per 10^9 bytes moved in a phase, the cost
+// a listener's security adds: "-" when the broker process is unknown.
+func cpuPerGB(s float64, bytes int64, pid int) string {
+	if pid <= 0 || bytes <= 0 {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f", s/(float64(bytes)/1e9))
+}
+
 // WriteTable prints the report for a terminal.
 func (r *Report) WriteTable(w io.Writer) {
 	fmt.Fprintf(w, "ztfbroker bench  %s  host %s, %d CPUs, %.0fs per phase, %d producers, %d partitions\n",
@@ -145,18 +154,23 @@ func (r *Report) WriteTable(w io.Writer) {
 		if t.PID > 0 {
 			pid = fmt.Sprintf("pid %d", t.PID)
 		}
-		fmt.Fprintf(w, "target %s: %s at %s, %s\n", t.Name, t.Kind, strings.Join(t.Addrs, ","), pid)
+		via := ""
+		if t.Security != nil {
+			via = " over " + t.Security.Protocol()
+		}
+		fmt.Fprintf(w, "target %s: %s at %s%s, %s\n", t.Name, t.Kind, strings.Join(t.Addrs, ","), via, pid)
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\ntarget\tphase\trecord\trecords/s\tMB/s\tof disk\tof loopback\tbroker CPU s\tbroker RSS MB\tbench CPU s\t")
+	fmt.Fprintln(tw, "\ntarget\tphase\trecord\trecords/s\tMB/s\tof disk\tof loopback\tbroker CPU s\tCPU s/GB\tbroker RSS MB\tbench CPU s\t")
 	for _, t := range r.Targets {
 		if t.Error != "" {
-			fmt.Fprintf(tw, "%s\terror\t\t\t\t\t\t\t\t\t\n", t.Name)
+			fmt.Fprintf(tw, "%s\terror\t\t\t\t\t\t\t\t\t\t\n", t.Name)
 			continue
 		}
 		for _, th := range t.Throughput {
-			fmt.Fprintf(tw, "%s\t%s\t%d B\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%.1f\t\n", t.Name, th.Phase, th.RecordBytes,
-				th.RecordsPerSec, th.MBps, pctOf(th.OfDisk), pctOf(th.OfLoopback), cpuText(th.CPUSeconds, t.PID), mb(th.MaxRSSBytes), th.BenchCPUSeconds)
+			fmt.Fprintf(tw, "%s\t%s\t%d B\t%.0f\t%.1f\t%s\t%s\t%s\t%s\t%s\t%.1f\t\n", t.Name, th.Phase, th.RecordBytes,
+				th.RecordsPerSec, th.MBps, pctOf(th.OfDisk), pctOf(th.OfLoopback), cpuText(th.CPUSeconds, t.PID),
+				cpuPerGB(th.CPUSeconds, th.Bytes, t.PID), mb(th.MaxRSSBytes), th.BenchCPUSeconds)
 		}
 	}
 	fmt.Fprintln(tw, "\ntarget\toffered MB/s\trecord\tsent\treceived\tp50 ms\tp99 ms\tp99.9 ms\tmax ms\tbroker CPU s\tbroker RSS MB\tbench CPU s\t")

@@ -62,6 +62,11 @@ func client(t Target, opts ...kgo.Opt) (*kgo.Client, error) {
 		kgo.ClientID("ztfbroker-bench"),
 		kgo.DialTimeout(5 * time.Second),
 	}
+	sec, err := t.Security.opts()
+	if err != nil {
+		return nil, err
+	}
+	base = append(base, sec...)
 	return kgo.NewClient(append(base, opts...)...)
 }
 

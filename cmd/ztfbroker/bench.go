@@ -48,6 +48,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		cfg        bench.Config
 		targets    listFlag
 		pids       listFlag
+		targetCAs  listFlag
+		targetSASL listFlag
 		embedded   bool
 		binary     string
 		sizes      string
@@ -62,6 +64,8 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.DurationVar(&cfg.Duration, "duration", 0, "length of each phase (default 30s)")
 	fs.Var(&targets, "target", "broker to measure, as `NAME=HOST:PORT[,HOST:PORT]` (repeatable)")
 	fs.Var(&pids, "target-pid", "broker process of a --target, as `NAME=PID`, for CPU and RSS (default: the process listening on its port, if visible)")
+	fs.Var(&targetCAs, "target-ca", "reach a --target over TLS trusting the CA certificates in a PEM file, as `NAME=CAFILE` (an SSL or SASL_SSL listener; repeatable)")
+	fs.Var(&targetSASL, "target-sasl", "log in to a --target with SCRAM, as `NAME=USER:PASSWORDFILE[:SCRAM-SHA-256]` (default SCRAM-SHA-512; the password is the file's first line; repeatable)")
 	fs.BoolVar(&withKfake, "with-kfake", false, "also measure franz-go's kfake, started from the kfakeserve command as a subprocess with a temporary data dir")
 	fs.StringVar(&kfakeBin, "kfake-binary", "", "kfakeserve binary for --with-kfake (default: ztfbroker-kfake or kfakeserve next to this executable, else on PATH)")
 	fs.BoolVar(&cfg.KfakeSync, "kfake-sync", false, "make --with-kfake's kfake fsync every write")
@@ -108,16 +112,25 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 		pidOf[name] = n
 	}
+	secOf, err := targetSecurity(targetCAs, targetSASL)
+	if err != nil {
+		return err
+	}
 	for _, t := range targets {
 		name, addrs, ok := strings.Cut(t, "=")
 		if !ok || name == "" || addrs == "" {
 			return fmt.Errorf("bench: --target %q: want NAME=HOST:PORT", t)
 		}
-		cfg.Targets = append(cfg.Targets, bench.Target{Name: name, Addrs: strings.Split(addrs, ","), PID: pidOf[name]})
+		cfg.Targets = append(cfg.Targets, bench.Target{Name: name, Addrs: strings.Split(addrs, ","), PID: pidOf[name],
+			Security: secOf[name]})
 		delete(pidOf, name)
+		delete(secOf, name)
 	}
 	for name := range pidOf {
 		return fmt.Errorf("bench: --target-pid %s: no --target of that name", name)
+	}
+	for name := range secOf {
+		return fmt.Errorf("bench: --target-ca/--target-sasl %s: no --target of that name", name)
 	}
 	if embedded && binary == "" {
 		if binary, err = os.Executable(); err != nil {
@@ -154,6 +167,43 @@ func runBench(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		}
 	}
 	return err
+}
+
+// targetSecurity reads --target-ca NAME=CAFILE and --target-sasl
+// NAME=USER:PASSWORDFILE[:MECHANISM] into each named target's settings.
+func targetSecurity(cas, sasls []string) (map[string]*bench.Security, error) {
+	out := map[string]*bench.Security{}
+	of := func(name string) *bench.Security {
+		if out[name] == nil {
+			out[name] = &bench.Security{}
+		}
+		return out[name]
+	}
+	for _, c := range cas {
+		name, file, ok := strings.Cut(c, "=")
+		if !ok || name == "" || file == "" {
+			return nil, fmt.Errorf("bench: --target-ca %q: want NAME=CAFILE", c)
+		}
+		of(name).CAFile = file
+	}
+	for _, c := range sasls {
+		name, v, ok := strings.Cut(c, "=")
+		parts := strings.Split(v, ":")
+		if !ok || name == "" || len(parts) < 2 || len(parts) > 3 || parts[0] == "" || parts[1] == "" {
+			return nil, fmt.Errorf("bench: --target-sasl %q: want NAME=USER:PASSWORDFILE[:SCRAM-SHA-256]", c)
+		}
+		raw, err := os.ReadFile(parts[1])
+		if err != nil {
+			return nil, fmt.Errorf("bench: --target-sasl %s: %w", name, err)
+		}
+		pw, _, _ := strings.Cut(string(raw), "\n")
+		s := of(name)
+		s.User, s.Password = parts[0], strings.TrimRight(pw, "\r")
+		if len(parts) == 3 {
+			s.Mechanism = parts[2]
+		}
+	}
+	return out, nil
 }
 
 func parseInts(s string) ([]int, error) {

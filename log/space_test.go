@@ -4,8 +4,8 @@ import (
 	"errors"
 	"math/rand"
 	"os"
-	"sync"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 )

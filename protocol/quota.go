@@ -179,7 +179,7 @@ func (m *rateMeter) record(now time.Time, n int, quota float64) time.Duration {
 	if throttle <= 0 {
 		return 0
 	}
-	return time.Duration(min(throttle, (quotaSamples * quotaWindow).Seconds()) * float64(time.Second))
+	return time.Duration(min(throttle, (quotaSamples*quotaWindow).Seconds()) * float64(time.Second))
 }
 
 // quotas holds the configured quotas and the meters of the entities being

@@ -113,3 +113,26 @@ func BenchmarkProduceDuringLoginFlood(b *testing.B) {
 		})
 	}
 }
+
+// TestFloodClosedAtAccept: once an address has spent its failed-login
+// allowance, its next connections to a SASL listener are closed at accept
+// (before TLS, goroutines and a login exchange) and counted.
+func TestFloodClosedAtAccept(t *testing.T) {
+	addr, s, _ := startSASLServer(t, ListenerConfig{Name: "SASL_PLAINTEXT", SASLMechanisms: []string{MechanismScramSHA512}})
+	for range loginBurst + 2 {
+		failLogin(addr)
+	}
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n, err := c.Read(make([]byte, 1))
+	if ne, ok := err.(net.Error); err == nil || n != 0 || (ok && ne.Timeout()) {
+		t.Fatalf("a flooding address's connection was kept open: read %d, %v", n, err)
+	}
+	if got := metricValue(s.m.clientErrors.WithLabelValues("login_rate_limited")); got < 1 {
+		t.Fatalf("client_errors_total{reason=login_rate_limited} = %v, want >= 1", got)
+	}
+}

@@ -404,6 +404,16 @@ func (s *Server) accept(l *listener, nc net.Conn) {
 		nc.Close()
 		return
 	}
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok && len(l.cfg.SASLMechanisms) > 0 && !s.logins.allowed(ta.AddrPort().Addr().Unmap()) {
+		// An address that has spent its failed-login allowance would only
+		// be refused at its next login: close it before it costs a TLS
+		// handshake, two goroutines and a login exchange. Counted, not
+		// logged per connection (that is what a flood wants).
+		s.mu.Unlock()
+		s.m.clientErrors.WithLabelValues("login_rate_limited").Inc()
+		nc.Close()
+		return
+	}
 	if l.cfg.TLS != nil {
 		nc = tls.Server(nc, l.cfg.TLS)
 	}

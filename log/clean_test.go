@@ -38,7 +38,7 @@ func cleanLog(t *testing.T, fsys *CrashFS, cfg Config) (hs []batchHeader, pos []
 func TestCleanCloseKeepsDamagedActiveSegment(t *testing.T) {
 	for _, interval := range []int{300, 1 << 20} { // the damage before or after the last index entry
 		t.Run(fmt.Sprint("index interval ", interval), func(t *testing.T) {
-			testCleanCloseKeepsDamage(t, Config{SegmentBytes: 1 << 20, IndexIntervalBytes: interval, FlushInterval: time.Hour})
+			testCleanCloseKeepsDamage(t, Config{SegmentBytes: 1 << 20, IndexIntervalBytes: interval, Flush: FlushInterval, FlushInterval: time.Hour})
 		})
 	}
 }
@@ -112,7 +112,7 @@ func testCleanCloseKeepsDamage(t *testing.T, cfg Config) {
 // Without the marker (a crash), a torn tail is still truncated; with a
 // marker that no longer matches the files, too.
 func TestTornTailWithoutCleanShutdown(t *testing.T) {
-	cfg := Config{SegmentBytes: 1 << 20, IndexIntervalBytes: 300, FlushInterval: time.Hour}
+	cfg := Config{SegmentBytes: 1 << 20, IndexIntervalBytes: 300, Flush: FlushInterval, FlushInterval: time.Hour}
 	for _, tc := range []struct {
 		name string
 		tear func(t *testing.T, fsys *CrashFS) *CrashFS
@@ -174,7 +174,7 @@ func TestTornTailWithoutCleanShutdown(t *testing.T) {
 // Open removes the marker durably before the log takes a write, so a
 // crash right after opening and writing is recovered as a crash.
 func TestCleanShutdownRemovedBeforeFirstWrite(t *testing.T) {
-	cfg := Config{SegmentBytes: 1 << 20, IndexIntervalBytes: 300, FlushInterval: time.Hour}
+	cfg := Config{SegmentBytes: 1 << 20, IndexIntervalBytes: 300, Flush: FlushInterval, FlushInterval: time.Hour}
 	fsys := NewCrashFS()
 	hs, _, _ := cleanLog(t, fsys, cfg)
 	end := hs[len(hs)-1].nextOffset()
@@ -207,7 +207,7 @@ func TestCleanShutdownRemovedBeforeFirstWrite(t *testing.T) {
 
 // A marker that does not check out is not trusted.
 func TestDamagedCleanShutdownIgnored(t *testing.T) {
-	cfg := Config{SegmentBytes: 1 << 20, IndexIntervalBytes: 300, FlushInterval: time.Hour}
+	cfg := Config{SegmentBytes: 1 << 20, IndexIntervalBytes: 300, Flush: FlushInterval, FlushInterval: time.Hour}
 	fsys := NewCrashFS()
 	hs, _, _ := cleanLog(t, fsys, cfg)
 	marker := "/c/t-0/" + cleanShutdownFile

@@ -136,3 +136,25 @@ func TestFloodClosedAtAccept(t *testing.T) {
 		t.Fatalf("client_errors_total{reason=login_rate_limited} = %v, want >= 1", got)
 	}
 }
+
+// TestPrivateListenerNotLockedOut: a flood from this machine on a public
+// SASL listener does not lock the process's own clients out of their
+// private listener, whose address is the same.
+func TestPrivateListenerNotLockedOut(t *testing.T) {
+	addr, s, _ := startSASLServer(t, ListenerConfig{Name: "SASL_PLAINTEXT", SASLMechanisms: []string{MechanismScramSHA512}})
+	for range loginBurst + 2 {
+		failLogin(addr)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.ServeListener(ln, ListenerConfig{Name: "PRIVATE", SASLMechanisms: []string{MechanismScramSHA512}, Private: true})
+	cl := newClient(t, ln.Addr().String(), kgo.SASL(scram.Auth{User: "alice", Pass: "s3cret"}.AsSha512Mechanism()),
+		kgo.AllowAutoTopicCreation())
+	// Well inside loginRefill: a locked-out client would wait for a token.
+	ctx := ctxT(t, loginRefill/2)
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "private", Value: []byte("x")}).FirstErr(); err != nil {
+		t.Fatalf("the private listener refused its own client after a flood elsewhere: %v", err)
+	}
+}

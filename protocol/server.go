@@ -221,6 +221,11 @@ type ListenerConfig struct {
 	// AllowCIDRs, when set, are the only networks served: a connection
 	// from anywhere else is closed at accept and counted.
 	AllowCIDRs []netip.Prefix
+	// Private marks a listener only this process's own clients dial (serve's
+	// in-process packager and archiver): the failed-login limit, which is
+	// per address, does not lock them out when someone on the same machine
+	// floods the public listeners.
+	Private bool
 }
 
 // allows tells whether a peer address may connect.
@@ -404,7 +409,7 @@ func (s *Server) accept(l *listener, nc net.Conn) {
 		nc.Close()
 		return
 	}
-	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok && len(l.cfg.SASLMechanisms) > 0 && !s.logins.allowed(ta.AddrPort().Addr().Unmap()) {
+	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok && len(l.cfg.SASLMechanisms) > 0 && !l.cfg.Private && !s.logins.allowed(ta.AddrPort().Addr().Unmap()) {
 		// An address that has spent its failed-login allowance would only
 		// be refused at its next login: close it before it costs a TLS
 		// handshake, two goroutines and a login exchange. Counted, not

@@ -78,5 +78,6 @@ func inProcessListen() (net.Listener, protocol.ListenerConfig, error) {
 	if err != nil {
 		return nil, protocol.ListenerConfig{}, fmt.Errorf("in-process listener: %w", err)
 	}
-	return ln, protocol.ListenerConfig{Name: inProcessListener, SASLMechanisms: []string{protocol.MechanismScramSHA512}}, nil
+	return ln, protocol.ListenerConfig{Name: inProcessListener,
+		SASLMechanisms: []string{protocol.MechanismScramSHA512}, Private: true}, nil
 }

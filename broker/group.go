@@ -328,7 +328,6 @@ func (c *GroupCoordinator) Tick() {
 		c.mu.Lock()
 		c.lastExpiry = now
 		c.mu.Unlock()
-		c.producers.expire(now)
 	}
 }
 

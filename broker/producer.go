@@ -161,10 +161,6 @@ func (s *ProducerSequences) DropTopic(topic string) {
 	}
 }
 
-// expire is a no-op kept for the coordinator's sweep: each partition log
-// forgets its idle producers as it is written (see IdleBefore), and an idle
-// partition's table does not grow.
-func (s *ProducerSequences) expire(time.Time) {}
 
 // InitProducerID serves InitProducerId v0-4 for idempotent producers: every
 // call gets a new producer id at epoch 0, as Kafka answers a request without

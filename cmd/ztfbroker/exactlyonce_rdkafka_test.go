@@ -172,24 +172,10 @@ func TestExactlyOnceRdkafkaSIGKILL(t *testing.T) {
 		t.Fatalf("python3 producer: %v\nstderr:\n%s", err, stderr.String())
 	}
 
-	seen := map[string]int{}
 	recs := consumeAll(t, b.Kafka, topic)
-	for _, r := range recs {
-		seen[string(r.Value)]++
-	}
 	mu.Lock()
 	defer mu.Unlock()
-	lost, dups := 0, 0
-	for v := range ackedVals {
-		if seen[v] == 0 {
-			lost++
-		}
-	}
-	for _, n := range seen {
-		if n > 1 {
-			dups += n - 1
-		}
-	}
+	lost, dups := lostAndDuplicated(ackedVals, recs)
 	t.Logf("kills %d, acknowledged %d, failed %d, undelivered after flush %s, stored %d, lost %d, duplicates %d",
 		kills, len(ackedVals), len(failed), undelivered, len(recs), lost, dups)
 	// Disconnects at each kill are expected; anything else is shown.

@@ -77,15 +77,28 @@ func TestIdempotentProduceSurvivesSIGKILL(t *testing.T) {
 		}
 	}
 
-	seen := map[string]int{}
 	recs := consumeAll(t, b.Kafka, topic)
+	mu.Lock()
+	defer mu.Unlock()
+	lost, dups := lostAndDuplicated(ackedVals, recs)
+	t.Logf("kills %d, acknowledged %d, failed %d, stored %d, lost %d, duplicates %d",
+		kills, len(ackedVals), failed, len(recs), lost, dups)
+	if len(ackedVals) == 0 {
+		t.Fatal("nothing was acknowledged")
+	}
+	if lost != 0 || dups != 0 {
+		t.Fatalf("%d acknowledged records lost and %d stored twice", lost, dups)
+	}
+}
+
+// lostAndDuplicated counts the acknowledged values missing from recs and
+// the values stored more than once.
+func lostAndDuplicated(acked map[string]bool, recs []*kgo.Record) (lost, dups int) {
+	seen := map[string]int{}
 	for _, r := range recs {
 		seen[string(r.Value)]++
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	lost, dups := 0, 0
-	for v := range ackedVals {
+	for v := range acked {
 		if seen[v] == 0 {
 			lost++
 		}
@@ -95,12 +108,5 @@ func TestIdempotentProduceSurvivesSIGKILL(t *testing.T) {
 			dups += n - 1
 		}
 	}
-	t.Logf("kills %d, acknowledged %d, failed %d, stored %d, lost %d, duplicates %d",
-		kills, len(ackedVals), failed, len(recs), lost, dups)
-	if len(ackedVals) == 0 {
-		t.Fatal("nothing was acknowledged")
-	}
-	if lost != 0 || dups != 0 {
-		t.Fatalf("%d acknowledged records lost and %d stored twice", lost, dups)
-	}
+	return lost, dups
 }

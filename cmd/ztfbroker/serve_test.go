@@ -22,17 +22,7 @@ func TestServeDefaultsFillTonightsTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	adm := kadm.NewClient(newClient(t, b.Kafka))
-	for {
-		ends, err := adm.ListEndOffsets(ctx, topic)
-		if o, ok := ends.Lookup(topic, 0); err == nil && ok && o.Err == nil && o.Offset >= 500 {
-			break
-		}
-		if ctx.Err() != nil {
-			t.Fatalf("tonight's topic %s did not fill with the first exposure: %v\n%s", topic, err, b.Logs())
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	waitFilled(ctx, t, b, topic, 500)
 
 	cl := newClient(t, b.Kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
 	fs := cl.PollFetches(ctx)
@@ -106,18 +96,25 @@ func TestInProcessClientsLogIn(t *testing.T) {
 	topic := "ztf_" + time.Now().UTC().Format("20060102") + "_programid1"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
+	waitFilled(ctx, t, b, topic, 500)
+	if strings.Contains(b.Logs(), "AUTHORIZATION_FAILED") {
+		t.Errorf("an in-process client was refused:\n%s", b.Logs())
+	}
+}
+
+// waitFilled waits until partition 0 of topic ends at n or later: the first
+// simulated exposure is in.
+func waitFilled(ctx context.Context, t *testing.T, b *serveProc, topic string, n int64) {
+	t.Helper()
 	adm := kadm.NewClient(newClient(t, b.Kafka))
 	for {
 		ends, err := adm.ListEndOffsets(ctx, topic)
-		if o, ok := ends.Lookup(topic, 0); err == nil && ok && o.Err == nil && o.Offset >= 500 {
-			break
+		if o, ok := ends.Lookup(topic, 0); err == nil && ok && o.Err == nil && o.Offset >= n {
+			return
 		}
 		if ctx.Err() != nil {
-			t.Fatalf("the packager did not fill %s without the loopback superuser: %v\n%s", topic, err, b.Logs())
+			t.Fatalf("topic %s did not reach %d records: %v\n%s", topic, n, err, b.Logs())
 		}
 		time.Sleep(200 * time.Millisecond)
-	}
-	if strings.Contains(b.Logs(), "AUTHORIZATION_FAILED") {
-		t.Errorf("an in-process client was refused:\n%s", b.Logs())
 	}
 }

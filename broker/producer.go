@@ -161,7 +161,6 @@ func (s *ProducerSequences) DropTopic(topic string) {
 	}
 }
 
-
 // InitProducerID serves InitProducerId v0-4 for idempotent producers: every
 // call gets a new producer id at epoch 0, as Kafka answers a request without
 // a transactional id. Transactions are not supported.

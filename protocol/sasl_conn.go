@@ -35,16 +35,19 @@ const maxRawSASLBytes = 64 << 10
 
 // saslStep answers one token of the exchange SaslHandshake started. A
 // non-empty failure is a refused login (already logged and counted) to
-// tell the client; the connection then closes.
+// tell the client, after the listener's failed-authentication delay; the
+// connection then closes.
 func (c *conn) saslStep(token []byte) (reply []byte, failure string) {
 	if !c.l.cfg.Private && !c.s.logins.allowed(c.peerAddr()) {
 		c.s.log.Warn("SASL authentication refused: too many failed logins", zap.String("remote", c.remote),
 			zap.String("mechanism", c.sasl.mechanism))
+		c.waitFailedAuth()
 		return nil, "too many failed logins from " + c.peerAddr().String() + "; try again later"
 	}
 	reply, done, err := c.sasl.x.step(token)
 	if err != nil {
 		c.loginFailed(c.sasl.x.user(), err)
+		c.waitFailedAuth()
 		return nil, "Authentication failed: invalid credentials with SASL mechanism " + c.sasl.mechanism
 	}
 	if done {

@@ -226,6 +226,12 @@ type ListenerConfig struct {
 	// per address, does not lock them out when someone on the same machine
 	// floods the public listeners.
 	Private bool
+	// FailedAuthenticationDelay (connection.failed.authentication.delay.ms)
+	// holds the answer to a failed SASL login, and the close of a
+	// connection refused for too many of them, this long, so that a
+	// password guesser's rate is bounded by it (login_delay.go). Zero means
+	// Kafka's default, 100 ms; negative, no delay.
+	FailedAuthenticationDelay time.Duration
 }
 
 // allows tells whether a peer address may connect.
@@ -269,6 +275,9 @@ type Server struct {
 	// logins limits and counts failed SASL logins.
 	creds  Credentials
 	logins *loginLimiter
+	// held are connections refused for too many failed logins, waiting
+	// out the listener's delay before they are closed (login_delay.go).
+	held heldConns
 
 	mu        sync.Mutex
 	closing   bool
@@ -412,11 +421,13 @@ func (s *Server) accept(l *listener, nc net.Conn) {
 	if ta, ok := nc.RemoteAddr().(*net.TCPAddr); ok && len(l.cfg.SASLMechanisms) > 0 && !l.cfg.Private && !s.logins.allowed(ta.AddrPort().Addr().Unmap()) {
 		// An address that has spent its failed-login allowance would only
 		// be refused at its next login: close it before it costs a TLS
-		// handshake, two goroutines and a login exchange. Counted, not
-		// logged per connection (that is what a flood wants).
+		// handshake, two goroutines and a login exchange, and after the
+		// failed-login delay, so that redialling is no faster than
+		// guessing. Counted, not logged per connection (that is what a
+		// flood wants).
+		s.refuseLocked(l, nc)
 		s.mu.Unlock()
 		s.m.clientErrors.WithLabelValues("login_rate_limited").Inc()
-		nc.Close()
 		return
 	}
 	if l.cfg.TLS != nil {

@@ -1,0 +1,7 @@
+package protocol
+
+import "syscall"
+
+func init() {
+	niceFlooder = func() { syscall.Setpriority(syscall.PRIO_PROCESS, 0, 19) }
+}

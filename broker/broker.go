@@ -39,6 +39,9 @@ type Broker struct {
 	// disk is the data directory's free space, shared with the group
 	// coordinator: writes stop under log.dir.free.min.bytes.
 	disk *diskSpace
+	// retention counts what retention deleted and holds the total bound
+	// (retention_total.go).
+	retention *retentionState
 	// unlock releases the data directory's lock (recover.go).
 	unlock func() error
 
@@ -123,16 +126,17 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		return nil, errors.Join(&MetadataError{Dir: metaDir, Err: err, Unowned: unowned}, unlock())
 	}
 	b := &Broker{
-		cfg:    cfg,
-		logger: logger,
-		now:    now,
-		reg:    reg,
-		db:     db,
-		disk:   newDiskSpace(cfg.DataDir, cfg.LogDirFreeMinBytes, logger),
-		unlock: unlock,
-		topics: map[string]*topic{},
-		quit:   make(chan struct{}),
-		files:  log.NewFileCache(0),
+		cfg:       cfg,
+		logger:    logger,
+		now:       now,
+		reg:       reg,
+		db:        db,
+		disk:      newDiskSpace(cfg.DataDir, cfg.LogDirFreeMinBytes, logger),
+		retention: newRetentionState(),
+		unlock:    unlock,
+		topics:    map[string]*topic{},
+		quit:      make(chan struct{}),
+		files:     log.NewFileCache(0),
 	}
 	fail := func(err error) (*Broker, error) {
 		b.closeLogs()
@@ -157,7 +161,9 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 			Help: "Partitions whose log failed to open at start; they answer KAFKA_STORAGE_ERROR.",
 		}, b.offlineCount)
 		m := b.logMetric
-		if err := registerMetrics(reg, b.collector, b.offline, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost); err != nil {
+		cs := append([]prometheus.Collector{b.collector, b.offline, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost},
+			b.retention.collectors()...)
+		if err := registerMetrics(reg, cs...); err != nil {
 			return fail(fmt.Errorf("broker: register metrics: %w", err))
 		}
 	}
@@ -384,26 +390,41 @@ func (b *Broker) retentionLoop() {
 }
 
 // EnforceRetention runs retention once over every partition (the background
-// loop calls it every log.retention.check.interval.ms) and returns the number
-// of segments deleted.
+// loop calls it every log.retention.check.interval.ms), each by its own
+// retention.ms and retention.bytes, then over all of them by
+// log.retention.total.bytes (retention_total.go), and returns the number of
+// segments deleted.
 func (b *Broker) EnforceRetention() int {
 	total := 0
 	for _, p := range b.allPartitions() {
-		n, err := p.log.EnforceRetention()
+		byAge, bySize, err := p.log.Retain()
 		if errors.Is(err, log.ErrClosed) {
 			continue // its topic was deleted meanwhile
 		}
+		b.retention.count(reasonTime, byAge)
+		b.retention.count(reasonSize, bySize)
 		if err != nil {
 			b.logger.Error("retention", zap.String("topic", p.topic), zap.Int32("partition", p.index), zap.Error(err))
 			continue
 		}
-		if n > 0 {
-			total += n
+		for _, d := range []struct {
+			reason string
+			segs   []log.SegmentInfo
+		}{{"retention.ms", byAge}, {"retention.bytes", bySize}} {
+			if len(d.segs) == 0 {
+				continue
+			}
+			var n int64
+			for _, s := range d.segs {
+				n += s.Bytes
+			}
+			total += len(d.segs)
 			b.logger.Info("retention deleted segments", zap.String("topic", p.topic), zap.Int32("partition", p.index),
-				zap.Int("segments", n), zap.Int64("log_start_offset", p.log.LogStartOffset()))
+				zap.String("reason", d.reason), zap.Int("segments", len(d.segs)), zap.Int64("bytes", n),
+				zap.Int64("log_start_offset", p.log.LogStartOffset()))
 		}
 	}
-	return total
+	return total + b.enforceTotalBytes()
 }
 
 // allPartitions lists every online partition, sorted by topic then index.
@@ -439,6 +460,9 @@ func (b *Broker) Close() error {
 		if b.collector != nil {
 			b.reg.Unregister(b.collector)
 			b.reg.Unregister(b.offline)
+			for _, c := range b.retention.collectors() {
+				b.reg.Unregister(c)
+			}
 		}
 		if m := b.logMetric; m != nil {
 			for _, c := range []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost} {

@@ -3,6 +3,7 @@ package broker
 import (
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,6 +61,13 @@ type Config struct {
 	// log.dir.free.min.bytes (ztfbroker's own); 0, the default: 5% of the
 	// file system, at most 1 GiB; -1: refuse only once it is full.
 	LogDirFreeMinBytes int64
+	// RetentionTotalBytes bounds the bytes of every partition log together
+	// (log and index files): past it, retention deletes the sealed segments
+	// with the oldest newest batch first, over every topic
+	// (retention_total.go). log.retention.total.bytes (ztfbroker's own);
+	// 0, the default: whatever leaves a tenth of the file system free above
+	// log.dir.free.min.bytes's mark, derived at every check; -1: no bound.
+	RetentionTotalBytes int64
 }
 
 const (
@@ -106,6 +114,7 @@ func DefaultConfig() Config {
 		RetentionCheckInterval: 5 * time.Minute,
 		MetaCacheBytes:         DefaultMetaCacheBytes,
 		LogDirFreeMinBytes:     DefaultLogDirFreeMinBytes,
+		RetentionTotalBytes:    DefaultRetentionTotalBytes,
 	}
 }
 
@@ -193,15 +202,9 @@ func brokerSetting(key string) (string, func(*Config, *topicConfig, string) erro
 			unit = time.Hour
 		}
 		return "retention.ms", func(_ *Config, tc *topicConfig, v string) error {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return errors.New("not an integer")
-			}
-			tc.log.RetentionAge = time.Duration(n) * unit
-			if n < 0 {
-				tc.log.RetentionAge = -1
-			}
-			return nil
+			d, err := parseDuration(v, unit, true)
+			tc.log.RetentionAge = d
+			return err
 		}
 	}
 	for _, s := range brokerOnly {
@@ -215,6 +218,25 @@ func brokerSetting(key string) (string, func(*Config, *topicConfig, string) erro
 		}
 	}
 	return "", nil
+}
+
+// NumericSettings lists the names ApplySettings takes for a number, sorted,
+// so that a caller's test can check each one is range-checked.
+func NumericSettings() []string {
+	numeric := func(t kmsg.ConfigType) bool { return t == kmsg.ConfigTypeInt || t == kmsg.ConfigTypeLong }
+	names := []string{"log.retention.minutes", "log.retention.hours"}
+	for _, k := range topicKeys {
+		if k.broker != "" && numeric(k.typ) {
+			names = append(names, k.broker)
+		}
+	}
+	for _, k := range brokerOnly {
+		if numeric(k.typ) {
+			names = append(names, k.name)
+		}
+	}
+	sort.Strings(names)
+	return names
 }
 
 // topicConfig is what a topic may override: its log, its batch size cap, and
@@ -289,20 +311,78 @@ func timestampBound(name, broker, doc string, field func(*topicConfig) *int64) t
 			return err
 		},
 		check: func(tc *topicConfig) error {
-			if *field(tc) < 0 {
-				return errors.New("must be >= 0")
-			}
-			return nil
+			return atLeast(*field(tc), 0, "0 to 9223372036854775807 (Kafka's Long.MAX: no bound)")
 		},
 	}
 }
 
 func parseInt(v string, bits int) (int64, error) {
 	n, err := strconv.ParseInt(v, 10, bits)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, outOfRange(fmt.Sprintf("a %d-bit integer", bits))
+	}
 	if err != nil {
 		return 0, errors.New("not an integer")
 	}
 	return n, nil
+}
+
+// parseInt32 is parseInt of an int32 setting whose range starts at lo.
+func parseInt32(v string, lo int64) (int64, error) {
+	n, err := strconv.ParseInt(v, 10, 32)
+	if errors.Is(err, strconv.ErrRange) {
+		return 0, outOfRange(rangeInt32(lo))
+	}
+	if err != nil {
+		return 0, errors.New("not an integer")
+	}
+	return n, nil
+}
+
+// maxMs is the most milliseconds a time.Duration holds (292 years); a
+// larger .ms setting would wrap around.
+const maxMs = math.MaxInt64 / int64(time.Millisecond)
+
+// Allowed ranges, as the errors word them.
+var (
+	rangeMs    = fmt.Sprintf("1 to %d", maxMs)
+	rangeInt32 = func(lo int64) string { return fmt.Sprintf("%d to %d", lo, math.MaxInt32) }
+)
+
+// outOfRange says a value is outside what its setting allows; the caller
+// names the setting and the value.
+func outOfRange(allowed string) error { return fmt.Errorf("out of range: %s", allowed) }
+
+// atLeast checks n >= lo.
+func atLeast(n, lo int64, allowed string) error {
+	if n < lo {
+		return outOfRange(allowed)
+	}
+	return nil
+}
+
+// parseDuration parses a count of unit (a Kafka .ms, .minutes or .hours
+// setting), refusing what a time.Duration cannot hold. With forever, -1
+// (any negative, which is refused by the check) is Kafka's "unlimited".
+func parseDuration(v string, unit time.Duration, forever bool) (time.Duration, error) {
+	n, err := parseInt(v, 64)
+	if err != nil {
+		return 0, err
+	}
+	most := math.MaxInt64 / int64(unit)
+	allowed := fmt.Sprintf("1 to %d", most)
+	if forever {
+		allowed = fmt.Sprintf("-1 (forever) or 0 to %d", most)
+	}
+	switch {
+	case n > most:
+		return 0, outOfRange(allowed)
+	case n < 0 && forever && n != -1:
+		return 0, outOfRange(allowed)
+	case n == -1 && forever:
+		return -1, nil
+	}
+	return time.Duration(n) * unit, nil
 }
 
 func ms(d time.Duration) string {
@@ -328,20 +408,20 @@ var topicKeys = []topicKey{
 			return ms(tc.log.FlushInterval)
 		},
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 64)
+			d, err := parseDuration(v, time.Millisecond, false)
 			if err != nil {
 				return err
 			}
-			if n == 0 {
+			if d == 0 {
 				tc.log.Flush, tc.log.FlushInterval = log.FlushAlways, flushAlwaysInterval
 				return nil
 			}
-			tc.log.Flush, tc.log.FlushInterval = log.FlushInterval, time.Duration(n)*time.Millisecond
+			tc.log.Flush, tc.log.FlushInterval = log.FlushInterval, d
 			return nil
 		},
 		check: func(tc *topicConfig) error {
-			if tc.log.Flush != log.FlushAlways && tc.log.FlushInterval <= 0 {
-				return errors.New("must be >= 0")
+			if tc.log.Flush != log.FlushAlways && tc.log.FlushInterval < time.Millisecond {
+				return outOfRange(fmt.Sprintf("0 (fsync every append) or 1 to %d", maxMs))
 			}
 			return nil
 		},
@@ -351,31 +431,23 @@ var topicKeys = []topicKey{
 		doc: "Bytes of log between two entries of the sparse offset and time index.",
 		get: func(tc *topicConfig) string { return strconv.Itoa(tc.log.IndexIntervalBytes) },
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 32)
+			n, err := parseInt32(v, 1)
 			tc.log.IndexIntervalBytes = int(n)
 			return err
 		},
-		check: func(tc *topicConfig) error {
-			if tc.log.IndexIntervalBytes < 1 {
-				return errors.New("must be >= 1")
-			}
-			return nil
-		},
+		check: func(tc *topicConfig) error { return atLeast(int64(tc.log.IndexIntervalBytes), 1, rangeInt32(1)) },
 	},
 	{
 		name: "max.message.bytes", broker: "message.max.bytes", typ: kmsg.ConfigTypeInt,
 		doc: "Largest record batch accepted, header included (MESSAGE_TOO_LARGE above).",
 		get: func(tc *topicConfig) string { return strconv.Itoa(int(tc.maxMessageBytes)) },
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 32)
+			n, err := parseInt32(v, batchHeaderLen)
 			tc.maxMessageBytes = int32(n)
 			return err
 		},
 		check: func(tc *topicConfig) error {
-			if tc.maxMessageBytes < batchHeaderLen {
-				return fmt.Errorf("must be >= %d (an empty record batch)", batchHeaderLen)
-			}
-			return nil
+			return atLeast(int64(tc.maxMessageBytes), batchHeaderLen, rangeInt32(batchHeaderLen)+" (at least an empty record batch)")
 		},
 	},
 	timestampBound("message.timestamp.after.max.ms", "log.message.timestamp.after.max.ms",
@@ -398,10 +470,7 @@ var topicKeys = []topicKey{
 			return err
 		},
 		check: func(tc *topicConfig) error {
-			if tc.log.RetentionBytes < -1 {
-				return errors.New("must be >= -1")
-			}
-			return nil
+			return atLeast(tc.log.RetentionBytes, -1, "-1 (no limit) or 0 and above")
 		},
 	},
 	{
@@ -409,13 +478,12 @@ var topicKeys = []topicKey{
 		doc: "Age after which a sealed segment is deleted; -1: keep forever.",
 		get: func(tc *topicConfig) string { return ms(tc.log.RetentionAge) },
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 64)
-			tc.log.RetentionAge = time.Duration(n) * time.Millisecond
-			if n < 0 {
-				tc.log.RetentionAge = -1
-			}
+			d, err := parseDuration(v, time.Millisecond, true)
+			tc.log.RetentionAge = d
 			return err
 		},
+		// -1 ns is the only negative set; a Config built in code may hold
+		// another, which log reads as forever too.
 		check: noCheck,
 	},
 	{
@@ -423,15 +491,15 @@ var topicKeys = []topicKey{
 		doc: "Size at which the active segment is sealed and a new one started.",
 		get: func(tc *topicConfig) string { return strconv.FormatInt(tc.log.SegmentBytes, 10) },
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 32)
+			n, err := parseInt32(v, 1<<20)
 			tc.log.SegmentBytes = n
 			return err
 		},
 		check: func(tc *topicConfig) error {
 			// Kafka 4 raised the minimum to 1 MiB: smaller segments
 			// mean a file (and an index) per few batches.
-			if tc.log.SegmentBytes < 1<<20 {
-				return errors.New("must be >= 1048576")
+			if tc.log.SegmentBytes < 1<<20 || tc.log.SegmentBytes > math.MaxInt32 {
+				return outOfRange(rangeInt32(1 << 20))
 			}
 			return nil
 		},
@@ -441,13 +509,13 @@ var topicKeys = []topicKey{
 		doc: "Age at which the active segment is sealed even when not full.",
 		get: func(tc *topicConfig) string { return ms(tc.log.SegmentAge) },
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 64)
-			tc.log.SegmentAge = time.Duration(n) * time.Millisecond
+			d, err := parseDuration(v, time.Millisecond, false)
+			tc.log.SegmentAge = d
 			return err
 		},
 		check: func(tc *topicConfig) error {
 			if tc.log.SegmentAge < time.Millisecond {
-				return errors.New("must be >= 1")
+				return outOfRange(rangeMs)
 			}
 			return nil
 		},
@@ -477,16 +545,11 @@ var topicKeys = []topicKey{
 			"(see ztf.alert.format), served at /schemas/ids/<id>; 0: not stated. Recorded for consumers, not acted on.",
 		get: func(tc *topicConfig) string { return strconv.Itoa(int(tc.alertSchemaID)) },
 		set: func(tc *topicConfig, v string) error {
-			n, err := parseInt(v, 32)
+			n, err := parseInt32(v, 0)
 			tc.alertSchemaID = int32(n)
 			return err
 		},
-		check: func(tc *topicConfig) error {
-			if tc.alertSchemaID < 0 {
-				return errors.New("must be >= 0")
-			}
-			return nil
-		},
+		check: func(tc *topicConfig) error { return atLeast(int64(tc.alertSchemaID), 0, rangeInt32(0)) },
 	},
 }
 
@@ -578,10 +641,7 @@ var brokerOnly = []brokerKey{
 			return err
 		},
 		check: func(c *Config) error {
-			if c.LogDirFreeMinBytes < -1 {
-				return errors.New("must be >= -1")
-			}
-			return nil
+			return atLeast(c.LogDirFreeMinBytes, -1, "-1 (only when full), 0 (5% of the file system, at most 1 GiB) or more")
 		},
 	},
 	{
@@ -607,15 +667,30 @@ var brokerOnly = []brokerKey{
 		doc: "How often retention runs over every partition.",
 		get: func(c *Config) string { return ms(c.RetentionCheckInterval) },
 		set: func(c *Config, v string) error {
-			n, err := parseInt(v, 64)
-			c.RetentionCheckInterval = time.Duration(n) * time.Millisecond
+			d, err := parseDuration(v, time.Millisecond, false)
+			c.RetentionCheckInterval = d
 			return err
 		},
 		check: func(c *Config) error {
-			if c.RetentionCheckInterval <= 0 {
-				return errors.New("must be > 0")
+			if c.RetentionCheckInterval < time.Millisecond {
+				return outOfRange(rangeMs)
 			}
 			return nil
+		},
+	},
+	{
+		name: "log.retention.total.bytes", typ: kmsg.ConfigTypeLong,
+		doc: "ztfbroker's own: bytes all partition logs together may take; past it the sealed segments whose newest " +
+			"batch is oldest, over every topic, are deleted first; 0: what leaves a tenth of the file system free above " +
+			"log.dir.free.min.bytes's mark; -1: no bound.",
+		get: func(c *Config) string { return strconv.FormatInt(c.RetentionTotalBytes, 10) },
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 64)
+			c.RetentionTotalBytes = n
+			return err
+		},
+		check: func(c *Config) error {
+			return atLeast(c.RetentionTotalBytes, -1, "-1 (no bound), 0 (derived from the disk) or more")
 		},
 	},
 	{
@@ -623,13 +698,16 @@ var brokerOnly = []brokerKey{
 		doc: "Partition count of auto-created topics and of CreateTopics without one.",
 		get: func(c *Config) string { return strconv.Itoa(int(c.NumPartitions)) },
 		set: func(c *Config, v string) error {
-			n, err := parseInt(v, 32)
+			n, err := parseInt(v, 64)
+			if err == nil && (n < 1 || n > maxPartitions) {
+				err = outOfRange(fmt.Sprintf("1 to %d", maxPartitions))
+			}
 			c.NumPartitions = int32(n)
 			return err
 		},
 		check: func(c *Config) error {
 			if c.NumPartitions < 1 || c.NumPartitions > maxPartitions {
-				return fmt.Errorf("must be in [1, %d]", maxPartitions)
+				return outOfRange(fmt.Sprintf("1 to %d", maxPartitions))
 			}
 			return nil
 		},

@@ -23,6 +23,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"sort"
 	"strconv"
 	"sync"
@@ -145,6 +146,15 @@ func (c *GroupConfig) ApplySettings(settings map[string]string) error {
 		n, err := strconv.ParseInt(settings[k], 10, 64)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("%s %q: %w", k, settings[k], err))
+			continue
+		}
+		// A count past what a time.Duration holds would wrap around.
+		unit := time.Millisecond
+		if k == "offsets.retention.minutes" {
+			unit = time.Minute
+		}
+		if most := int64(math.MaxInt64 / unit); k != "group.max.size" && (n > most || n < -most) {
+			errs = append(errs, fmt.Errorf("%s %q: out of range: at most %d", k, settings[k], most))
 			continue
 		}
 		switch k {

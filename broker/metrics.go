@@ -24,6 +24,11 @@ var (
 		"Free bytes of the data directory's file system (statfs, at most a second old).", nil, nil)
 	descDirWritable = prometheus.NewDesc("ztfbroker_log_dir_writable",
 		"1 while produce, topic creation and offset commits are taken; 0 while free space is under log.dir.free.min.bytes (or the metadata store failed a write).", nil, nil)
+	descDirSize = prometheus.NewDesc("ztfbroker_log_dir_size_bytes",
+		"Bytes of every partition log together (log and index files), what log.retention.total.bytes bounds.", nil, nil)
+	descRetentionTotal = prometheus.NewDesc("ztfbroker_log_retention_total_bytes",
+		"The bound on ztfbroker_log_dir_size_bytes now: log.retention.total.bytes, or when it is 0 what leaves a tenth "+
+			"of the file system free above the log.dir.free.min.bytes mark; -1: no bound.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {
@@ -33,6 +38,8 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descPartitions
 	ch <- descDirFree
 	ch <- descDirWritable
+	ch <- descDirSize
+	ch <- descRetentionTotal
 }
 
 func (c *collector) Collect(ch chan<- prometheus.Metric) {
@@ -50,6 +57,14 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 	}
 	ch <- prometheus.MustNewConstMetric(descDirFree, prometheus.GaugeValue, float64(free))
 	ch <- prometheus.MustNewConstMetric(descDirWritable, prometheus.GaugeValue, writable)
+	var used int64
+	for _, p := range parts {
+		for _, s := range p.log.SegmentInfos() {
+			used += s.Bytes
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descDirSize, prometheus.GaugeValue, float64(used))
+	ch <- prometheus.MustNewConstMetric(descRetentionTotal, prometheus.GaugeValue, float64(c.b.totalBound(used)))
 	for _, p := range parts {
 		idx := strconv.Itoa(int(p.index))
 		ch <- prometheus.MustNewConstMetric(descLogSize, prometheus.GaugeValue, float64(p.log.Size()), p.topic, idx)

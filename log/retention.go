@@ -14,6 +14,45 @@ import (
 // largest batch max timestamp; a segment whose batches carry no timestamp
 // (-1) counts as expired.
 func (l *Log) EnforceRetention() (deleted int, err error) {
+	byAge, bySize, err := l.Retain()
+	return len(byAge) + len(bySize), err
+}
+
+// SegmentInfo is what retention across logs needs to know of one segment.
+type SegmentInfo struct {
+	Base int64
+	// Bytes is the size of its files: the log and both indexes.
+	Bytes int64
+	// MaxTimestamp is the largest batch max timestamp, -1 before any batch.
+	MaxTimestamp int64
+	// Active: the segment still takes writes; retention never deletes it.
+	Active bool
+}
+
+func (s *segment) info() SegmentInfo {
+	return SegmentInfo{Base: s.base, MaxTimestamp: s.maxTs,
+		Bytes: s.size + int64(s.idx.len()*offsetEntrySize+s.tidx.len()*timeEntrySize)}
+}
+
+// SegmentInfos lists the log's segments oldest first; the last is the
+// active one. Nil once the log is closed.
+func (l *Log) SegmentInfos() []SegmentInfo {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil
+	}
+	out := make([]SegmentInfo, len(l.segs))
+	for i, s := range l.segs {
+		out[i] = s.info()
+		out[i].Active = s == l.cur
+	}
+	return out
+}
+
+// Retain is EnforceRetention saying what it deleted and why: by
+// retention.ms (byAge, which wins when both apply) or retention.bytes.
+func (l *Log) Retain() (byAge, bySize []SegmentInfo, err error) {
 	l.retMu.Lock()
 	defer l.retMu.Unlock()
 	l.writeMu.Lock()
@@ -22,14 +61,14 @@ func (l *Log) EnforceRetention() (deleted int, err error) {
 	l.mu.RUnlock()
 	if closed {
 		l.writeMu.Unlock()
-		return 0, ErrClosed
+		return nil, nil, ErrClosed
 	}
 	if werr == nil && l.segmentAged(l.cur) {
 		err = l.rollLocked()
 	}
 	l.writeMu.Unlock()
 	if err != nil {
-		return 0, err
+		return nil, nil, err
 	}
 
 	now := l.opts.Now()
@@ -40,17 +79,49 @@ func (l *Log) EnforceRetention() (deleted int, err error) {
 	}
 	var doomed []*segment
 	for _, s := range l.segs[:len(l.segs)-1] {
-		byAge := l.cfg.RetentionAge >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > l.cfg.RetentionAge
-		bySize := l.cfg.RetentionBytes >= 0 && total-s.size >= l.cfg.RetentionBytes
-		if !byAge && !bySize {
+		aged := l.cfg.RetentionAge >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > l.cfg.RetentionAge
+		big := l.cfg.RetentionBytes >= 0 && total-s.size >= l.cfg.RetentionBytes
+		if !aged && !big {
 			break
+		}
+		if aged {
+			byAge = append(byAge, s.info())
+		} else {
+			bySize = append(bySize, s.info())
 		}
 		doomed = append(doomed, s)
 		total -= s.size
 	}
 	l.dropLocked(len(doomed))
 	l.mu.Unlock()
-	return len(doomed), l.deleteSegments(doomed)
+	return byAge, bySize, l.deleteSegments(doomed)
+}
+
+// DeleteSegmentsBefore deletes the sealed segments that end at or before
+// the base offset end (the base of a later segment), oldest first, and
+// never the active one: retention over many logs (the broker's
+// log.retention.total.bytes) picks the segments, the log deletes them. It
+// returns what it deleted.
+func (l *Log) DeleteSegmentsBefore(end int64) ([]SegmentInfo, error) {
+	l.retMu.Lock()
+	defer l.retMu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil, ErrClosed
+	}
+	n := 0
+	for n < len(l.segs)-1 && l.segs[n+1].base <= end && l.segs[n] != l.cur {
+		n++
+	}
+	doomed := append([]*segment(nil), l.segs[:n]...)
+	infos := make([]SegmentInfo, n)
+	for i, s := range doomed {
+		infos[i] = s.info()
+	}
+	l.dropLocked(n)
+	l.mu.Unlock()
+	return infos, l.deleteSegments(doomed)
 }
 
 // DeleteRecords advances the log start offset to before (clamped to the high

@@ -1,0 +1,221 @@
+package broker
+
+import (
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+
+	"github.com/ztfbroker/ztfbroker/log"
+)
+
+// Retention over the whole data directory (issue 13). retention.ms and
+// retention.bytes bound one partition; a survey writes two topics a night,
+// each with its partitions, so neither keeps the disk from filling. The
+// broker-wide bound log.retention.total.bytes does: when the partition logs
+// together (log and index files) exceed it, the sealed segment whose newest
+// batch is oldest, over every topic and partition, is deleted first, and so
+// on until they fit. Oldest first keeps tonight's data to the last; an
+// active segment is never deleted (a partition's active segment is outside
+// the bound's reach until segment.bytes or segment.ms seals it).
+//
+// Its default, 0, derives the bound at every check from the file system:
+// the logs may grow while the file system keeps a tenth of its size free on
+// top of the log.dir.free.min.bytes mark, whatever else (the archive, the
+// packager's history, other programs) uses it. Retention thus deletes the
+// oldest night before produce is refused for space, and out of the box the
+// broker never fills its disk by itself.
+const (
+	// DefaultRetentionTotalBytes (0) derives the bound from the file system.
+	DefaultRetentionTotalBytes = 0
+	// totalHeadroomShare: the derived bound keeps 1/totalHeadroomShare of
+	// the file system free above the mark.
+	totalHeadroomShare = 10
+	// recentData is how new a deleted segment's newest batch may be before
+	// the deletion is logged as a warning: the disk holds less than a night.
+	recentData = 24 * time.Hour
+)
+
+// Reasons of ztfbroker_log_retention_deleted_*_total.
+const (
+	reasonTime       = "time"        // retention.ms
+	reasonSize       = "size"        // retention.bytes
+	reasonTotalBytes = "total_bytes" // log.retention.total.bytes
+)
+
+// retentionState is what retention counts and remembers between passes.
+type retentionState struct {
+	deletedBytes    *prometheus.CounterVec
+	deletedSegments *prometheus.CounterVec
+	mu              sync.Mutex
+	// stuck: the last pass could not get under the bound (only active
+	// segments left), so the warning is logged once per episode.
+	stuck bool
+}
+
+func newRetentionState() *retentionState {
+	r := &retentionState{
+		deletedBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_log_retention_deleted_bytes_total",
+			Help: "Bytes of segments (log and index files) deleted by retention, by reason: time (retention.ms), " +
+				"size (retention.bytes), total_bytes (log.retention.total.bytes, over every partition).",
+		}, []string{"reason"}),
+		deletedSegments: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "ztfbroker_log_retention_deleted_segments_total",
+			Help: "Segments deleted by retention, by reason (as ztfbroker_log_retention_deleted_bytes_total).",
+		}, []string{"reason"}),
+	}
+	for _, reason := range []string{reasonTime, reasonSize, reasonTotalBytes} {
+		r.deletedBytes.WithLabelValues(reason)
+		r.deletedSegments.WithLabelValues(reason)
+	}
+	return r
+}
+
+func (r *retentionState) collectors() []prometheus.Collector {
+	return []prometheus.Collector{r.deletedBytes, r.deletedSegments}
+}
+
+func (r *retentionState) count(reason string, infos []log.SegmentInfo) {
+	var n int64
+	for _, s := range infos {
+		n += s.Bytes
+	}
+	r.deletedBytes.WithLabelValues(reason).Add(float64(n))
+	r.deletedSegments.WithLabelValues(reason).Add(float64(len(infos)))
+}
+
+// derivedTotalBytes is the bound of log.retention.total.bytes 0: used (the
+// logs) plus free may not grow past what leaves a tenth of the file system
+// and the free-space mark unused.
+func derivedTotalBytes(used, free, fsSize, mark int64) int64 {
+	return max(0, used+free-(fsSize/totalHeadroomShare+max(mark, 0)))
+}
+
+// totalBound is the bound in effect now, or -1 for none.
+func (b *Broker) totalBound(used int64) int64 {
+	switch n := b.cfg.RetentionTotalBytes; {
+	case n > 0:
+		return n
+	case n < 0:
+		return -1
+	}
+	_, mark, _ := b.disk.check()
+	free, size, err := statfs(b.cfg.DataDir)
+	if err != nil {
+		b.logger.Warn("log.retention.total.bytes: statfs of the data directory failed; no total bound this pass",
+			zap.String("dir", b.cfg.DataDir), zap.Error(err))
+		return -1
+	}
+	return derivedTotalBytes(used, free, size, mark)
+}
+
+// partitionSegments is one partition's segments as a retention pass saw
+// them, and how many of its oldest the pass deletes.
+type partitionSegments struct {
+	p      *partition
+	segs   []log.SegmentInfo
+	doomed int
+}
+
+// next is the partition's oldest sealed segment not yet doomed.
+func (ps *partitionSegments) next() (log.SegmentInfo, bool) {
+	if ps.doomed >= len(ps.segs) || ps.segs[ps.doomed].Active {
+		return log.SegmentInfo{}, false
+	}
+	return ps.segs[ps.doomed], true
+}
+
+// enforceTotalBytes deletes the oldest sealed segments over every partition
+// until the logs fit log.retention.total.bytes; it returns the number
+// deleted.
+func (b *Broker) enforceTotalBytes() int {
+	var all []*partitionSegments
+	var used int64
+	for _, p := range b.allPartitions() {
+		segs := p.log.SegmentInfos()
+		for _, s := range segs {
+			used += s.Bytes
+		}
+		all = append(all, &partitionSegments{p: p, segs: segs})
+	}
+	bound := b.totalBound(used)
+	r := b.retention
+	if bound < 0 || used <= bound {
+		r.setStuck(false)
+		return 0
+	}
+
+	// Oldest first by newest batch timestamp, over the heads of every
+	// partition's sealed prefix (a log can lose only a prefix).
+	over := used - bound
+	for over > 0 {
+		var pick *partitionSegments
+		var oldest log.SegmentInfo
+		for _, ps := range all {
+			if s, ok := ps.next(); ok && (pick == nil || s.MaxTimestamp < oldest.MaxTimestamp) {
+				pick, oldest = ps, s
+			}
+		}
+		if pick == nil {
+			break
+		}
+		pick.doomed++
+		over -= oldest.Bytes
+	}
+
+	deleted := 0
+	now := b.now()
+	for _, ps := range all {
+		if ps.doomed == 0 {
+			continue
+		}
+		infos, err := ps.p.log.DeleteSegmentsBefore(ps.segs[ps.doomed].Base)
+		if errors.Is(err, log.ErrClosed) {
+			continue // its topic was deleted meanwhile
+		}
+		r.count(reasonTotalBytes, infos)
+		deleted += len(infos)
+		if err != nil {
+			b.logger.Error("retention", zap.String("topic", ps.p.topic), zap.Int32("partition", ps.p.index), zap.Error(err))
+		}
+		if len(infos) == 0 {
+			continue
+		}
+		var n int64
+		for _, s := range infos {
+			n += s.Bytes
+		}
+		newest := infos[len(infos)-1].MaxTimestamp
+		fields := []zap.Field{zap.String("topic", ps.p.topic), zap.Int32("partition", ps.p.index),
+			zap.String("reason", "log.retention.total.bytes"), zap.Int("segments", len(infos)), zap.Int64("bytes", n),
+			zap.Time("newest_timestamp", time.UnixMilli(newest)), zap.Int64("log_start_offset", ps.p.log.LogStartOffset()),
+			zap.Int64("logs_bytes", used), zap.Int64("log.retention.total.bytes", bound)}
+		if now.Sub(time.UnixMilli(newest)) < recentData {
+			b.logger.Warn("retention deleted segments less than a day old to keep the logs under log.retention.total.bytes: "+
+				"the disk holds less than a night; see Disk sizing in the README", fields...)
+		} else {
+			b.logger.Info("retention deleted segments", fields...)
+		}
+	}
+	if over > 0 && r.setStuck(true) {
+		b.logger.Warn("partition logs over log.retention.total.bytes with only active segments left to delete; "+
+			"lower segment.bytes or log.roll.ms, or give the data directory more space",
+			zap.Int64("logs_bytes", used), zap.Int64("over_bytes", over), zap.Int64("log.retention.total.bytes", bound))
+	} else if over <= 0 {
+		r.setStuck(false)
+	}
+	return deleted
+}
+
+// setStuck records whether the bound could not be met and says whether
+// that is new.
+func (r *retentionState) setStuck(stuck bool) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	changed := r.stuck != stuck
+	r.stuck = stuck
+	return changed
+}

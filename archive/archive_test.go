@@ -82,7 +82,7 @@ func TestReplayedNight(t *testing.T) {
 	verifyArchive(t, res.Path, msgs)
 	// The same candid under several schema versions keeps every copy.
 	names := mustRun(t, out, "tar", "-tzf", res.Path)
-	for _, want := range []string{"472263571115115000.avro\n", "472263571115115000_4.avro\n", "-87704463155000.avro\n", "MD5SUMS\n"} {
+	for _, want := range []string{"472263571115115000.avro\n", "472263571115115000_4.avro\n", "n87704463155000.avro\n", "MD5SUMS\n"} {
 		if !strings.Contains(names, want) {
 			t.Errorf("no member %q in\n%s", want, names)
 		}

@@ -55,6 +55,10 @@ type Job struct {
 	Workers int
 	// ClientOpts are extra kgo options (TLS, SASL, ...).
 	ClientOpts []kgo.Opt
+	// Schemas finds the writer schema of Confluent-framed messages, which
+	// are archived as container files (see MemberBase). Nil: such messages
+	// are kept verbatim as nocandid_ members.
+	Schemas SchemaLookup
 	// Progress, when set, gets a one-line progress bar redrawn with \r.
 	Progress io.Writer
 	Logger   *zap.Logger
@@ -186,6 +190,7 @@ type run struct {
 // open resumes from a checkpoint or starts over.
 func (r *run) open(ctx context.Context, admin *kadm.Client) error {
 	r.cr = newCandidReader()
+	r.cr.schemas = r.job.Schemas
 	r.used = map[string]struct{}{}
 	var ck checkpoint
 	err := readJSON(r.paths.ckpt, &ck)
@@ -392,22 +397,26 @@ func (r *run) consumePartition(ctx context.Context, i int) error {
 // add writes one message as a member.
 func (r *run) add(rec *kgo.Record) error {
 	name := ""
-	if c, err := r.cr.Candid(rec.Value); err == nil {
-		name = r.uniqueName(strconv.FormatInt(c, 10))
-	} else {
+	data, c, err := r.cr.Member(rec.Value)
+	switch {
+	case err == nil:
+		name = r.uniqueName(MemberBase(c))
+	case errors.Is(err, ErrNoCandid):
 		name = r.uniqueName(fmt.Sprintf("nocandid_%d_%d", rec.Partition, rec.Offset))
 		r.ck.NoCandid++
 		r.log.Warn("archive member without candid", zap.String("topic", rec.Topic), zap.Int32("partition", rec.Partition), zap.Int64("offset", rec.Offset), zap.Error(err))
+	default:
+		return fmt.Errorf("%s[%d] at %d: %w", rec.Topic, rec.Partition, rec.Offset, err)
 	}
 	mtime := rec.Timestamp.Unix()
 	if mtime < 0 {
 		mtime = 0
 	}
 	r.ck.MaxTime = max(r.ck.MaxTime, mtime)
-	if err := r.writeMember(name, rec.Value, mtime); err != nil {
+	if err := r.writeMember(name, data, mtime); err != nil {
 		return err
 	}
-	sum := md5.Sum(rec.Value)
+	sum := md5.Sum(data)
 	r.pending.WriteString(hex.EncodeToString(sum[:]))
 	r.pending.WriteString("  ")
 	r.pending.WriteString(name)

@@ -6,6 +6,15 @@ import (
 	"time"
 )
 
+// SchemaLookup returns the writer schema (Avro JSON text) registered under
+// a Confluent schema id, for archiving Confluent-framed topics as container
+// files. An id that has no schema is an error wrapping ErrUnknownSchema (its
+// messages are kept verbatim); any other error fails the run, to be retried.
+type SchemaLookup func(id int32) ([]byte, error)
+
+// ErrUnknownSchema means a schema id has no schema.
+var ErrUnknownSchema = errors.New("archive: unknown schema id")
+
 // Config is the archive inside `serve`: where tarballs go, when nights are
 // built, and from which cluster.
 type Config struct {
@@ -33,6 +42,9 @@ type Config struct {
 	// was built complete; then the scheduler deletes it. 0 or negative
 	// keeps topics forever.
 	TopicRetention time.Duration `yaml:"topic.retention.ms"`
+	// Schemas finds the writer schema of Confluent-framed messages (serve:
+	// the packager's 4.02 schema under packager.schema.id).
+	Schemas SchemaLookup `yaml:"-"`
 }
 
 // DefaultConfig is the archive as `serve` runs it out of the box.

@@ -52,7 +52,10 @@ type checkpoint struct {
 	Checkpoint int64            `json:"checkpoint_bytes"`
 }
 
-const checkpointVersion = 1
+// checkpointVersion 2: negative candids are named n<|candid|> and Confluent
+// frames are archived as container files, so a run must not resume a
+// version 1 checkpoint (its members would follow the old rules).
+const checkpointVersion = 2
 
 // Manifest is the .json file beside a finished archive: what it holds.
 type Manifest struct {

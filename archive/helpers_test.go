@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -332,7 +331,7 @@ func verifyArchive(t *testing.T, path string, values [][]byte) {
 			t.Fatalf("member %s: candid %d, hamba says %v", de.Name(), c, alerts[0]["candid"])
 		}
 		base, _, _ := strings.Cut(strings.TrimSuffix(de.Name(), ".avro"), "_")
-		if base != strconv.FormatInt(c, 10) {
+		if base != MemberBase(c) {
 			t.Fatalf("member %s holds candid %d", de.Name(), c)
 		}
 	}

@@ -279,6 +279,7 @@ func (s *Scheduler) check(ctx context.Context, admin *kadm.Client, k nightKey, n
 		Level:           s.cfg.Level,
 		CheckpointBytes: s.cfg.CheckpointBytes,
 		ClientOpts:      s.ClientOpts,
+		Schemas:         s.cfg.Schemas,
 		Logger:          s.log,
 	})
 	program := strconv.Itoa(int(k.program))

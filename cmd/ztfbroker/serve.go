@@ -200,6 +200,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 			}
 			login = append(login, opt)
 		}
+		// Confluent-framed nights are archived with the packager's schema.
+		cfg.Archive.Schemas = packagerSchemas(cfg.Packager.SchemaID)
 		sched, err := archive.NewScheduler(cfg.Archive, logger.Named("archive"), reg, time.Now)
 		if err != nil {
 			return err

@@ -29,13 +29,20 @@ func (r Reject) Error() string {
 	return fmt.Sprintf("exposure %s candidate %s field %s: %s", r.Exposure, r.Candidate, r.Field, r.Reason)
 }
 
-// reject logs, counts and writes r to <RejectDir>/<exposure>/: the input and
-// files under their names and <candidate>.reason holding the message.
+// reject logs, counts and writes r to the reject folder (WriteReject).
 func (p *Packager) reject(r Reject) {
 	p.m.rejected.WithLabelValues(r.Field).Inc()
 	p.log.Warn("input refused", zap.String("exposure", r.Exposure), zap.String("candidate", r.Candidate),
 		zap.String("field", r.Field), zap.String("reason", r.Reason))
-	dir := filepath.Join(p.cfg.RejectDir, safeName(r.Exposure))
+	if err := WriteReject(p.cfg.RejectDir, r); err != nil {
+		p.log.Error("reject not written", zap.String("exposure", r.Exposure), zap.Error(err))
+	}
+}
+
+// WriteReject writes r to <dir>/<exposure>/: the input and files under their
+// names and <candidate>.reason holding the message.
+func WriteReject(dir string, r Reject) error {
+	dir = filepath.Join(dir, safeName(r.Exposure))
 	err := os.MkdirAll(dir, 0o755)
 	base := safeName(r.Candidate)
 	if err == nil {
@@ -53,9 +60,7 @@ func (p *Packager) reject(r Reject) {
 			err = os.WriteFile(filepath.Join(dir, safeName(name)), b, 0o644)
 		}
 	}
-	if err != nil {
-		p.log.Error("reject not written", zap.String("exposure", r.Exposure), zap.Error(err))
-	}
+	return err
 }
 
 // safeName keeps a name to one path element.

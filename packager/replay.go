@@ -19,7 +19,11 @@ import (
 // Replay re-publishes existing alert files. A file holding one alert goes out
 // as the bytes it is; a file holding several is cut into single-alert
 // container files that keep the original schema text and record bytes.
-// Each file is one exposure. Writer schemas are parsed once per schema text,
+// Each file is one exposure. Each alert goes to the topic of its own night
+// and programid; an alert that cannot be read, or whose programid is not 1
+// (public), 2 (partnership) or 3 (Caltech), is refused rather than sent:
+// the engineering (0) and prototype (64) alerts of the samples must not land
+// on the public topic. Writer schemas are parsed once per schema text,
 // not once per file: a night's archive holds thousands of files that carry
 // the same schema.
 type Replay struct {
@@ -86,18 +90,57 @@ func (r *Replay) Next(ctx context.Context) (*Exposure, error) {
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error(), Input: b, Name: filepath.Base(path)})
 		return exp, nil
 	}
-	exp.Raw = alerts
+	for i, a := range alerts {
+		field, reason := a.Unroutable()
+		if field == "" {
+			exp.Raw = append(exp.Raw, a)
+			continue
+		}
+		cand, name := "-", filepath.Base(path)
+		if a.Candid != 0 {
+			cand = strconv.FormatInt(a.Candid, 10)
+		} else if len(alerts) > 1 {
+			cand = "alert" + strconv.Itoa(i+1)
+		}
+		if len(alerts) > 1 {
+			name = cand + ".avro"
+		}
+		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: cand, Field: field, Reason: reason, Input: a.Value, Name: name})
+	}
 	return exp, nil
 }
 
+// Unroutable says why a cannot go to a night's topic (field and reason),
+// or returns two empty strings when it can: its record was read and holds a
+// candidate with a Julian date and a known programid.
+func (a *RawAlert) Unroutable() (field, reason string) {
+	switch {
+	case a.unread != nil:
+		return "alert", "cannot be read: " + a.unread.Error()
+	case a.JD == 0:
+		return "jd", "the alert has no candidate.jd to choose its night"
+	case !KnownProgram(a.Programid):
+		return "programid", fmt.Sprintf("%d is not 1 (public), 2 (partnership) or 3 (Caltech): refused rather than sent to a public topic", a.Programid)
+	}
+	return "", ""
+}
+
+// KnownProgram is whether ZTF publishes a night's topic for programid p:
+// 1 public, 2 partnership (MSIP/collaboration), 3 Caltech.
+func KnownProgram(p int) bool { return p >= 1 && p <= 3 }
+
 // RawAlert is an alert already serialized: one single-alert container file.
 // JD and Programid choose the night's topic; they are zero when the writer
-// schema could not be read, and the packager then uses the arrival night.
+// schema could not be read (Replay refuses such alerts; see Unroutable).
 type RawAlert struct {
 	Key       []byte
 	Value     []byte
 	JD        float64
 	Programid int
+	// Candid is the alert's top-level candid, or the candidate's (0 if unread).
+	Candid int64
+	// unread is why the record could not be described.
+	unread error
 }
 
 // SplitAlerts returns one single-alert container file per alert in b. A file
@@ -128,7 +171,7 @@ func SplitAlerts(b []byte, schemas *avrofile.Schemas) ([]RawAlert, error) {
 	text := string(h.Schema())
 	schema, schemaErr := schemas.Parse(text)
 	if total == 1 && len(blocks) == 1 && h.Codec() == avrofile.CodecNull {
-		a := RawAlert{Value: b}
+		a := RawAlert{Value: b, unread: schemaErr}
 		if schemaErr == nil {
 			describe(schema, blocks[0].Data, &a)
 		}
@@ -170,21 +213,26 @@ func SplitAlerts(b []byte, schemas *avrofile.Schemas) ([]RawAlert, error) {
 	return out, nil
 }
 
-// describe fills the key and topic fields of a from the record; failures
-// leave them empty (old prototype alerts have no objectId).
+// describe fills the key and topic fields of a from the record; what cannot
+// be read is left empty (old prototype alerts have no objectId) and a record
+// that does not decode is noted in a.unread.
 func describe(schema avro.Schema, rec []byte, a *RawAlert) {
 	var m map[string]any
 	if err := avro.Unmarshal(schema, rec, &m); err != nil {
+		a.unread = err
 		return
 	}
 	if id, ok := m["objectId"].(string); ok && id != "" {
 		a.Key = []byte(id)
 	}
 	cand, _ := m["candidate"].(map[string]any)
-	if a.Key == nil {
-		if c, ok := m["candid"].(int64); ok {
-			a.Key = []byte(strconv.FormatInt(c, 10))
-		}
+	if c, ok := m["candid"].(int64); ok {
+		a.Candid = c
+	} else if c, ok := cand["candid"].(int64); ok {
+		a.Candid = c
+	}
+	if a.Key == nil && a.Candid != 0 {
+		a.Key = []byte(strconv.FormatInt(a.Candid, 10))
 	}
 	if cand == nil {
 		return

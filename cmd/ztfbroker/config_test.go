@@ -97,6 +97,7 @@ func TestEverySettingIsSettable(t *testing.T) {
 		{"socket.response.write.timeout.ms", "2500", func(c serveConfig) any { return c.Listener.WriteTimeout }, 2500 * time.Millisecond},
 		{"fetch.max.wait.ms", "900", func(c serveConfig) any { return c.Listener.FetchMaxWait }, 900 * time.Millisecond},
 		{"log.segment.bytes", "2097152", func(c serveConfig) any { return c.Broker.Topic.SegmentBytes }, int64(2 << 20)},
+		{"log.retention.total.bytes", "1073741824", func(c serveConfig) any { return c.Broker.RetentionTotalBytes }, int64(1 << 30)},
 		{"group.max.size", "12", func(c serveConfig) any { return c.Groups.MaxSize }, 12},
 		{"packager.source.simulate.interval.ms", "250", func(c serveConfig) any { return c.Packager.Source.Simulate.Interval }, 250 * time.Millisecond},
 		{"packager.bootstrap", "a:1,b:2", func(c serveConfig) any { return c.Packager.Bootstrap }, []string{"a:1", "b:2"}},

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"reflect"
 	"sort"
@@ -225,8 +226,12 @@ func setField(f reflect.Value, name, v string) error {
 	case f.Type() == durationType:
 		if strings.HasSuffix(name, ".ms") {
 			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
+			if err != nil && !errors.Is(err, strconv.ErrRange) {
 				return errors.New("not an integer of milliseconds")
+			}
+			// A larger count would wrap around in a time.Duration.
+			if most := int64(math.MaxInt64 / time.Millisecond); err != nil || n > most || n < -most {
+				return fmt.Errorf("out of range: at most %d ms (292 years)", most)
 			}
 			f.SetInt(int64(time.Duration(n) * time.Millisecond))
 			return nil
@@ -260,12 +265,18 @@ func setField(f reflect.Value, name, v string) error {
 		f.SetBool(b)
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, err := strconv.ParseInt(v, 10, f.Type().Bits())
+		if errors.Is(err, strconv.ErrRange) {
+			return fmt.Errorf("out of range: a %d-bit integer", f.Type().Bits())
+		}
 		if err != nil {
 			return fmt.Errorf("not an integer of %d bits", f.Type().Bits())
 		}
 		f.SetInt(n)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		n, err := strconv.ParseUint(v, 10, f.Type().Bits())
+		if errors.Is(err, strconv.ErrRange) && !strings.HasPrefix(v, "-") {
+			return fmt.Errorf("out of range: 0 to %d", uint64(1)<<f.Type().Bits()-1)
+		}
 		if err != nil {
 			return errors.New("not a non-negative integer")
 		}

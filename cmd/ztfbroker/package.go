@@ -17,7 +17,7 @@ import (
 	"github.com/ztfbroker/ztfbroker/packager"
 )
 
-const packageUsage = `usage: ztfbroker package [flags] --simulate N | --ingest DIR | --replay PATH [PATH...]
+const packageUsage = `usage: ztfbroker package [flags] --simulate N | --ingest DIR | --replay PATH [PATH...] | --seed-history PATH [PATH...]
 
 Package detections into ZTF 4.02 alerts and produce them to the night's topic
 ztf_<YYYYMMDD>_programid<N> (key: objectId; value: one single-alert Avro
@@ -26,9 +26,16 @@ container file with its schema, or Confluent-framed with --format confluent).
   --simulate N   a synthetic night: --exposures exposures of N alerts, one
                  every --interval, objects recurring so histories grow
   --ingest DIR   exposure folders a pipeline writes (layout: go doc
-                 ./packager); with --follow, keep watching DIR
+                 ./packager): package those READY and not DONE, then exit;
+                 with --follow, keep watching DIR
   --replay PATH  re-publish .avro alert files (and folders of them) as the
-                 bytes they are, one message per alert
+                 bytes they are, one message per alert, each to its own
+                 night's programid topic (programid 0, prototypes and
+                 unreadable alerts are refused into --rejects)
+  --seed-history PATH
+                 fill the history store from earlier alerts (.avro files,
+                 archive .tar.gz, folders of them), then exit; no Kafka is
+                 used, and serve must not be running on the same --data-dir
 
 flags:
 `
@@ -47,6 +54,7 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	var (
 		bootstrap  string
 		replay     string
+		seed       string
 		follow     bool
 		idempotent bool
 		schemaAddr string
@@ -63,6 +71,7 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Source.IngestDir, "ingest", "", "ingest exposure folders under `DIR`")
 	fs.BoolVar(&follow, "follow", false, "with --ingest: keep watching for new exposures")
 	fs.StringVar(&replay, "replay", "", "replay alert files: `PATH` (more paths may follow the flags)")
+	fs.StringVar(&seed, "seed-history", "", "seed the history from earlier alerts under `PATH` (more paths may follow the flags), then exit")
 	fs.StringVar(&format, "format", string(cfg.Format), "message format: ocf (ZTF's) or confluent (schema by id)")
 	fs.Func("schema-id", "schema `id` for --format confluent (default 1)", func(s string) error {
 		var id int32
@@ -97,17 +106,21 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if replay != "" {
 		kinds = append(kinds, packager.SourceReplay)
 		cfg.Source.ReplayPaths = append([]string{replay}, fs.Args()...)
-	} else if fs.NArg() > 0 {
+	}
+	if seed != "" {
+		kinds = append(kinds, "seed-history")
+	}
+	if fs.NArg() > 0 && replay == "" && seed == "" {
 		return fmt.Errorf("package: unexpected arguments %q", fs.Args())
 	}
 	if len(kinds) != 1 {
 		fs.Usage()
-		return errors.New("package: give exactly one of --simulate, --ingest, --replay")
+		return errors.New("package: give exactly one of --simulate, --ingest, --replay, --seed-history")
+	}
+	if seed != "" {
+		return seedHistory(ctx, cfg, append([]string{seed}, fs.Args()...), verbose, stdout, stderr)
 	}
 	cfg.Source.Kind = kinds[0]
-	if !follow {
-		cfg.Source.IngestPoll = 0
-	}
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
@@ -148,6 +161,11 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	if err != nil {
 		return err
 	}
+	if cfg.Source.Kind == packager.SourceIngest && !follow {
+		// A poll of 0 in the config means the default (1s, follow), so the
+		// one-pass ingest is built here: what is READY, then io.EOF.
+		src = packager.NewIngest(cfg.Source.IngestDir, 0, nil, p.Schema())
+	}
 	var total packager.Result
 	exposuresDone := 0
 	for {
@@ -186,4 +204,30 @@ func rate(n int, d time.Duration) float64 {
 		return 0
 	}
 	return float64(n) / d.Seconds()
+}
+
+// seedHistory is `package --seed-history`: earlier alerts into the history
+// store, so that a new deployment's first alerts carry their 30 days.
+func seedHistory(ctx context.Context, cfg packager.Config, paths []string, verbose bool, stdout, stderr io.Writer) error {
+	level := zap.WarnLevel
+	if verbose {
+		level = zap.InfoLevel
+	}
+	logger := zap.New(zapcore.NewCore(zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()), zapcore.AddSync(stderr), level))
+	defer logger.Sync() //nolint:errcheck
+	schema, err := packager.LoadSchema()
+	if err != nil {
+		return err
+	}
+	h, err := packager.OpenHistory(cfg.HistoryDir, schema, packager.HistoryMemory{})
+	if err != nil {
+		return fmt.Errorf("package: %w (is serve running on this data folder?)", err)
+	}
+	res, err := packager.SeedHistory(ctx, h, paths, cfg.RejectDir, logger)
+	if cerr := h.Close(); err == nil {
+		err = cerr
+	}
+	fmt.Fprintf(stdout, "seeded %s: %d files, %d alerts: %d detections, %d upper limits, %d forced photometry; %d refused (in %s)\n",
+		cfg.HistoryDir, res.Files, res.Alerts, res.Detections, res.Limits, res.Forced, res.Rejected, cfg.RejectDir)
+	return err
 }

@@ -20,6 +20,19 @@ const (
 	FormatConfluent Format = "confluent"
 )
 
+// DefaultPartitions is the partition count of a nightly topic. Partitions
+// bound how many members of one consumer group share a night, and each costs
+// the broker an active segment and its index per night. Four lets a group of
+// up to four consumers (two per core of a 2-core VM) split a night while a
+// night's topics (one per program) stay a few dozen files. A larger
+// deployment sets more: Kafka cannot lower a topic's count, but nightly
+// topics are new each night.
+const DefaultPartitions = 4
+
+// maxPartitions bounds packager.partitions: far above any useful count, low
+// enough that a typo does not ask the broker for a million files.
+const maxPartitions = 1024
+
 // Source kinds.
 const (
 	SourceNone     = ""
@@ -49,6 +62,17 @@ type Config struct {
 	Publisher string `yaml:"publisher"`
 	// Workers encoding alerts in parallel (GOMAXPROCS).
 	Workers int `yaml:"workers"`
+	// Compression of the produced record batches, as Kafka's producer names
+	// it: zstd (default), lz4, snappy, gzip or none. The broker stores and
+	// serves batches as sent; consumers decompress them.
+	Compression string `yaml:"compression"`
+	// CompressionLevel: 0 is the codec's default here (zstd 1, gzip 6);
+	// zstd takes 1-22, gzip 1-9, the others none.
+	CompressionLevel int `yaml:"compression.level"`
+	// Partitions of each topic the packager creates (4); -1 leaves it to
+	// the cluster's num.partitions. Alerts are keyed by objectId, so an
+	// object's alerts are in one partition, in order.
+	Partitions int32 `yaml:"partitions"`
 	// Source is what Run reads.
 	Source SourceConfig `yaml:"source"`
 	// HistoryMemory sizes the history store (serve derives it from its
@@ -102,6 +126,8 @@ func DefaultConfig() Config {
 		SchemaID:    1,
 		Publisher:   "ztfbroker",
 		Workers:     runtime.GOMAXPROCS(0),
+		Compression: CompressionZstd,
+		Partitions:  DefaultPartitions,
 		Source: SourceConfig{
 			IngestPoll: time.Second,
 			Simulate: SimulateConfig{
@@ -132,6 +158,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Workers == 0 {
 		c.Workers = d.Workers
+	}
+	if c.Compression == "" {
+		c.Compression = d.Compression
+	}
+	if c.Partitions == 0 {
+		c.Partitions = d.Partitions
 	}
 	if c.Source.IngestPoll == 0 {
 		c.Source.IngestPoll = d.Source.IngestPoll
@@ -183,6 +215,12 @@ func (c Config) Validate() error {
 	}
 	if c.Workers < 0 {
 		bad("workers", "%d is negative", c.Workers)
+	}
+	if err := checkCompression(c.Compression, c.CompressionLevel); err != nil {
+		errs = append(errs, err)
+	}
+	if c.Partitions < -1 || c.Partitions > maxPartitions {
+		bad("partitions", "%d is outside 1-%d (or -1: the cluster's num.partitions)", c.Partitions, maxPartitions)
 	}
 	s := c.Source
 	switch s.Kind {

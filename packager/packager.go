@@ -123,7 +123,7 @@ func New(cfg Config, prod Producer, logger *zap.Logger, reg prometheus.Registere
 	header := avrofile.NewHeader(schema.Text)
 	p := &Packager{cfg: cfg, schema: schema, prod: prod, log: logger, m: m,
 		sync: header.Sync, header: avrofile.AppendHeader(nil, header)}
-	p.topics = newTopicSetup(prod, cfg.SchemaID, logger)
+	p.topics = newTopicSetup(prod, cfg.SchemaID, cfg.Partitions, logger)
 	if p.head, err = headSchema(schema); err != nil {
 		return nil, err
 	}

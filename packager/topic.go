@@ -32,15 +32,16 @@ const topicCreateTimeout = 10 * time.Second
 // when the producer is not a *kgo.Client. Nothing here fails packaging: at
 // worst the topic is auto-created by the first produce, as before.
 type topicSetup struct {
-	adm      *kadm.Client // nil: no topics are created
-	schemaID int32
-	log      *zap.Logger
-	seen     sync.Map    // topic -> *sync.Once
-	refused  atomic.Bool // the cluster refused the ztf.alert.* configs once
+	adm        *kadm.Client // nil: no topics are created
+	schemaID   int32
+	partitions int32 // -1: the cluster's num.partitions
+	log        *zap.Logger
+	seen       sync.Map    // topic -> *sync.Once
+	refused    atomic.Bool // the cluster refused the ztf.alert.* configs once
 }
 
-func newTopicSetup(prod Producer, schemaID int32, logger *zap.Logger) *topicSetup {
-	ts := &topicSetup{schemaID: schemaID, log: logger}
+func newTopicSetup(prod Producer, schemaID, partitions int32, logger *zap.Logger) *topicSetup {
+	ts := &topicSetup{schemaID: schemaID, partitions: partitions, log: logger}
 	if cl, ok := prod.(*kgo.Client); ok {
 		ts.adm = kadm.NewClient(cl)
 	}
@@ -74,11 +75,11 @@ func (ts *topicSetup) create(ctx context.Context, topic string, f Format) {
 	defer cancel()
 	log := ts.log.With(zap.String("topic", topic))
 	if !ts.refused.Load() {
-		// -1, -1: the cluster's num.partitions and replication factor.
-		_, err := ts.adm.CreateTopic(ctx, -1, -1, ts.configs(f), topic)
+		// -1: the cluster's replication factor.
+		_, err := ts.adm.CreateTopic(ctx, ts.partitions, -1, ts.configs(f), topic)
 		switch {
 		case err == nil:
-			log.Info("topic created", zap.String(ConfigAlertFormat, string(f)))
+			log.Info("topic created", zap.String(ConfigAlertFormat, string(f)), zap.Int32("partitions", ts.partitions))
 			return
 		case errors.Is(err, kerr.TopicAlreadyExists):
 			return // whatever it states is left alone
@@ -91,7 +92,7 @@ func (ts *topicSetup) create(ctx context.Context, topic string, f Format) {
 				"; topics are created without it", zap.Error(err))
 		}
 	}
-	if _, err := ts.adm.CreateTopic(ctx, -1, -1, nil, topic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+	if _, err := ts.adm.CreateTopic(ctx, ts.partitions, -1, nil, topic); err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 		log.Warn("topic not created ahead of its first alert; the producer's auto-creation will make it", zap.Error(err))
 	}
 }

@@ -1,7 +1,11 @@
 package packager
 
 import (
+	"cmp"
 	"context"
+	"fmt"
+	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -84,18 +88,20 @@ func partitionCount(t *testing.T, cl *kgo.Client, topic string) int {
 // partition count.
 func TestTopicStatesFormat(t *testing.T) {
 	for _, tc := range []struct {
-		format   Format
-		schemaID string // "": not stated
+		format     Format
+		schemaID   string // "": not stated
+		partitions int32  // packager.partitions
+		want       int    // partitions the topic gets
 	}{
-		{FormatOCF, ""},
-		{FormatConfluent, "42"},
+		{FormatOCF, "", 0, DefaultPartitions},
+		{FormatConfluent, "42", -1, 3}, // the cluster's default
 	} {
 		t.Run(string(tc.format), func(t *testing.T) {
 			c := newCluster(t, 3)
 			creates := countCreates(c)
 			cl := newProducer(t, c)
 			cfg := testConfig(t)
-			cfg.Format, cfg.SchemaID = tc.format, 42
+			cfg.Format, cfg.SchemaID, cfg.Partitions = tc.format, 42, tc.partitions
 			p := newTestPackager(t, cfg, cl)
 			sim, err := NewSimulation(SimulateConfig{Alerts: 6, Start: nightStart}, nil)
 			if err != nil {
@@ -114,8 +120,8 @@ func TestTopicStatesFormat(t *testing.T) {
 			if id, ok := got[ConfigAlertSchemaID]; ok != (tc.schemaID != "") || id != tc.schemaID {
 				t.Errorf("%s = %q (set %v), want %q", ConfigAlertSchemaID, id, ok, tc.schemaID)
 			}
-			if n := partitionCount(t, cl, topic); n != 3 {
-				t.Errorf("%d partitions, want the cluster's default 3", n)
+			if n := partitionCount(t, cl, topic); n != tc.want {
+				t.Errorf("%d partitions, want %d", n, tc.want)
 			}
 			if n := creates.Load(); n != 1 {
 				t.Errorf("%d CreateTopics requests for two exposures, want 1", n)
@@ -152,8 +158,8 @@ func TestTopicFormatRefused(t *testing.T) {
 		if got := topicConfigs(t, cl, topic); got[ConfigAlertFormat] != "" {
 			t.Errorf("%s states %q on a cluster that refused it", topic, got[ConfigAlertFormat])
 		}
-		if n := partitionCount(t, cl, topic); n != 3 {
-			t.Errorf("%s: %d partitions, want the cluster's default 3", topic, n)
+		if n := partitionCount(t, cl, topic); n != DefaultPartitions {
+			t.Errorf("%s: %d partitions, want %d", topic, n, DefaultPartitions)
 		}
 		consume(t, c.ListenAddrs(), "^"+topic+"$", 1)
 	}
@@ -200,10 +206,58 @@ func TestTopicExistingLeftAlone(t *testing.T) {
 	}
 }
 
+// A nightly topic gets packager.partitions partitions, and the alerts of one
+// object all land in one of them, in the order they were made.
+func TestTopicPartitionsKeyedByObject(t *testing.T) {
+	c := newCluster(t, 1)
+	cl := newProducer(t, c)
+	cfg := testConfig(t)
+	cfg.Partitions = 5
+	p := newTestPackager(t, cfg, cl)
+	const objects, exposures = 40, 3
+	jd := TimeJD(nightStart)
+	for i := range exposures {
+		exp := &Exposure{ID: strconv.Itoa(i)}
+		for o := range objects {
+			exp.Raw = append(exp.Raw, RawAlert{Key: []byte(fmt.Sprintf("ZTF26obj%04d", o)),
+				Value: []byte(strconv.Itoa(i)), JD: jd + float64(i)/1e3, Programid: 1})
+		}
+		if res, err := p.Package(context.Background(), exp); err != nil || res.Alerts != objects {
+			t.Fatalf("exposure %d: %+v %v", i, res, err)
+		}
+	}
+	topic := NightTopic(jd, 1)
+	if n := partitionCount(t, cl, topic); n != 5 {
+		t.Fatalf("%d partitions, want 5", n)
+	}
+	recs := consume(t, c.ListenAddrs(), "^"+topic+"$", objects*exposures)
+	slices.SortFunc(recs, func(a, b *kgo.Record) int {
+		return cmp.Or(cmp.Compare(a.Partition, b.Partition), cmp.Compare(a.Offset, b.Offset))
+	})
+	partition := map[string]int32{}
+	next := map[string]int{} // the exposure of the object's next alert
+	used := map[int32]int{}
+	for _, r := range recs {
+		obj := string(r.Key)
+		if got, ok := partition[obj]; ok && got != r.Partition {
+			t.Fatalf("object %s in partitions %d and %d", obj, got, r.Partition)
+		}
+		if string(r.Value) != strconv.Itoa(next[obj]) {
+			t.Fatalf("object %s: the alert of exposure %s where %d's was due", obj, r.Value, next[obj])
+		}
+		partition[obj] = r.Partition
+		next[obj]++
+		used[r.Partition]++
+	}
+	if len(used) != 5 {
+		t.Errorf("alerts in %d of 5 partitions: %v", len(used), used)
+	}
+}
+
 // A producer that is not a *kgo.Client gets no topics created.
 func TestTopicSetupNeedsKgoClient(t *testing.T) {
 	var rec recordingProducer
-	ts := newTopicSetup(&rec, 1, zap.NewNop())
+	ts := newTopicSetup(&rec, 1, DefaultPartitions, zap.NewNop())
 	if ts.adm != nil {
 		t.Fatal("admin client for a producer that is not a *kgo.Client")
 	}

@@ -85,6 +85,12 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.HistoryDir, "history", "", "pebble `folder` of per-object history (default <data-dir>/packager/history)")
 	fs.StringVar(&cfg.RejectDir, "rejects", "", "`folder` for refused inputs (default <data-dir>/packager/rejects)")
 	fs.Float64Var(&cfg.HistoryDays, "history-days", cfg.HistoryDays, "days of history attached to each alert")
+	fs.StringVar(&cfg.Compression, "compression", cfg.Compression, "record batch `codec`: zstd, lz4, snappy, gzip or none")
+	fs.IntVar(&cfg.CompressionLevel, "compression-level", 0, "zstd 1-22 or gzip 1-9 (0: the codec's default here)")
+	fs.Func("partitions", "partitions of each topic created (default 4; -1: the cluster's num.partitions)", func(s string) error {
+		_, err := fmt.Sscanf(s, "%d", &cfg.Partitions)
+		return err
+	})
 	fs.BoolVar(&idempotent, "idempotent", true, "idempotent producer (franz-go goes on without it if the broker lacks InitProducerId)")
 	fs.BoolVar(&verbose, "v", false, "log each exposure on stderr")
 	if err := fs.Parse(args); err != nil {
@@ -133,8 +139,10 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	defer logger.Sync() //nolint:errcheck
 
 	client, err := packager.NewKafkaProducer(packager.KafkaOptions{
-		Bootstrap:     strings.Split(bootstrap, ","),
-		NoIdempotence: !idempotent,
+		Bootstrap:        strings.Split(bootstrap, ","),
+		NoIdempotence:    !idempotent,
+		Compression:      cfg.Compression,
+		CompressionLevel: cfg.CompressionLevel,
 	})
 	if err != nil {
 		return fmt.Errorf("package: kafka client: %w", err)

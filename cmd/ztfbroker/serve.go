@@ -276,7 +276,8 @@ func newPackager(cfg packagerSection, self []string, login []kgo.Opt, site *web.
 	if len(bootstrap) == 0 {
 		bootstrap = self
 	}
-	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: bootstrap}, login...)
+	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: bootstrap,
+		Compression: cfg.Compression, CompressionLevel: cfg.CompressionLevel}, login...)
 	if err != nil {
 		return nil, nil, fmt.Errorf("packager producer: %w", err)
 	}

@@ -26,7 +26,7 @@ import (
 )
 
 // The login flood runs in its own process: the test binary re-executed
-// with floodEnv set ("addr,connections,sources") runs only the flooder, from
+// with floodEnv set ("addr,connections,sources,mechanism") runs only the flooder, from
 // init, and exits. In the benchmark's own process it would share the Go
 // scheduler and the garbage collector with the broker and its client, and
 // measure itself rather than the broker.
@@ -55,16 +55,17 @@ func floodSource(i int) *net.TCPAddr {
 // loop, dial (from one of sources addresses, or the default when sources
 // is 0), start a SCRAM-SHA-512 login as alice or as a guessed name, answer
 // the server's challenge with a proof of the right length for a wrong
-// password, and without waiting for the verdict hang up and dial again, as
-// fast as the broker lets them. It stops when stdin closes and prints its
+// password (or send a PLAIN token with a wrong password), and without
+// waiting for the verdict hang up and dial again, as fast as the broker
+// lets them. It stops when stdin closes and prints its
 // counts.
 func runLoginFlood(spec string) int {
 	f := strings.Split(spec, ",")
-	if len(f) != 3 {
-		fmt.Fprintf(os.Stderr, "%s=%q: want addr,connections,sources\n", floodEnv, spec)
+	if len(f) != 4 {
+		fmt.Fprintf(os.Stderr, "%s=%q: want addr,connections,sources,mechanism\n", floodEnv, spec)
 		return 2
 	}
-	addr := f[0]
+	addr, mechanism := f[0], f[3]
 	conns, err1 := strconv.Atoi(f[1])
 	sources, err2 := strconv.Atoi(f[2])
 	if err1 != nil || err2 != nil || conns < 1 || sources < 0 || sources > 2500 {
@@ -93,7 +94,7 @@ func runLoginFlood(spec string) int {
 				if i%4 == 3 {
 					user = "guess" + strconv.Itoa(w*1000000+i)
 				}
-				counts.add(floodAttempt(&d, addr, user))
+				counts.add(floodAttempt(&d, addr, mechanism, user))
 			}
 		}()
 	}
@@ -133,7 +134,7 @@ func (c *floodCounts) add(o floodOutcome) {
 }
 
 // floodAttempt is one hostile login; see runLoginFlood.
-func floodAttempt(d *net.Dialer, addr, user string) floodOutcome {
+func floodAttempt(d *net.Dialer, addr, mechanism, user string) floodOutcome {
 	c, err := d.Dial("tcp", addr)
 	if err != nil {
 		time.Sleep(time.Millisecond) // out of ports or refused: do not spin
@@ -144,12 +145,24 @@ func floodAttempt(d *net.Dialer, addr, user string) floodOutcome {
 	nonce := make([]byte, 18)
 	rand.Read(nonce)
 	hs := kmsg.NewPtrSASLHandshakeRequest()
-	hs.Version, hs.Mechanism = 1, MechanismScramSHA512
+	hs.Version, hs.Mechanism = 1, mechanism
 	first := kmsg.NewPtrSASLAuthenticateRequest()
 	first.Version = 1
 	first.SASLAuthBytes = []byte("n,,n=" + user + ",r=" + base64.RawStdEncoding.EncodeToString(nonce))
+	if mechanism == MechanismPlain {
+		first.SASLAuthBytes = []byte("\x00" + user + "\x00" + base64.RawStdEncoding.EncodeToString(nonce))
+	}
 	if _, err := c.Write(append(frame(hs, 1), frame(first, 2)...)); err != nil {
 		return floodRefused
+	}
+	if mechanism == MechanismPlain {
+		// The password is in: hang up once the handshake is answered
+		// (a refused connection is closed before).
+		var size [4]byte
+		if _, err := io.ReadFull(c, size[:]); err != nil {
+			return floodRefused
+		}
+		return floodProof
 	}
 	rd := bufio.NewReader(c)
 	var challenge string
@@ -200,10 +213,10 @@ type flooder struct {
 
 // startFlood starts a flooder process against addr and returns once it is
 // flooding.
-func startFlood(tb testing.TB, addr string, conns, sources int) *flooder {
+func startFlood(tb testing.TB, addr string, conns, sources int, mechanism string) *flooder {
 	tb.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "-test.bench=^$")
-	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d", floodEnv, addr, conns, sources))
+	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%s,%d,%d,%s", floodEnv, addr, conns, sources, mechanism))
 	cmd.Stderr = os.Stderr
 	stdin, err := cmd.StdinPipe()
 	if err != nil {
@@ -262,7 +275,7 @@ func TestLoginFloodBounded(t *testing.T) {
 	}
 	produce(sameAddr, "before the flood")
 
-	fl := startFlood(t, addr, conns, 1) // from 127.0.1.1
+	fl := startFlood(t, addr, conns, 1, MechanismScramSHA512) // from 127.0.1.1
 	refused := func() float64 { return metricValue(s.m.clientErrors.WithLabelValues("login_rate_limited")) }
 	for deadline := time.Now().Add(10 * time.Second); refused() == 0; time.Sleep(5 * time.Millisecond) {
 		if time.Now().After(deadline) {

@@ -1,9 +1,12 @@
 package protocol
 
 import (
+	"encoding/base64"
 	bin "encoding/binary"
+	"fmt"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -71,18 +74,26 @@ func failLogin(addr string) {
 // (one machine: it is closed at accept after 10, and the client, already
 // authenticated, must not notice). The failures are cheap for the server
 // (HMACs on stored keys, a delayed answer, then a close at accept), so the
-// producer should not slow. Reported beside ns/op: the failed logins and
+// producer should not slow. plain100addrs sends wrong PLAIN passwords for
+// alice instead, each a full password derivation (1.6 ms), which take at
+// most half the cores. Reported beside ns/op: the failed logins and
 // the connections closed at accept per second of the timed loop, as the
 // server counted them. Run the sub-benchmarks interleaved (-count) and
 // compare medians: they share the machine.
 func BenchmarkProduceDuringLoginFlood(b *testing.B) {
 	for _, bc := range []struct {
-		name    string
-		sources int // 0: no flood; -1: from the client's address
-	}{{"quiet", 0}, {"flood100addrs", 100}, {"flood1addr", -1}} {
+		name      string
+		sources   int // 0: no flood; -1: from the client's address
+		mechanism string
+	}{
+		{"quiet", 0, ""},
+		{"flood100addrs", 100, MechanismScramSHA512},
+		{"flood1addr", -1, MechanismScramSHA512},
+		{"plain100addrs", 100, MechanismPlain},
+	} {
 		b.Run(bc.name, func(b *testing.B) {
 			addr, s, _ := startSASLServer(b, ListenerConfig{Name: "SASL_PLAINTEXT",
-				SASLMechanisms: []string{MechanismScramSHA512}})
+				SASLMechanisms: []string{MechanismScramSHA512, MechanismPlain}})
 			cl := newClient(b, addr, kgo.SASL(scram.Auth{User: "alice", Pass: "s3cret"}.AsSha512Mechanism()),
 				kgo.AllowAutoTopicCreation())
 			ctx := ctxT(b, 5*time.Minute)
@@ -92,7 +103,7 @@ func BenchmarkProduceDuringLoginFlood(b *testing.B) {
 			}
 			var fl *flooder
 			if bc.sources != 0 {
-				fl = startFlood(b, addr, 64, max(0, bc.sources))
+				fl = startFlood(b, addr, 64, max(0, bc.sources), bc.mechanism)
 				// Timed from the first failure the server has seen.
 				for deadline := time.Now().Add(10 * time.Second); failedLogins(s) == 0; time.Sleep(time.Millisecond) {
 					if time.Now().After(deadline) {
@@ -122,9 +133,11 @@ func BenchmarkProduceDuringLoginFlood(b *testing.B) {
 	}
 }
 
-// failedLogins is the server's count of failed SASL logins.
+// failedLogins is the server's count of failed SCRAM-SHA-512 and PLAIN
+// logins.
 func failedLogins(s *Server) float64 {
-	return metricValue(s.logins.failed.WithLabelValues(MechanismScramSHA512))
+	return metricValue(s.logins.failed.WithLabelValues(MechanismScramSHA512)) +
+		metricValue(s.logins.failed.WithLabelValues(MechanismPlain))
 }
 
 // TestFloodClosedAtAccept: once an address has spent its failed-login
@@ -169,5 +182,49 @@ func TestPrivateListenerNotLockedOut(t *testing.T) {
 	ctx := ctxT(t, loginRefill/2)
 	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: "private", Value: []byte("x")}).FirstErr(); err != nil {
 		t.Fatalf("the private listener refused its own client after a flood elsewhere: %v", err)
+	}
+}
+
+// BenchmarkFailedLogin is the server's work for one failed login, without
+// the network: SCRAM answers a made-up proof with two HMACs and a hash on
+// the stored keys, known user or not; PLAIN must salt and iterate the
+// password it is given for a user that exists.
+func BenchmarkFailedLogin(b *testing.B) {
+	creds := newMemCreds()
+	creds.add(b, "alice", "s3cret")
+	proof := base64.StdEncoding.EncodeToString(make([]byte, 64))
+	for _, bc := range []struct {
+		name, mechanism string
+		tokens          func(user string) []string
+	}{
+		{"scram", MechanismScramSHA512, func(user string) []string {
+			return []string{"n,,n=" + user + ",r=abcdefgh", "c=biws,r=abcdefgh%s,p=" + proof}
+		}},
+		{"plain", MechanismPlain, func(user string) []string { return []string{"\x00" + user + "\x00wrong"} }},
+	} {
+		for _, user := range []string{"alice", "mallory"} {
+			known := map[string]string{"alice": "known", "mallory": "unknown"}[user]
+			b.Run(bc.name+"/"+known, func(b *testing.B) {
+				for range b.N {
+					x, err := newExchange(bc.mechanism, creds)
+					if err != nil {
+						b.Fatal(err)
+					}
+					var reply []byte
+					for _, tok := range bc.tokens(user) {
+						if strings.Contains(tok, "%s") {
+							nonce, _, _ := strings.Cut(strings.TrimPrefix(string(reply), "r=abcdefgh"), ",")
+							tok = fmt.Sprintf(tok, nonce)
+						}
+						if reply, _, err = x.step([]byte(tok)); err != nil {
+							break
+						}
+					}
+					if err == nil {
+						b.Fatal("a wrong login succeeded")
+					}
+				}
+			})
+		}
 	}
 }

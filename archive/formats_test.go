@@ -228,3 +228,30 @@ func slicesContain(paths []string, base string) bool {
 	}
 	return false
 }
+
+// FuzzMember: a message value from the topic, Confluent frame or not, is
+// archived or kept verbatim, never a panic, and a member it makes is one
+// alert that reads back with the same candid.
+func FuzzMember(f *testing.F) {
+	msgs := sampleMessages(f)
+	frames, schemas := confluentFrames(f, msgs)
+	for _, fr := range frames[:8] {
+		f.Add(fr)
+	}
+	f.Add(msgs[0])
+	f.Add([]byte{0, 0, 0, 0, 1})
+	lookup := lookupIn(schemas)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		cr := newCandidReaderWith(lookup)
+		m, c, err := cr.Member(b)
+		if err != nil {
+			if !errors.Is(err, ErrNoCandid) || !bytes.Equal(m, b) {
+				t.Fatalf("error %v, value kept %v", err, bytes.Equal(m, b))
+			}
+			return
+		}
+		if got, err := newCandidReader().Candid(m); err != nil || got != c {
+			t.Fatalf("member reads back as candid %d, %v; want %d", got, err, c)
+		}
+	})
+}

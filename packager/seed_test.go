@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/hamba/avro/v2"
+	"go.uber.org/zap"
 
 	"github.com/ztfbroker/ztfbroker/avrofile"
 )
@@ -238,4 +239,27 @@ func decodeSample(t *testing.T, s *Schema, b []byte, v any) {
 	if err := avro.Unmarshal(s.Alert, blk.Data, v); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// FuzzSeedAlerts: seeding reads files from outside; any bytes are seeded or
+// refused, never a panic or a store error.
+func FuzzSeedAlerts(f *testing.F) {
+	for _, name := range []string{boomAlert, "other-sources/alertbase/single.avro", "ztf-avro-alert/history/v1.1/1726958725155000.avro"} {
+		b, err := os.ReadFile(filepath.Join(sampleDir(f), name))
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	cfg := testConfig(f)
+	p := newTestPackager(f, cfg, &captureProducer{})
+	s := &seeder{h: p.History(), schemas: avrofile.NewSchemas(0), rejectDir: cfg.RejectDir, log: zap.NewNop(), batch: p.History().Batch()}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if err := s.alerts("fuzz.avro", b); err != nil {
+			t.Fatal(err)
+		}
+		if err := s.commit(); err != nil {
+			t.Fatal(err)
+		}
+	})
 }

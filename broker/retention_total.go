@@ -17,9 +17,11 @@ import (
 // broker-wide bound log.retention.total.bytes does: when the partition logs
 // together (log and index files) exceed it, the sealed segment whose newest
 // batch is oldest, over every topic and partition, is deleted first, and so
-// on until they fit. Oldest first keeps tonight's data to the last; an
-// active segment is never deleted (a partition's active segment is outside
-// the bound's reach until segment.bytes or segment.ms seals it).
+// on until they fit. Oldest first keeps tonight's data to the last. A
+// partition's active segment whose newest batch is over a day old (a past
+// night's topic, idle until segment.ms would seal it) takes its place in
+// that order: it is sealed, then deleted. A newer active segment is never
+// deleted.
 //
 // Its default, 0, derives the bound at every check from the file system:
 // the logs may grow while the file system keeps a tenth of its size free on
@@ -34,7 +36,9 @@ const (
 	// the file system free above the mark.
 	totalHeadroomShare = 10
 	// recentData is how new a deleted segment's newest batch may be before
-	// the deletion is logged as a warning: the disk holds less than a night.
+	// the deletion is logged as a warning (the disk holds less than a
+	// night), and how old an active segment's must be for it to be sealed
+	// and deleted: tonight's topics are written, a day-old one is done.
 	recentData = 24 * time.Hour
 )
 
@@ -120,12 +124,18 @@ type partitionSegments struct {
 	doomed int
 }
 
-// next is the partition's oldest sealed segment not yet doomed.
-func (ps *partitionSegments) next() (log.SegmentInfo, bool) {
-	if ps.doomed >= len(ps.segs) || ps.segs[ps.doomed].Active {
+// next is the partition's oldest segment not yet doomed that may go: a
+// sealed one, or the active one when it holds batches all older than
+// idleBefore (Unix ms).
+func (ps *partitionSegments) next(idleBefore int64) (log.SegmentInfo, bool) {
+	if ps.doomed >= len(ps.segs) {
 		return log.SegmentInfo{}, false
 	}
-	return ps.segs[ps.doomed], true
+	s := ps.segs[ps.doomed]
+	if s.Active && (s.Bytes == 0 || s.MaxTimestamp >= idleBefore) {
+		return log.SegmentInfo{}, false
+	}
+	return s, true
 }
 
 // enforceTotalBytes deletes the oldest sealed segments over every partition
@@ -149,13 +159,15 @@ func (b *Broker) enforceTotalBytes() int {
 	}
 
 	// Oldest first by newest batch timestamp, over the heads of every
-	// partition's sealed prefix (a log can lose only a prefix).
+	// partition's segments (a log can lose only a prefix).
+	now := b.now()
+	idleBefore := now.Add(-recentData).UnixMilli()
 	over := used - bound
 	for over > 0 {
 		var pick *partitionSegments
 		var oldest log.SegmentInfo
 		for _, ps := range all {
-			if s, ok := ps.next(); ok && (pick == nil || s.MaxTimestamp < oldest.MaxTimestamp) {
+			if s, ok := ps.next(idleBefore); ok && (pick == nil || s.MaxTimestamp < oldest.MaxTimestamp) {
 				pick, oldest = ps, s
 			}
 		}
@@ -167,12 +179,26 @@ func (b *Broker) enforceTotalBytes() int {
 	}
 
 	deleted := 0
-	now := b.now()
 	for _, ps := range all {
 		if ps.doomed == 0 {
 			continue
 		}
-		infos, err := ps.p.log.DeleteSegmentsBefore(ps.segs[ps.doomed].Base)
+		var end int64
+		if ps.doomed < len(ps.segs) {
+			end = ps.segs[ps.doomed].Base
+		} else {
+			// The idle active segment goes too: seal it first. If a
+			// write came meanwhile, it stays and the rest goes.
+			end = ps.segs[len(ps.segs)-1].Base
+			next, err := ps.p.log.SealIdle(idleBefore)
+			if err != nil && !errors.Is(err, log.ErrClosed) {
+				b.logger.Error("retention: seal an idle segment", zap.String("topic", ps.p.topic), zap.Int32("partition", ps.p.index), zap.Error(err))
+			}
+			if next >= 0 {
+				end = next
+			}
+		}
+		infos, err := ps.p.log.DeleteSegmentsBefore(end)
 		if errors.Is(err, log.ErrClosed) {
 			continue // its topic was deleted meanwhile
 		}
@@ -201,8 +227,8 @@ func (b *Broker) enforceTotalBytes() int {
 		}
 	}
 	if over > 0 && r.setStuck(true) {
-		b.logger.Warn("partition logs over log.retention.total.bytes with only active segments left to delete; "+
-			"lower segment.bytes or log.roll.ms, or give the data directory more space",
+		b.logger.Warn("partition logs over log.retention.total.bytes with only active segments of the last day left; "+
+			"lower segment.bytes, or give the data directory more space",
 			zap.Int64("logs_bytes", used), zap.Int64("over_bytes", over), zap.Int64("log.retention.total.bytes", bound))
 	} else if over <= 0 {
 		r.setStuck(false)

@@ -97,6 +97,33 @@ func (l *Log) Retain() (byAge, bySize []SegmentInfo, err error) {
 	return byAge, bySize, l.deleteSegments(doomed)
 }
 
+// SealIdle seals the active segment when it holds batches and its newest
+// batch timestamp is below before (Unix ms), so that retention over many
+// logs may delete an idle partition's last segment (a past night's topic
+// keeps its active segment until segment.ms otherwise). It returns the base
+// offset of the new active segment, or -1 when the segment was not idle
+// (or the log is read-only) and nothing was sealed.
+func (l *Log) SealIdle(before int64) (int64, error) {
+	l.retMu.Lock()
+	defer l.retMu.Unlock()
+	l.writeMu.Lock()
+	defer l.writeMu.Unlock()
+	l.mu.RLock()
+	closed, werr := l.closed, l.werr
+	idle := l.cur.size > 0 && l.cur.maxTs < before
+	l.mu.RUnlock()
+	if closed {
+		return -1, ErrClosed
+	}
+	if werr != nil || !idle {
+		return -1, nil
+	}
+	if err := l.rollLocked(); err != nil {
+		return -1, err
+	}
+	return l.cur.base, nil
+}
+
 // DeleteSegmentsBefore deletes the sealed segments that end at or before
 // the base offset end (the base of a later segment), oldest first, and
 // never the active one: retention over many logs (the broker's

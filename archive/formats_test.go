@@ -255,3 +255,22 @@ func FuzzMember(f *testing.F) {
 		}
 	})
 }
+
+// BenchmarkMemberConfluent: turning a Confluent frame of a real alert into
+// its member (schema looked up once, body checked and wrapped).
+func BenchmarkMemberConfluent(b *testing.B) {
+	msgs := sampleMessages(b)
+	frames, schemas := confluentFrames(b, msgs)
+	cr := newCandidReaderWith(lookupIn(schemas))
+	var size int64
+	for _, f := range frames {
+		size += int64(len(f))
+	}
+	b.SetBytes(size / int64(len(frames)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, _, err := cr.Member(frames[i%len(frames)]); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

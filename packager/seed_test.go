@@ -253,7 +253,7 @@ func FuzzSeedAlerts(f *testing.F) {
 	}
 	cfg := testConfig(f)
 	p := newTestPackager(f, cfg, &captureProducer{})
-	s := &seeder{h: p.History(), schemas: avrofile.NewSchemas(0), rejectDir: cfg.RejectDir, log: zap.NewNop(), batch: p.History().Batch()}
+	s := newSeeder(p.History(), cfg.RejectDir, zap.NewNop())
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if err := s.alerts("fuzz.avro", b); err != nil {
 			t.Fatal(err)
@@ -262,4 +262,29 @@ func FuzzSeedAlerts(f *testing.F) {
 			t.Fatal(err)
 		}
 	})
+}
+
+// BenchmarkSeedAlert: one 4.02 alert (candidate, 10 prv_candidates, 10
+// fp_hists) decoded, converted and added to the history.
+func BenchmarkSeedAlert(b *testing.B) {
+	raw, err := os.ReadFile(filepath.Join(sampleDir(b), boomAlert))
+	if err != nil {
+		b.Fatal(err)
+	}
+	cfg := testConfig(b)
+	p := newTestPackager(b, cfg, &captureProducer{})
+	s := newSeeder(p.History(), cfg.RejectDir, zap.NewNop())
+	b.SetBytes(int64(len(raw)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if err := s.alerts("bench.avro", raw); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := s.commit(); err != nil {
+		b.Fatal(err)
+	}
+	if s.res.Alerts != b.N {
+		b.Fatalf("%d alerts seeded of %d", s.res.Alerts, b.N)
+	}
 }

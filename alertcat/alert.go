@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ztfbroker/ztfbroker/avrofile"
 )
@@ -45,6 +46,55 @@ type Alert struct {
 	// Candid is the top-level candid field, when there is one.
 	Candid    int64
 	HasCandid bool
+	// ObjectID is the top-level objectId field ("" when there is none).
+	ObjectID string
+	// JD is candidate.jd, the observation's Julian date, when HasJD.
+	JD    float64
+	HasJD bool
+}
+
+// fill copies what the decoder found in the record into a.
+func (a *Alert) fill(d *decoder) {
+	a.Candid, a.HasCandid = d.candid, d.hasCandid
+	a.ObjectID, a.JD, a.HasJD = d.objectID, d.jd, d.hasJD
+}
+
+// Key is the Kafka key a copy of a is produced with: the key it was read
+// with when it came from Kafka (nil included), else its objectId, else its
+// candid in decimal, as the packager keys alerts; nil without either.
+func (a *Alert) Key() []byte {
+	switch {
+	case a.Kafka != nil:
+		return a.Kafka.Key
+	case a.ObjectID != "":
+		return []byte(a.ObjectID)
+	case a.HasCandid:
+		return strconv.AppendInt(nil, a.Candid, 10)
+	}
+	return nil
+}
+
+// Timestamp is the Kafka timestamp a copy of a is produced with: the one
+// it was read with when it came from Kafka, else the observation time
+// candidate.jd (so a night copied from files sorts and seeks by --start as
+// it was observed); zero, which lets the producer stamp the send time,
+// without either.
+func (a *Alert) Timestamp() time.Time {
+	if a.Kafka != nil && !a.Kafka.Timestamp.IsZero() {
+		return a.Kafka.Timestamp
+	}
+	if a.HasJD {
+		return JDTime(a.JD)
+	}
+	return time.Time{}
+}
+
+// JDTime converts a Julian date to UTC. It is packager.JDTime (alertcat
+// may not import packager): the same expression, so a file copied by cat
+// and an alert produced by the packager get the same millisecond.
+func JDTime(jd float64) time.Time {
+	const unixEpochJD = 2440587.5
+	return time.Unix(0, int64((jd-unixEpochJD)*86400e9)).UTC()
 }
 
 // KafkaMeta is the position of a record in a Kafka topic.
@@ -54,6 +104,7 @@ type KafkaMeta struct {
 	Offset    int64
 	Timestamp time.Time
 	Key       []byte
+	Headers   []kgo.RecordHeader
 }
 
 // Registry fetches writer schemas for Confluent-framed messages from
@@ -176,12 +227,13 @@ func (c *Codec) splitBlock(h *avrofile.Header, blk avrofile.Block) ([]*Alert, er
 	}
 	for i := int64(0); i < blk.Count; i++ {
 		start := d.pos
-		d.hasCandid = false
+		d.reset()
 		if scratch, err = d.value(scratch[:0], sc, 0); err != nil {
 			return nil, fmt.Errorf("decode alert: %w", err)
 		}
-		out = append(out, &Alert{Header: h, SchemaText: schema, Schema: sc,
-			Body: blk.Data[start:d.pos], Candid: d.candid, HasCandid: d.hasCandid})
+		a := &Alert{Header: h, SchemaText: schema, Schema: sc, Body: blk.Data[start:d.pos]}
+		a.fill(&d)
+		out = append(out, a)
 	}
 	if d.pos != len(blk.Data) {
 		return nil, fmt.Errorf("decode alert: %d bytes left over in a block of %d records", len(blk.Data)-d.pos, blk.Count)
@@ -204,7 +256,7 @@ func (c *Codec) check(a *Alert, whole bool) error {
 	if whole && d.pos != len(a.Body) {
 		return fmt.Errorf("decode alert: %d bytes left over", len(a.Body)-d.pos)
 	}
-	a.Candid, a.HasCandid = d.candid, d.hasCandid
+	a.fill(&d)
 	return nil
 }
 
@@ -280,6 +332,24 @@ func (c *Codec) AppendJSON(dst []byte, a *Alert) ([]byte, error) {
 		if k.Key != nil {
 			dst = append(dst, `,"key":`...)
 			dst = appendBytes(dst, k.Key, Base64)
+		}
+		if len(k.Headers) > 0 {
+			dst = append(dst, `,"headers":[`...)
+			for i, h := range k.Headers {
+				if i > 0 {
+					dst = append(dst, ',')
+				}
+				dst = append(dst, '[')
+				dst = appendString(dst, h.Key)
+				dst = append(dst, ',')
+				if h.Value == nil {
+					dst = append(dst, "null"...)
+				} else {
+					dst = appendBytes(dst, h.Value, Base64)
+				}
+				dst = append(dst, ']')
+			}
+			dst = append(dst, ']')
 		}
 		dst = append(dst, '}')
 	}
@@ -415,6 +485,22 @@ func kafkaFromJSON(o *object) *KafkaMeta {
 	}
 	if s, ok := o.vals["key"].(string); ok {
 		k.Key, _ = base64.StdEncoding.DecodeString(s)
+	}
+	hs, _ := o.vals["headers"].([]any)
+	for _, h := range hs {
+		kv, ok := h.([]any)
+		if !ok || len(kv) != 2 {
+			continue
+		}
+		rh := kgo.RecordHeader{}
+		rh.Key, _ = kv[0].(string)
+		if s, ok := kv[1].(string); ok {
+			rh.Value, _ = base64.StdEncoding.DecodeString(s)
+			if rh.Value == nil {
+				rh.Value = []byte{}
+			}
+		}
+		k.Headers = append(k.Headers, rh)
 	}
 	return k
 }

@@ -10,6 +10,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -74,8 +75,10 @@ func (c *Config) Validate() error {
 		errs = append(errs, errors.New("cat: --timeout must be positive"))
 	}
 	for _, s := range c.Sources {
-		if _, err := ParseEndpoint(s); err != nil {
+		if ep, err := ParseEndpoint(s); err != nil {
 			errs = append(errs, err)
+		} else if ep.Kafka && ep.Topic == "" {
+			errs = append(errs, fmt.Errorf("cat: source %q: name a topic or a pattern (kafka://host:port/ztf_*_programid1)", s))
 		}
 	}
 	if c.Dest != "" {
@@ -92,15 +95,21 @@ type Endpoint struct {
 	Kafka bool
 	Group string
 	Hosts []string
+	// Topic is a name or a pattern; empty in a destination, it keeps the
+	// topic each alert was read from.
 	Topic string
+	// Pattern is Topic compiled when it is a pattern (see topicPattern).
+	Pattern *regexp.Regexp
 	// Path is a file or directory; "-" is stdin or stdout.
 	Path string
 }
 
 func (e Endpoint) String() string { return e.Raw }
 
-// ParseEndpoint parses kafka://[group@]host:port[,host:port]/topic, a
-// path, or "-".
+// ParseEndpoint parses kafka://[group@]host:port[,host:port]/[topic], a
+// path, or "-". The topic may be a glob (ztf_*_programid1) or, starting
+// with ^, a regular expression; with none, a destination keeps the topic of
+// each alert.
 func ParseEndpoint(s string) (Endpoint, error) {
 	rest, ok := strings.CutPrefix(s, "kafka://")
 	if !ok {
@@ -111,7 +120,7 @@ func ParseEndpoint(s string) (Endpoint, error) {
 	}
 	ep := Endpoint{Raw: s, Kafka: true}
 	hosts, topic, ok := strings.Cut(rest, "/")
-	if !ok || topic == "" {
+	if !ok {
 		return ep, fmt.Errorf("cat: %q: want kafka://[group@]host:port/topic", s)
 	}
 	if at := strings.LastIndexByte(hosts, '@'); at >= 0 {
@@ -124,6 +133,13 @@ func ParseEndpoint(s string) (Endpoint, error) {
 		ep.Hosts = append(ep.Hosts, h)
 	}
 	ep.Topic = topic
+	if topic != "" {
+		re, err := topicPattern(topic)
+		if err != nil {
+			return ep, fmt.Errorf("cat: %q: %w", s, err)
+		}
+		ep.Pattern = re
+	}
 	return ep, nil
 }
 

@@ -18,6 +18,12 @@ import (
 
 const boom402 = alertsDir + "/other-sources/boom/2695378462115010012.avro"
 
+// What boom402 holds: its objectId and candidate.jd.
+const (
+	boom402Object = "ZTF18abudxnw"
+	boom402JD     = 2460449.8784606
+)
+
 func cluster(t *testing.T, topics ...string) string {
 	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(3, topics...))
@@ -177,7 +183,7 @@ func TestCatRegexTopicsAndProgress(t *testing.T) {
 	}
 	var errb bytes.Buffer
 	var out bytes.Buffer
-	err := Run(context.Background(), Config{Sources: []string{"kafka://" + addrs + "/ztf_.*_programid1"}, Dest: "-",
+	err := Run(context.Background(), Config{Sources: []string{"kafka://" + addrs + "/^ztf_.*_programid1$"}, Dest: "-",
 		EOF: true, Progress: true, Stdout: &out, Stderr: &errb, Timeout: 5 * time.Second})
 	if err != nil {
 		t.Fatal(err)
@@ -188,20 +194,30 @@ func TestCatRegexTopicsAndProgress(t *testing.T) {
 	if !strings.Contains(errb.String(), "2 alerts") {
 		t.Fatalf("progress: %q", errb.String())
 	}
+	// The same topics by glob, as authz.public.topics writes them.
+	for _, glob := range []string{"ztf_*_programid1", "ztf_2026112?_programid1", "ztf_2026112[89]_programid1"} {
+		got, err := run(t, Config{Sources: []string{"kafka://" + addrs + "/" + glob}, Dest: "-", EOF: true})
+		if n := strings.Count(got, "\n"); err != nil || n != 2 {
+			t.Fatalf("%s: %d alerts, %v; want 2", glob, n, err)
+		}
+	}
 }
 
+// An alert copied from a file is stamped with its observation time, so
+// --start seeks by when it was observed.
 func TestCatStartTime(t *testing.T) {
 	addrs := cluster(t, "s")
 	if _, err := run(t, Config{Sources: []string{boom402}, Dest: "kafka://" + addrs + "/s"}); err != nil {
 		t.Fatal(err)
 	}
-	out, err := run(t, Config{Sources: []string{"kafka://" + addrs + "/s"}, Dest: "-", EOF: true, Start: time.Now().Add(time.Hour)})
+	observed := JDTime(boom402JD)
+	out, err := run(t, Config{Sources: []string{"kafka://" + addrs + "/s"}, Dest: "-", EOF: true, Start: observed.Add(time.Hour)})
 	if err != nil || out != "" {
-		t.Fatalf("start in the future: %q, %v", out, err)
+		t.Fatalf("start an hour after the observation: %q, %v", out, err)
 	}
-	out, err = run(t, Config{Sources: []string{"kafka://" + addrs + "/s"}, Dest: "-", EOF: true, Start: time.Now().Add(-time.Hour)})
+	out, err = run(t, Config{Sources: []string{"kafka://" + addrs + "/s"}, Dest: "-", EOF: true, Start: observed.Add(-time.Hour)})
 	if err != nil || strings.Count(out, "\n") != 1 {
-		t.Fatalf("start an hour ago: %d alerts, %v", strings.Count(out, "\n"), err)
+		t.Fatalf("start an hour before the observation: %d alerts, %v", strings.Count(out, "\n"), err)
 	}
 }
 
@@ -226,7 +242,8 @@ func TestCatErrors(t *testing.T) {
 		"unknown dest topic": {Config{Sources: []string{boom402}, Dest: "kafka://" + addrs + "/nope"}, ErrUnknownTopic, `"nope"`},
 		"non-avro message":   {Config{Sources: []string{"kafka://" + addrs + "/junk"}, Dest: "-", EOF: true}, ErrNotAvro, "junk["},
 		"non-avro file":      {Config{Sources: []string{"cat_test.go"}, Dest: "-", From: "avro"}, ErrNotAvro, "cat_test.go"},
-		"no pattern match":   {Config{Sources: []string{"kafka://" + addrs + "/ztf_.*"}, Dest: "-", EOF: true}, ErrUnknownTopic, "ztf_.*"},
+		"no pattern match":   {Config{Sources: []string{"kafka://" + addrs + "/ztf_*"}, Dest: "-", EOF: true}, ErrUnknownTopic, "ztf_*"},
+		"no regex match":     {Config{Sources: []string{"kafka://" + addrs + "/^ztf_.*"}, Dest: "-", EOF: true}, ErrUnknownTopic, "^ztf_.*"},
 	} {
 		t.Run(name, func(t *testing.T) {
 			_, err := run(t, tc.cfg)

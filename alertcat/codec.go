@@ -35,6 +35,19 @@ type decoder struct {
 	// candid is the top-level "candid" field, used to name files.
 	candid    int64
 	hasCandid bool
+	// objectID and jd (candidate.jd) make the key and timestamp of a
+	// Kafka record written from a file; inCandidate is set while the
+	// top-level "candidate" field is decoded.
+	objectID    string
+	jd          float64
+	hasJD       bool
+	inCandidate bool
+}
+
+// reset forgets the fields found in the previous record.
+func (d *decoder) reset() {
+	d.candid, d.hasCandid = 0, false
+	d.objectID, d.jd, d.hasJD, d.inCandidate = "", 0, false, false
 }
 
 // maxDepth bounds nesting, against recursive schemas and crafted input.
@@ -78,15 +91,31 @@ func (d *decoder) value(dst []byte, s avro.Schema, depth int) ([]byte, error) {
 			}
 			dst = appendString(dst, f.Name())
 			dst = append(dst, ':')
-			start := d.pos
+			start, jsonStart := d.pos, len(dst)
+			if depth == 0 {
+				d.inCandidate = f.Name() == "candidate"
+			}
 			var err error
 			if dst, err = d.value(dst, f.Type(), depth+1); err != nil {
 				return nil, fmt.Errorf("%s.%s: %w", t.Name(), f.Name(), err)
 			}
-			if depth == 0 && f.Name() == "candid" && f.Type().Type() == avro.Long {
+			switch {
+			case depth == 0 && f.Name() == "candid" && f.Type().Type() == avro.Long:
 				d2 := decoder{b: d.b, pos: start}
 				d.candid, _ = d2.long()
 				d.hasCandid = true
+			case depth == 0 && f.Name() == "objectId":
+				// The JSON just written: a string, or null in a union.
+				_ = json.Unmarshal(dst[jsonStart:], &d.objectID)
+			case depth == 1 && d.inCandidate && f.Name() == "jd":
+				// Shortest form that reads back to the same bits; "NaN"
+				// and null do not parse and leave no time.
+				if v, err := strconv.ParseFloat(string(dst[jsonStart:]), 64); err == nil {
+					d.jd, d.hasJD = v, true
+				}
+			}
+			if depth == 0 {
+				d.inCandidate = false
 			}
 		}
 		return append(dst, '}'), nil

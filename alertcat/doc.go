@@ -19,6 +19,42 @@
 // strict parsers refuse; so are the --schema files. A container with
 // several alerts (or blocks) is split into one alert per message.
 //
+// # Kafka addresses and topic patterns
+//
+//	kafka://[group@]host:port[,host:port]/[topic]
+//
+// The topic is a name; a glob when it holds *, ? or [ (path.Match, as
+// authz.public.topics: ztf_2026*_programid1); or, starting with ^, a
+// regular expression in Go syntax, unanchored at the end, as librdkafka and
+// kcat read a leading ^. A pattern selects every matching topic (and, when
+// consuming without --eof, ones created later). A destination takes a
+// name, or none (kafka://host:port/): each alert then goes to the topic it
+// was read from, so a pattern copies topics under their own names; with
+// --create a missing one is made with the broker's defaults.
+//
+// # Keys, timestamps, headers
+//
+// A record produced by cat carries, for an alert read from Kafka (directly,
+// or from JSON that kept "$kafka"), the key, timestamp and headers it was
+// read with, a null key staying null. For an alert read from an Avro file
+// the key is its objectId (its candid in decimal when it has none, as the
+// packager keys prototype alerts) and the timestamp its observation time,
+// candidate.jd converted as packager.JDTime does, not the file's mtime or
+// the copy time: the same night copied twice gets the same timestamps, and
+// --start seeks by observation. An alert with neither is stamped by the
+// producer with the send time.
+//
+// # Folders
+//
+// A destination folder gets one file per alert: <candid>.avro (or .json);
+// <topic>-<partition>-<offset> or alert-<n> without a candid. A name is
+// never reused, in one run or across runs: the next alert with the same
+// candid is <candid>_2.avro, then _3, the rule of the nightly archive
+// (archive/doc.go; uniqueName here). When the sources can name several
+// topics (a pattern, or more than one kafka:// source), each alert read
+// from Kafka goes into a subfolder named after its topic:
+// DEST/ztf_20261129_programid1/<candid>.avro.
+//
 // # JSON
 //
 // One JSON object per alert, one per line (JSON Lines; a JSON array or
@@ -27,7 +63,8 @@
 //	{"$avro":  {"sync": "<32 hex digits>",
 //	            "meta": [["avro.schema", null], ["avro.codec", "null"]],
 //	            "schema": "<writer schema text, verbatim>"},
-//	 "$kafka": {"topic": ..., "partition": ..., "offset": ..., "timestamp": ...},
+//	 "$kafka": {"topic": ..., "partition": ..., "offset": ..., "timestamp": ...,
+//	            "key": "<base64>", "headers": [["name", "<base64>" or null], ...]},
 //	 "schemavsn": "4.02", "publisher": ..., "objectId": ..., "candid": ..., ...}
 //
 // "$" cannot start an Avro name, so the two metadata keys never collide with

@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path"
 	"regexp"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -14,11 +16,84 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-// topicChars are the characters Kafka allows in a topic name; a topic with
-// any other character is taken as a regular expression.
+// topicChars are the characters Kafka allows in a topic name.
 var topicChars = regexp.MustCompile(`^[A-Za-z0-9._-]+$`)
 
-func isRegex(topic string) bool { return !topicChars.MatchString(topic) }
+// topicPattern compiles the topic of a kafka:// address: nil for a topic
+// name; a regular expression (Go syntax, as written) for one that starts
+// with ^, as librdkafka and kcat take it; otherwise a glob when it holds *,
+// ? or [ (path.Match, as authz.public.topics: ztf_2026*_programid1).
+func topicPattern(topic string) (*regexp.Regexp, error) {
+	switch {
+	case strings.HasPrefix(topic, "^"):
+		re, err := regexp.Compile(topic)
+		if err != nil {
+			return nil, fmt.Errorf("topic pattern %q: %w", topic, err)
+		}
+		return re, nil
+	case strings.ContainsAny(topic, "*?["):
+		if _, err := path.Match(topic, ""); err != nil {
+			return nil, fmt.Errorf("topic glob %q: %w", topic, err)
+		}
+		return regexp.Compile(globRegexp(topic))
+	case !topicChars.MatchString(topic):
+		return nil, fmt.Errorf("%q is not a topic name (letters, digits, . _ -); a pattern is a glob (ztf_*_programid1) or a regular expression starting with ^", topic)
+	}
+	return nil, nil
+}
+
+// globRegexp turns a path.Match glob into the anchored regular expression
+// franz-go's ConsumeRegex takes, so a running copy also picks up topics
+// created later (tomorrow's ztf_*_programid1).
+func globRegexp(g string) string {
+	var b strings.Builder
+	b.WriteString("^(?:")
+	for i := 0; i < len(g); i++ {
+		switch c := g[i]; c {
+		case '*':
+			b.WriteString(".*")
+		case '?':
+			b.WriteString(".")
+		case '\\':
+			if i+1 < len(g) {
+				i++
+				b.WriteString(regexp.QuoteMeta(g[i : i+1]))
+			}
+		case '[':
+			// A character class: ^ negates in both syntaxes, ranges are
+			// the same; an escaped character is taken literally.
+			b.WriteByte('[')
+			i++
+			if i < len(g) && g[i] == '^' {
+				b.WriteByte('^')
+				i++
+			}
+			for ; i < len(g) && g[i] != ']'; i++ {
+				switch {
+				case g[i] == '\\' && i+1 < len(g):
+					i++
+					b.WriteString(classChar(g[i]))
+				case g[i] == '-':
+					b.WriteByte('-')
+				default:
+					b.WriteString(classChar(g[i]))
+				}
+			}
+			b.WriteByte(']')
+		default:
+			b.WriteString(regexp.QuoteMeta(g[i : i+1]))
+		}
+	}
+	b.WriteString(")$")
+	return b.String()
+}
+
+func classChar(c byte) string {
+	if (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c >= 0x80 {
+		return string(c)
+	}
+	return `\` + string(c)
+}
 
 // ErrUnreachable is returned when no broker of a kafka:// address answers.
 var ErrUnreachable = errors.New("alertcat: kafka broker unreachable")
@@ -40,7 +115,7 @@ func (r *runner) kafkaClient(ep Endpoint, opts ...kgo.Opt) (*kgo.Client, *kadm.C
 	return cl, kadm.NewClient(cl), nil
 }
 
-// topics resolves ep's topic (a name or a regular expression) against the
+// topics resolves ep's topic (a name or a pattern) against the
 // cluster's metadata, failing clearly on an unreachable broker or a missing
 // topic.
 func (r *runner) topics(ctx context.Context, ep Endpoint, adm *kadm.Client, mustExist bool) ([]string, error) {
@@ -50,7 +125,7 @@ func (r *runner) topics(ctx context.Context, ep Endpoint, adm *kadm.Client, must
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrUnreachable, strings.Join(ep.Hosts, ","), err)
 	}
-	if !isRegex(ep.Topic) {
+	if ep.Pattern == nil {
 		if d, ok := td[ep.Topic]; !ok || errors.Is(d.Err, kerr.UnknownTopicOrPartition) {
 			if mustExist {
 				return nil, fmt.Errorf("%w %q on %s (it has %d topics)", ErrUnknownTopic, ep.Topic, strings.Join(ep.Hosts, ","), len(td))
@@ -59,13 +134,9 @@ func (r *runner) topics(ctx context.Context, ep Endpoint, adm *kadm.Client, must
 		}
 		return []string{ep.Topic}, nil
 	}
-	re, err := regexp.Compile("^(?:" + ep.Topic + ")$")
-	if err != nil {
-		return nil, fmt.Errorf("topic pattern %q: %w", ep.Topic, err)
-	}
 	var out []string
 	for t := range td {
-		if re.MatchString(t) {
+		if ep.Pattern.MatchString(t) {
 			out = append(out, t)
 		}
 	}
@@ -84,7 +155,7 @@ func (r *runner) readKafka(ctx context.Context, ep Endpoint, emit func(*Alert) e
 	if err != nil {
 		return err
 	}
-	topics, err := r.topics(ctx, ep, adm, r.cfg.EOF || !isRegex(ep.Topic))
+	topics, err := r.topics(ctx, ep, adm, r.cfg.EOF || ep.Pattern == nil)
 	if err != nil {
 		probe.Close()
 		return err
@@ -110,10 +181,10 @@ func (r *runner) readKafka(ctx context.Context, ep Endpoint, emit func(*Alert) e
 		reset = kgo.NewOffset().AfterMilli(r.cfg.Start.UnixMilli())
 	}
 	opts := []kgo.Opt{kgo.ConsumeResetOffset(reset), kgo.FetchMaxBytes(64 << 20)}
-	if r.cfg.EOF || !isRegex(ep.Topic) {
+	if r.cfg.EOF || ep.Pattern == nil {
 		opts = append(opts, kgo.ConsumeTopics(topics...))
 	} else {
-		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics("^(?:"+ep.Topic+")$"))
+		opts = append(opts, kgo.ConsumeRegex(), kgo.ConsumeTopics(ep.Pattern.String()))
 	}
 	if ep.Group != "" {
 		opts = append(opts, kgo.ConsumerGroup(ep.Group), kgo.DisableAutoCommit())
@@ -159,7 +230,7 @@ func (r *runner) readKafka(ctx context.Context, ep Endpoint, emit func(*Alert) e
 				stop = fmt.Errorf("kafka %s: %s[%d] offset %d: %w", ep, rec.Topic, rec.Partition, rec.Offset, err)
 				return
 			}
-			meta := &KafkaMeta{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key}
+			meta := &KafkaMeta{Topic: rec.Topic, Partition: rec.Partition, Offset: rec.Offset, Timestamp: rec.Timestamp, Key: rec.Key, Headers: rec.Headers}
 			for _, a := range alerts {
 				a.Kafka = meta
 				if stop = emit(a); stop != nil {
@@ -241,44 +312,104 @@ func (r *runner) endOffsets(ctx context.Context, ep Endpoint, adm *kadm.Client, 
 }
 
 // kafkaSink produces each alert as one message: a one-alert container file
-// (or Confluent framing, if it came framed).
+// (or Confluent framing, if it came framed), with the key, timestamp and
+// headers of Alert.Key, Alert.Timestamp and the record it was read from.
+// Without a topic in the address (kafka://host:port/) each alert goes to
+// the topic it was read from.
 type kafkaSink struct {
+	r     *runner
+	ctx   context.Context
 	ep    Endpoint
 	cl    *kgo.Client
+	adm   *kadm.Client
+	known map[string]bool
 	errc  chan error
 	first error
+
+	// Delivery is bounded by a watchdog, not kgo.RecordDeliveryTimeout:
+	// franz-go measures that from each record's Timestamp, which for an
+	// alert is the observation, years ago. stall is canceled when records
+	// are outstanding and none was delivered for --timeout.
+	stall       context.Context
+	stop        context.CancelCauseFunc
+	outstanding atomic.Int64
+	progress    atomic.Int64 // unix nanoseconds of the last delivery
+	watchDone   chan struct{}
 }
 
 func (r *runner) openKafkaSink(ctx context.Context, ep Endpoint) (*kafkaSink, error) {
-	if isRegex(ep.Topic) {
-		return nil, fmt.Errorf("kafka %s: a destination topic must be a name, not a pattern", ep)
+	if ep.Pattern != nil {
+		return nil, fmt.Errorf("kafka %s: a destination topic must be a name, not a pattern (end the address with / to keep each source topic's name)", ep)
 	}
 	if ep.Group != "" {
 		return nil, fmt.Errorf("kafka %s: a group means nothing for a destination", ep)
 	}
 	cl, adm, err := r.kafkaClient(ep,
-		kgo.DefaultProduceTopic(ep.Topic),
-		kgo.RecordDeliveryTimeout(r.cfg.Timeout),
 		kgo.ProducerBatchMaxBytes(16<<20),
 		kgo.ProducerLinger(5*time.Millisecond),
 	)
 	if err != nil {
 		return nil, err
 	}
-	ts, err := r.topics(ctx, ep, adm, !r.cfg.Create)
+	s := &kafkaSink{r: r, ctx: ctx, ep: ep, cl: cl, adm: adm, known: map[string]bool{}, errc: make(chan error, 1),
+		watchDone: make(chan struct{})}
+	s.stall, s.stop = context.WithCancelCause(context.Background())
+	go s.watch(r.cfg.Timeout)
+	if ep.Topic != "" {
+		err = s.ensureTopic(ep.Topic)
+	} else {
+		// Fail on an unreachable cluster now rather than at the first alert.
+		_, err = r.topics(ctx, ep, adm, false)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// watch cancels s.stall once records wait and nothing was delivered for
+// timeout, which fails them (franz-go checks a record's context before
+// each produce request) and ends Flush.
+func (s *kafkaSink) watch(timeout time.Duration) {
+	defer close(s.watchDone)
+	t := time.NewTicker(max(timeout/4, time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-s.stall.Done():
+			return
+		case <-t.C:
+			if s.outstanding.Load() > 0 && time.Since(time.Unix(0, s.progress.Load())) > timeout {
+				s.stop(fmt.Errorf("nothing delivered for %v", timeout))
+				return
+			}
+		}
+	}
+}
+
+// ensureTopic checks, once per topic, that it exists, or creates it with
+// the broker's defaults under --create.
+func (s *kafkaSink) ensureTopic(topic string) error {
+	if s.known[topic] {
+		return nil
+	}
+	ep := s.ep
+	ep.Topic = topic
+	ts, err := s.r.topics(s.ctx, ep, s.adm, !s.r.cfg.Create)
 	if err == nil && len(ts) == 0 {
-		cctx, cancel := context.WithTimeout(ctx, r.cfg.Timeout)
-		_, err = adm.CreateTopic(cctx, -1, -1, nil, ep.Topic)
+		cctx, cancel := context.WithTimeout(s.ctx, s.r.cfg.Timeout)
+		_, err = s.adm.CreateTopic(cctx, -1, -1, nil, topic)
 		cancel()
 		if err != nil {
-			err = fmt.Errorf("kafka %s: create topic: %w", ep, err)
+			err = fmt.Errorf("kafka %s: create topic %s: %w", s.ep, topic, err)
 		}
 	}
 	if err != nil {
-		cl.Close()
-		return nil, err
+		return err
 	}
-	return &kafkaSink{ep: ep, cl: cl, errc: make(chan error, 1)}, nil
+	s.known[topic] = true
+	return nil
 }
 
 func (s *kafkaSink) Write(a *Alert) error {
@@ -291,23 +422,53 @@ func (s *kafkaSink) Write(a *Alert) error {
 		return err
 	default:
 	}
+	topic := s.ep.Topic
+	if topic == "" {
+		if a.Kafka == nil || a.Kafka.Topic == "" {
+			return fmt.Errorf("kafka %s: keeps each alert's source topic, but an alert read from a file has none: name the destination topic", s.ep)
+		}
+		topic = a.Kafka.Topic
+		if err := s.ensureTopic(topic); err != nil {
+			return err
+		}
+	}
 	v, err := a.Value()
 	if err != nil {
 		return err
 	}
-	s.cl.Produce(context.Background(), &kgo.Record{Value: v}, func(_ *kgo.Record, err error) {
+	rec := &kgo.Record{Topic: topic, Key: a.Key(), Value: v, Timestamp: a.Timestamp()}
+	if a.Kafka != nil {
+		rec.Headers = a.Kafka.Headers
+	}
+	if s.outstanding.Add(1) == 1 {
+		s.progress.Store(time.Now().UnixNano())
+	}
+	s.cl.Produce(s.stall, rec, func(_ *kgo.Record, err error) {
+		s.progress.Store(time.Now().UnixNano())
+		s.outstanding.Add(-1)
 		if err != nil {
+			if errors.Is(err, context.Canceled) && context.Cause(s.stall) != nil {
+				err = context.Cause(s.stall)
+			}
 			select {
-			case s.errc <- fmt.Errorf("kafka %s: produce: %w", s.ep, err):
+			case s.errc <- fmt.Errorf("kafka %s: produce to %s: %w", s.ep, topic, err):
 			default:
 			}
 		}
 	})
 	return nil
 }
-
 func (s *kafkaSink) Flush() error {
-	if err := s.cl.Flush(context.Background()); err != nil {
+	// An idempotent producer never fails a request it sent and got no
+	// answer to, so the stall watchdog must end the wait itself; Close
+	// then fails what is left.
+	if err := s.cl.Flush(s.stall); err != nil {
+		if cause := context.Cause(s.stall); cause != nil && s.first == nil {
+			s.first = fmt.Errorf("kafka %s: produce: %w", s.ep, cause)
+		}
+		if s.first != nil {
+			return s.first
+		}
 		return err
 	}
 	select {
@@ -320,6 +481,8 @@ func (s *kafkaSink) Flush() error {
 
 func (s *kafkaSink) Close() error {
 	err := s.Flush()
+	s.stop(nil)
+	<-s.watchDone
 	s.cl.Close()
 	return err
 }

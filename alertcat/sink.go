@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -36,7 +38,8 @@ func (r *runner) openSink(ctx context.Context, ep Endpoint) (sink, error) {
 		if err := os.MkdirAll(ep.Path, 0o755); err != nil {
 			return nil, fmt.Errorf("cat: %w", err)
 		}
-		return &dirSink{r: r, dir: ep.Path, format: format}, nil
+		return &dirSink{r: r, dir: ep.Path, format: format, byTopic: r.severalTopics(),
+			next: map[string]int{}, madeDirs: map[string]bool{}}, nil
 	}
 	format := formatOf(ep.Path, r.cfg.To)
 	if format == "" {
@@ -47,6 +50,22 @@ func (r *runner) openSink(ctx context.Context, ep Endpoint) (sink, error) {
 		return nil, fmt.Errorf("cat: %w", err)
 	}
 	return r.streamSink(f, ep.Path, format, false), nil
+}
+
+// severalTopics says whether the sources can name more than one topic: a
+// topic pattern, or more than one kafka:// source.
+func (r *runner) severalTopics() bool {
+	n := 0
+	for _, s := range r.cfg.Sources {
+		ep, _ := ParseEndpoint(s)
+		if ep.Pattern != nil {
+			return true
+		}
+		if ep.Kafka {
+			n++
+		}
+	}
+	return n > 1
 }
 
 type nopCloser struct{ io.Writer }
@@ -144,12 +163,31 @@ func (s *avroSink) Close() error {
 }
 
 // dirSink writes one file per alert, named by candid as the ZTF archive
-// does (<candid>.avro), or by its Kafka position or sequence number.
+// does (<candid>.avro), or by its Kafka position or sequence number. It
+// never overwrites a file, of this run or an earlier one: a name already
+// taken gets the archive's suffix (see uniqueName). When the sources can
+// name several topics (a topic pattern, or more than one kafka:// source)
+// each alert read from Kafka goes into a subfolder named after its topic,
+// so that two nights keep their own files.
 type dirSink struct {
-	r      *runner
-	dir    string
-	format string
-	seq    int
+	r        *runner
+	dir      string
+	format   string
+	byTopic  bool
+	seq      int
+	next     map[string]int
+	madeDirs map[string]bool
+}
+
+// uniqueName is the nightly archive's rule for the n-th alert (from 1)
+// with one base name, applied to files (archive/doc.go, "A candid already
+// used in this archive gets _2, _3, ..."): <base>.<ext>, <base>_2.<ext>,
+// <base>_3.<ext>, ... Keep the two in step.
+func uniqueName(base string, n int, ext string) string {
+	if n <= 1 {
+		return base + "." + ext
+	}
+	return base + "_" + strconv.Itoa(n) + "." + ext
 }
 
 func (s *dirSink) Write(a *Alert) error {
@@ -161,9 +199,25 @@ func (s *dirSink) Write(a *Alert) error {
 	case a.Kafka != nil:
 		name = fmt.Sprintf("%s-%d-%d", a.Kafka.Topic, a.Kafka.Partition, a.Kafka.Offset)
 	}
-	f, err := os.Create(filepath.Join(s.dir, name+"."+s.format))
+	dir := s.dir
+	if s.byTopic && a.Kafka != nil && a.Kafka.Topic != "" {
+		// The name came from a broker or a JSON file: a folder only if it
+		// is a name Kafka allows ("." and ".." are not).
+		t := a.Kafka.Topic
+		if !topicChars.MatchString(t) || t == "." || t == ".." {
+			return fmt.Errorf("cat: alert from topic %q: not a Kafka topic name, not made a folder", t)
+		}
+		dir = filepath.Join(s.dir, t)
+		if !s.madeDirs[dir] {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return fmt.Errorf("cat: %w", err)
+			}
+			s.madeDirs[dir] = true
+		}
+	}
+	f, err := s.create(dir, name)
 	if err != nil {
-		return fmt.Errorf("cat: %w", err)
+		return err
 	}
 	sk := s.r.streamSink(f, f.Name(), s.format, false)
 	if err := sk.Write(a); err != nil {
@@ -173,5 +227,21 @@ func (s *dirSink) Write(a *Alert) error {
 	return sk.Close()
 }
 
+// create opens the first free name for base in dir, with O_EXCL so that
+// no file is ever overwritten, not even one another process just made.
+func (s *dirSink) create(dir, base string) (*os.File, error) {
+	key := filepath.Join(dir, base)
+	for n := max(s.next[key], 1); ; n++ {
+		f, err := os.OpenFile(filepath.Join(dir, uniqueName(base, n, s.format)), os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if errors.Is(err, fs.ErrExist) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("cat: %w", err)
+		}
+		s.next[key] = n + 1
+		return f, nil
+	}
+}
 func (s *dirSink) Flush() error { return nil }
 func (s *dirSink) Close() error { return nil }

@@ -14,11 +14,22 @@ import (
 
 const catUsage = `usage: ztfbroker cat [flags] SOURCE... DEST
 
-SOURCE and DEST are kafka://[group@]host:port[,host:port]/topic (a topic may
-be a regular expression when consuming), a .avro or .json/.jsonl file, a
-directory (DEST: one <candid>.avro per alert; end it with /), or - for
-stdin/stdout. Without a group, Kafka is read from the earliest offset and
-nothing is committed; with a group, reading resumes and commits.
+SOURCE and DEST are kafka://[group@]host:port[,host:port]/topic, a .avro or
+.json/.jsonl file, a directory (DEST: one <candid>.avro per alert; end it
+with /), or - for stdin/stdout. Without a group, Kafka is read from the
+earliest offset and nothing is committed; with a group, reading resumes and
+commits.
+
+A SOURCE topic may be a glob, ztf_2026*_programid1 (as authz.public.topics),
+or a regular expression starting with ^. A DEST of kafka://host:port/ (no
+topic) writes each alert to the topic it was read from:
+  ztfbroker cat --eof --create 'kafka://a:9092/ztf_*_programid1' kafka://b:9092/
+Into a directory, a pattern (or several kafka:// sources) writes one
+subfolder per topic. A file is never overwritten: a candid seen again is
+<candid>_2.avro, _3, ... as in the nightly archive.
+
+Records keep the key, timestamp and headers they were read with; alerts
+from files are keyed by objectId and stamped with their candidate.jd.
 
 JSON alerts are one object per line: "$avro" (sync marker, header keys and
 writer schema, so the Avro bytes can be rebuilt exactly), "$kafka" (where the

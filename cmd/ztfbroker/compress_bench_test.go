@@ -1,0 +1,165 @@
+package main
+
+import (
+	"context"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/packager"
+	"github.com/ztfbroker/ztfbroker/protocol"
+)
+
+// benchBroker runs the real broker and Kafka listener in this process, as
+// serve wires them, on a loopback port.
+func benchBroker(b *testing.B, dataDir string) string {
+	b.Helper()
+	cfg := broker.DefaultConfig()
+	cfg.DataDir = dataDir
+	br, err := broker.Open(cfg, nil, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gc, err := broker.OpenGroupCoordinator(br, broker.DefaultGroupConfig(), prometheus.NewRegistry())
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv, err := protocol.NewServer(protocol.DefaultConfig(), br, gc, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { defer close(done); srv.Serve(ln) }()
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		srv.Shutdown(ctx)
+		<-done
+		gc.Close()
+		br.Close()
+	})
+	return ln.Addr().String()
+}
+
+// fetchedBatches sums what a consumer's fetches held, as franz-go reports
+// each record batch: its bytes as served and decompressed.
+type fetchedBatches struct {
+	mu                   sync.Mutex
+	compressed, expanded int64
+}
+
+func (f *fetchedBatches) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	f.mu.Lock()
+	f.compressed += int64(m.CompressedBytes)
+	f.expanded += int64(m.UncompressedBytes)
+	f.mu.Unlock()
+}
+
+// BenchmarkCompressedNight packages 10,000-alert OCF exposures (after two
+// that build the objects' history) through the real broker in this process,
+// once per codec side by side, and reports: the exposure's latency from
+// arrival to the last acknowledgement (exposure-s, median), the bytes per
+// alert of the alert itself (alert-B), of the record batches on the wire
+// (wire-B) and of the partition logs (disk-B), and how fast one franz-go
+// consumer reads the night back (consume-alerts/s, consume-MB/s of alert
+// bytes after decompression).
+func BenchmarkCompressedNight(b *testing.B) {
+	const alerts, warm = 10_000, 2
+	start := time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
+	for _, codec := range []string{"none", "zstd", "lz4", "snappy"} {
+		b.Run(codec, func(b *testing.B) {
+			dir := b.TempDir()
+			addr := benchBroker(b, filepath.Join(dir, "data"))
+			prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: []string{addr}, Compression: codec})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer prod.Close()
+			cfg := packager.DefaultConfig()
+			cfg.HistoryDir, cfg.RejectDir = filepath.Join(dir, "history"), filepath.Join(dir, "rejects")
+			cfg.Compression = codec
+			p, err := packager.New(cfg, prod, nil, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer p.Close()
+			sim, err := packager.NewSimulation(packager.SimulateConfig{Alerts: alerts, Start: start}, nil)
+			if err != nil {
+				b.Fatal(err)
+			}
+			ctx := context.Background()
+			var made int64
+			for i := range warm {
+				res, err := p.Package(ctx, sim.Exposure(i))
+				if err != nil || res.Alerts != alerts {
+					b.Fatalf("%+v %v", res, err)
+				}
+				made += res.Bytes
+			}
+			var lat []time.Duration
+			b.ResetTimer()
+			for i := range b.N {
+				b.StopTimer()
+				exp := sim.Exposure(warm + i)
+				exp.Arrived = time.Now()
+				b.StartTimer()
+				res, err := p.Package(ctx, exp)
+				if err != nil || res.Alerts != alerts {
+					b.Fatalf("%+v %v", res, err)
+				}
+				lat = append(lat, res.Latency)
+				made += res.Bytes
+			}
+			b.StopTimer()
+			total := int64(alerts * (warm + b.N))
+
+			topic := packager.NightTopic(packager.TimeJD(start), 1)
+			var disk int64
+			dirs, _ := filepath.Glob(filepath.Join(dir, "data", topic+"-*"))
+			for _, d := range dirs {
+				segs, _ := filepath.Glob(filepath.Join(d, "*.log"))
+				for _, s := range segs {
+					if st, err := os.Stat(s); err == nil {
+						disk += st.Size()
+					}
+				}
+			}
+			if disk == 0 {
+				b.Fatalf("no segments of %s under %s", topic, dir)
+			}
+
+			fetched := &fetchedBatches{}
+			consumeStart := time.Now()
+			recs := consumeTopic(b, addr, topic, kgo.WithHooks(fetched), kgo.FetchMaxBytes(64<<20))
+			took := time.Since(consumeStart)
+			var read int64
+			for _, r := range recs {
+				read += int64(len(r.Value))
+			}
+			if int64(len(recs)) != total || read != made {
+				b.Fatalf("read %d alerts of %d bytes, made %d of %d", len(recs), read, total, made)
+			}
+
+			slices.Sort(lat)
+			b.ReportMetric(lat[len(lat)/2].Seconds(), "exposure-s")
+			b.ReportMetric(float64(made)/float64(total), "alert-B")
+			b.ReportMetric(float64(fetched.compressed)/float64(total), "wire-B")
+			b.ReportMetric(float64(disk)/float64(total), "disk-B")
+			b.ReportMetric(float64(total)/took.Seconds(), "consume-alerts/s")
+			b.ReportMetric(float64(read)/took.Seconds()/1e6, "consume-MB/s")
+			b.ReportMetric(0, "ns/op") // the exposure's latency says it better
+		})
+	}
+}

@@ -39,6 +39,7 @@ const (
 	DefaultRetentionAge       = 7 * 24 * time.Hour
 	DefaultIndexIntervalBytes = 4096
 	DefaultFlushInterval      = 200 * time.Millisecond
+	DefaultPreallocateBytes   = 8 << 20
 
 	// maxSegmentBytes keeps positions inside the 32-bit index fields.
 	maxSegmentBytes = math.MaxInt32
@@ -59,6 +60,12 @@ type Config struct {
 	IndexIntervalBytes int           // index.interval.bytes; default 4096
 	Flush              FlushPolicy   // flush.ms 0; default FlushAlways
 	FlushInterval      time.Duration // flush.ms; default 200 ms
+	// PreallocateBytes is how far ahead of the writer the active segment's
+	// file is zero-filled and fsynced (prealloc.go), so that the fdatasync
+	// of an append has no file size or extent to journal; default 8 MiB,
+	// < 0 off. A partition preallocates only once it has written a
+	// sixteenth of it, and never past segment.bytes.
+	PreallocateBytes int64
 	// LeaderEpoch is written into every batch's partitionLeaderEpoch (which
 	// the CRC does not cover); stored batches with an epoch outside
 	// [0, LeaderEpoch] are reported as damage. Default 0 (one node).
@@ -76,6 +83,7 @@ func DefaultConfig() Config {
 		IndexIntervalBytes: DefaultIndexIntervalBytes,
 		Flush:              FlushAlways,
 		FlushInterval:      DefaultFlushInterval,
+		PreallocateBytes:   DefaultPreallocateBytes,
 	}
 }
 
@@ -98,6 +106,9 @@ func (c Config) withDefaults() Config {
 	if c.FlushInterval == 0 {
 		c.FlushInterval = DefaultFlushInterval
 	}
+	if c.PreallocateBytes == 0 {
+		c.PreallocateBytes = DefaultPreallocateBytes
+	}
 	return c
 }
 
@@ -118,6 +129,9 @@ func (c Config) Validate() error {
 	}
 	if c.FlushInterval < 0 {
 		errs = append(errs, fmt.Errorf("flush.ms %v: want > 0", c.FlushInterval))
+	}
+	if c.PreallocateBytes > maxSegmentBytes {
+		errs = append(errs, fmt.Errorf("preallocate bytes %d: want at most %d (< 0 turns it off)", c.PreallocateBytes, int64(maxSegmentBytes)))
 	}
 	if c.LeaderEpoch < 0 {
 		errs = append(errs, fmt.Errorf("leader epoch %d: want >= 0", c.LeaderEpoch))

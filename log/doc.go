@@ -40,6 +40,20 @@
 //	   | records i32 (57) | records (61 ..  12+length)
 //	                 CRC32C (Castagnoli) covers [21, 12+length)
 //
+// The active segment may end in zero bytes, preallocated: under
+// Config.PreallocateBytes its file is written with zeros and fsynced ahead
+// of the last batch, to a 4096-byte boundary, so that an append's
+// fdatasync overwrites blocks instead of journaling a new size. A batch
+// header of zeros ends the log. The file size is then not the log's end:
+// roll and Close cut the zeros, so a sealed segment, and the active one
+// after a clean Close, ends at its last batch; after a crash recovery
+// cuts them (see Recovery).
+//
+//	+---------+---------+-----+---------+-------------------------------+
+//	| batch 0 | batch 1 | ... | batch n | 00 00 00 ... 00 (preallocated)|
+//	+---------+---------+-----+---------+-------------------------------+
+//	                                    ^ log end     file end, k*4096 ^
+//
 // # Offset index (.index)
 //
 // One 8-byte entry per indexed batch: the first batch of the segment and
@@ -119,15 +133,21 @@
 // first segment. Replayed batches count as written at Open for expiry.
 //
 // Entry sizes, field order, the file suffixes and names, the 20-digit
-// segment names, both small files' layouts and the snapshot layout are the
-// on-disk format; IndexIntervalBytes is not (it only sets density).
+// segment names, both small files' layouts, the snapshot layout and the
+// 4096-byte boundary of preallocated space are the on-disk format;
+// IndexIntervalBytes and PreallocateBytes are not (they only set density
+// and how far ahead the zeros run).
 //
 // # Invariants
 //
 //   - Offsets are contiguous: each batch's baseOffset is its predecessor's
 //     last offset + 1, and a segment's base is its predecessor's next offset.
-//   - A segment with a successor is sealed and complete: roll fsyncs its
-//     data, seal entry and indexes before the next segment's file exists.
+//   - A segment with a successor is sealed and complete: roll cuts its
+//     preallocated zeros and fsyncs its data, seal entry and indexes
+//     before the next segment's file exists. Only the active segment's
+//     file may run past its last batch, in zeros.
+//   - No byte past the last batch is ever served: reads stop at the
+//     high watermark, which never passes the log end.
 //   - Under FlushAlways the high watermark never passes fsynced data;
 //     under FlushInterval it is the written end and fsyncs run every
 //     FlushInterval, on roll and on close.
@@ -192,16 +212,26 @@
 // Verify reports the same damage and writes nothing.
 //
 // After a clean Close, the clean-shutdown marker vouches for the active
-// segment: if its three files still have the sizes the marker records, it
-// is opened from the marker without reading a batch, and nothing is
-// truncated. A torn tail can only come from a crash, so after a clean
+// segment (Close cut its preallocated zeros first, so logBytes is both
+// its file size and its end): if its three files still have the sizes
+// the marker records, it is opened from the marker without reading a
+// batch, and nothing is truncated. A torn tail can only come from a crash, so after a clean
 // close a bad frame is disk damage, left in place and reported.
 //
 // Without a marker (a crash), or when the files no longer match it (changed
 // after the close), the active segment is scanned from its last index
 // entry whose batch is intact, with CRC checks; a torn tail is truncated at
 // the first bad frame, fsynced, logged and counted. Indexes of the active
-// segment are fsynced at least every second, which bounds that scan.
+// segment are fsynced at least every second, which bounds that scan. When
+// the first bad frame is a batch header of zeros and every byte from it
+// to the end of a file whose size is a multiple of 4096 is zero, the scan
+// has reached preallocated space: it is cut and fsynced too, but nothing
+// was torn, so nothing is logged or counted. Any other tail is torn, even
+// a torn batch followed by zeros, or zeros followed by bytes of a batch
+// whose first page was lost; a zero tail in a file of another size is
+// what a crash left after a size was committed before its data, and is
+// counted as torn, as before preallocation. Verify accepts preallocated
+// zeros at the end of the last segment only.
 //
 // Damage inside a sealed segment, or anywhere in a cleanly closed active
 // one, is found when read (every batch's CRC is checked by Read and Verify)

@@ -3,6 +3,8 @@ package log
 import (
 	"os"
 	"syscall"
+
+	"golang.org/x/sys/unix"
 )
 
 // fdatasync skips the inode timestamps that fsync would also write; the
@@ -14,4 +16,11 @@ func fdatasync(f *os.File) error {
 			return err
 		}
 	}
+}
+
+// syncRange writes back [off, off+n) of f and waits for it, without the
+// metadata commit of an fsync (sync_file_range: a hint, not durability).
+func syncRange(f *os.File, off, n int64) {
+	const flags = unix.SYNC_FILE_RANGE_WAIT_BEFORE | unix.SYNC_FILE_RANGE_WRITE | unix.SYNC_FILE_RANGE_WAIT_AFTER
+	unix.SyncFileRange(int(f.Fd()), off, n, flags)
 }

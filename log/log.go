@@ -50,6 +50,12 @@ type Log struct {
 	closed       bool
 	lastIdxSync  time.Time
 	producers    *producerTable // idempotent producers' last batches (producers.go)
+	// Preallocation (prealloc.go): extending says an extension of the
+	// active segment is running (one at a time); preallocCarry is what the
+	// segment before wrote, so that a busy partition preallocates from the
+	// first batch of a new segment.
+	extending     bool
+	preallocCarry int64
 
 	kick chan struct{}
 	stop chan struct{}
@@ -152,10 +158,18 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 		return AppendInfo{}, err
 	}
 	s := l.cur
-	if s.size > 0 && (s.size+h.Size > l.cfg.SegmentBytes || l.written+int64(h.LastOffsetDelta)-s.base >= maxSegmentOffsets ||
+	full := s.size+h.Size > l.cfg.SegmentBytes
+	if s.size > 0 && (full || l.written+int64(h.LastOffsetDelta)-s.base >= maxSegmentOffsets ||
 		(s.firstTs >= 0 && h.MaxTimestamp-s.firstTs >= l.cfg.SegmentAge.Milliseconds())) {
 		if err := l.rollLocked(); err != nil {
 			return AppendInfo{}, err
+		}
+		if full {
+			// A busy partition: preallocate from the new segment's
+			// first batch on (the carry is read under writeMu or mu).
+			l.mu.Lock()
+			l.preallocCarry = s.size
+			l.mu.Unlock()
 		}
 		s = l.cur
 	}
@@ -173,11 +187,13 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	}
 	s.noteBatch(h)
 	s.size += h.Size
+	s.fileEnd = max(s.fileEnd, s.size)
 	l.written = h.nextOffset()
 	l.writtenPos = s.size
 	if l.cfg.Flush == FlushInterval {
 		l.advanceHWLocked(l.written, s, s.size)
 	}
+	l.startPreallocLocked()
 	l.mu.Unlock()
 	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
 		if !Transient(err) {
@@ -261,6 +277,9 @@ func (l *Log) undoWrite(s *segment, pos int64, n int, err error) error {
 		if terr := s.log.Truncate(pos); terr != nil {
 			return l.fail(fmt.Errorf("%w; undo: truncate segment %d: %w", err, s.base, terr))
 		}
+		l.mu.Lock()
+		s.fileEnd = pos // the preallocated zeros went with the cut
+		l.mu.Unlock()
 		// This fsync also covers batches written before and not yet
 		// flushed: if it fails, so does their durability.
 		if serr := l.syncSegment(s); serr != nil {
@@ -374,6 +393,11 @@ func (l *Log) Reopen() error {
 // before the new file exists, so a segment with a successor is complete.
 func (l *Log) rollLocked() error {
 	old := l.cur
+	// A sealed segment ends at its last batch: its preallocated zeros go,
+	// and the fsync below makes the new size durable with the data.
+	if err := l.trimPreallocLocked(old); err != nil {
+		return l.fail(err)
+	}
 	if err := l.syncSegment(old); err != nil {
 		return l.fail(fmt.Errorf("sync segment %d: %w", old.base, err))
 	}
@@ -411,6 +435,7 @@ func (l *Log) rollLocked() error {
 	l.cur = s
 	l.writtenPos = 0
 	l.advanceDurableLocked(l.written, old, old.size)
+	l.preallocCarry = 0 // the write that rolled for size says otherwise
 	l.mu.Unlock()
 	old.seal()
 	l.lg.Debug("rolled segment", zap.Int64("sealed", old.base), zap.Int64("base", s.base))
@@ -596,14 +621,24 @@ func (l *Log) Close() error {
 	l.closed = true
 	l.mu.Unlock()
 	close(l.stop)
+	// A running preallocation takes writeMu between chunks; it sees the
+	// log closed and stops.
+	l.writeMu.Unlock()
 	l.wg.Wait()
+	l.writeMu.Lock()
 
 	var err error
 	l.mu.RLock()
 	werr := l.werr
 	l.mu.RUnlock()
 	if werr == nil {
-		if err = l.cur.syncAll(); err != nil {
+		// The clean-shutdown marker records the file's size: cut the
+		// preallocated zeros first, and let the fsync cover the cut.
+		err = l.trimPreallocLocked(l.cur)
+		if err == nil {
+			err = l.cur.syncAll()
+		}
+		if err != nil {
 			err = l.fail(err)
 		}
 	}

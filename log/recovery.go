@@ -372,12 +372,25 @@ func (l *Log) recoverActive(s *segment) error {
 			return fmt.Errorf("recover segment %d: %w", s.base, res.err)
 		}
 		if res.end < s.size {
-			lost := s.size - res.end
-			l.lg.Warn("truncating torn segment tail", zap.String("segment", s.path),
-				zap.Int64("position", res.end), zap.Int64("bytes_lost", lost), zap.NamedError("reason", res.err))
-			if m := l.opts.Metrics; m != nil {
-				m.RecoveryTruncations.Inc()
-				m.RecoveryBytesLost.Add(float64(lost))
+			// Zeros after the last batch, to a preallocAlign boundary,
+			// are preallocated space (prealloc.go): cut quietly. Any
+			// other byte there is a torn batch, even one followed by
+			// zeros, and is counted.
+			prealloc, nonZero, err := zeroTail(s.log, res.end, s.size)
+			if err != nil {
+				return fmt.Errorf("recover segment %d: %w", s.base, err)
+			}
+			if !prealloc {
+				lost := s.size - res.end
+				if s.size%preallocAlign == 0 {
+					lost = nonZero - res.end // the zeros after may be preallocated
+				}
+				l.lg.Warn("truncating torn segment tail", zap.String("segment", s.path),
+					zap.Int64("position", res.end), zap.Int64("bytes_lost", lost), zap.NamedError("reason", res.err))
+				if m := l.opts.Metrics; m != nil {
+					m.RecoveryTruncations.Inc()
+					m.RecoveryBytesLost.Add(float64(lost))
+				}
 			}
 			if err := s.log.Truncate(res.end); err != nil {
 				return fmt.Errorf("truncate segment %d: %w", s.base, err)
@@ -390,6 +403,7 @@ func (l *Log) recoverActive(s *segment) error {
 		l.written = res.next
 		break
 	}
+	s.fileEnd = s.size
 	if s.size > 0 {
 		h, err := newHeaderReader(s.log).header(0, s.size)
 		if err != nil {

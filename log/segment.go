@@ -57,7 +57,9 @@ type segment struct {
 	fs     FS
 	doomed atomic.Bool // renamed to .deleted; remove when the last ref goes
 
-	size        int64     // bytes written
+	size        int64     // bytes written: the logical end, where the next batch goes
+	fileEnd     int64     // the file's end: size plus the zeros preallocated after it
+	noPrealloc  bool      // a preallocation failed (a full disk): no more in this segment
 	maxTs       int64     // largest batch max timestamp, -1 before any batch
 	maxTsOffset int64     // last offset of the first batch carrying maxTs
 	firstTs     int64     // max timestamp of the first batch, for segment.ms
@@ -130,6 +132,7 @@ func (l *Log) openSegment(base int64, sealed bool) (*segment, error) {
 	if s.size, err = fileSize(l.fs, logPath); err != nil {
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}
+	s.fileEnd = s.size // roll cut its preallocated zeros
 	// A missing index reads as empty: the checks at Open then rebuild it.
 	idxBytes, err := fileSize(l.fs, idxPath)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
@@ -182,10 +185,13 @@ func openSegmentFiles(fsys FS, dir string, base int64, readOnly bool) (*segment,
 	}
 	s := &segment{base: base, path: logPath, log: lf, fs: fsys, maxTs: -1, maxTsOffset: -1, firstTs: -1}
 	s.refs.Store(1)
+	// The file's size, until recovery finds the logical end: past it an
+	// active segment may hold preallocated zeros (prealloc.go).
 	if s.size, err = lf.Size(); err != nil {
 		lf.Close()
 		return nil, fmt.Errorf("open segment %d: %w", base, err)
 	}
+	s.fileEnd = s.size
 	open := func(p string, entrySize int) (*index, error) {
 		f, err := fsys.OpenFile(p, flag, 0)
 		if errors.Is(err, fs.ErrNotExist) {

@@ -168,6 +168,8 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 	var inFlight *InFlight
 	if live {
 		inFlight = liveTail(s, &res, maxEpoch, check)
+	} else if !sealed {
+		endPreallocated(s, &res, s.size)
 	}
 	switch {
 	case sealed && s.size == 0:
@@ -222,19 +224,21 @@ func verifySegment(s *segment, sealed bool, bases []int64, i int, maxEpoch int32
 func liveTail(s *segment, res *scanResult, maxEpoch int32, check func(batchHeader, int64) error) *InFlight {
 	limit := s.size
 	for range 3 {
-		if res.err == nil {
+		if endPreallocated(s, res, limit); res.err == nil {
 			return nil
 		}
 		time.Sleep(liveWait)
 		size, err := s.log.Size()
-		if err != nil || size <= limit {
+		if err != nil || size < res.end {
 			break
 		}
+		// Rescan even when the size stayed: the writer may have
+		// completed a batch inside preallocated space.
 		next := scanBatches(s.log, res.end, size, res.next, maxEpoch, true, check)
 		next.batches += res.batches
 		*res, limit = next, size
 	}
-	if res.err == nil {
+	if endPreallocated(s, res, limit); res.err == nil {
 		return nil
 	}
 	h, err := newHeaderReader(s.log).header(res.end, limit)
@@ -244,4 +248,15 @@ func liveTail(s *segment, res *scanResult, maxEpoch int32, check func(batchHeade
 	}
 	res.err = nil
 	return &InFlight{Segment: s.path, Position: res.end, Bytes: limit - res.end}
+}
+
+// endPreallocated accepts the end of a scan of the active segment at a
+// tail of preallocated zeros (prealloc.go) as the end of its batches.
+func endPreallocated(s *segment, res *scanResult, size int64) {
+	if res.err == nil || !isCorruption(res.err) {
+		return
+	}
+	if prealloc, _, err := zeroTail(s.log, res.end, size); err == nil && prealloc {
+		res.err = nil
+	}
 }

@@ -1,0 +1,384 @@
+package log
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"math/rand"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// preallocCfg preallocates 64 KiB ahead once 4 KiB are written.
+var preallocCfg = Config{SegmentBytes: 1 << 20, PreallocateBytes: 64 << 10, IndexIntervalBytes: 512}
+
+// waitPrealloc waits until no extension of l is running.
+func waitPrealloc(t testing.TB, l *Log) {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		l.mu.RLock()
+		busy := l.extending
+		l.mu.RUnlock()
+		if !busy {
+			return
+		}
+	}
+	t.Fatal("preallocation still running after 5s")
+}
+
+// fileSizeOf is the size of a file of fsys now.
+func fileSizeOf(t testing.TB, fsys *CrashFS, name string) int64 {
+	t.Helper()
+	b, ok := fsys.Bytes(name)
+	if !ok {
+		t.Fatalf("%s: missing", name)
+	}
+	return int64(len(b))
+}
+
+// appendAcked appends n test batches and returns them by base offset.
+func appendAcked(t testing.TB, l *Log, rng *rand.Rand, n int, acked map[int64][]byte) {
+	t.Helper()
+	for i := 0; i < n; i++ {
+		b := testBatch(rng, i, int64(i))
+		acked[mustAppend(t, l, b).BaseOffset] = b
+	}
+}
+
+// The active segment's file runs ahead of its batches in zeros, to a
+// preallocAlign boundary; reads, Size and the offsets see only batches;
+// Close cuts the zeros so that the clean-shutdown marker's sizes hold and
+// the next Open trusts it.
+func TestPreallocateAhead(t *testing.T) {
+	fsys := NewCrashFS()
+	l := openT(t, fsys, "/d/t-0", preallocCfg)
+	rng := rand.New(rand.NewSource(1))
+	acked := map[int64][]byte{}
+	appendAcked(t, l, rng, 10, acked)
+	waitPrealloc(t, l)
+	if l.Preallocated() != 0 && l.Size() < preallocCfg.PreallocateBytes/preallocWarmup {
+		t.Fatalf("preallocated %d bytes after writing only %d", l.Preallocated(), l.Size())
+	}
+	appendAcked(t, l, rng, 200, acked)
+	waitPrealloc(t, l)
+	path := l.cur.path
+	size, file := l.Size(), fileSizeOf(t, fsys, path)
+	if l.Preallocated() == 0 || file != size+l.Preallocated() || file%preallocAlign != 0 {
+		t.Fatalf("file %d bytes, log %d, preallocated %d: want zeros ahead to a %d boundary", file, size, l.Preallocated(), preallocAlign)
+	}
+	if file-size > preallocCfg.PreallocateBytes {
+		t.Fatalf("%d bytes ahead, more than PreallocateBytes", file-size)
+	}
+	got := readAll(t, l, 0, 1<<20)
+	if len(got) != len(acked) {
+		t.Fatalf("read %d batches, appended %d", len(got), len(acked))
+	}
+	for off, b := range acked {
+		if !bytes.Equal(got[off], b) {
+			t.Fatalf("batch at %d differs", off)
+		}
+	}
+	if err := VerifyFS(fsys, "/d/t-0"); err != nil {
+		t.Fatalf("verify with preallocated zeros: %v", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSizeOf(t, fsys, path); got != size {
+		t.Fatalf("after Close the file is %d bytes, want its batches' %d", got, size)
+	}
+	m, _ := NewMetrics(nil)
+	l = openT(t, fsys, "/d/t-0", preallocCfg, func(o *Options) { o.Metrics = m })
+	defer l.Close()
+	if counterValue(m.RecoveryTruncations) != 0 || l.Size() != size {
+		t.Fatalf("reopen: size %d (want %d), %v truncations", l.Size(), size, counterValue(m.RecoveryTruncations))
+	}
+}
+
+// A small partition takes no space ahead: it preallocates only once it has
+// written PreallocateBytes/preallocWarmup.
+func TestPreallocateNotForSmallPartitions(t *testing.T) {
+	fsys := NewCrashFS()
+	l := openT(t, fsys, "/d/t-0", Config{}) // the default, 8 MiB ahead once 512 KiB are written
+	defer l.Close()
+	rng := rand.New(rand.NewSource(2))
+	appendAcked(t, l, rng, 100, map[int64][]byte{})
+	waitPrealloc(t, l)
+	if p := l.Preallocated(); p != 0 {
+		t.Fatalf("%d bytes preallocated for a %d-byte log", p, l.Size())
+	}
+	off := openT(t, NewCrashFS(), "/d/t-0", Config{PreallocateBytes: -1})
+	defer off.Close()
+	appendAcked(t, off, rng, 100, map[int64][]byte{})
+	if p := off.Preallocated(); p != 0 {
+		t.Fatalf("%d bytes preallocated with preallocation off", p)
+	}
+}
+
+// Roll cuts the preallocated zeros off the segment it seals: a sealed
+// segment ends at its last batch. A busy partition preallocates the new
+// segment from its first batch on.
+func TestPreallocateRollTrims(t *testing.T) {
+	fsys := NewCrashFS()
+	cfg := Config{SegmentBytes: 20000, PreallocateBytes: 16 << 10, IndexIntervalBytes: 512}
+	l := openT(t, fsys, "/d/t-0", cfg)
+	defer l.Close()
+	rng := rand.New(rand.NewSource(3))
+	acked := map[int64][]byte{}
+	for l.Segments() < 5 {
+		appendAcked(t, l, rng, 10, acked)
+		waitPrealloc(t, l)
+	}
+	l.mu.RLock()
+	segs := append([]*segment(nil), l.segs...)
+	l.mu.RUnlock()
+	for _, s := range segs[:len(segs)-1] {
+		if got := fileSizeOf(t, fsys, s.path); got != s.size {
+			t.Fatalf("sealed %s: file %d bytes, batches %d", s.path, got, s.size)
+		}
+	}
+	if err := VerifyFS(fsys, "/d/t-0"); err != nil {
+		t.Fatal(err)
+	}
+	if l.Preallocated() == 0 {
+		t.Fatalf("busy partition: nothing preallocated in the new segment (%d bytes written)", l.cur.size)
+	}
+}
+
+// A crash with preallocated zeros after the last batch: recovery ends the
+// log at the first zero header, cuts the zeros quietly (no truncation
+// counted: nothing was torn) and keeps every acknowledged batch; unsynced
+// batches written into the zeros are lost as a crash loses them.
+func TestPreallocateCrashRecoversQuietly(t *testing.T) {
+	for _, flush := range []FlushPolicy{FlushAlways, FlushInterval} {
+		t.Run(flush.String(), func(t *testing.T) {
+			fsys := NewCrashFS()
+			cfg := preallocCfg
+			cfg.Flush, cfg.FlushInterval = flush, time.Hour
+			l := openT(t, fsys, "/d/t-0", cfg)
+			rng := rand.New(rand.NewSource(4))
+			acked := map[int64][]byte{}
+			appendAcked(t, l, rng, 100, acked)
+			if err := l.Sync(); err != nil {
+				t.Fatal(err)
+			}
+			waitPrealloc(t, l)
+			if l.Preallocated() == 0 {
+				t.Fatal("nothing preallocated")
+			}
+			ackedEnd := l.HighWatermark()
+			for i := 0; i < 5; i++ { // written, never synced
+				if _, err := l.Write(testBatch(rng, i, 1)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			rebooted := fsys.Crash(nil)
+			l.Close()
+			if err := VerifyFS(rebooted, "/d/t-0"); err != nil {
+				t.Fatalf("verify after the crash: %v", err)
+			}
+			m, _ := NewMetrics(nil)
+			l = openT(t, rebooted, "/d/t-0", cfg, func(o *Options) { o.Metrics = m })
+			defer l.Close()
+			if n := counterValue(m.RecoveryTruncations); n != 0 {
+				t.Fatalf("preallocated zeros counted as %v torn tails", n)
+			}
+			if got := fileSizeOf(t, rebooted, l.cur.path); got != l.Size() {
+				t.Fatalf("after recovery the file is %d bytes, its batches %d", got, l.Size())
+			}
+			checkRecovered(t, l, acked, ackedEnd)
+		})
+	}
+}
+
+// A torn batch in preallocated space is still a torn batch: followed by
+// zeros, or with its header lost and later bytes kept, it is cut, logged
+// and counted, and no zero is ever served.
+func TestPreallocateTornBatchBeforeZeros(t *testing.T) {
+	rng := rand.New(rand.NewSource(5))
+	last := makeBatch(rng, 3, 100, 300)
+	for _, tc := range []struct {
+		name string
+		tear func(b []byte) []byte // what the crash left of last, in place
+	}{
+		{"prefix", func(b []byte) []byte { return append([]byte(nil), b[:len(b)/2]...) }},
+		{"header only", func(b []byte) []byte { return append([]byte(nil), b[:batchHeaderSize]...) }},
+		{"header lost", func(b []byte) []byte {
+			out := append([]byte(nil), b...)
+			clear(out[:batchHeaderSize])
+			return out
+		}},
+		{"one byte flipped", func(b []byte) []byte {
+			out := append([]byte(nil), b...)
+			out[len(out)-1] ^= 1
+			return out
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fsys := NewCrashFS()
+			cfg := preallocCfg
+			l := openT(t, fsys, "/d/t-0", cfg)
+			acked := map[int64][]byte{}
+			appendAcked(t, l, rand.New(rand.NewSource(6)), 100, acked)
+			waitPrealloc(t, l)
+			ackedEnd, pos, path := l.HighWatermark(), l.Size(), l.cur.path
+			if l.Preallocated() < int64(len(last)) {
+				t.Fatalf("only %d bytes preallocated", l.Preallocated())
+			}
+			if _, err := l.Write(append([]byte(nil), last...)); err != nil {
+				t.Fatal(err)
+			}
+			stored, _ := fsys.Bytes(path)
+			torn := tc.tear(stored[pos : pos+int64(len(last))])
+			fsys = fsys.Crash(nil)
+			l.Close()
+			b, _ := fsys.Bytes(path)
+			if int64(len(b)) < pos+int64(len(last)) {
+				t.Fatalf("crash left %d bytes, want the preallocated zeros", len(b))
+			}
+			copy(b[pos:], torn)
+			fsys.SetBytes(path, b)
+			nonZero := int64(bytes.LastIndexFunc(torn, func(r rune) bool { return r != 0 }) + 1)
+			if err := VerifyFS(fsys, "/d/t-0"); !isCorruptionErr(err) {
+				t.Fatalf("verify: %v, want the torn batch reported", err)
+			}
+			m, _ := NewMetrics(nil)
+			l = openT(t, fsys, "/d/t-0", cfg, func(o *Options) { o.Metrics = m })
+			defer l.Close()
+			if n := counterValue(m.RecoveryTruncations); n != 1 {
+				t.Fatalf("%v truncations counted, want 1", n)
+			}
+			if lost := counterValue(m.RecoveryBytesLost); lost < float64(nonZero) || lost > float64(len(last)) {
+				t.Fatalf("%v bytes lost counted, want %d..%d", lost, nonZero, len(last))
+			}
+			if l.Size() != pos {
+				t.Fatalf("log ends at byte %d, want %d", l.Size(), pos)
+			}
+			checkRecovered(t, l, acked, ackedEnd)
+		})
+	}
+}
+
+// A zero tail that does not end on a preallocAlign boundary was never
+// preallocated: it is what a crash left of a batch (a size committed before
+// its data), and is counted as before.
+func TestUnalignedZeroTailIsTorn(t *testing.T) {
+	fsys := NewCrashFS()
+	cfg := Config{PreallocateBytes: -1}
+	l := openT(t, fsys, "/d/t-0", cfg)
+	appendAcked(t, l, rand.New(rand.NewSource(7)), 10, map[int64][]byte{})
+	path, size := l.cur.path, l.Size()
+	l.Close()
+	b, _ := fsys.Bytes(path)
+	fsys.SetBytes(path, append(b, make([]byte, 100)...))
+	removeCleanShutdown(fsys, "/d/t-0")
+	m, _ := NewMetrics(nil)
+	l = openT(t, fsys, "/d/t-0", cfg, func(o *Options) { o.Metrics = m })
+	defer l.Close()
+	if counterValue(m.RecoveryTruncations) != 1 || counterValue(m.RecoveryBytesLost) != 100 || l.Size() != size {
+		t.Fatalf("truncations %v, bytes lost %v, size %d (want 1, 100, %d)",
+			counterValue(m.RecoveryTruncations), counterValue(m.RecoveryBytesLost), l.Size(), size)
+	}
+}
+
+// Kill -9 a real process appending under FlushAlways with preallocation
+// on: every acknowledged batch is found, no zero is served as data, the
+// zeros are cut without a torn-tail count, and Verify passes.
+func TestKillPreallocating(t *testing.T) {
+	if dir := os.Getenv("ZTFLOG_KILL_PREALLOC_CHILD"); dir != "" {
+		killPreallocChild(dir)
+		return
+	}
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	dir := filepath.Join(t.TempDir(), "t-0")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestKillPreallocating$")
+	cmd.Env = append(os.Environ(), "ZTFLOG_KILL_PREALLOC_CHILD="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[int64]int64{} // base offset -> size
+	sc := bufio.NewScanner(out)
+	for len(acked) < 2000 && sc.Scan() {
+		var base, size int64
+		if _, err := fmt.Sscan(sc.Text(), &base, &size); err == nil {
+			acked[base] = size
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if len(acked) < 2000 {
+		t.Fatalf("child acknowledged only %d batches", len(acked))
+	}
+	// The active segment ends in preallocated zeros.
+	names, _ := OSFS{}.ReadDir(dir)
+	var active string
+	for _, name := range names {
+		if _, ok := parseSegmentName(name); ok {
+			active = filepath.Join(dir, name)
+		}
+	}
+	b, err := os.ReadFile(active)
+	if err != nil {
+		t.Fatal(err)
+	}
+	zeros := len(b) - (bytes.LastIndexFunc(b, func(r rune) bool { return r != 0 }) + 1)
+	if zeros < 1024 || len(b)%preallocAlign != 0 {
+		t.Fatalf("active segment of %d bytes ends in %d zeros: not preallocated", len(b), zeros)
+	}
+	m, _ := NewMetrics(nil)
+	cfg := Config{SegmentBytes: 1 << 20, PreallocateBytes: 256 << 10}
+	l := openT(t, nil, dir, cfg, func(o *Options) { o.Metrics = m })
+	defer l.Close()
+	got := readAll(t, l, 0, 1<<16)
+	for base, size := range acked {
+		if int64(len(got[base])) != size {
+			t.Fatalf("acknowledged batch at %d: %d bytes after kill, want %d", base, len(got[base]), size)
+		}
+	}
+	for base, batch := range got {
+		if _, err := checkStoredBatch(batch, base, 0); err != nil {
+			t.Fatalf("batch at %d served after kill: %v", base, err)
+		}
+	}
+	// A kill leaves the page cache and a batch is one pwrite: nothing is
+	// torn, and the zeros are preallocated space.
+	if n, lost := counterValue(m.RecoveryTruncations), counterValue(m.RecoveryBytesLost); n != 0 {
+		t.Fatalf("%v truncations, %v bytes counted lost: preallocated zeros taken for a torn tail", n, lost)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := Verify(dir); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func killPreallocChild(dir string) {
+	cfg := Config{SegmentBytes: 1 << 20, PreallocateBytes: 256 << 10, Flush: FlushAlways}
+	l, err := Open(dir, cfg, Options{})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(1)
+	}
+	rng := rand.New(rand.NewSource(1))
+	w := bufio.NewWriter(os.Stdout)
+	for i := 0; ; i++ {
+		b := testBatch(rng, i, int64(i))
+		info, err := l.Append(b)
+		if err != nil {
+			fmt.Println("append:", err)
+			os.Exit(1)
+		}
+		fmt.Fprintln(w, info.BaseOffset, len(b))
+		w.Flush()
+	}
+}

@@ -32,7 +32,7 @@ func serveSaslHandshake(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, e
 	case !c.l.cfg.offers(req.Mechanism):
 		resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code
 	default:
-		x, err := s.startExchange(req.Mechanism)
+		x, err := s.startExchange(c, req.Mechanism)
 		if err != nil {
 			s.log.Error("SASL: cannot start mechanism", zap.String("mechanism", req.Mechanism), zap.Error(err))
 			resp.ErrorCode = kerr.UnsupportedSaslMechanism.Code

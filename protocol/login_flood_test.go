@@ -43,6 +43,10 @@ func init() {
 // CPU, not the broker's, and the benchmark has two cores for everything.
 var niceFlooder = func() {}
 
+// processCPU is the CPU time this process has used, user and system, where
+// the OS tells (login_flood_linux_test.go); 0 elsewhere.
+var processCPU = func() time.Duration { return 0 }
+
 // floodSource is the flooder's i-th source address, when it floods from
 // more than one: 127.0.1.x, which Linux routes to loopback like
 // 127.0.0.1, so that each is its own address to the failed-login limiter
@@ -301,5 +305,31 @@ func TestLoginFloodBounded(t *testing.T) {
 	// Each flooding connection waits out the delay before it can redial.
 	if max := 2 * conns / delay.Seconds(); refusedRate > max {
 		t.Errorf("%.0f connections/s refused at accept, want at most %.0f: the delay does not hold them", refusedRate, max)
+	}
+}
+
+// TestPlainDerivationSlots: a PLAIN check takes a slot only for its
+// derivation, gives it back, and is refused without a derivation when its
+// address spent its allowance while it waited for the slot.
+func TestPlainDerivationSlots(t *testing.T) {
+	creds := newMemCreds()
+	creds.add(t, "alice", "s3cret")
+	slots := make(chan struct{}, 1)
+	yes, no := func() bool { return true }, func() bool { return false }
+	if err := checkPassword(creds, "alice", "s3cret", slots, yes); err != nil {
+		t.Fatalf("right password: %v", err)
+	}
+	if err := checkPassword(creds, "alice", "wrong", slots, yes); err == nil {
+		t.Fatal("wrong password accepted")
+	}
+	if err := checkPassword(creds, "alice", "s3cret", slots, no); err == nil {
+		t.Fatal("a login from an address over its allowance was checked")
+	}
+	if len(slots) != 0 {
+		t.Fatalf("%d slots still held", len(slots))
+	}
+	slots <- struct{}{} // all slots busy: an unknown user needs none
+	if err := checkPassword(creds, "mallory", "x", slots, yes); err == nil {
+		t.Fatal("unknown user accepted")
 	}
 }

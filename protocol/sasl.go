@@ -108,12 +108,15 @@ func newExchange(mechanism string, creds Credentials) (saslExchange, error) {
 	return newScramExchange(mechanism, h, creds)
 }
 
-// startExchange is newExchange for a connection of s: PLAIN's password
-// derivations take the server's slots (loginLimiter.derive).
-func (s *Server) startExchange(mechanism string) (saslExchange, error) {
+// startExchange is newExchange for connection c: PLAIN's password
+// derivations take the server's slots (loginLimiter.derive), and one that
+// waited for its slot while its address spent its allowance is refused
+// without a derivation.
+func (s *Server) startExchange(c *conn, mechanism string) (saslExchange, error) {
 	x, err := newExchange(mechanism, s.creds)
 	if p, ok := x.(*plainExchange); ok {
 		p.slots = s.logins.derive
+		p.allowed = func() bool { return c.l.cfg.Private || s.logins.allowed(c.peerAddr()) }
 	}
 	return x, err
 }
@@ -122,8 +125,10 @@ func (s *Server) startExchange(mechanism string) (saslExchange, error) {
 type plainExchange struct {
 	creds Credentials
 	slots chan struct{} // bounds concurrent derivations; nil: unbounded
-	name  string
-	found bool
+	// allowed, when set, is asked again once a slot is held.
+	allowed func() bool
+	name    string
+	found   bool
 }
 
 func (p *plainExchange) user() string { return p.name }
@@ -138,7 +143,7 @@ func (p *plainExchange) step(token []byte) ([]byte, bool, error) {
 	if authz != "" && authz != user {
 		return nil, false, errors.New("authorization id differs from user")
 	}
-	if err := checkPassword(p.creds, user, pass, p.slots); err != nil {
+	if err := checkPassword(p.creds, user, pass, p.slots, p.allowed); err != nil {
 		for _, mech := range ScramMechanisms { // for the failed-login count
 			if _, _, _, _, found, _ := p.creds.ScramCredential(user, mech); found {
 				p.found = true
@@ -156,15 +161,18 @@ func (p *plainExchange) step(token []byte) ([]byte, bool, error) {
 // registration and the keys compared in constant time. A wrong password and
 // an unknown user are the same error.
 func CheckPassword(creds Credentials, user, pass string) error {
-	return checkPassword(creds, user, pass, nil)
+	return checkPassword(creds, user, pass, nil, nil)
 }
 
 // checkPassword is CheckPassword with the derivation run in one of slots
 // (nil: at once), so that PLAIN logins with wrong passwords for a real
 // user, about 1.6 ms of CPU each at 4,096 SHA-512 iterations against 4 us
 // for a SCRAM proof, cannot take every core however many addresses send
-// them. An unknown user costs no derivation and takes no slot.
-func checkPassword(creds Credentials, user, pass string, slots chan struct{}) error {
+// them. An unknown user costs no derivation and takes no slot. When allowed
+// (nil: always) says no once the slot is held, the login fails without a
+// derivation: many connections from one address can be waiting for a slot
+// while the first of them spend its failed-login allowance.
+func checkPassword(creds Credentials, user, pass string, slots chan struct{}, allowed func() bool) error {
 	for _, mech := range ScramMechanisms {
 		salt, iters, stored, _, found, err := creds.ScramCredential(user, mech)
 		if err != nil {
@@ -175,6 +183,12 @@ func checkPassword(creds Credentials, user, pass string, slots chan struct{}) er
 		}
 		if slots != nil {
 			slots <- struct{}{}
+		}
+		if allowed != nil && !allowed() {
+			if slots != nil {
+				<-slots
+			}
+			return errAuthFailed
 		}
 		got, _, err := DeriveScramCredential(mech, user, pass, salt, iters)
 		if slots != nil {

@@ -228,3 +228,45 @@ func BenchmarkFailedLogin(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLoginFloodCPU is the broker's own CPU per flood attempt: a
+// server with no other client, flooded for a second by another process
+// (64 connections from 100 addresses or from one), its process CPU time
+// divided by the failed logins and the connections refused at accept it
+// counted. b.N is not used: each run floods for one second.
+func BenchmarkLoginFloodCPU(b *testing.B) {
+	for _, bc := range []struct {
+		name      string
+		sources   int
+		mechanism string
+	}{
+		{"idle", 0, ""},
+		{"scram100addrs", 100, MechanismScramSHA512},
+		{"scram1addr", 0, MechanismScramSHA512},
+		{"plain100addrs", 100, MechanismPlain},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			addr, s, _ := startSASLServer(b, ListenerConfig{Name: "SASL_PLAINTEXT",
+				SASLMechanisms: []string{MechanismScramSHA512, MechanismPlain}})
+			refused := func() float64 { return metricValue(s.m.clientErrors.WithLabelValues("login_rate_limited")) }
+			cpu0 := processCPU()
+			counts := "idle"
+			if bc.mechanism == "" {
+				time.Sleep(time.Second)
+			} else {
+				fl := startFlood(b, addr, 64, bc.sources, bc.mechanism)
+				time.Sleep(time.Second)
+				counts = fl.stop()
+			}
+			cpu := processCPU() - cpu0
+			failed, ref := failedLogins(s), refused()
+			if testing.Verbose() {
+				b.Logf("flooder: %s", counts)
+			}
+			b.ReportMetric(failed, "failed-logins")
+			b.ReportMetric(ref, "refused")
+			b.ReportMetric(float64(cpu.Microseconds())/max(1, failed+ref), "broker-cpu-us/attempt")
+			b.ReportMetric(float64(cpu.Milliseconds()), "broker-cpu-ms")
+		})
+	}
+}

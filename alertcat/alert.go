@@ -74,17 +74,15 @@ func (a *Alert) Key() []byte {
 	return nil
 }
 
-// Timestamp is the Kafka timestamp a copy of a is produced with: the one
-// it was read with when it came from Kafka, else the observation time
-// candidate.jd (so a night copied from files sorts and seeks by --start as
-// it was observed); zero, which lets the producer stamp the send time,
-// without either.
-func (a *Alert) Timestamp() time.Time {
-	if a.Kafka != nil && !a.Kafka.Timestamp.IsZero() {
-		return a.Kafka.Timestamp
-	}
-	if a.HasJD {
+// Timestamp is the Kafka timestamp a copy of a is produced with, by mode
+// (Config.Timestamps); zero lets the producer stamp the send time.
+func (a *Alert) Timestamp(mode string) time.Time {
+	switch {
+	case mode == TimestampsNow:
+	case mode == TimestampsJD && a.HasJD:
 		return JDTime(a.JD)
+	case a.Kafka != nil:
+		return a.Kafka.Timestamp
 	}
 	return time.Time{}
 }

@@ -43,6 +43,9 @@ type Config struct {
 	// SchemaFiles are .avsc files, in dependency order, for JSON alerts
 	// that carry no "$avro" schema.
 	SchemaFiles []string
+	// Timestamps chooses the timestamp of produced records: TimestampsKeep
+	// (the default, ""), TimestampsJD or TimestampsNow.
+	Timestamps string
 	// Create creates a missing destination topic with the broker's defaults.
 	Create bool
 	// Timeout bounds connecting, metadata requests and delivery.
@@ -53,6 +56,21 @@ type Config struct {
 	Stdin          io.Reader
 	Stdout, Stderr io.Writer
 }
+
+// The timestamps a record produced by cat can carry (--timestamp).
+const (
+	// TimestampsKeep: an alert read from Kafka keeps its record's
+	// timestamp; one read from a file is stamped with the send time, as
+	// ZTF's and the packager's records carry their produce time.
+	TimestampsKeep = "keep"
+	// TimestampsJD: every alert with a candidate.jd gets its observation
+	// time, converted as packager.JDTime does; others as keep.
+	TimestampsJD = "jd"
+	// TimestampsNow: every alert gets the send time (to replay old alerts
+	// into a topic whose message.timestamp.before.max.ms or retention
+	// would refuse or delete them).
+	TimestampsNow = "now"
+)
 
 // Validate joins every problem with the configuration.
 func (c *Config) Validate() error {
@@ -67,6 +85,11 @@ func (c *Config) Validate() error {
 		if v != "" && v != "avro" && v != "json" {
 			errs = append(errs, fmt.Errorf("cat: %s must be avro or json, not %q", name, v))
 		}
+	}
+	switch c.Timestamps {
+	case "", TimestampsKeep, TimestampsJD, TimestampsNow:
+	default:
+		errs = append(errs, fmt.Errorf("cat: --timestamp must be keep, jd or now, not %q", c.Timestamps))
 	}
 	if c.Count < 0 {
 		errs = append(errs, errors.New("cat: --count must not be negative"))

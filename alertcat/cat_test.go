@@ -203,11 +203,11 @@ func TestCatRegexTopicsAndProgress(t *testing.T) {
 	}
 }
 
-// An alert copied from a file is stamped with its observation time, so
-// --start seeks by when it was observed.
+// Under --timestamp jd an alert copied from a file is stamped with its
+// observation time, so --start seeks by when it was observed.
 func TestCatStartTime(t *testing.T) {
 	addrs := cluster(t, "s")
-	if _, err := run(t, Config{Sources: []string{boom402}, Dest: "kafka://" + addrs + "/s"}); err != nil {
+	if _, err := run(t, Config{Sources: []string{boom402}, Dest: "kafka://" + addrs + "/s", Timestamps: TimestampsJD}); err != nil {
 		t.Fatal(err)
 	}
 	observed := JDTime(boom402JD)

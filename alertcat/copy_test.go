@@ -113,11 +113,12 @@ func TestTopicPattern(t *testing.T) {
 	}
 }
 
-// An alert from a file is keyed by its objectId and stamped with its
-// candidate.jd; an alert from Kafka keeps its record's key, timestamp and
-// headers, directly and through JSON.
+// An alert from a file is keyed by its objectId and stamped with the send
+// time, or with candidate.jd under --timestamp jd; an alert from Kafka keeps
+// its record's key, timestamp and headers, directly and through JSON, and
+// --timestamp now restamps it.
 func TestCatKeysAndTimestamps(t *testing.T) {
-	addrs := cluster(t, "files", "src", "dst", "viajson", "back")
+	addrs := cluster(t, "files", "jd", "src", "dst", "viajson", "now")
 	var files []string
 	for _, f := range sampleFiles(t) {
 		if !strings.Contains(f, "multi") && len(files) < 8 {
@@ -125,22 +126,36 @@ func TestCatKeysAndTimestamps(t *testing.T) {
 		}
 	}
 	files = append(files, boom402)
+	before := time.Now().Truncate(time.Millisecond)
 	if _, err := run(t, Config{Sources: files, Dest: "kafka://" + addrs + "/files"}); err != nil {
 		t.Fatal(err)
 	}
+	after := time.Now()
+	if _, err := run(t, Config{Sources: files, Dest: "kafka://" + addrs + "/jd", Timestamps: TimestampsJD}); err != nil {
+		t.Fatal(err)
+	}
 	c := &Codec{Schemas: avrofile.NewSchemas(0)}
-	sawBoom := false
-	for _, rec := range consume(t, addrs, "files", len(files)) {
+	decode := func(rec *kgo.Record) *Alert {
 		as, err := c.Decode(rec.Value)
 		if err != nil || len(as) != 1 {
 			t.Fatalf("%v, %d alerts", err, len(as))
 		}
-		a := as[0]
+		return as[0]
+	}
+	for _, rec := range consume(t, addrs, "files", len(files)) {
+		a := decode(rec)
 		if a.ObjectID == "" || string(rec.Key) != a.ObjectID {
 			t.Errorf("candid %d: key %q, objectId %q", a.Candid, rec.Key, a.ObjectID)
 		}
-		if want := JDTime(a.JD).Truncate(time.Millisecond); !a.HasJD || !rec.Timestamp.Equal(want) {
-			t.Errorf("candid %d: timestamp %v, want %v (jd %v)", a.Candid, rec.Timestamp, want, a.JD)
+		if rec.Timestamp.Before(before) || rec.Timestamp.After(after) {
+			t.Errorf("candid %d: timestamp %v, not the send time (%v to %v)", a.Candid, rec.Timestamp, before, after)
+		}
+	}
+	sawBoom := false
+	for _, rec := range consume(t, addrs, "jd", len(files)) {
+		a := decode(rec)
+		if want := JDTime(a.JD).Truncate(time.Millisecond); string(rec.Key) != a.ObjectID || !a.HasJD || !rec.Timestamp.Equal(want) {
+			t.Errorf("candid %d: key %q, timestamp %v, want %s, %v (jd %v)", a.Candid, rec.Key, rec.Timestamp, a.ObjectID, want, a.JD)
 		}
 		if a.Candid == 2695378462115010012 {
 			sawBoom = true
@@ -188,6 +203,18 @@ func TestCatKeysAndTimestamps(t *testing.T) {
 		t.Fatal(err)
 	}
 	check("viajson")
+	before = time.Now().Truncate(time.Millisecond)
+	if _, err := run(t, Config{Sources: []string{"kafka://" + addrs + "/src"}, Dest: "kafka://" + addrs + "/now", EOF: true, Timestamps: TimestampsNow}); err != nil {
+		t.Fatal(err)
+	}
+	for _, rec := range consume(t, addrs, "now", 2) {
+		if rec.Timestamp.Before(before) || rec.Timestamp.After(time.Now()) {
+			t.Errorf("--timestamp now: %v", rec.Timestamp)
+		}
+	}
+	if _, err := run(t, Config{Sources: []string{boom402}, Dest: "-", Timestamps: "observed"}); err == nil || !strings.Contains(err.Error(), "--timestamp must be") {
+		t.Fatalf("bad --timestamp: %v", err)
+	}
 }
 
 // A pattern copies every matching topic under its own name, to a cluster

@@ -38,11 +38,14 @@
 // or from JSON that kept "$kafka"), the key, timestamp and headers it was
 // read with, a null key staying null. For an alert read from an Avro file
 // the key is its objectId (its candid in decimal when it has none, as the
-// packager keys prototype alerts) and the timestamp its observation time,
-// candidate.jd converted as packager.JDTime does, not the file's mtime or
-// the copy time: the same night copied twice gets the same timestamps, and
-// --start seeks by observation. An alert with neither is stamped by the
-// producer with the send time.
+// packager keys prototype alerts) and the timestamp, by default, the send
+// time: the packager's and ZTF's own records carry their produce time, and
+// an observation time years old would be refused by a topic's
+// message.timestamp.before.max.ms (7 days in ztfbroker) or deleted by the
+// next retention check. --timestamp jd stamps every alert that has one with
+// candidate.jd, converted as packager.JDTime does (JDTime here), so a copy
+// seeks by observation with --start; --timestamp now stamps every record
+// with the send time, to replay an old topic into a short-lived one.
 //
 // # Folders
 //

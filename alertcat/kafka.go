@@ -314,6 +314,8 @@ func (r *runner) endOffsets(ctx context.Context, ep Endpoint, adm *kadm.Client, 
 // kafkaSink produces each alert as one message: a one-alert container file
 // (or Confluent framing, if it came framed), with the key, timestamp and
 // headers of Alert.Key, Alert.Timestamp and the record it was read from.
+// A refused timestamp (INVALID_TIMESTAMP: the topic's
+// message.timestamp.before.max.ms) says which --timestamp would pass.
 // Without a topic in the address (kafka://host:port/) each alert goes to
 // the topic it was read from.
 type kafkaSink struct {
@@ -436,19 +438,22 @@ func (s *kafkaSink) Write(a *Alert) error {
 	if err != nil {
 		return err
 	}
-	rec := &kgo.Record{Topic: topic, Key: a.Key(), Value: v, Timestamp: a.Timestamp()}
+	rec := &kgo.Record{Topic: topic, Key: a.Key(), Value: v, Timestamp: a.Timestamp(s.r.cfg.Timestamps)}
 	if a.Kafka != nil {
 		rec.Headers = a.Kafka.Headers
 	}
 	if s.outstanding.Add(1) == 1 {
 		s.progress.Store(time.Now().UnixNano())
 	}
-	s.cl.Produce(s.stall, rec, func(_ *kgo.Record, err error) {
+	s.cl.Produce(s.stall, rec, func(rec *kgo.Record, err error) {
 		s.progress.Store(time.Now().UnixNano())
 		s.outstanding.Add(-1)
 		if err != nil {
 			if errors.Is(err, context.Canceled) && context.Cause(s.stall) != nil {
 				err = context.Cause(s.stall)
+			}
+			if errors.Is(err, kerr.InvalidTimestamp) {
+				err = fmt.Errorf("%w (record timestamp %s; --timestamp now stamps the send time)", err, rec.Timestamp.UTC().Format(time.RFC3339))
 			}
 			select {
 			case s.errc <- fmt.Errorf("kafka %s: produce to %s: %w", s.ep, topic, err):

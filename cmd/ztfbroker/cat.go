@@ -29,7 +29,8 @@ subfolder per topic. A file is never overwritten: a candid seen again is
 <candid>_2.avro, _3, ... as in the nightly archive.
 
 Records keep the key, timestamp and headers they were read with; alerts
-from files are keyed by objectId and stamped with their candidate.jd.
+from files are keyed by objectId and stamped with the send time (--timestamp
+jd: the observation time, candidate.jd).
 
 JSON alerts are one object per line: "$avro" (sync marker, header keys and
 writer schema, so the Avro bytes can be rebuilt exactly), "$kafka" (where the
@@ -62,6 +63,7 @@ func runCat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs.StringVar(&cfg.Registry, "registry", "", "schema registry `URL` for Confluent-framed messages (GET URL/schemas/ids/<id>)")
 	fs.StringVar(&bytesAs, "bytes", "base64", "bytes fields in JSON: base64 or datauri")
 	fs.StringVar(&schemas, "schema", "", "comma-separated .avsc `files` (dependency order) for JSON alerts without \"$avro\"")
+	fs.StringVar(&cfg.Timestamps, "timestamp", alertcat.TimestampsKeep, "timestamp of produced records: keep (Kafka records keep theirs; alerts from files get the send time), jd (candidate.jd, the observation time) or now (the send time)")
 	fs.BoolVar(&cfg.Create, "create", false, "create a missing destination topic with the broker's defaults")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on connecting, metadata requests and delivery")
 	if err := fs.Parse(args); err != nil {

@@ -3,16 +3,22 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/ztfbroker/ztfbroker/packager"
 )
 
 const catSample402 = "../../../shared/data/ztf/alerts/other-sources/boom/2695378462115010012.avro"
@@ -144,4 +150,165 @@ func catFreeAddr(t *testing.T) string {
 	}
 	defer ln.Close()
 	return ln.Addr().String()
+}
+
+const catSamples = "../../../shared/data/ztf/alerts/"
+
+// catExpect reads, through `cat FILE -`, the objectId and candidate.jd
+// of an alert file: the key and timestamp (ms, as the packager converts
+// JDs) a copy to Kafka must carry.
+func catExpect(t *testing.T, file string) string {
+	t.Helper()
+	out := runTool(t, context.Background(), nil, binary, "cat", file, "-")
+	var a struct {
+		ObjectID  string `json:"objectId"`
+		Candidate struct {
+			JD json.Number `json:"jd"`
+		} `json:"candidate"`
+	}
+	if err := json.Unmarshal(out, &a); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	jd, err := strconv.ParseFloat(string(a.Candidate.JD), 64)
+	if err != nil || a.ObjectID == "" {
+		t.Fatalf("%s: objectId %q, jd %q: %v", file, a.ObjectID, a.Candidate.JD, err)
+	}
+	return a.ObjectID + " " + strconv.FormatInt(packager.JDTime(jd).UnixMilli(), 10)
+}
+
+// kcatLines consumes a whole topic with kcat, one formatted line per
+// record, sorted.
+func kcatLines(t *testing.T, addr, topic, format string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := runTool(t, ctx, nil, "kcat", "-C", "-q", "-b", addr, "-t", topic, "-o", "beginning", "-e", "-f", format)
+	lines := strings.Split(strings.TrimSuffix(string(out), "\n"), "\n")
+	sort.Strings(lines)
+	return lines
+}
+
+// catFill copies each topic's files into addr with `cat --create`.
+func catFill(t *testing.T, addr string, topics map[string][]string, flags ...string) {
+	t.Helper()
+	for topic, files := range topics {
+		args := append(append(append([]string{"cat", "--create"}, flags...), files...), "kafka://"+addr+"/"+topic)
+		if out, err := runBinary(t, args...); err != nil {
+			t.Fatalf("cat to %s: %v\n%s", topic, err, out)
+		}
+	}
+}
+
+var catNights = map[string][]string{
+	"ztf_20261128_programid1": {catSamples + "other-sources/fink-client/ZTF19acihgng.avro", catSample402},
+	"ztf_20261129_programid1": {catSamples + "other-sources/fink-client/ZTF19acyfkzd.avro", catSamples + "ztf-avro-alert/history/v3.0/472263571115115008.avro"},
+	"ztf_20261129_programid2": {catSamples + "other-sources/fink-client/ZTF19acxxwrs.avro"},
+}
+
+// Issue 13, with the real binary and kcat: alerts from files are keyed by
+// objectId and stamped with the send time, or candidate.jd (--timestamp
+// jd, into a broker that takes old timestamps); a topic copied to another
+// broker keeps its records' keys, timestamps and headers.
+func TestCatBinaryKeysAndTimestamps(t *testing.T) {
+	old := filepath.Join(t.TempDir(), "old.yaml")
+	if err := os.WriteFile(old, []byte("log.message.timestamp.before.max.ms: 9223372036854775807\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a, b := startBroker(t, ""), startBroker(t, "", "--config", old)
+	for topic, files := range catNights {
+		before := time.Now().UnixMilli()
+		catFill(t, a.Kafka, map[string][]string{topic: files})
+		after := time.Now().UnixMilli()
+		var keys, jd []string
+		for _, f := range files {
+			e := catExpect(t, f)
+			jd = append(jd, e)
+			keys = append(keys, strings.Fields(e)[0])
+		}
+		sort.Strings(keys)
+		sort.Strings(jd)
+		var gotKeys []string
+		for _, l := range kcatLines(t, a.Kafka, topic, "%k %T\n") {
+			k, ts, _ := strings.Cut(l, " ")
+			gotKeys = append(gotKeys, k)
+			if ms, err := strconv.ParseInt(ts, 10, 64); err != nil || ms < before || ms > after {
+				t.Errorf("%s: %q: timestamp not the send time (%d to %d)", topic, l, before, after)
+			}
+		}
+		if !slices.Equal(gotKeys, keys) {
+			t.Fatalf("%s: kcat reads keys %q, want the objectIds %q", topic, gotKeys, keys)
+		}
+		// The observation time, where the broker takes it.
+		catFill(t, b.Kafka, map[string][]string{"jd_" + topic: files}, "--timestamp", "jd")
+		if got := kcatLines(t, b.Kafka, "jd_"+topic, "%k %T\n"); !slices.Equal(got, jd) {
+			t.Fatalf("jd_%s: kcat '%%k %%T' reads %q, want objectId and candidate.jd %q", topic, got, jd)
+		}
+	}
+	// The default broker refuses timestamps over 7 days old, and says so.
+	if out, err := runBinary(t, "cat", "--timestamp", "jd", catSample402, "kafka://"+a.Kafka+"/ztf_20261129_programid2"); err == nil ||
+		!strings.Contains(out, "INVALID_TIMESTAMP") || !strings.Contains(out, "--timestamp now") {
+		t.Fatalf("a 2024 timestamp into a broker that keeps 7 days: %v\n%s", err, out)
+	}
+
+	// A record with its own key, headers and produce time, copied to
+	// another broker under another name.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	runTool(t, ctx, nil, "kcat", "-P", "-q", "-b", a.Kafka, "-t", "ztf_20261128_programid1", "-k", "my-key", "-H", "origin=ipac", catSample402)
+	src := kcatLines(t, a.Kafka, "ztf_20261128_programid1", "%k %T %h\n")
+	if out, err := runBinary(t, "cat", "--eof", "--create", "kafka://"+a.Kafka+"/ztf_20261128_programid1", "kafka://"+b.Kafka+"/copy"); err != nil {
+		t.Fatalf("cat topic to topic: %v\n%s", err, out)
+	}
+	if got := kcatLines(t, b.Kafka, "copy", "%k %T %h\n"); !slices.Equal(got, src) || len(got) != 3 || !slices.ContainsFunc(got, func(l string) bool {
+		return strings.HasPrefix(l, "my-key ") && strings.HasSuffix(l, " origin=ipac")
+	}) {
+		t.Fatalf("copy reads %q, source %q", got, src)
+	}
+}
+
+// Two nights by glob to another broker, names kept (kafka://host:port/),
+// programid2 left alone; the same into a folder, one subfolder per topic.
+func TestCatBinaryTopicGlob(t *testing.T) {
+	a, b := startBroker(t, ""), startBroker(t, "")
+	catFill(t, a.Kafka, catNights)
+	if out, err := runBinary(t, "cat", "--eof", "--create", "kafka://"+a.Kafka+"/ztf_*_programid1", "kafka://"+b.Kafka+"/"); err != nil {
+		t.Fatalf("cat by glob: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	meta := string(runTool(t, ctx, nil, "kcat", "-L", "-b", b.Kafka))
+	for topic := range catNights {
+		if want := !strings.HasSuffix(topic, "2"); strings.Contains(meta, `topic "`+topic+`"`) != want {
+			t.Errorf("topic %s on the destination: %v, want %v\n%s", topic, !want, want, meta)
+		}
+	}
+	dir := t.TempDir() + "/"
+	if out, err := runBinary(t, "cat", "--eof", "kafka://"+a.Kafka+"/ztf_*_programid1", dir); err != nil {
+		t.Fatalf("cat by glob to a folder: %v\n%s", err, out)
+	}
+	for _, topic := range []string{"ztf_20261128_programid1", "ztf_20261129_programid1"} {
+		if got, want := kcatLines(t, b.Kafka, topic, "%k %T %h\n"), kcatLines(t, a.Kafka, topic, "%k %T %h\n"); !slices.Equal(got, want) {
+			t.Errorf("%s copied as %q, source %q", topic, got, want)
+		}
+		if es, err := os.ReadDir(filepath.Join(dir, topic)); err != nil || len(es) != 2 {
+			t.Errorf("folder %s: %d files, %v; want 2", topic, len(es), err)
+		}
+	}
+}
+
+// One candid, two schema versions: two files, neither overwritten, named
+// as the nightly archive names them.
+func TestCatBinaryFolderSameCandid(t *testing.T) {
+	dir := t.TempDir() + "/"
+	same := []string{catSamples + "ztf-avro-alert/history/v3.0/472263571115115008.avro", catSamples + "ztf-avro-alert/history/v3.1/472263571115115008.avro"}
+	if out, err := runBinary(t, append(append([]string{"cat"}, same...), dir)...); err != nil {
+		t.Fatalf("cat to a folder: %v\n%s", err, out)
+	}
+	for i, name := range []string{"472263571115115008.avro", "472263571115115008_2.avro"} {
+		got, err := os.ReadFile(filepath.Join(dir, name))
+		want, _ := os.ReadFile(same[i])
+		if err != nil || !bytes.Equal(got, want) {
+			t.Errorf("%s: %v, or not the bytes of %s", name, err, same[i])
+		}
+	}
 }

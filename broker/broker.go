@@ -379,12 +379,20 @@ func (b *Broker) goroutine(f func()) {
 func (b *Broker) retentionLoop() {
 	t := time.NewTicker(b.cfg.RetentionCheckInterval)
 	defer t.Stop()
+	total := time.NewTicker(totalCheckEvery)
+	defer total.Stop()
 	for {
 		select {
 		case <-b.quit:
 			return
 		case <-t.C:
 			b.EnforceRetention()
+		case <-total.C:
+			// A derived bound follows the free space, which others'
+			// writes (a night's tarball) may take fast (retention_total.go).
+			if b.cfg.RetentionTotalBytes == DefaultRetentionTotalBytes {
+				b.enforceTotalBytes()
+			}
 		}
 	}
 }

@@ -65,8 +65,9 @@ type Config struct {
 	// (log and index files): past it, retention deletes the segments whose
 	// newest batch is oldest first, over every topic, an active segment only
 	// when that batch is over a day old (retention_total.go). log.retention.total.bytes (ztfbroker's own);
-	// 0, the default: whatever leaves a tenth of the file system free above
-	// log.dir.free.min.bytes's mark, derived at every check; -1: no bound.
+	// 0, the default: nine tenths of the space open to the logs (what they
+	// hold plus what is free), less log.dir.free.min.bytes's mark, derived
+	// at every check; -1: no bound.
 	RetentionTotalBytes int64
 }
 
@@ -682,7 +683,8 @@ var brokerOnly = []brokerKey{
 		name: "log.retention.total.bytes", typ: kmsg.ConfigTypeLong,
 		doc: "ztfbroker's own: bytes all partition logs together may take; past it the segments whose newest " +
 			"batch is oldest, over every topic, are deleted first (an active one only when that batch is over a day old); " +
-			"0: what leaves a tenth of the file system free above log.dir.free.min.bytes's mark; -1: no bound.",
+			"0: nine tenths of the space open to the logs (what they hold plus what is free), less log.dir.free.min.bytes's mark; "+
+			"-1: no bound.",
 		get: func(c *Config) string { return strconv.FormatInt(c.RetentionTotalBytes, 10) },
 		set: func(c *Config, v string) error {
 			n, err := parseInt(v, 64)

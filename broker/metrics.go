@@ -27,8 +27,8 @@ var (
 	descDirSize = prometheus.NewDesc("ztfbroker_log_dir_size_bytes",
 		"Bytes of every partition log together (log and index files), what log.retention.total.bytes bounds.", nil, nil)
 	descRetentionTotal = prometheus.NewDesc("ztfbroker_log_retention_total_bytes",
-		"The bound on ztfbroker_log_dir_size_bytes now: log.retention.total.bytes, or when it is 0 what leaves a tenth "+
-			"of the file system free above the log.dir.free.min.bytes mark; -1: no bound.", nil, nil)
+		"The bound on ztfbroker_log_dir_size_bytes now: log.retention.total.bytes, or when it is 0 nine tenths of the space open to "+
+			"the logs (their bytes plus the free space) less the log.dir.free.min.bytes mark; -1: no bound.", nil, nil)
 )
 
 func (c *collector) Describe(ch chan<- *prometheus.Desc) {

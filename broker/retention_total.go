@@ -24,17 +24,26 @@ import (
 // deleted.
 //
 // Its default, 0, derives the bound at every check from the file system:
-// the logs may grow while the file system keeps a tenth of its size free on
-// top of the log.dir.free.min.bytes mark, whatever else (the archive, the
-// packager's history, other programs) uses it. Retention thus deletes the
-// oldest night before produce is refused for space, and out of the box the
-// broker never fills its disk by itself.
+// the logs may take nine tenths of the space open to them (what they hold
+// plus what is free to this process), less the log.dir.free.min.bytes
+// mark, whatever else (the archive, the packager's history, other
+// programs) takes the rest. The base is that space rather than the file
+// system's size, which counts blocks reserved for root and others' files:
+// a tenth of the size could exceed all that is free and empty the logs.
+// Retention thus deletes the oldest night before produce is refused for
+// space, and out of the box the broker never fills its disk by itself.
+// Because the archive may write a night's tarball in minutes, a derived
+// bound is checked every totalCheckEvery as well as at every retention
+// check; the check reads sizes held in memory and one statfs.
 const (
 	// DefaultRetentionTotalBytes (0) derives the bound from the file system.
 	DefaultRetentionTotalBytes = 0
 	// totalHeadroomShare: the derived bound keeps 1/totalHeadroomShare of
-	// the file system free above the mark.
+	// the space open to the logs free above the mark.
 	totalHeadroomShare = 10
+	// totalCheckEvery is how often a derived bound is checked between
+	// retention checks.
+	totalCheckEvery = 10 * time.Second
 	// recentData is how new a deleted segment's newest batch may be before
 	// the deletion is logged as a warning (the disk holds less than a
 	// night), and how old an active segment's must be for it to be sealed
@@ -91,11 +100,12 @@ func (r *retentionState) count(reason string, infos []log.SegmentInfo) {
 	r.deletedSegments.WithLabelValues(reason).Add(float64(len(infos)))
 }
 
-// derivedTotalBytes is the bound of log.retention.total.bytes 0: used (the
-// logs) plus free may not grow past what leaves a tenth of the file system
-// and the free-space mark unused.
-func derivedTotalBytes(used, free, fsSize, mark int64) int64 {
-	return max(0, used+free-(fsSize/totalHeadroomShare+max(mark, 0)))
+// derivedTotalBytes is the bound of log.retention.total.bytes 0: of the
+// space open to the logs (used, what they hold, plus free), all but a tenth
+// and the free-space mark.
+func derivedTotalBytes(used, free, mark int64) int64 {
+	open := used + max(free, 0)
+	return max(0, open-open/totalHeadroomShare-max(mark, 0))
 }
 
 // totalBound is the bound in effect now, or -1 for none.
@@ -107,13 +117,13 @@ func (b *Broker) totalBound(used int64) int64 {
 		return -1
 	}
 	_, mark, _ := b.disk.check()
-	free, size, err := statfs(b.cfg.DataDir)
+	free, _, err := statfs(b.cfg.DataDir)
 	if err != nil {
 		b.logger.Warn("log.retention.total.bytes: statfs of the data directory failed; no total bound this pass",
 			zap.String("dir", b.cfg.DataDir), zap.Error(err))
 		return -1
 	}
-	return derivedTotalBytes(used, free, size, mark)
+	return derivedTotalBytes(used, free, mark)
 }
 
 // partitionSegments is one partition's segments as a retention pass saw

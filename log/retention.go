@@ -21,7 +21,8 @@ func (l *Log) EnforceRetention() (deleted int, err error) {
 // SegmentInfo is what retention across logs needs to know of one segment.
 type SegmentInfo struct {
 	Base int64
-	// Bytes is the size of its files: the log and both indexes.
+	// Bytes is the size of its files on disk: the log (with the zeros
+	// preallocated after an active segment's end) and both indexes.
 	Bytes int64
 	// MaxTimestamp is the largest batch max timestamp, -1 before any batch.
 	MaxTimestamp int64
@@ -29,9 +30,10 @@ type SegmentInfo struct {
 	Active bool
 }
 
+// info describes s; the caller holds Log.mu (size and fileEnd change under it).
 func (s *segment) info() SegmentInfo {
 	return SegmentInfo{Base: s.base, MaxTimestamp: s.maxTs,
-		Bytes: s.size + int64(s.idx.len()*offsetEntrySize+s.tidx.len()*timeEntrySize)}
+		Bytes: max(s.size, s.fileEnd) + int64(s.idx.len()*offsetEntrySize+s.tidx.len()*timeEntrySize)}
 }
 
 // SegmentInfos lists the log's segments oldest first; the last is the

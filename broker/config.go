@@ -683,7 +683,7 @@ var brokerOnly = []brokerKey{
 		name: "log.retention.total.bytes", typ: kmsg.ConfigTypeLong,
 		doc: "ztfbroker's own: bytes all partition logs together may take; past it the segments whose newest " +
 			"batch is oldest, over every topic, are deleted first (an active one only when that batch is over a day old); " +
-			"0: nine tenths of the space open to the logs (what they hold plus what is free), less log.dir.free.min.bytes's mark; "+
+			"0: nine tenths of the space open to the logs (what they hold plus what is free), less log.dir.free.min.bytes's mark; " +
 			"-1: no bound.",
 		get: func(c *Config) string { return strconv.FormatInt(c.RetentionTotalBytes, 10) },
 		set: func(c *Config, v string) error {

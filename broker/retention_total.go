@@ -62,7 +62,12 @@ const (
 type retentionState struct {
 	deletedBytes    *prometheus.CounterVec
 	deletedSegments *prometheus.CounterVec
-	mu              sync.Mutex
+	// pass serializes the total-bytes passes (the retention loop's two
+	// tickers, a caller of EnforceRetention): two at once would each
+	// delete the whole overage.
+	pass sync.Mutex
+
+	mu sync.Mutex
 	// stuck: the last pass could not get under the bound (only active
 	// segments left), so the warning is logged once per episode.
 	stuck bool
@@ -148,10 +153,12 @@ func (ps *partitionSegments) next(idleBefore int64) (log.SegmentInfo, bool) {
 	return s, true
 }
 
-// enforceTotalBytes deletes the oldest sealed segments over every partition
-// until the logs fit log.retention.total.bytes; it returns the number
-// deleted.
+// enforceTotalBytes deletes the oldest segments over every partition (a
+// sealed one, or an active one idle for a day) until the logs fit
+// log.retention.total.bytes; it returns the number deleted.
 func (b *Broker) enforceTotalBytes() int {
+	b.retention.pass.Lock()
+	defer b.retention.pass.Unlock()
 	var all []*partitionSegments
 	var used int64
 	for _, p := range b.allPartitions() {

@@ -63,9 +63,9 @@ func runCat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs.StringVar(&cfg.Registry, "registry", "", "schema registry `URL` for Confluent-framed messages (GET URL/schemas/ids/<id>)")
 	fs.StringVar(&bytesAs, "bytes", "base64", "bytes fields in JSON: base64 or datauri")
 	fs.StringVar(&schemas, "schema", "", "comma-separated .avsc `files` (dependency order) for JSON alerts without \"$avro\"")
-	fs.StringVar(&cfg.Timestamps, "timestamp", alertcat.TimestampsKeep, "timestamp of produced records: keep (Kafka records keep theirs; alerts from files get the send time), jd (candidate.jd, the observation time) or now (the send time)")
+	fs.StringVar(&cfg.Timestamps, "timestamp", alertcat.TimestampsKeep, "`mode` of produced records' timestamps: keep (Kafka records keep theirs; alerts from files get the send time), jd (candidate.jd, the observation time) or now (the send time)")
 	fs.BoolVar(&cfg.Create, "create", false, "create a missing destination topic with the broker's defaults")
-	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on connecting, metadata requests and delivery")
+	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on connecting, metadata requests, and delivery that makes no progress")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil

@@ -201,6 +201,12 @@ func TestCatRegexTopicsAndProgress(t *testing.T) {
 			t.Fatalf("%s: %d alerts, %v; want 2", glob, n, err)
 		}
 	}
+	// Without --eof a glob is followed as a regular expression
+	// (ConsumeRegex), which picks up topics created later.
+	got, err := run(t, Config{Sources: []string{"kafka://" + addrs + "/ztf_*_programid1"}, Dest: "-", Count: 2})
+	if n := strings.Count(got, "\n"); err != nil || n != 2 {
+		t.Fatalf("followed glob: %d alerts, %v; want 2", n, err)
+	}
 }
 
 // Under --timestamp jd an alert copied from a file is stamped with its

@@ -1,6 +1,7 @@
 package protocol
 
 import (
+	"fmt"
 	"net"
 	"sync"
 	"time"
@@ -33,6 +34,16 @@ func (lc ListenerConfig) failedAuthDelay() time.Duration {
 		return 0
 	}
 	return lc.FailedAuthenticationDelay
+}
+
+// validFailedAuthDelay checks the delay against connections.max.idle.ms,
+// which it must stay under, as in Kafka: a connection held longer would
+// count as idle.
+func (lc ListenerConfig) validFailedAuthDelay(idle time.Duration) error {
+	if d := lc.failedAuthDelay(); len(lc.SASLMechanisms) > 0 && d >= idle {
+		return fmt.Errorf("connection.failed.authentication.delay.ms %v: must be less than connections.max.idle.ms %v", d, idle)
+	}
+	return nil
 }
 
 // waitFailedAuth holds a failed login's answer for the listener's delay; it

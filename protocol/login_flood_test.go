@@ -333,3 +333,23 @@ func TestPlainDerivationSlots(t *testing.T) {
 		t.Fatal("unknown user accepted")
 	}
 }
+
+func TestFailedAuthDelaySetting(t *testing.T) {
+	for _, tc := range []struct {
+		set, want time.Duration
+		valid     bool
+	}{
+		{0, defaultFailedAuthDelay, true},
+		{-1, 0, true},
+		{250 * time.Millisecond, 250 * time.Millisecond, true},
+		{time.Minute, time.Minute, false}, // not under connections.max.idle.ms
+	} {
+		lc := ListenerConfig{SASLMechanisms: []string{MechanismPlain}, FailedAuthenticationDelay: tc.set}
+		if got := lc.failedAuthDelay(); got != tc.want {
+			t.Errorf("FailedAuthenticationDelay %v: in effect %v, want %v", tc.set, got, tc.want)
+		}
+		if err := lc.validFailedAuthDelay(time.Minute); (err == nil) != tc.valid {
+			t.Errorf("FailedAuthenticationDelay %v: validation %v, want valid %v", tc.set, err, tc.valid)
+		}
+	}
+}

@@ -335,7 +335,7 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // ServeListener is Serve with per-listener settings.
 func (s *Server) ServeListener(ln net.Listener, lc ListenerConfig) error {
-	if err := validMechanisms(lc.SASLMechanisms); err != nil {
+	if err := errors.Join(validMechanisms(lc.SASLMechanisms), lc.validFailedAuthDelay(s.cfg.IdleTimeout)); err != nil {
 		ln.Close()
 		return fmt.Errorf("protocol: listener %s: %w", lc.Name, err)
 	}

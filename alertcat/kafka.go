@@ -463,6 +463,7 @@ func (s *kafkaSink) Write(a *Alert) error {
 	})
 	return nil
 }
+
 func (s *kafkaSink) Flush() error {
 	// An idempotent producer never fails a request it sent and got no
 	// answer to, so the stall watchdog must end the wait itself; Close

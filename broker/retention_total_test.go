@@ -350,3 +350,31 @@ func counted(t *testing.T, c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// BenchmarkTotalBytesCheck is the 10-second check of a derived bound that
+// finds the logs under it: every partition's segment sizes and one statfs.
+// 50-62 us for 100 partitions, 0.35-0.87 ms for 1,000 (2 shared EPYC cores).
+func BenchmarkTotalBytesCheck(b *testing.B) {
+	for _, parts := range []int32{100, 1000} {
+		// One broker for all of b.Run's rounds: opening and closing
+		// 1,000 partitions takes seconds.
+		cfg := DefaultConfig()
+		cfg.DataDir = b.TempDir()
+		cfg.RetentionCheckInterval = time.Hour
+		br, err := Open(cfg, nil, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := br.CreateTopic(context.Background(), "night", parts, nil, false); err != nil {
+			b.Fatal(err)
+		}
+		b.Run(fmt.Sprintf("partitions=%d", parts), func(b *testing.B) {
+			for range b.N {
+				if n := br.enforceTotalBytes(); n != 0 {
+					b.Fatalf("deleted %d segments", n)
+				}
+			}
+		})
+		br.Close()
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sort"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -160,4 +161,42 @@ func BenchmarkPackageIngestRead(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(n*b.N)/b.Elapsed().Seconds(), "alerts/s")
+}
+
+// BenchmarkSimulatedExposure builds one simulated exposure of 10,000 alerts
+// (30,000 cutouts rendered) and packages it to a producer that acknowledges
+// at once: what serve's simulation costs per exposure, before the broker.
+// The build alone is reported as build-s, and cpu-s is the process's CPU
+// time per op (wall time is unreliable on a shared machine).
+func BenchmarkSimulatedExposure(b *testing.B) {
+	p := newTestPackager(b, testConfig(b), nopProducer{})
+	sim, err := NewSimulation(SimulateConfig{Alerts: benchAlerts, Interval: 40 * time.Second, Start: nightStart}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	var build time.Duration
+	var bytes int64
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		exp := sim.Exposure(i)
+		build += time.Since(start)
+		res, err := p.Package(ctx, exp)
+		if err != nil || res.Alerts != benchAlerts {
+			b.Fatalf("%+v %v", res, err)
+		}
+		bytes += res.Bytes
+	}
+	b.ReportMetric(build.Seconds()/float64(b.N), "build-s")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N), "cpu-s")
+	b.ReportMetric(float64(bytes)/float64(benchAlerts*b.N), "B/alert")
+	b.SetBytes(bytes / int64(b.N))
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -95,19 +95,27 @@ type SourceConfig struct {
 	ReplayPaths []string `yaml:"replay.paths"`
 }
 
-// SimulateConfig configures the synthetic night.
+// SimulateConfig configures the synthetic night (see Simulation): sky time
+// keeps to the clock, the first night begins at start and lasts Night, then
+// the same hours each day.
 type SimulateConfig struct {
-	// Alerts per exposure (500).
+	// Alerts per exposure (80): the one setting that scales the night. The
+	// default makes ~57,600 alerts a night, ~3.6 GB; ZTF sends 0.6-1.2 M.
 	Alerts int `yaml:"alerts"`
 	// Exposures to make; 0 means until stopped.
 	Exposures int `yaml:"exposures"`
-	// Interval is the wall-clock time between exposures (30s, as a survey
-	// takes them); 0 in tests means back to back.
+	// Interval is the time between exposures (40s, as ZTF takes them), on
+	// the wall and on the sky; under a second (tests), exposures come that
+	// fast but 40 s apart on the sky.
 	Interval time.Duration `yaml:"interval.ms"`
-	// Cadence is the sky time between two visits of the simulated field (45m).
+	// Night is how long exposures are taken each day, from the first (8h);
+	// 0 means around the clock.
+	Night time.Duration `yaml:"night.ms"`
+	// Cadence is the time between two visits of a field in a night (45m).
 	Cadence time.Duration `yaml:"cadence.ms"`
-	// Objects in the field's population; each exposure detects Alerts of
-	// them and records upper limits for the rest (Alerts * 5/4).
+	// Objects are the variable stars and transients of each field; each
+	// exposure detects those that changed enough and makes up the rest of
+	// Alerts with artefacts and asteroids (2 * Alerts).
 	Objects int `yaml:"objects"`
 	// Seed makes the night reproducible (1).
 	Seed uint64 `yaml:"seed"`
@@ -131,8 +139,9 @@ func DefaultConfig() Config {
 		Source: SourceConfig{
 			IngestPoll: time.Second,
 			Simulate: SimulateConfig{
-				Alerts:    500,
-				Interval:  30 * time.Second,
+				Alerts:    80,
+				Interval:  40 * time.Second,
+				Night:     8 * time.Hour,
 				Cadence:   45 * time.Minute,
 				Seed:      1,
 				Programid: 1,
@@ -176,7 +185,7 @@ func (c Config) withDefaults() Config {
 		s.Cadence = d.Source.Simulate.Cadence
 	}
 	if s.Objects == 0 {
-		s.Objects = s.Alerts * 5 / 4
+		s.Objects = 2 * s.Alerts
 	}
 	if s.Seed == 0 {
 		s.Seed = d.Source.Simulate.Seed
@@ -229,11 +238,14 @@ func (c Config) Validate() error {
 		if s.Simulate.Alerts < 0 {
 			bad("source.simulate.alerts", "%d is negative", s.Simulate.Alerts)
 		}
-		if s.Simulate.Objects != 0 && s.Simulate.Objects < s.Simulate.Alerts {
-			bad("source.simulate.objects", "%d is fewer than alerts (%d)", s.Simulate.Objects, s.Simulate.Alerts)
+		if s.Simulate.Objects < 0 {
+			bad("source.simulate.objects", "%d is negative", s.Simulate.Objects)
 		}
-		if s.Simulate.Exposures < 0 || s.Simulate.Interval < 0 || s.Simulate.Cadence < 0 {
-			bad("source.simulate", "exposures, interval and cadence must not be negative")
+		if s.Simulate.Exposures < 0 || s.Simulate.Interval < 0 || s.Simulate.Cadence < 0 || s.Simulate.Night < 0 {
+			bad("source.simulate", "exposures, interval, night and cadence must not be negative")
+		}
+		if s.Simulate.Night > 24*time.Hour {
+			bad("source.simulate.night.ms", "%v is longer than a day", s.Simulate.Night)
 		}
 	case SourceIngest:
 		if s.IngestDir == "" {

@@ -3,11 +3,13 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -226,4 +228,57 @@ func readDir(t *testing.T, dir, ext string) [][]byte {
 		vs = append(vs, v)
 	}
 	return vs
+}
+
+// batchCodecs counts the record batches a consumer fetched by codec.
+type batchCodecs struct {
+	mu sync.Mutex
+	n  map[uint8]int
+}
+
+func (c *batchCodecs) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m kgo.FetchBatchMetrics) {
+	c.mu.Lock()
+	c.n[m.CompressionType]++
+	c.mu.Unlock()
+}
+
+// TestServePackagerSettings: serve hands packager.compression and
+// packager.partitions to its in-process packager: tonight's topic has the
+// partitions asked for and holds batches of the codec asked for.
+func TestServePackagerSettings(t *testing.T) {
+	for _, tc := range []struct {
+		set        []string
+		codec      uint8 // kgo's CompressionType
+		partitions int
+	}{
+		{nil, 4, 4}, // the defaults: zstd, 4
+		{[]string{"--set", "packager.compression=snappy", "--set", "packager.partitions=2"}, 2, 2},
+	} {
+		t.Run(fmt.Sprint(tc.set), func(t *testing.T) {
+			b := startBroker(t, "", append([]string{"--packager=true"}, tc.set...)...)
+			topic := "ztf_" + time.Now().UTC().Format("20060102") + "_programid1"
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			// The test's clients may auto-create a topic they ask about
+			// (with num.partitions): wait for the packager to create it.
+			if !b.waitLog(`"topic created","topic":"` + topic + `","ztf.alert.format"`) {
+				t.Fatalf("the packager did not create %s\n%s", topic, b.Logs())
+			}
+			waitFilled(ctx, t, b, topic, 1)
+			codecs := &batchCodecs{n: map[uint8]int{}}
+			if recs := consumeTopic(t, b.Kafka, topic, kgo.WithHooks(codecs)); len(recs) == 0 {
+				t.Fatal("nothing read")
+			}
+			if len(codecs.n) != 1 || codecs.n[tc.codec] == 0 {
+				t.Errorf("batches by codec %v, want all %d", codecs.n, tc.codec)
+			}
+			tds, err := kadm.NewClient(newClient(t, b.Kafka)).ListTopics(ctx, topic)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if n := len(tds[topic].Partitions); n != tc.partitions {
+				t.Errorf("%d partitions, want %d\n%s", n, tc.partitions, b.Logs())
+			}
+		})
+	}
 }

@@ -136,10 +136,13 @@ func (s *Simulation) newTransient(o *simObject, t0 float64, rng *rand.Rand) {
 	}
 }
 
+// simNames is how many names seven letters spell.
+const simNames = 26 * 26 * 26 * 26 * 26 * 26 * 26
+
 // objectID names a new object as ZTF does: ZTF, the year, seven letters.
 func (s *Simulation) objectID(year int) string {
 	s.nextID++
-	return "ZTF" + string([]byte{byte('0' + year/10%10), byte('0' + year%10)}) + letters(s.nextID+s.cfg.Seed*7919*7919)
+	return "ZTF" + string([]byte{byte('0' + year/10%10), byte('0' + year%10)}) + letters((s.nextID+s.idBase)%simNames)
 }
 
 // mag is o's true magnitude in filter fid at jd; ok false when it adds no

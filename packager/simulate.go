@@ -37,6 +37,7 @@ type Simulation struct {
 	visits    []simVisit // night's plan
 	stamps    *stampRenderer
 	nextID    uint64
+	idBase    uint64 // where names start: a restart must not reuse the last run's
 }
 
 // simSurveyStep is a ZTF exposure and readout: the sky time between
@@ -77,6 +78,10 @@ func NewSimulation(cfg SimulateConfig, clock func() time.Time) (*Simulation, err
 		s.skyStep = simSurveyStep
 	}
 	s.perNight = max(1, int(cfg.Night/s.skyStep))
+	// The history store outlives a run: a restarted simulation names its
+	// objects from elsewhere in the 8e9 names (a run makes ~60,000 a night),
+	// or a new artefact would inherit an old star's history.
+	s.idBase = (cfg.Seed*0x9e3779b97f4a7c15 ^ uint64(s.skyStart.Unix())*0xbf58476d1ce4e5b9) % simNames
 	s.fields = ztfGrid()
 	s.stamps = newStampRenderer(cfg.Seed)
 	return s, nil

@@ -22,14 +22,14 @@ const (
 const (
 	// batchMaxBytes bounds a record batch before compression: Kafka's
 	// max.message.bytes default, so a batch fits any cluster's default. It
-	// holds about 14 OCF alerts of ~68 kB, enough for the schema text of all
+	// holds about 16 OCF alerts of ~60 kB, enough for the schema text of all
 	// but the first to compress to almost nothing.
 	batchMaxBytes = 1_000_012
 	// zstdWindow covers a whole batch, so each alert's schema text is found
 	// in the one before it. franz-go's own zstd encoder uses a 64 KiB window,
-	// under one alert: measured on a simulated night it leaves 67% of the
-	// bytes where this window leaves 53%. The broker bounds a window at
-	// 8 MiB; librdkafka and the Java client read any.
+	// about one alert: on simulated alerts it leaves 54% of the bytes where
+	// this window leaves 46% (BenchmarkCompressBatches). The broker bounds a
+	// window at 8 MiB; librdkafka and the Java client read any.
 	zstdWindow = 1 << 20
 	// produceLinger lets a partition's batch fill while the workers encode:
 	// an exposure comes in a burst, and the packager flushes after its last
@@ -108,7 +108,9 @@ func batchCompressor(codec string, level int) (kgo.Compressor, error) {
 	switch codec {
 	case "", CompressionZstd:
 		if level == 0 {
-			level = 1 // within 1.5 points of level 3 on alerts, at 1.6x the speed
+			// 46% at 760 MB/s a core; level 3 makes 42% at 340 MB/s, CPU
+			// that 2 cores packaging an exposure do not have to spare.
+			level = 1
 		}
 		enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(zstdWindow),
 			zstd.WithEncoderLevel(zstd.EncoderLevelFromZstd(level)),

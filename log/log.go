@@ -50,12 +50,11 @@ type Log struct {
 	closed       bool
 	lastIdxSync  time.Time
 	producers    *producerTable // idempotent producers' last batches (producers.go)
-	// Preallocation (prealloc.go): extending says an extension of the
-	// active segment is running (one at a time); preallocCarry is what the
-	// segment before wrote, so that a busy partition preallocates from the
+	// preallocCarry is what the segment before wrote when it rolled for
+	// size, so that a busy partition preallocates (prealloc.go) from the
 	// first batch of a new segment.
-	extending     bool
 	preallocCarry int64
+	syncBytes     int64 // bytes made durable per data fsync, a moving average
 
 	kick chan struct{}
 	stop chan struct{}
@@ -177,6 +176,12 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	putInt32(batch[batchLeaderEpochPos:], l.cfg.LeaderEpoch)
 	h.BaseOffset = l.written
 	pos := s.size
+	l.mu.RLock()
+	fill, fillFrom := s.fill, s.fillFrom
+	l.mu.RUnlock()
+	if fill != nil && pos+h.Size > fillFrom {
+		<-fill // zeros are being written there (prealloc.go)
+	}
 	if n, err := s.log.WriteAt(batch, pos); err != nil {
 		return AppendInfo{}, l.undoWrite(s, pos, n, fmt.Errorf("write segment %d: %w", s.base, err))
 	}
@@ -274,6 +279,7 @@ func (l *Log) undoWrite(s *segment, pos int64, n int, err error) error {
 		return l.fail(err)
 	}
 	if n > 0 {
+		l.waitPreallocLocked(s)
 		if terr := s.log.Truncate(pos); terr != nil {
 			return l.fail(fmt.Errorf("%w; undo: truncate segment %d: %w", err, s.base, terr))
 		}
@@ -342,6 +348,7 @@ func (l *Log) Reopen() error {
 	case werr == nil:
 		return nil
 	}
+	l.waitPreallocLocked(cur)
 	if err := cur.log.Truncate(keep); err != nil {
 		return fmt.Errorf("reopen: truncate segment %d: %w", cur.base, err)
 	}
@@ -501,6 +508,10 @@ func (l *Log) flush(indexes bool) error {
 	l.mu.RLock()
 	s, target, pos, werr := l.cur, l.written, l.writtenPos, l.werr
 	pending := target > l.durable
+	synced := pos - l.durablePos // bytes this fsync makes durable
+	if synced < 0 || l.durable <= s.base {
+		synced = pos // the last fsync was in the segment before
+	}
 	indexes = indexes || time.Since(l.lastIdxSync) >= indexSyncEvery
 	s.acquire()
 	l.mu.RUnlock()
@@ -530,6 +541,9 @@ func (l *Log) flush(indexes bool) error {
 	l.mu.Lock()
 	if indexes {
 		l.lastIdxSync = time.Now()
+	}
+	if pending {
+		l.syncBytes += (synced - l.syncBytes) / 8
 	}
 	l.advanceDurableLocked(target, s, pos)
 	l.mu.Unlock()
@@ -620,12 +634,8 @@ func (l *Log) Close() error {
 	}
 	l.closed = true
 	l.mu.Unlock()
-	close(l.stop)
-	// A running preallocation takes writeMu between chunks; it sees the
-	// log closed and stops.
-	l.writeMu.Unlock()
+	close(l.stop) // also stops a running preallocation
 	l.wg.Wait()
-	l.writeMu.Lock()
 
 	var err error
 	l.mu.RLock()

@@ -57,9 +57,14 @@ type segment struct {
 	fs     FS
 	doomed atomic.Bool // renamed to .deleted; remove when the last ref goes
 
-	size        int64     // bytes written: the logical end, where the next batch goes
-	fileEnd     int64     // the file's end: size plus the zeros preallocated after it
-	noPrealloc  bool      // a preallocation failed (a full disk): no more in this segment
+	size       int64 // bytes written: the logical end, where the next batch goes
+	fileEnd    int64 // the file's end: size plus the zeros preallocated after it
+	noPrealloc bool  // a preallocation failed (a full disk): no more in this segment
+	// fill is closed when the running extension of the file (prealloc.go)
+	// is done, nil when none runs; the writer stays below fillFrom until
+	// then. Both change under Log.mu.
+	fill        chan struct{}
+	fillFrom    int64
 	maxTs       int64     // largest batch max timestamp, -1 before any batch
 	maxTsOffset int64     // last offset of the first batch carrying maxTs
 	firstTs     int64     // max timestamp of the first batch, for segment.ms

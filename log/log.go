@@ -177,10 +177,10 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	h.BaseOffset = l.written
 	pos := s.size
 	l.mu.RLock()
-	fill, fillFrom := s.fill, s.fillFrom
+	filling := s.fill != nil && pos+h.Size > s.fillFrom
 	l.mu.RUnlock()
-	if fill != nil && pos+h.Size > fillFrom {
-		<-fill // zeros are being written there (prealloc.go)
+	if filling {
+		l.waitPreallocLocked(s) // zeros are being written there (prealloc.go)
 	}
 	if n, err := s.log.WriteAt(batch, pos); err != nil {
 		return AppendInfo{}, l.undoWrite(s, pos, n, fmt.Errorf("write segment %d: %w", s.base, err))

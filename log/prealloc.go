@@ -69,38 +69,44 @@ func (l *Log) preallocWantLocked(s *segment) (to int64, ok bool) {
 
 // preallocate writes zeros over [from, to) of the active segment s, the
 // range startPreallocLocked reserved: the writer stays below from until
-// done is closed (WriteChecked waits, should it get there first), so the
-// zeros never cover a batch and no lock is held while they are written.
-// Each chunk is written back at once (sync_file_range), so that an
-// append's fdatasync meanwhile waits for one chunk at most, and the
-// fdatasync at the end commits the new size and extents once. A write that
-// fails (a full disk) is undone and preallocation stops for the segment;
-// a failed fsync is sticky, as any fsync of a segment is. Close stops it
-// between chunks.
+// done is closed (if it gets there first, it stops the extension at the
+// end of its chunk and waits for that only), so the zeros never cover a
+// batch and no lock is held while they are written. Each chunk is written
+// back at once (sync_file_range), so that an append's fdatasync meanwhile
+// waits for one chunk at most, and one fdatasync at the end commits the
+// new size and extents. A write that fails (a full disk) is undone and
+// preallocation stops for the segment; a failed fsync is sticky, as any
+// fsync of a segment is. Close stops it between chunks.
 func (l *Log) preallocate(s *segment, from, to int64, done chan struct{}) {
 	defer l.wg.Done()
 	defer s.release()
-	end, err := writeZeros(s.log, from, to, l.stop)
+	end, err := writeZeros(s.log, from, to, func() bool {
+		l.mu.RLock()
+		defer l.mu.RUnlock()
+		return l.closed || s.fillStop
+	})
 	var serr error
-	if err == nil && end == to {
-		serr = s.log.Sync()
-	}
 	l.mu.Lock()
-	switch {
-	case err != nil:
+	if err != nil {
 		// Cut what was written: the space is wanted elsewhere, and the
-		// next write of a batch fails on its own if it must.
+		// next write of a batch fails on its own if it must. The
+		// writer is below from.
 		if terr := s.log.Truncate(from); terr != nil {
 			serr = fmt.Errorf("%w; undo: %w", err, terr)
 		}
 		s.noPrealloc = true
-	default:
-		// Stopped by Close at end: Close cuts the zeros anyway.
-		s.fileEnd = max(s.fileEnd, end)
+		end = from
 	}
-	s.fill = nil
+	s.fileEnd = max(s.fileEnd, end)
+	s.fill, s.fillStop = nil, false
+	closed := l.closed
 	l.mu.Unlock()
 	close(done)
+	if serr == nil && err == nil && end > from && !closed {
+		// The writer may write into the zeros already: this fsync
+		// makes them durable with whatever it wrote; Close waits for it.
+		serr = s.log.Sync()
+	}
 	switch {
 	case serr != nil:
 		l.fail(fmt.Errorf("preallocate segment %d: %w", s.base, serr))
@@ -109,13 +115,17 @@ func (l *Log) preallocate(s *segment, from, to int64, done chan struct{}) {
 	}
 }
 
-// waitPreallocLocked waits for a running extension of s to finish, before
-// anything that cuts or replaces the file. The caller holds writeMu (so
-// no other extension starts).
+// waitPreallocLocked stops a running extension of s at the end of its
+// chunk and waits for it: the writer needs the reserved range, or the file
+// is about to be cut or replaced. The caller holds writeMu (so no other
+// extension starts).
 func (l *Log) waitPreallocLocked(s *segment) {
-	l.mu.RLock()
+	l.mu.Lock()
 	done := s.fill
-	l.mu.RUnlock()
+	if done != nil {
+		s.fillStop = true
+	}
+	l.mu.Unlock()
 	if done != nil {
 		<-done
 	}
@@ -123,8 +133,8 @@ func (l *Log) waitPreallocLocked(s *segment) {
 
 // writeZeros writes zeros over [from, to) of f, a chunk at a time, each
 // written back before the next (where the file system can: syncRange),
-// and returns where it got to: to, or less when stop closed first.
-func writeZeros(f File, from, to int64, stop <-chan struct{}) (int64, error) {
+// and returns where it got to: to, or less when stop said so first.
+func writeZeros(f File, from, to int64, stop func() bool) (int64, error) {
 	if x, ok := f.(*segFile); ok {
 		g, err := x.pin()
 		if err != nil {
@@ -137,10 +147,8 @@ func writeZeros(f File, from, to int64, stop <-chan struct{}) (int64, error) {
 	zeros := make([]byte, min(preallocChunk, to-from))
 	at := from
 	for at < to {
-		select {
-		case <-stop:
+		if stop() {
 			return at, nil
-		default:
 		}
 		n := min(to-at, int64(len(zeros)))
 		if _, err := f.WriteAt(zeros[:n], at); err != nil {
@@ -225,8 +233,20 @@ func (l *Log) startPreallocLocked() {
 	if !ok {
 		return
 	}
-	s.fill, s.fillFrom = make(chan struct{}), s.fileEnd
+	// With nothing ahead (the first extension of a segment, or a writer
+	// that outran the last one) the zeros start a chunk past the end, so
+	// that the writer appends meanwhile instead of waiting for them (up
+	// to a quarter of the extension): the gap is a hole, which reads as
+	// zeros too.
+	from := s.fileEnd
+	if room := min(preallocChunk, (to-s.size)/4); from-s.size < room {
+		from = (s.size + room + preallocAlign - 1) &^ (preallocAlign - 1)
+	}
+	if from >= to {
+		return
+	}
+	s.fill, s.fillFrom = make(chan struct{}), from
 	s.acquire()
 	l.wg.Add(1)
-	go l.preallocate(s, s.fileEnd, to, s.fill)
+	go l.preallocate(s, from, to, s.fill)
 }

@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -384,4 +386,92 @@ func killPreallocChild(dir string) {
 		fmt.Fprintln(w, info.BaseOffset, len(b))
 		w.Flush()
 	}
+}
+
+// zeroWriteFS wraps an FS so that a write of zeros only (what preallocation
+// writes; a batch never is) fails with err, or is slowed by delay.
+type zeroWriteFS struct {
+	FS
+	err   error
+	delay time.Duration
+}
+
+type zeroWriteFile struct {
+	File
+	fs *zeroWriteFS
+}
+
+func (z *zeroWriteFS) OpenFile(name string, flag int, perm os.FileMode) (File, error) {
+	f, err := z.FS.OpenFile(name, flag, perm)
+	if err != nil {
+		return nil, err
+	}
+	return zeroWriteFile{f, z}, nil
+}
+
+func (f zeroWriteFile) WriteAt(p []byte, off int64) (int, error) {
+	if len(p) > 0 && !slices.ContainsFunc(p, func(b byte) bool { return b != 0 }) {
+		time.Sleep(f.fs.delay)
+		if f.fs.err != nil {
+			return 0, f.fs.err
+		}
+	}
+	return f.File.WriteAt(p, off)
+}
+
+// A full disk stops preallocation for the segment and nothing else: the
+// zeros written are cut, appends go on, Close leaves the file at its end.
+func TestPreallocateFullDisk(t *testing.T) {
+	crash := NewCrashFS()
+	fsys := &zeroWriteFS{FS: crash, err: syscall.ENOSPC}
+	l := openT(t, fsys, "/d/t-0", preallocCfg)
+	acked := map[int64][]byte{}
+	rng := rand.New(rand.NewSource(8))
+	appendAcked(t, l, rng, 100, acked)
+	waitPrealloc(t, l)
+	l.mu.RLock()
+	stopped := l.cur.noPrealloc
+	l.mu.RUnlock()
+	if !stopped || l.Err() != nil {
+		t.Fatalf("after ENOSPC on zeros: preallocation stopped %v, log error %v", stopped, l.Err())
+	}
+	appendAcked(t, l, rng, 100, acked)
+	path, size := l.cur.path, l.Size()
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := fileSizeOf(t, crash, path); got != size {
+		t.Fatalf("file %d bytes after Close, batches %d", got, size)
+	}
+	l = openT(t, crash, "/d/t-0", preallocCfg)
+	defer l.Close()
+	checkRecovered(t, l, acked, l.HighWatermark())
+}
+
+// A writer that reaches the range being zero-filled stops the extension at
+// the end of its chunk and writes on; nothing is lost or overwritten.
+func TestPreallocateWriterCatchesUp(t *testing.T) {
+	crash := NewCrashFS()
+	fsys := &zeroWriteFS{FS: crash, delay: 20 * time.Millisecond}
+	cfg := preallocCfg
+	cfg.PreallocateBytes = 1 << 20 // 64 KiB warm-up, chunks of 256 KiB
+	l := openT(t, fsys, "/d/t-0", cfg)
+	acked := map[int64][]byte{}
+	rng := rand.New(rand.NewSource(9))
+	appendAcked(t, l, rng, 2000, acked)
+	if err := VerifyFS(crash, "/d/t-0"); err != nil {
+		t.Fatal(err)
+	}
+	got := readAll(t, l, 0, 1<<20)
+	for off, b := range acked {
+		if !bytes.Equal(got[off], b) {
+			t.Fatalf("batch at %d differs", off)
+		}
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	l = openT(t, crash, "/d/t-0", cfg)
+	defer l.Close()
+	checkRecovered(t, l, acked, l.HighWatermark())
 }

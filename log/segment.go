@@ -62,9 +62,11 @@ type segment struct {
 	noPrealloc bool  // a preallocation failed (a full disk): no more in this segment
 	// fill is closed when the running extension of the file (prealloc.go)
 	// is done, nil when none runs; the writer stays below fillFrom until
-	// then. Both change under Log.mu.
+	// then, and sets fillStop to have it stop early. All change under
+	// Log.mu.
 	fill        chan struct{}
 	fillFrom    int64
+	fillStop    bool
 	maxTs       int64     // largest batch max timestamp, -1 before any batch
 	maxTsOffset int64     // last offset of the first batch carrying maxTs
 	firstTs     int64     // max timestamp of the first batch, for segment.ms

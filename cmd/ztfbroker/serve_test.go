@@ -11,7 +11,13 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/packager"
 )
+
+// firstExposure is how many alerts serve's default simulated exposure makes,
+// all public.
+var firstExposure = int64(packager.DefaultConfig().Source.Simulate.Alerts)
 
 // TestServeDefaultsFillTonightsTopic is the README's first experience: serve
 // with its defaults simulates a night, so tonight's topic fills with ZTF
@@ -22,7 +28,7 @@ func TestServeDefaultsFillTonightsTopic(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 
-	waitFilled(ctx, t, b, topic, 500)
+	waitFilled(ctx, t, b, topic, firstExposure)
 
 	cl := newClient(t, b.Kafka, kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().At(0)}}))
 	fs := cl.PollFetches(ctx)
@@ -96,7 +102,7 @@ func TestInProcessClientsLogIn(t *testing.T) {
 	topic := "ztf_" + time.Now().UTC().Format("20060102") + "_programid1"
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	waitFilled(ctx, t, b, topic, 500)
+	waitFilled(ctx, t, b, topic, firstExposure)
 	if strings.Contains(b.Logs(), "AUTHORIZATION_FAILED") {
 		t.Errorf("an in-process client was refused:\n%s", b.Logs())
 	}

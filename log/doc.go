@@ -43,7 +43,9 @@
 // The active segment may end in zero bytes, preallocated: under
 // Config.PreallocateBytes its file is written with zeros and fsynced ahead
 // of the last batch, to a 4096-byte boundary, so that an append's
-// fdatasync overwrites blocks instead of journaling a new size. A batch
+// fdatasync overwrites blocks instead of journaling a new size (the first
+// few hundred KiB after the last batch may be a hole, which reads as
+// zeros too). A batch
 // header of zeros ends the log. The file size is then not the log's end:
 // roll and Close cut the zeros, so a sealed segment, and the active one
 // after a clean Close, ends at its last batch; after a crash recovery

@@ -86,6 +86,9 @@ func TestPreallocateAhead(t *testing.T) {
 	if err := VerifyFS(fsys, "/d/t-0"); err != nil {
 		t.Fatalf("verify with preallocated zeros: %v", err)
 	}
+	if inFlight, err := VerifyLiveFS(fsys, "/d/t-0"); err != nil || inFlight != nil {
+		t.Fatalf("verify live with preallocated zeros: %v, in flight %+v", err, inFlight)
+	}
 	if err := l.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -474,4 +477,44 @@ func TestPreallocateWriterCatchesUp(t *testing.T) {
 	l = openT(t, crash, "/d/t-0", cfg)
 	defer l.Close()
 	checkRecovered(t, l, acked, l.HighWatermark())
+}
+
+// VerifyLive on a log appending into preallocated zeros: the zeros are
+// not damage, and a batch written meanwhile is found whole on a rescan.
+func TestVerifyLivePreallocating(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "t-0")
+	l := openT(t, nil, dir, preallocCfg)
+	defer l.Close()
+	stop := make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		rng := rand.New(rand.NewSource(10))
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				done <- nil
+				return
+			default:
+			}
+			if _, err := l.Append(testBatch(rng, i, int64(i))); err != nil {
+				done <- err
+				return
+			}
+		}
+	}()
+	for i := 0; i < 10; i++ {
+		time.Sleep(20 * time.Millisecond)
+		if _, err := VerifyLive(dir); err != nil {
+			close(stop)
+			<-done
+			t.Fatalf("verify live, round %d: %v", i, err)
+		}
+	}
+	close(stop)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if l.Preallocated() == 0 {
+		t.Fatalf("nothing preallocated after %d bytes", l.Size())
+	}
 }

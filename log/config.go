@@ -63,10 +63,11 @@ type Config struct {
 	// PreallocateBytes is how far ahead of the writer the active segment's
 	// file is zero-filled and fsynced (prealloc.go), so that the fdatasync
 	// of an append has no file size or extent to journal; default 8 MiB,
-	// < 0 off. Only under FlushAlways; a partition preallocates once it
-	// has written a sixteenth of it, while its fsyncs average under 128
-	// KiB (above that the zeros cost more than they save), and never
-	// past segment.bytes.
+	// < 0 off. Only under FlushAlways, and for a partition that writes
+	// a sixteenth of it within 10-20 s (it then preallocates what it
+	// writes in that time, up to this), while its fsyncs average under
+	// 128 KiB (above that the zeros cost more than they save); never past
+	// segment.bytes.
 	PreallocateBytes int64
 	// LeaderEpoch is written into every batch's partitionLeaderEpoch (which
 	// the CRC does not cover); stored batches with an epoch outside

@@ -50,11 +50,12 @@ type Log struct {
 	closed       bool
 	lastIdxSync  time.Time
 	producers    *producerTable // idempotent producers' last batches (producers.go)
-	// preallocCarry is what the segment before wrote when it rolled for
-	// size, so that a busy partition preallocates (prealloc.go) from the
-	// first batch of a new segment.
-	preallocCarry int64
-	syncBytes     int64 // bytes made durable per data fsync, a moving average
+	// What preallocation (prealloc.go) goes by: the bytes written in the
+	// current and the previous preallocRateWindow, and the bytes made
+	// durable per data fsync, a moving average.
+	rateStart         time.Time
+	rateCur, ratePrev int64
+	syncBytes         int64
 
 	kick chan struct{}
 	stop chan struct{}
@@ -157,18 +158,10 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 		return AppendInfo{}, err
 	}
 	s := l.cur
-	full := s.size+h.Size > l.cfg.SegmentBytes
-	if s.size > 0 && (full || l.written+int64(h.LastOffsetDelta)-s.base >= maxSegmentOffsets ||
+	if s.size > 0 && (s.size+h.Size > l.cfg.SegmentBytes || l.written+int64(h.LastOffsetDelta)-s.base >= maxSegmentOffsets ||
 		(s.firstTs >= 0 && h.MaxTimestamp-s.firstTs >= l.cfg.SegmentAge.Milliseconds())) {
 		if err := l.rollLocked(); err != nil {
 			return AppendInfo{}, err
-		}
-		if full {
-			// A busy partition: preallocate from the new segment's
-			// first batch on (the carry is read under writeMu or mu).
-			l.mu.Lock()
-			l.preallocCarry = s.size
-			l.mu.Unlock()
 		}
 		s = l.cur
 	}
@@ -198,6 +191,7 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	if l.cfg.Flush == FlushInterval {
 		l.advanceHWLocked(l.written, s, s.size)
 	}
+	l.noteWrittenLocked(h.Size)
 	l.startPreallocLocked()
 	l.mu.Unlock()
 	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
@@ -442,7 +436,6 @@ func (l *Log) rollLocked() error {
 	l.cur = s
 	l.writtenPos = 0
 	l.advanceDurableLocked(l.written, old, old.size)
-	l.preallocCarry = 0 // the write that rolled for size says otherwise
 	l.mu.Unlock()
 	old.seal()
 	l.lg.Debug("rolled segment", zap.Int64("sealed", old.base), zap.Int64("base", s.base))

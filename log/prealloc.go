@@ -3,6 +3,7 @@ package log
 import (
 	"fmt"
 	"io"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -42,24 +43,27 @@ const (
 	// 16 and 64 KiB per fsync, none at 256 KiB (and longer tails).
 	preallocMaxSyncBytes = 128 << 10
 	// preallocWarmup: a partition preallocates once it has written
-	// PreallocateBytes/preallocWarmup into its active segment (or into the
-	// one before, counted at roll), so that small partitions, of which a
-	// survey may hold hundreds, take no space ahead.
-	preallocWarmup = 16
+	// PreallocateBytes/preallocWarmup in the last one or two
+	// preallocRateWindow (512 KiB by default: about 36 KB/s sustained),
+	// so that slow partitions, of which a survey may hold hundreds, take
+	// no space ahead however long their segments live; a busy one takes
+	// what it writes in that time, up to PreallocateBytes.
+	preallocWarmup     = 16
+	preallocRateWindow = 10 * time.Second
 )
 
 // preallocWantLocked says how far the active segment s should be extended:
 // from its physical end to "to", when it is warm (written enough) and less
-// than half its allowance is left ahead of the writer. The allowance grows
-// with what the partition writes: min(PreallocateBytes, bytes written into
-// this segment and the one before). Only while its fsyncs are small
+// than half its allowance is left ahead of the writer. The allowance
+// follows the partition's write rate: min(PreallocateBytes, bytes written
+// in the last 10-20 s). Only while its fsyncs are small
 // (preallocMaxSyncBytes). The caller holds mu.
 func (l *Log) preallocWantLocked(s *segment) (to int64, ok bool) {
 	most := l.cfg.PreallocateBytes
 	if most <= 0 || s.noPrealloc || l.syncBytes >= preallocMaxSyncBytes {
 		return 0, false
 	}
-	warm := min(s.size+l.preallocCarry, most)
+	warm := min(l.ratePrev+l.rateCur, most)
 	if warm < most/preallocWarmup || s.fileEnd-s.size >= warm/2 {
 		return 0, false
 	}
@@ -249,4 +253,17 @@ func (l *Log) startPreallocLocked() {
 	s.acquire()
 	l.wg.Add(1)
 	go l.preallocate(s, from, to, s.fill)
+}
+
+// noteWrittenLocked counts n bytes just written into the write rate that
+// sizes preallocation. The caller holds mu.
+func (l *Log) noteWrittenLocked(n int64) {
+	if now := l.opts.Now(); now.Sub(l.rateStart) >= preallocRateWindow {
+		l.ratePrev = l.rateCur
+		if now.Sub(l.rateStart) >= 2*preallocRateWindow {
+			l.ratePrev = 0
+		}
+		l.rateCur, l.rateStart = 0, now
+	}
+	l.rateCur += n
 }

@@ -103,8 +103,8 @@ func TestPreallocateAhead(t *testing.T) {
 	}
 }
 
-// A small partition takes no space ahead: it preallocates only once it has
-// written PreallocateBytes/preallocWarmup.
+// A small or slow partition takes no space ahead: it preallocates only
+// once it writes PreallocateBytes/preallocWarmup within 10-20 s.
 func TestPreallocateNotForSmallPartitions(t *testing.T) {
 	fsys := NewCrashFS()
 	l := openT(t, fsys, "/d/t-0", Config{}) // the default, 8 MiB ahead once 512 KiB are written
@@ -114,6 +114,19 @@ func TestPreallocateNotForSmallPartitions(t *testing.T) {
 	waitPrealloc(t, l)
 	if p := l.Preallocated(); p != 0 {
 		t.Fatalf("%d bytes preallocated for a %d-byte log", p, l.Size())
+	}
+	// Slow: a long-lived segment fills, but never at the rate that
+	// preallocates.
+	clock := newClock()
+	slow := openT(t, NewCrashFS(), "/d/t-0", preallocCfg, func(o *Options) { o.Now = clock.Now })
+	defer slow.Close()
+	for i := 0; i < 300; i++ {
+		clock.Add(30 * time.Second)
+		mustAppend(t, slow, testBatch(rng, i, clock.Now().UnixMilli()))
+	}
+	waitPrealloc(t, slow)
+	if p := slow.Preallocated(); p != 0 || slow.Size() < preallocCfg.PreallocateBytes/preallocWarmup {
+		t.Fatalf("slow partition of %d bytes: %d bytes preallocated", slow.Size(), p)
 	}
 	off := openT(t, NewCrashFS(), "/d/t-0", Config{PreallocateBytes: -1})
 	defer off.Close()

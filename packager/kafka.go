@@ -109,7 +109,10 @@ func batchCompressor(codec string, level int) (kgo.Compressor, error) {
 	case "", CompressionZstd:
 		if level == 0 {
 			// 46% at 760 MB/s a core; level 3 makes 42% at 340 MB/s, CPU
-			// that 2 cores packaging an exposure do not have to spare.
+			// that 2 cores producing an exposure do not have to spare.
+			// Leaving the literals raw (WithNoEntropyCompression: they are
+			// mostly the gzipped cutouts) would be 1.8x faster for 1 point
+			// more, which every consumer would fetch.
 			level = 1
 		}
 		enc, err := zstd.NewWriter(nil, zstd.WithWindowSize(zstdWindow),

@@ -597,7 +597,9 @@ func (l *Log) Err() error {
 	return l.werr
 }
 
-// Size is the number of bytes in all segment files.
+// Size is the number of bytes of batches in all segments (retention.bytes
+// counts these); the zeros preallocated ahead of the writer are not
+// counted (Preallocated), though the file system counts them as used.
 func (l *Log) Size() int64 {
 	l.mu.RLock()
 	defer l.mu.RUnlock()

@@ -86,6 +86,10 @@ type Config struct {
 	// (connection.max.inflight.response.bytes): a connection whose queued
 	// answers exceed it takes no new request until its client reads them.
 	ConnectionMaxInflightResponseBytes int `yaml:"connection.max.inflight.response.bytes"`
+	// FailedAuthenticationDelay (connection.failed.authentication.delay.ms,
+	// Kafka's name and default, 100 ms) is every SASL listener's delay
+	// unless the ListenerConfig sets its own; negative: none.
+	FailedAuthenticationDelay time.Duration `yaml:"connection.failed.authentication.delay.ms"`
 }
 
 // DefaultConfig returns Kafka's defaults where Kafka has a setting.
@@ -104,6 +108,7 @@ func DefaultConfig() Config {
 		QueuedMaxRequestBytes:              128 << 20,
 		MaxInflightResponseBytes:           128 << 20,
 		ConnectionMaxInflightResponseBytes: 16 << 20,
+		FailedAuthenticationDelay:          defaultFailedAuthDelay,
 	}
 }
 
@@ -139,6 +144,9 @@ func (c Config) withDefaults() Config {
 	if c.ConnectionMaxInflightResponseBytes == 0 {
 		c.ConnectionMaxInflightResponseBytes = d.ConnectionMaxInflightResponseBytes
 	}
+	if c.FailedAuthenticationDelay == 0 {
+		c.FailedAuthenticationDelay = d.FailedAuthenticationDelay
+	}
 	return c
 }
 
@@ -163,6 +171,10 @@ func (c Config) Validate() error {
 	}
 	if c.RequestReadTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("socket.request.read.timeout.ms %v: must be > 0", c.RequestReadTimeout))
+	}
+	if c.FailedAuthenticationDelay < -time.Millisecond || c.FailedAuthenticationDelay >= c.IdleTimeout {
+		errs = append(errs, fmt.Errorf("connection.failed.authentication.delay.ms %v: out of range: -1 (none) or 0 to less than connections.max.idle.ms (%v)",
+			c.FailedAuthenticationDelay, c.IdleTimeout))
 	}
 	if c.WriteTimeout <= 0 {
 		errs = append(errs, fmt.Errorf("socket.response.write.timeout.ms %v: must be > 0", c.WriteTimeout))
@@ -335,6 +347,9 @@ func (s *Server) Serve(ln net.Listener) error {
 
 // ServeListener is Serve with per-listener settings.
 func (s *Server) ServeListener(ln net.Listener, lc ListenerConfig) error {
+	if lc.FailedAuthenticationDelay == 0 {
+		lc.FailedAuthenticationDelay = s.cfg.FailedAuthenticationDelay
+	}
 	if err := errors.Join(validMechanisms(lc.SASLMechanisms), lc.validFailedAuthDelay(s.cfg.IdleTimeout)); err != nil {
 		ln.Close()
 		return fmt.Errorf("protocol: listener %s: %w", lc.Name, err)

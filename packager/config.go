@@ -125,6 +125,10 @@ type SimulateConfig struct {
 	Start time.Time `yaml:"start"`
 }
 
+// maxWorkers bounds packager.workers: more encoders than this only cost
+// memory (each holds an alert being built).
+const maxWorkers = 1024
+
 // DefaultConfig returns the defaults; HistoryDir and RejectDir still need
 // setting.
 func DefaultConfig() Config {
@@ -211,8 +215,8 @@ func (c Config) Validate() error {
 	if c.RejectDir == "" {
 		bad("reject.dir", "required")
 	}
-	if c.HistoryDays < 0 {
-		bad("history.days", "%v is negative", c.HistoryDays)
+	if !(c.HistoryDays >= 0 && c.HistoryDays <= 3650) { // NaN too
+		bad("history.days", "%v is outside 0-3650", c.HistoryDays)
 	}
 	switch c.Format {
 	case "", FormatOCF, FormatConfluent:
@@ -222,8 +226,11 @@ func (c Config) Validate() error {
 	if c.SchemaID < 0 {
 		bad("schema.id", "%d is negative", c.SchemaID)
 	}
-	if c.Workers < 0 {
-		bad("workers", "%d is negative", c.Workers)
+	if c.Workers < 0 || c.Workers > maxWorkers {
+		bad("workers", "%d is outside 0-%d (0: one per core)", c.Workers, maxWorkers)
+	}
+	if c.Source.IngestPoll < 0 {
+		bad("source.ingest.poll.ms", "%v is negative", c.Source.IngestPoll)
 	}
 	if err := checkCompression(c.Compression, c.CompressionLevel); err != nil {
 		errs = append(errs, err)
@@ -241,8 +248,20 @@ func (c Config) Validate() error {
 		if s.Simulate.Objects < 0 {
 			bad("source.simulate.objects", "%d is negative", s.Simulate.Objects)
 		}
-		if s.Simulate.Exposures < 0 || s.Simulate.Interval < 0 || s.Simulate.Cadence < 0 || s.Simulate.Night < 0 {
-			bad("source.simulate", "exposures, interval, night and cadence must not be negative")
+		if s.Simulate.Exposures < 0 {
+			bad("source.simulate.exposures", "%d is negative", s.Simulate.Exposures)
+		}
+		if s.Simulate.Interval < 0 {
+			bad("source.simulate.interval.ms", "%v is negative", s.Simulate.Interval)
+		}
+		if s.Simulate.Cadence < 0 {
+			bad("source.simulate.cadence.ms", "%v is negative", s.Simulate.Cadence)
+		}
+		if s.Simulate.Night < 0 {
+			bad("source.simulate.night.ms", "%v is negative", s.Simulate.Night)
+		}
+		if s.Simulate.Programid < 0 || s.Simulate.Programid > 3 {
+			bad("source.simulate.programid", "%d is not one of ZTF's programs 1 (public), 2 (partnership), 3 (Caltech)", s.Simulate.Programid)
 		}
 		if s.Simulate.Night > 24*time.Hour {
 			bad("source.simulate.night.ms", "%v is longer than a day", s.Simulate.Night)

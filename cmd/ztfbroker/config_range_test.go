@@ -196,3 +196,38 @@ func sortedKeys[V any](m map[string]V) []string {
 	sort.Strings(keys)
 	return keys
 }
+
+// packagerArchiveOutOfRange are bad values of the packager's and archiver's
+// numeric settings, refused by their packages' Validate when serve loads
+// its config.
+var packagerArchiveOutOfRange = map[string][]string{
+	"packager.history.days":                {"-1", "NaN", "1e300"},
+	"packager.workers":                     {"-1", "100000000"},
+	"packager.partitions":                  {"-2"},
+	"packager.source.ingest.poll.ms":       {"-1"},
+	"packager.source.simulate.alerts":      {"-1"},
+	"packager.source.simulate.objects":     {"-1"},
+	"packager.source.simulate.exposures":   {"-1"},
+	"packager.source.simulate.interval.ms": {"-1"},
+	"packager.source.simulate.cadence.ms":  {"-1"},
+	"packager.source.simulate.night.ms":    {"-1", "86400001"},
+	"packager.source.simulate.programid":   {"-3", "7"},
+	"archive.level":                        {"0", "10"},
+	"archive.idle.ms":                      {"-1"},
+	"archive.lookback.nights":              {"0", "366"},
+	"archive.checkpoint.bytes":             {"1", "2199023255553"},
+	"archive.topic.retention.ms":           {"-1", "1000"},
+}
+
+func TestPackagerArchiveOutOfRangeRefused(t *testing.T) {
+	for _, name := range sortedKeys(packagerArchiveOutOfRange) {
+		for _, v := range packagerArchiveOutOfRange[name] {
+			_, err := loadServeConfig("", settingFlags{name: v})
+			if err == nil {
+				t.Errorf("--set %s=%s accepted", name, v)
+			} else if !strings.Contains(err.Error(), name) {
+				t.Errorf("--set %s=%s: the error does not name the setting:\n%v", name, v, err)
+			}
+		}
+	}
+}

@@ -102,8 +102,8 @@ func (c Config) Validate() error {
 	if c.CheckpointBytes < 1<<20 || c.CheckpointBytes > 1<<40 {
 		bad("checkpoint.bytes", "%d is outside 1 MiB-1 TiB", c.CheckpointBytes)
 	}
-	if c.TopicRetention < 0 {
-		bad("topic.retention.ms", "%s is negative (0 keeps topics)", c.TopicRetention)
+	if c.TopicRetention < -time.Millisecond {
+		bad("topic.retention.ms", "%s is out of range (-1 or 0 keeps topics)", c.TopicRetention)
 	}
 	// A few milliseconds is most likely days or seconds given in the wrong
 	// unit; it would take topics away from consumers as soon as archived.

@@ -216,7 +216,7 @@ var packagerArchiveOutOfRange = map[string][]string{
 	"archive.idle.ms":                      {"-1"},
 	"archive.lookback.nights":              {"0", "366"},
 	"archive.checkpoint.bytes":             {"1", "2199023255553"},
-	"archive.topic.retention.ms":           {"-1", "1000"},
+	"archive.topic.retention.ms":           {"-5", "1000"},
 }
 
 func TestPackagerArchiveOutOfRangeRefused(t *testing.T) {

@@ -24,7 +24,8 @@ ztf_<YYYYMMDD>_programid<N> (key: objectId; value: one single-alert Avro
 container file with its schema, or Confluent-framed with --format confluent).
 
   --simulate N   a synthetic night: --exposures exposures of N alerts, one
-                 every --interval, objects recurring so histories grow
+                 every --interval over many fields, each revisited every
+                 --cadence, objects recurring so histories grow
   --ingest DIR   exposure folders a pipeline writes (layout: go doc
                  ./packager): package those READY and not DONE, then exit;
                  with --follow, keep watching DIR
@@ -65,8 +66,9 @@ func runPackage(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&bootstrap, "bootstrap", "localhost:9092", "comma-separated Kafka `brokers`")
 	fs.IntVar(&sim.Alerts, "simulate", 0, "simulate exposures of `N` alerts")
 	fs.IntVar(&exposures, "exposures", 1, "simulated exposures to make (0: until interrupted)")
-	fs.DurationVar(&sim.Interval, "interval", 30*time.Second, "wall-clock time between simulated exposures")
-	fs.DurationVar(&sim.Cadence, "cadence", sim.Cadence, "sky time between visits of the simulated field")
+	fs.DurationVar(&sim.Interval, "interval", sim.Interval, "time between simulated exposures, on the wall and on the sky (under 1s: back to back, 40 s apart on the sky)")
+	fs.DurationVar(&sim.Cadence, "cadence", sim.Cadence, "time between two visits of a field in a simulated night")
+	fs.DurationVar(&sim.Night, "night", sim.Night, "observing hours each day, from the first exposure (0: around the clock)")
 	fs.Uint64Var(&sim.Seed, "seed", sim.Seed, "seed of the simulated night")
 	fs.StringVar(&cfg.Source.IngestDir, "ingest", "", "ingest exposure folders under `DIR`")
 	fs.BoolVar(&follow, "follow", false, "with --ingest: keep watching for new exposures")

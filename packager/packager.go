@@ -57,6 +57,13 @@ type Exposure struct {
 	Rejects []Reject
 }
 
+// nightSource is a Source whose night begins when it is run and whose
+// alerts all belong to one program (the simulation).
+type nightSource interface {
+	Source
+	Programid() int
+}
+
 // Detection is one candidate with its object and cutouts.
 type Detection struct {
 	ObjectID   string
@@ -179,6 +186,13 @@ func (p *Packager) NewSource() (Source, error) {
 // RunSource packages every exposure src yields. Only the source's errors
 // end it; an exposure that fails to package is logged and counted.
 func (p *Packager) RunSource(ctx context.Context, src Source) error {
+	if n, ok := src.(nightSource); ok {
+		// The night begins now: tonight's topic is made at once, with
+		// its partitions and format, before a consumer that asks for it
+		// ahead of the first exposure auto-creates it with the cluster's
+		// defaults (one partition, no format).
+		p.topics.ensure(ctx, p.Topic(TimeJD(p.cfg.Clock()), n.Programid()), p.cfg.Format)
+	}
 	for {
 		exp, err := src.Next(ctx)
 		if errors.Is(err, io.EOF) {

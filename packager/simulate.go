@@ -121,6 +121,9 @@ func (s *Simulation) seqAt(t time.Time) int {
 	return day*s.perNight + k
 }
 
+// Programid is the program of every simulated alert.
+func (s *Simulation) Programid() int { return s.cfg.Programid }
+
 // Next waits until the next exposure is due and returns it; io.EOF after
 // Exposures. When the clock has run ahead (a slow packager, a laptop that
 // slept) it skips to the exposure due now, so sky time keeps to the clock.

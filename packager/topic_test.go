@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
@@ -269,4 +270,62 @@ type recordingProducer struct{ n atomic.Int32 }
 func (r *recordingProducer) Produce(_ context.Context, rec *kgo.Record, promise func(*kgo.Record, error)) {
 	r.n.Add(1)
 	promise(rec, nil)
+}
+
+// idleNight is a night source whose first exposure never comes.
+type idleNight struct{ programid int }
+
+func (n idleNight) Programid() int { return n.programid }
+func (n idleNight) Next(ctx context.Context) (*Exposure, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+// TestNightTopicMadeAtStart: a simulated night's topic exists, with the
+// packager's partitions and format, as soon as the night starts, before its
+// first exposure, so that a consumer asking for it early does not
+// auto-create it with the cluster's defaults.
+func TestNightTopicMadeAtStart(t *testing.T) {
+	c := newCluster(t, 1)
+	creates := countCreates(c)
+	cl := newProducer(t, c)
+	cfg := testConfig(t)
+	cfg.Partitions = 5
+	now := time.Date(2026, 12, 3, 6, 0, 0, 0, time.UTC)
+	cfg.Clock = func() time.Time { return now }
+	p := newTestPackager(t, cfg, cl)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- p.RunSource(ctx, idleNight{programid: 2}) }()
+	topic := "ztf_20261203_programid2"
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		// Asked only once the packager has created it: kfake's metadata
+		// would auto-create it too.
+		if creates.Load() == 0 {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s not made while the night waits for its first exposure", topic)
+			}
+			time.Sleep(20 * time.Millisecond)
+			continue
+		}
+		tds, err := kadm.NewClient(cl).ListTopics(context.Background(), topic)
+		if err == nil && tds.Has(topic) && tds[topic].Err == nil {
+			if n := len(tds[topic].Partitions); n != 5 {
+				t.Fatalf("%s has %d partitions, want the packager's 5", topic, n)
+			}
+			if got := topicConfigs(t, cl, topic)[ConfigAlertFormat]; got != string(FormatOCF) {
+				t.Fatalf("%s states format %q", topic, got)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s not made while the night waits for its first exposure", topic)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
 }

@@ -40,6 +40,7 @@ func TestApplySettings(t *testing.T) {
 		Topic: log.Config{
 			SegmentBytes: 1 << 20, SegmentAge: 10 * time.Minute, RetentionAge: time.Hour,
 			RetentionBytes: 1 << 30, IndexIntervalBytes: 8192, Flush: log.FlushInterval, FlushInterval: time.Second,
+			PreallocateBytes: log.DefaultPreallocateBytes,
 		},
 		RetentionCheckInterval: time.Second,
 		MetaCacheBytes:         DefaultMetaCacheBytes,

@@ -17,7 +17,7 @@
 //	|   previous 32 KiB as dictionary and ended by a sync flush, the    |
 //	|   last one by a final block (what pgzip writes)                   |
 //	|   +----------------------------------------------------------+   |
-//	|   | ustar: <candid>.avro   one per message, value verbatim    |   |
+//	|   | ustar: <candid>.avro   one per message (see below)        |   |
 //	|   |        ...             partition 0 in offset order, then 1 |   |
 //	|   |        MD5SUMS         "<md5 hex>  <member name>\n" lines |   |
 //	|   |        two zero blocks                                    |   |
@@ -26,12 +26,19 @@
 //	| gzip trailer: CRC-32 and input size mod 2^32, little endian       |
 //	+------------------------------------------------------------------+
 //
-// A member holds the Kafka message value byte for byte: a single-alert Avro
-// object container file. Its name is the alert's top-level candid (read from
-// the container's own writer schema) plus ".avro". A candid already used in
-// this archive gets "_2", "_3", ... before ".avro", so every message of the
-// topic is a member and `tar -x` never overwrites one with another. A value
-// that is not an Avro container with a candid is kept as
+// A member holds the Kafka message value byte for byte when it is a
+// single-alert Avro object container file (packager.format: ocf, as ZTF
+// sends). A Confluent-framed value (byte 0, 4-byte schema id, Avro body) is
+// turned back into the container file the ocf format would have carried:
+// the writer schema looked up by id, the null codec, the MD5 of the schema
+// text as sync marker, one block holding the body as it is; so the schema
+// travels with data at rest whatever the topic's format (candid.go). Its
+// name is the alert's top-level candid (read with the writer schema) plus
+// ".avro", "n<|candid|>.avro" for a negative candid so that no name starts
+// with '-'. A candid already used in this archive gets "_2", "_3", ...
+// before ".avro", so every message of the topic is a member and `tar -x`
+// never overwrites one with another. A value that is neither (or whose
+// schema id is unknown) is kept verbatim as
 // "nocandid_<partition>_<offset>.avro" and counted; nothing is dropped.
 // Member mtime is the record timestamp, mode 0644, owner 0:0, so the same
 // topic always gives the same tar bytes.

@@ -30,6 +30,15 @@
 // Replayed alerts keep their own writer schema (1.x to 4.02): a file of one
 // alert is sent as the bytes it is; a file of several is cut into one-alert
 // container files with the file's schema text and the records' own bytes.
+// Each goes to the topic of its own night and programid (1, 2 or 3); an
+// alert with programid 0, a 2016 prototype, one without a candidate jd, or
+// one that does not decode is refused into the reject folder with the
+// reason, never sent to the public programid 1 topic.
+//
+// A new deployment seeds its 30-day histories from earlier alerts
+// (`ztfbroker package --seed-history PATH...`, seed.go): each alert's
+// candidate, prv_candidates and fp_hists become history rows of its object;
+// seeding the same alerts twice adds nothing.
 //
 // # Ingest layout
 //

@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/ztfbroker/ztfbroker/avrofile"
 	"github.com/ztfbroker/ztfbroker/packager"
 )
 
@@ -129,5 +130,55 @@ func waitFilled(ctx context.Context, t *testing.T, b *serveProc, topic string, n
 			t.Fatalf("topic %s did not reach %d records: %v\n%s", topic, n, err, b.Logs())
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// TestServeSimulationKeepsToTheClock: the simulated night's sky time is the
+// wall clock's, so every alert's candidate.jd falls within the run and every
+// alert lands on tonight's topic, however many exposures are taken (here one
+// every 2 s instead of 40 s, so a minute holds what 20 minutes would; the
+// old simulation moved its sky clock 45 min an exposure and left tonight's
+// topic within minutes).
+func TestServeSimulationKeepsToTheClock(t *testing.T) {
+	begin := time.Now()
+	b := startBroker(t, "", "--packager=true", "--set", "packager.source.simulate.interval.ms=2000",
+		"--set", "packager.source.simulate.alerts=20")
+	topic := "ztf_" + begin.UTC().Format("20060102") + "_programid1"
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	const exposures = 20
+	waitFilled(ctx, t, b, topic, exposures*20)
+	end := time.Now()
+
+	adm := kadm.NewClient(newClient(t, b.Kafka))
+	topics, err := adm.ListTopics(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range topics.Names() {
+		if strings.HasPrefix(name, "ztf_") && name != topic && begin.UTC().Format("20060102") == end.UTC().Format("20060102") {
+			t.Errorf("alerts on %s besides tonight's %s", name, topic)
+		}
+	}
+	cl := newClient(t, b.Kafka, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	schemas := avrofile.NewSchemas(4)
+	seen := 0
+	for seen < exposures*20 {
+		fs := cl.PollFetches(ctx)
+		if err := fs.Err0(); err != nil {
+			t.Fatalf("after %d alerts: %v", seen, err)
+		}
+		for _, r := range fs.Records() {
+			as, err := packager.SplitAlerts(r.Value, schemas)
+			if err != nil || len(as) != 1 {
+				t.Fatalf("offset %d: %d alerts, %v", r.Offset, len(as), err)
+			}
+			sky := packager.JDTime(as[0].JD)
+			if sky.Before(begin.Add(-time.Minute)) || sky.After(end.Add(time.Minute)) {
+				t.Fatalf("alert %d observed at %s on the sky, outside the run's %s to %s", as[0].Candid,
+					sky.Format(time.RFC3339), begin.Format(time.RFC3339), end.Format(time.RFC3339))
+			}
+			seen++
+		}
 	}
 }

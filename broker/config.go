@@ -462,6 +462,25 @@ var topicKeys = []topicKey{
 	fixed("message.timestamp.type", "log.message.timestamp.type", "CreateTime",
 		"Record timestamps are the producer's; LogAppendTime is not supported."),
 	{
+		name: "preallocate", broker: "log.preallocate", typ: kmsg.ConfigTypeBoolean,
+		doc: "true: under flush.ms 0, a busy partition's active segment is written ahead in fsynced zeros, so an " +
+			"acknowledged append's fsync overwrites blocks instead of journaling a new file size (log/doc.go); the " +
+			"zeros are cut at roll and close. Kafka's preallocate sizes whole segments, for Windows.",
+		get: func(tc *topicConfig) string { return strconv.FormatBool(tc.log.PreallocateBytes >= 0) },
+		set: func(tc *topicConfig, v string) error {
+			on, err := strconv.ParseBool(v)
+			if err != nil {
+				return fmt.Errorf("want true or false")
+			}
+			tc.log.PreallocateBytes = -1
+			if on {
+				tc.log.PreallocateBytes = log.DefaultPreallocateBytes
+			}
+			return nil
+		},
+		check: noCheck,
+	},
+	{
 		name: "retention.bytes", broker: "log.retention.bytes", typ: kmsg.ConfigTypeLong,
 		doc: "Size a partition may reach before its oldest segments are deleted; -1: no limit.",
 		get: func(tc *topicConfig) string { return strconv.FormatInt(tc.log.RetentionBytes, 10) },

@@ -130,3 +130,21 @@ func TestTopicNameRules(t *testing.T) {
 		}
 	}
 }
+
+// log.preallocate (Kafka's name; topic config preallocate) turns the
+// log's preallocation off and on.
+func TestPreallocateSetting(t *testing.T) {
+	c := DefaultConfig()
+	if c.Topic.PreallocateBytes != log.DefaultPreallocateBytes {
+		t.Fatalf("default preallocation %d", c.Topic.PreallocateBytes)
+	}
+	if err := c.ApplySettings(map[string]string{"log.preallocate": "false"}); err != nil {
+		t.Fatal(err)
+	}
+	if c.Topic.PreallocateBytes >= 0 {
+		t.Fatalf("log.preallocate=false left %d", c.Topic.PreallocateBytes)
+	}
+	if err := c.ApplySettings(map[string]string{"log.preallocate": "maybe"}); err == nil || !strings.Contains(err.Error(), "log.preallocate") {
+		t.Fatalf("log.preallocate=maybe: %v", err)
+	}
+}

@@ -59,8 +59,6 @@ func TestCrashRandom(t *testing.T) {
 
 func crashIteration(t *testing.T, seed int64) {
 	rng := rand.New(rand.NewSource(seed))
-	var rngMu sync.Mutex
-	fsys := NewCrashFS()
 	cfg := Config{
 		SegmentBytes:       []int64{700, 3000, 1 << 20}[rng.Intn(3)],
 		IndexIntervalBytes: []int{1, 200, 4096}[rng.Intn(3)],
@@ -74,6 +72,18 @@ func crashIteration(t *testing.T, seed int64) {
 	if deletes {
 		cfg.RetentionBytes = 4000
 	}
+	crashRounds(t, rng, cfg, deletes, func() int64 { return int64(1 + rng.Intn(60)) }, nil)
+}
+
+// crashRounds runs three rounds on one crash-simulating file system: open
+// the log and check what survived, append from three writers (and, with
+// deletes, run retention and DeleteRecords alongside) until the crashAt-th
+// append crashes the file system with random tears; then it opens the log a
+// last time, checks every acknowledged batch, and verifies the files.
+// afterAppend, when given, sees the log after each acknowledged append.
+func crashRounds(t *testing.T, rng *rand.Rand, cfg Config, deletes bool, crashAt func() int64, afterAppend func(*Log)) {
+	var rngMu sync.Mutex
+	fsys := NewCrashFS()
 	acked := map[int64][]byte{} // base offset -> batch as stored
 	var ackedMu sync.Mutex
 	var ackedEnd int64
@@ -83,7 +93,7 @@ func crashIteration(t *testing.T, seed int64) {
 			t.Fatalf("round %d open: %v", round, err)
 		}
 		checkRecovered(t, l, acked, ackedEnd)
-		crashAt := int64(1 + rng.Intn(60))
+		crashAt := crashAt()
 		var appends atomic.Int64
 		var crashed atomic.Bool
 		var rebooted *CrashFS
@@ -130,6 +140,9 @@ func crashIteration(t *testing.T, seed int64) {
 						ackedMu.Lock()
 						acked[info.BaseOffset] = b
 						ackedEnd = max(ackedEnd, info.LastOffset+1)
+						if afterAppend != nil {
+							afterAppend(l)
+						}
 						ackedMu.Unlock()
 					} else if written = append(written, b); wr.Intn(8) == 0 {
 						// Under interval, Sync acknowledges what was written.

@@ -9,8 +9,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -554,8 +552,6 @@ func TestPreallocateCrashRandom(t *testing.T) {
 
 func preallocCrashIteration(t *testing.T, seed int64) {
 	rng := rand.New(rand.NewSource(seed))
-	var rngMu sync.Mutex
-	fsys := NewCrashFS()
 	cfg := Config{
 		SegmentBytes:       []int64{16 << 10, 64 << 10, 1 << 20}[rng.Intn(3)],
 		PreallocateBytes:   []int64{8 << 10, 32 << 10, 256 << 10}[rng.Intn(3)],
@@ -566,87 +562,11 @@ func preallocCrashIteration(t *testing.T, seed int64) {
 	if deletes {
 		cfg.RetentionBytes = 40 << 10
 	}
-	acked := map[int64][]byte{}
-	var ackedMu sync.Mutex
-	var ackedEnd int64
 	preallocated := false
-	for round := 0; round < 3; round++ {
-		l, err := Open("/d/t-0", cfg, Options{FS: fsys})
-		if err != nil {
-			t.Fatalf("round %d open: %v", round, err)
-		}
-		checkRecovered(t, l, acked, ackedEnd)
-		crashAt := int64(50 + rng.Intn(400))
-		var appends atomic.Int64
-		var crashed atomic.Bool
-		var rebooted *CrashFS
-		crash := func() {
-			if crashed.CompareAndSwap(false, true) {
-				rebooted = fsys.Crash(randomTear(rng, &rngMu))
-			}
-		}
-		var wg sync.WaitGroup
-		if deletes {
-			rngMu.Lock()
-			dseed := rng.Int63()
-			rngMu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				dr := rand.New(rand.NewSource(dseed))
-				for !crashed.Load() {
-					if dr.Intn(2) == 0 {
-						l.EnforceRetention()
-					} else {
-						l.DeleteRecords(l.LogStartOffset() + int64(dr.Intn(10)))
-					}
-					time.Sleep(time.Duration(dr.Intn(300)) * time.Microsecond)
-				}
-			}()
-		}
-		for w := 0; w < 3; w++ {
-			rngMu.Lock()
-			wseed := rng.Int63()
-			rngMu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				wr := rand.New(rand.NewSource(wseed))
-				for !crashed.Load() {
-					b := makeBatch(wr, 1+wr.Intn(4), time.Now().UnixMilli(), wr.Intn(300))
-					info, err := l.Append(b)
-					if err != nil {
-						return
-					}
-					ackedMu.Lock()
-					acked[info.BaseOffset] = b
-					ackedEnd = max(ackedEnd, info.LastOffset+1)
-					preallocated = preallocated || l.Preallocated() > 0
-					ackedMu.Unlock()
-					if appends.Add(1) == crashAt {
-						crash()
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		crash()
-		l.Close()
-		fsys = rebooted
-	}
-	l, err := Open("/d/t-0", cfg, Options{FS: fsys})
-	if err != nil {
-		t.Fatalf("final open: %v", err)
-	}
-	defer l.Close()
-	checkRecovered(t, l, acked, ackedEnd)
+	crashRounds(t, rng, cfg, deletes, func() int64 { return int64(50 + rng.Intn(400)) }, func(l *Log) {
+		preallocated = preallocated || l.Preallocated() > 0
+	})
 	if !preallocated {
 		t.Logf("seed %d: nothing was preallocated", seed)
-	}
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	if err := VerifyFS(fsys, "/d/t-0"); err != nil {
-		t.Fatalf("verify after recovery: %v", err)
 	}
 }

@@ -22,28 +22,7 @@ func TestKillProcess(t *testing.T) {
 		t.Skip("spawns a process")
 	}
 	dir := filepath.Join(t.TempDir(), "t-0")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillProcess$")
-	cmd.Env = append(os.Environ(), "ZTFLOG_KILL_CHILD="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	acked := map[int64]int64{} // base offset -> size
-	sc := bufio.NewScanner(out)
-	for len(acked) < 300 && sc.Scan() {
-		var base, size int64
-		if _, err := fmt.Sscan(sc.Text(), &base, &size); err == nil {
-			acked[base] = size
-		}
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if len(acked) < 300 {
-		t.Fatalf("child acknowledged only %d batches", len(acked))
-	}
+	acked := killAfterAcks(t, "TestKillProcess", "ZTFLOG_KILL_CHILD", dir, 300)
 	l := openT(t, nil, dir, Config{SegmentBytes: 20000})
 	defer l.Close()
 	got := readAll(t, l, 0, 1<<16)
@@ -78,4 +57,34 @@ func killChild(dir string) {
 		fmt.Fprintln(w, info.BaseOffset, len(b))
 		w.Flush()
 	}
+}
+
+// killAfterAcks runs test in a child process with env=dir, reads the
+// "<base offset> <size>" lines it prints as batches are acknowledged until
+// it has n, then kills it with SIGKILL and returns them.
+func killAfterAcks(t *testing.T, test, env, dir string, n int) map[int64]int64 {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^"+test+"$")
+	cmd.Env = append(os.Environ(), env+"="+dir)
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	acked := map[int64]int64{} // base offset -> size
+	sc := bufio.NewScanner(out)
+	for len(acked) < n && sc.Scan() {
+		var base, size int64
+		if _, err := fmt.Sscan(sc.Text(), &base, &size); err == nil {
+			acked[base] = size
+		}
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	if len(acked) < n {
+		t.Fatalf("child acknowledged only %d batches", len(acked))
+	}
+	return acked
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math/rand"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"syscall"
@@ -317,28 +316,7 @@ func TestKillPreallocating(t *testing.T) {
 		t.Skip("spawns a process")
 	}
 	dir := filepath.Join(t.TempDir(), "t-0")
-	cmd := exec.Command(os.Args[0], "-test.run=^TestKillPreallocating$")
-	cmd.Env = append(os.Environ(), "ZTFLOG_KILL_PREALLOC_CHILD="+dir)
-	out, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	acked := map[int64]int64{} // base offset -> size
-	sc := bufio.NewScanner(out)
-	for len(acked) < 2000 && sc.Scan() {
-		var base, size int64
-		if _, err := fmt.Sscan(sc.Text(), &base, &size); err == nil {
-			acked[base] = size
-		}
-	}
-	cmd.Process.Kill()
-	cmd.Wait()
-	if len(acked) < 2000 {
-		t.Fatalf("child acknowledged only %d batches", len(acked))
-	}
+	acked := killAfterAcks(t, "TestKillPreallocating", "ZTFLOG_KILL_PREALLOC_CHILD", dir, 2000)
 	// The active segment ends in preallocated zeros.
 	names, _ := OSFS{}.ReadDir(dir)
 	var active string

@@ -65,10 +65,11 @@ func newTestPackager(t testing.TB, cfg Config, prod Producer) *Packager {
 }
 
 // consume reads n records from the topics matching regex.
-func consume(t testing.TB, addrs []string, regex string, n int) []*kgo.Record {
+func consume(t testing.TB, addrs []string, regex string, n int, extra ...kgo.Opt) []*kgo.Record {
 	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeRegex(), kgo.ConsumeTopics(regex),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64<<20))
+	opts := []kgo.Opt{kgo.SeedBrokers(addrs...), kgo.ConsumeRegex(), kgo.ConsumeTopics(regex),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(64 << 20)}
+	cl, err := kgo.NewClient(append(opts, extra...)...)
 	if err != nil {
 		t.Fatal(err)
 	}

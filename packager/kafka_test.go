@@ -8,7 +8,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -121,29 +120,6 @@ func (h *batchReads) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int32, m
 	h.expanded += m.UncompressedBytes
 }
 
-// consumeHooked reads n records of topic with hooks.
-func consumeHooked(t *testing.T, addrs []string, topic string, n int, hooks ...kgo.Hook) []*kgo.Record {
-	t.Helper()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...), kgo.ConsumeTopics(topic), kgo.WithHooks(hooks...),
-		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	var out []*kgo.Record
-	for len(out) < n {
-		fs := cl.PollFetches(ctx)
-		if ctx.Err() != nil {
-			t.Fatalf("consumed %d of %d records from %s", len(out), n, topic)
-		}
-		fs.EachError(func(topic string, p int32, err error) { t.Fatalf("fetch %s/%d: %v", topic, p, err) })
-		out = append(out, fs.Records()...)
-	}
-	return out
-}
-
 // TestProducerCompresses: with each codec, the batches reach the broker
 // compressed with it, every alert reads back byte for byte as it was made, and
 // zstd (the default) stores the OCF alerts in under 60% of their bytes: their
@@ -171,7 +147,7 @@ func TestProducerCompresses(t *testing.T) {
 			topic := NightTopic(TimeJD(nightStart), 1)
 			reads := &batchReads{codecs: map[uint8]int{}}
 			var made int
-			for _, r := range consumeHooked(t, c.ListenAddrs(), topic, alerts, reads) {
+			for _, r := range consume(t, c.ListenAddrs(), "^"+topic+"$", alerts, kgo.WithHooks(reads)) {
 				want := tee.sent[string(r.Key)]
 				if !bytes.Equal(r.Value, want) {
 					t.Fatalf("%s: %d bytes read back, %d made", r.Key, len(r.Value), len(want))

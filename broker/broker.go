@@ -32,7 +32,9 @@ type Broker struct {
 	reg       prometheus.Registerer
 	logMetric *log.Metrics
 	// files bounds the descriptors of every partition's sealed segments.
-	files     *log.FileCache
+	files *log.FileCache
+	// scrub paces every partition's background CRC check; nil: none.
+	scrub     *log.Scrubber
 	collector *collector
 	offline   prometheus.GaugeFunc
 	db        *pebble.DB
@@ -137,6 +139,9 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		topics:    map[string]*topic{},
 		quit:      make(chan struct{}),
 		files:     log.NewFileCache(0),
+	}
+	if cfg.LogScrubBytesPerSecond >= 0 {
+		b.scrub = log.NewScrubber(cfg.LogScrubBytesPerSecond, 0)
 	}
 	fail := func(err error) (*Broker, error) {
 		b.closeLogs()
@@ -253,6 +258,7 @@ func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 		Now:       b.now,
 		Metrics:   b.logMetric,
 		FileCache: b.files,
+		Scrub:     b.scrub,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s-%d: %w", t.name, i, err)

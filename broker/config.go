@@ -69,6 +69,13 @@ type Config struct {
 	// hold plus what is free), less log.dir.free.min.bytes's mark, derived
 	// at every check; -1: no bound.
 	RetentionTotalBytes int64
+	// LogScrubBytesPerSecond is how fast, over every partition together,
+	// the logs check the CRCs of their stored batches again in the
+	// background, so that damage on disk is found before a read needs it
+	// and reads can skip the CRC of batches already checked (log/scrub.go).
+	// log.scrub.bytes.per.second (ztfbroker's own); 0, the default:
+	// log.DefaultScrubBytesPerSecond (8 MiB/s); -1: no scrub.
+	LogScrubBytesPerSecond int64
 }
 
 const (
@@ -712,6 +719,21 @@ var brokerOnly = []brokerKey{
 		},
 		check: func(c *Config) error {
 			return atLeast(c.RetentionTotalBytes, -1, "-1 (no bound), 0 (derived from the disk) or more")
+		},
+	},
+	{
+		name: "log.scrub.bytes.per.second", typ: kmsg.ConfigTypeLong,
+		doc: "ztfbroker's own: bytes per second, over all partitions, of the background check of every stored " +
+			"batch's CRC, which finds damage on disk and lets reads skip the CRC of batches already checked; " +
+			"0: 8 MiB/s; -1: no scrub (every batch is still checked before it is first served).",
+		get: func(c *Config) string { return strconv.FormatInt(c.LogScrubBytesPerSecond, 10) },
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 64)
+			c.LogScrubBytesPerSecond = n
+			return err
+		},
+		check: func(c *Config) error {
+			return atLeast(c.LogScrubBytesPerSecond, -1, "-1 (no scrub), 0 (8 MiB/s) or more")
 		},
 	},
 	{

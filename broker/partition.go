@@ -227,7 +227,9 @@ func (b *Broker) storageError(p *partition, op string, err error, extra ...zap.F
 // Fetch appends to dst whole batches starting with the one that contains
 // offset, up to maxBytes (at least one batch when any is available). A batch
 // whose CRC fails is never returned: the partition answers
-// KAFKA_STORAGE_ERROR and the file and offset are logged.
+// KAFKA_STORAGE_ERROR and the file and offset are logged. The CRC is
+// checked once per batch in this process, or again once the scrub found
+// damage there (log/scrub.go).
 func (b *Broker) Fetch(ctx context.Context, topic string, partition int32, offset int64, maxBytes int, dst []byte) (records []byte, highWatermark, logStartOffset int64, err error) {
 	p, err := b.partition(topic, partition)
 	if err != nil {

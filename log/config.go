@@ -152,6 +152,10 @@ type Options struct {
 	// by all logs. nil means a cache of the log's own, of the default
 	// capacity.
 	FileCache *FileCache
+	// Scrub paces the log's background CRC checks of all its batches
+	// (scrub.go); one is shared by all logs. nil means no scrub: every
+	// batch is still checked once by this process before it is served.
+	Scrub *Scrubber
 }
 
 func (o Options) withDefaults() Options {

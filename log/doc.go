@@ -1,7 +1,8 @@
 // Package log is ztfbroker's partition log: Kafka v2 record batches stored
 // verbatim in segment files, with a sparse offset index and a sparse time
 // index per segment, group-committed fsyncs, retention, crash recovery of
-// the active segment's tail and CRC checks on every read.
+// the active segment's tail, and every batch's CRC checked in this process
+// before it is first served, with a background scrub (scrub.go).
 //
 // # Files
 //
@@ -236,7 +237,12 @@
 // zeros at the end of the last segment only.
 //
 // Damage inside a sealed segment, or anywhere in a cleanly closed active
-// one, is found when read (every batch's CRC is checked by Read and Verify)
-// and reported as a *CorruptionError naming the file and byte position;
-// damaged bytes are never returned as data.
+// one, is found when read or scrubbed and reported as a *CorruptionError
+// naming the file and byte position; damaged bytes are never returned as
+// data once found. Read checks the CRC of every batch this process has not
+// yet checked (after Open, none is); a batch it wrote or already checked
+// is served with its framing checked and its CRC not, and the scrub
+// (Options.Scrub) checks every batch again in the background, which is
+// what finds a byte changed on disk after its check (scrub.go has the
+// trade-off). Verify checks every CRC.
 package log

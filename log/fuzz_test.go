@@ -69,7 +69,7 @@ func FuzzScanSegment(f *testing.F) {
 		if res.end > int64(len(data)) || (res.err == nil) != (res.end == int64(len(data))) {
 			t.Fatalf("scan ended at %d of %d with %v", res.end, len(data), res.err)
 		}
-		good, err := checkChunk(data, 0, 0, true)
+		good, _, err := checkChunk(data, 0, 0, true, 0)
 		if int64(good) != res.end || (err == nil) != (res.err == nil) {
 			t.Fatalf("checkChunk %d (%v), scan %d (%v)", good, err, res.end, res.err)
 		}

@@ -476,7 +476,7 @@ func TestReadDuringRetention(t *testing.T) {
 	if err := readFull(v.s.log, buf, 0); err != nil {
 		t.Fatalf("pinned segment unreadable: %v", err)
 	}
-	if _, err := checkChunk(buf, v.s.base, 0, true); err != nil {
+	if _, _, err := checkChunk(buf, v.s.base, 0, true, 0); err != nil {
 		t.Fatal(err)
 	}
 	releaseViews(views)

@@ -84,6 +84,12 @@ type segment struct {
 	next         int64
 	idxMu        sync.Mutex
 	idxUnchecked atomic.Bool
+
+	// verified: every batch in [0, verified) had its CRC checked by this
+	// process (scrub.go); damaged: 1 + the position of damage the scrub
+	// found, 0 when none. Both in memory only.
+	verified atomic.Int64
+	damaged  atomic.Int64
 }
 
 func segmentPaths(dir string, base int64) (logPath, idxPath, tidxPath string) {

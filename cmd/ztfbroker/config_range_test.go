@@ -57,6 +57,7 @@ var outOfRange = map[string][]string{
 	"log.retention.total.bytes":           {"-2"},
 	"log.retention.check.interval.ms":     {"0", "-1"},
 	"log.dir.free.min.bytes":              {"-2"},
+	"log.scrub.bytes.per.second":          {"-2"},
 	"log.segment.bytes":                   {"1048575", "2147483648"},
 	"log.roll.ms":                         {"0", "-1"},
 	"log.index.interval.bytes":            {"0", "-1"},

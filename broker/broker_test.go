@@ -654,6 +654,46 @@ func TestCorruptBatchNotServed(t *testing.T) {
 	}
 }
 
+// The scrub (log.scrub.bytes.per.second) finds a flipped bit before any
+// fetch does: it logs the segment, and the fetch that comes later answers
+// KAFKA_STORAGE_ERROR, never the bytes.
+func TestScrubFindsDamageFirst(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.LogScrubBytesPerSecond = 1 << 30 })
+	b := e.open()
+	if err := b.CreateTopic(context.Background(), "t", 1, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	produce(t, b, "t", 0, e.batch(3, 1, 500))
+	produce(t, b, "t", 0, e.batch(3, 1, 500))
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(e.dir, "t-0", "*.log"))
+	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var one [1]byte
+	f.ReadAt(one[:], 200)
+	one[0] ^= 0x10
+	f.WriteAt(one[:], 200)
+	f.Close()
+	b = e.open()
+	deadline := time.Now().Add(10 * time.Second)
+	for e.logs.FilterMessage("scrub found damage").Len() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("the scrub did not report the damage: %v", e.logs.All())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, _, _, err := b.Fetch(context.Background(), "t", 0, 0, 1<<20, nil); !isKerr(err, kerr.KafkaStorageError) {
+		t.Fatalf("fetch of the damaged batch: %v", err)
+	}
+	if data, _, _, err := b.Fetch(context.Background(), "t", 0, 3, 1<<20, nil); err != nil || len(data) == 0 {
+		t.Fatalf("fetch of the good batch: %v", err)
+	}
+}
+
 func TestMetrics(t *testing.T) {
 	e := newEnv(t, nil)
 	b := e.open()

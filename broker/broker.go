@@ -166,7 +166,7 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 			Help: "Partitions whose log failed to open at start; they answer KAFKA_STORAGE_ERROR.",
 		}, b.offlineCount)
 		m := b.logMetric
-		cs := append([]prometheus.Collector{b.collector, b.offline, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost},
+		cs := append(append([]prometheus.Collector{b.collector, b.offline}, m.Collectors()...),
 			b.retention.collectors()...)
 		if err := registerMetrics(reg, cs...); err != nil {
 			return fail(fmt.Errorf("broker: register metrics: %w", err))
@@ -479,7 +479,7 @@ func (b *Broker) Close() error {
 			}
 		}
 		if m := b.logMetric; m != nil {
-			for _, c := range []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost} {
+			for _, c := range m.Collectors() {
 				if c != nil {
 					b.reg.Unregister(c)
 				}

@@ -692,6 +692,19 @@ func TestScrubFindsDamageFirst(t *testing.T) {
 	if data, _, _, err := b.Fetch(context.Background(), "t", 0, 3, 1<<20, nil); err != nil || len(data) == 0 {
 		t.Fatalf("fetch of the good batch: %v", err)
 	}
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		if m := mf.GetMetric(); len(m) == 1 && m[0].GetCounter() != nil {
+			found[mf.GetName()] = m[0].GetCounter().GetValue()
+		}
+	}
+	if found["ztfbroker_log_scrub_damage_total"] != 1 || found["ztfbroker_log_scrub_bytes_total"] == 0 {
+		t.Fatalf("scrub metrics: damage %v, bytes %v", found["ztfbroker_log_scrub_damage_total"], found["ztfbroker_log_scrub_bytes_total"])
+	}
 }
 
 func TestMetrics(t *testing.T) {

@@ -181,6 +181,13 @@ type Metrics struct {
 	FsyncSeconds        prometheus.Histogram
 	RecoveryTruncations prometheus.Counter
 	RecoveryBytesLost   prometheus.Counter
+	ScrubBytes          prometheus.Counter // bytes the scrub checked (scrub.go)
+	ScrubDamage         prometheus.Counter // damaged batches the scrub found
+}
+
+// Collectors lists every collector of m, for whoever registers them.
+func (m *Metrics) Collectors() []prometheus.Collector {
+	return []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost, m.ScrubBytes, m.ScrubDamage}
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -200,8 +207,16 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Namespace: "ztfbroker", Subsystem: "log", Name: "recovery_bytes_lost_total",
 			Help: "Bytes of torn segment tails dropped when opening a log.",
 		}),
+		ScrubBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "scrub_bytes_total",
+			Help: "Bytes of stored batches whose CRCs the background scrub checked.",
+		}),
+		ScrubDamage: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "scrub_damage_total",
+			Help: "Damaged batches the background scrub found (each once); reads of them answer KAFKA_STORAGE_ERROR.",
+		}),
 	}
-	if err := registerMetrics(reg, m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost); err != nil {
+	if err := registerMetrics(reg, m.Collectors()...); err != nil {
 		return nil, fmt.Errorf("log: register metrics: %w", err)
 	}
 	return m, nil

@@ -24,11 +24,12 @@ import (
 //
 // The scrub (Options.Scrub) walks every segment of the log, oldest first,
 // at a rate shared by all logs, checking every CRC again, the verified
-// range included: the disk may rot after a check. A failure is logged and
-// marks the segment damaged at that batch: the verified range is cut back
-// to it and can never pass it again, so every read from there on checks
-// the CRC and answers a *CorruptionError, as a read that found the damage
-// itself does. The bad bytes are never served once the damage is known.
+// range included: the disk may rot after a check. A failure is logged,
+// counted (Metrics.ScrubDamage) and marks the segment damaged at that
+// batch: the verified range is cut back to it and can never pass it
+// again, so every read from there on checks the CRC and answers a
+// *CorruptionError, as a read that found the damage itself does. The bad
+// bytes are never served once the damage is known.
 //
 // The trade-off, honestly: between the change of a byte on disk and the
 // scrub's next pass over it, a read of a verified range serves what the
@@ -156,6 +157,9 @@ func (l *Log) scrubPass() bool {
 			var err error
 			var n int64
 			buf, n, pos, expect, done, err = l.scrubChunk(s, buf, pos, expect)
+			if m := l.opts.Metrics; n > 0 && m != nil && m.ScrubBytes != nil {
+				m.ScrubBytes.Add(float64(n))
+			}
 			if n > 0 {
 				// Paid after the read: a small log books what it read,
 				// not a whole chunk.
@@ -171,6 +175,9 @@ func (l *Log) scrubPass() bool {
 			if err != nil {
 				if s.markDamaged(pos) {
 					l.lg.Error("scrub found damage", zap.Error(s.corruption(pos, err)))
+					if m := l.opts.Metrics; m != nil && m.ScrubDamage != nil {
+						m.ScrubDamage.Inc()
+					}
 				}
 				break
 			}

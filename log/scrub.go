@@ -57,6 +57,24 @@ type Scrubber struct {
 
 	mu   sync.Mutex
 	next time.Time // when the bucket is empty again
+
+	// bufs holds chunk buffers between reads: a log waiting for its
+	// turn holds none, so a thousand logs do not hold a chunk each.
+	bufs sync.Pool
+}
+
+// buf returns a buffer of n bytes; put gives it back.
+func (s *Scrubber) buf(n int) []byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n, max(n, scrubChunk))
+}
+
+func (s *Scrubber) put(b []byte) {
+	if cap(b) <= scrubChunk {
+		s.bufs.Put(&b)
+	}
 }
 
 // NewScrubber returns a Scrubber reading bytesPerSecond in all (<= 0 means
@@ -149,25 +167,30 @@ func (l *Log) scrubPass() bool {
 	l.mu.RLock()
 	segs := append([]*segment(nil), l.segs...)
 	l.mu.RUnlock()
-	var buf []byte
 	for _, s := range segs {
 		pos, expect := int64(0), s.base
 		for {
+			// Booked before the read, so that logs opened together do
+			// not all read at once, and only what is there, so that a
+			// small log does not book a whole chunk.
+			want := l.scrubWant(s, pos)
+			if want == 0 {
+				break
+			}
+			select {
+			case <-l.stop:
+				return false
+			case <-time.After(time.Until(l.opts.Scrub.reserve(int(want)))):
+			}
 			var done bool
 			var err error
 			var n int64
-			buf, n, pos, expect, done, err = l.scrubChunk(s, buf, pos, expect)
+			n, pos, expect, done, err = l.scrubChunk(s, pos, expect)
+			if n > want {
+				l.opts.Scrub.reserve(int(n - want)) // a batch larger than a chunk: the next read waits for it
+			}
 			if m := l.opts.Metrics; n > 0 && m != nil && m.ScrubBytes != nil {
 				m.ScrubBytes.Add(float64(n))
-			}
-			if n > 0 {
-				// Paid after the read: a small log books what it read,
-				// not a whole chunk.
-				select {
-				case <-l.stop:
-					return false
-				case <-time.After(time.Until(l.opts.Scrub.reserve(int(n)))):
-				}
 			}
 			if oe := (*OpenError)(nil); errors.As(err, &oe) {
 				break // out of descriptors: no damage, try again next pass
@@ -194,7 +217,7 @@ func (l *Log) scrubPass() bool {
 // bytes it read and where it stopped; done when s is gone or read to its
 // visible end. err is damage at the returned position, or a read that
 // failed there.
-func (l *Log) scrubChunk(s *segment, buf []byte, pos, expect int64) (_ []byte, read, _, _ int64, done bool, err error) {
+func (l *Log) scrubChunk(s *segment, pos, expect int64) (read, _, _ int64, done bool, err error) {
 	l.mu.RLock()
 	limit := int64(0)
 	if !l.closed && l.holdsLocked(s) {
@@ -205,7 +228,7 @@ func (l *Log) scrubChunk(s *segment, buf []byte, pos, expect int64) (_ []byte, r
 	}
 	l.mu.RUnlock()
 	if pos >= limit {
-		return buf, 0, pos, expect, true, nil
+		return 0, pos, expect, true, nil
 	}
 	defer s.release()
 	n := min(limit-pos, scrubChunk)
@@ -213,18 +236,16 @@ func (l *Log) scrubChunk(s *segment, buf []byte, pos, expect int64) (_ []byte, r
 		// A batch larger than the chunk is read whole.
 		var hb [batchHeaderSize]byte
 		if err := readFull(s.log, hb[:], pos); err != nil {
-			return buf, 0, pos, expect, false, err
+			return 0, pos, expect, false, err
 		}
 		if h, err := parseBatchHeader(hb[:]); err == nil && h.Size > n {
 			n = min(h.Size, limit-pos)
 		}
 	}
-	if int64(cap(buf)) < n {
-		buf = make([]byte, n)
-	}
-	b := buf[:n]
+	b := l.opts.Scrub.buf(int(n))
+	defer l.opts.Scrub.put(b)
 	if err := readFull(s.log, b, pos); err != nil {
-		return buf, n, pos, expect, false, err
+		return n, pos, expect, false, err
 	}
 	good, next, err := checkChunk(b, expect, l.cfg.LeaderEpoch, pos+n == limit, 0)
 	if good > 0 {
@@ -233,7 +254,19 @@ func (l *Log) scrubChunk(s *segment, buf []byte, pos, expect int64) (_ []byte, r
 	if err == nil && good == 0 {
 		err = errBatchLength // no whole batch in what the header said it was
 	}
-	return buf, n, pos + int64(good), next, err == nil && pos+int64(good) >= limit, err
+	return n, pos + int64(good), next, err == nil && pos+int64(good) >= limit, err
+}
+
+// scrubWant is how much the scrub's next read of s from pos takes: the
+// bytes left below the high watermark, at most scrubChunk; 0 when s is
+// read to its end or no longer in the log.
+func (l *Log) scrubWant(s *segment, pos int64) int64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed || !l.holdsLocked(s) {
+		return 0
+	}
+	return min(max(l.visibleLocked(s)-pos, 0), scrubChunk)
 }
 
 // holdsLocked says whether s is still one of the log's segments.

@@ -241,6 +241,14 @@ func liveTail(s *segment, res *scanResult, maxEpoch int32, check func(batchHeade
 	if endPreallocated(s, res, limit); res.err == nil {
 		return nil
 	}
+	if zeroHeader(s.log, res.end) {
+		// A writer that keeps appending into preallocated space keeps
+		// putting batches after the zeros each rescan found, so the tail
+		// is never all zeros at once: a frame that is still zeros where
+		// the next batch goes is where the writer has not reached.
+		res.err = nil
+		return nil
+	}
 	h, err := newHeaderReader(s.log).header(res.end, limit)
 	partial := errors.Is(err, errShortBatch) || (err == nil && h.BaseOffset == res.next && res.end+h.Size > limit)
 	if !partial {
@@ -248,6 +256,15 @@ func liveTail(s *segment, res *scanResult, maxEpoch int32, check func(batchHeade
 	}
 	res.err = nil
 	return &InFlight{Segment: s.path, Position: res.end, Bytes: limit - res.end}
+}
+
+// zeroHeader says whether a whole batch header at pos reads as zeros.
+func zeroHeader(f File, pos int64) bool {
+	var b [batchHeaderSize]byte
+	if n, _ := f.ReadAt(b[:], pos); n < len(b) {
+		return false
+	}
+	return b == [batchHeaderSize]byte{}
 }
 
 // endPreallocated accepts the end of a scan of the active segment at a

@@ -15,7 +15,7 @@ import (
 // page cache survives; CrashFS covers the latter.)
 func TestKillProcess(t *testing.T) {
 	if dir := os.Getenv("ZTFLOG_KILL_CHILD"); dir != "" {
-		killChild(dir)
+		killChild(dir, Config{SegmentBytes: 20000, Flush: FlushAlways})
 		return
 	}
 	if testing.Short() {
@@ -39,8 +39,10 @@ func TestKillProcess(t *testing.T) {
 	}
 }
 
-func killChild(dir string) {
-	l, err := Open(dir, Config{SegmentBytes: 20000, Flush: FlushAlways}, Options{})
+// killChild appends to the log in dir with cfg until killed, printing
+// "<base offset> <size>" for each acknowledged batch (killAfterAcks).
+func killChild(dir string, cfg Config) {
+	l, err := Open(dir, cfg, Options{})
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(1)

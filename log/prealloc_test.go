@@ -1,7 +1,6 @@
 package log
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
 	"math/rand"
@@ -309,7 +308,7 @@ func TestUnalignedZeroTailIsTorn(t *testing.T) {
 // zeros are cut without a torn-tail count, and Verify passes.
 func TestKillPreallocating(t *testing.T) {
 	if dir := os.Getenv("ZTFLOG_KILL_PREALLOC_CHILD"); dir != "" {
-		killPreallocChild(dir)
+		killChild(dir, Config{SegmentBytes: 1 << 20, PreallocateBytes: 256 << 10, Flush: FlushAlways})
 		return
 	}
 	if testing.Short() {
@@ -358,27 +357,6 @@ func TestKillPreallocating(t *testing.T) {
 	}
 	if err := Verify(dir); err != nil {
 		t.Fatal(err)
-	}
-}
-
-func killPreallocChild(dir string) {
-	cfg := Config{SegmentBytes: 1 << 20, PreallocateBytes: 256 << 10, Flush: FlushAlways}
-	l, err := Open(dir, cfg, Options{})
-	if err != nil {
-		fmt.Println("open:", err)
-		os.Exit(1)
-	}
-	rng := rand.New(rand.NewSource(1))
-	w := bufio.NewWriter(os.Stdout)
-	for i := 0; ; i++ {
-		b := testBatch(rng, i, int64(i))
-		info, err := l.Append(b)
-		if err != nil {
-			fmt.Println("append:", err)
-			os.Exit(1)
-		}
-		fmt.Fprintln(w, info.BaseOffset, len(b))
-		w.Flush()
 	}
 }
 

@@ -621,16 +621,7 @@ func TestCorruptBatchNotServed(t *testing.T) {
 	if err := b.Close(); err != nil {
 		t.Fatal(err)
 	}
-	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Flip a bit inside the first batch's records.
-	var one [1]byte
-	f.ReadAt(one[:], 200)
-	one[0] ^= 0x10
-	f.WriteAt(one[:], 200)
-	f.Close()
+	flipBit(t, segs[0], 200) // inside the first batch's records
 	b = e.open()
 
 	if _, _, _, err := b.Fetch(context.Background(), "t", 0, 0, 1<<20, nil); !isKerr(err, kerr.KafkaStorageError) {
@@ -669,15 +660,7 @@ func TestScrubFindsDamageFirst(t *testing.T) {
 		t.Fatal(err)
 	}
 	segs, _ := filepath.Glob(filepath.Join(e.dir, "t-0", "*.log"))
-	f, err := os.OpenFile(segs[0], os.O_RDWR, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var one [1]byte
-	f.ReadAt(one[:], 200)
-	one[0] ^= 0x10
-	f.WriteAt(one[:], 200)
-	f.Close()
+	flipBit(t, segs[0], 200)
 	b = e.open()
 	deadline := time.Now().Add(10 * time.Second)
 	for e.logs.FilterMessage("scrub found damage").Len() == 0 {
@@ -692,16 +675,7 @@ func TestScrubFindsDamageFirst(t *testing.T) {
 	if data, _, _, err := b.Fetch(context.Background(), "t", 0, 3, 1<<20, nil); err != nil || len(data) == 0 {
 		t.Fatalf("fetch of the good batch: %v", err)
 	}
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]float64{}
-	for _, mf := range mfs {
-		if m := mf.GetMetric(); len(m) == 1 && m[0].GetCounter() != nil {
-			found[mf.GetName()] = m[0].GetCounter().GetValue()
-		}
-	}
+	found := metricSums(t, e.reg)
 	if found["ztfbroker_log_scrub_damage_total"] != 1 || found["ztfbroker_log_scrub_bytes_total"] == 0 {
 		t.Fatalf("scrub metrics: damage %v, bytes %v", found["ztfbroker_log_scrub_damage_total"], found["ztfbroker_log_scrub_bytes_total"])
 	}
@@ -891,4 +865,40 @@ func TestConsumerOffsetsTopic(t *testing.T) {
 	if err := b.DeleteTopic(context.Background(), "__consumer_offsets"); !isKerr(err, kerr.InvalidTopicException) {
 		t.Fatalf("delete __consumer_offsets: %v", err)
 	}
+}
+
+// flipBit flips one bit of the byte at pos in the file at path, as a disk
+// that rots would.
+func flipBit(t *testing.T, path string, pos int64) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var one [1]byte
+	if _, err := f.ReadAt(one[:], pos); err != nil {
+		t.Fatal(err)
+	}
+	one[0] ^= 0x10
+	if _, err := f.WriteAt(one[:], pos); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// metricSums gathers reg: each metric's name to the sum of its series'
+// gauge and counter values.
+func metricSums(t *testing.T, reg *prometheus.Registry) map[string]float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.Metric {
+			found[mf.GetName()] += m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	return found
 }

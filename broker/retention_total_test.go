@@ -297,16 +297,7 @@ func TestRetentionTotalBytesMetrics(t *testing.T) {
 	e := newEnv(t, func(c *Config) { c.RetentionTotalBytes = 123 << 20 })
 	b := e.open()
 	produce(t, b, mustTopic(t, b, "m"), 0, e.batch(2, 1, 100))
-	mfs, err := e.reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := map[string]float64{}
-	for _, mf := range mfs {
-		for _, m := range mf.Metric {
-			found[mf.GetName()] += m.GetGauge().GetValue() + m.GetCounter().GetValue()
-		}
-	}
+	found := metricSums(t, e.reg)
 	if found["ztfbroker_log_dir_size_bytes"] <= 0 || found["ztfbroker_log_retention_total_bytes"] != 123<<20 {
 		t.Errorf("metrics %v", found)
 	}

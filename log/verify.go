@@ -249,6 +249,16 @@ func liveTail(s *segment, res *scanResult, maxEpoch int32, check func(batchHeade
 		res.err = nil
 		return nil
 	}
+	if size, err := s.log.Size(); err == nil {
+		// A frame read while its writer was copying it in (a header with
+		// its length but not yet its magic, say) that now reads as a
+		// whole batch is where the writer was, not damage: a reader
+		// without a lock sees a write in the middle.
+		if now := scanBatches(s.log, res.end, size, res.next, maxEpoch, true, nil); now.batches > 0 {
+			res.err = nil
+			return nil
+		}
+	}
 	h, err := newHeaderReader(s.log).header(res.end, limit)
 	partial := errors.Is(err, errShortBatch) || (err == nil && h.BaseOffset == res.next && res.end+h.Size > limit)
 	if !partial {

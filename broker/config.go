@@ -274,6 +274,9 @@ type topicKey struct {
 	get    func(*topicConfig) string
 	set    func(*topicConfig, string) error // parse only
 	check  func(*topicConfig) error         // range
+	// readOnly: only one value is served (fixed), so DescribeConfigs
+	// reports the key read-only.
+	readOnly bool
 }
 
 func noCheck(*topicConfig) error { return nil }
@@ -295,7 +298,7 @@ const (
 // fixed is a config the broker reports but serves only one way.
 func fixed(name, broker, value, doc string) topicKey {
 	return topicKey{
-		name: name, broker: broker, typ: kmsg.ConfigTypeString, doc: doc,
+		name: name, broker: broker, typ: kmsg.ConfigTypeString, doc: doc, readOnly: true,
 		get: func(*topicConfig) string { return value },
 		set: func(_ *topicConfig, v string) error {
 			if v != value {

@@ -1,16 +1,18 @@
 package broker
 
 import (
+	"cmp"
 	"context"
 	"slices"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
-// TopicConfigs lists a topic's configs (all when keys is nil) as
-// DescribeConfigs reports them: the value in force, its source (the topic's
-// override, the broker's file, or the built-in default) and the synonyms
-// below it, the last of which is the default.
+// TopicConfigs lists a topic's configs (all when keys is nil), sorted by
+// name, as DescribeConfigs reports them: the value in force, its source (the
+// topic's override, the broker's file, or the built-in default) and the
+// synonyms below it, the last of which is the default. Kafka's topic configs
+// not implemented here follow with Kafka's defaults, read-only.
 func (b *Broker) TopicConfigs(ctx context.Context, name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
 	t, err := b.lookup(name)
 	if err != nil {
@@ -32,13 +34,24 @@ func (b *Broker) TopicConfigs(ctx context.Context, name string, keys []string) (
 			syn = append(syn, synonym(k.broker, bv, kmsg.ConfigSourceStaticBrokerConfig))
 		}
 		syn = append(syn, synonym(k.defaultName(), k.get(&def), kmsg.ConfigSourceDefaultConfig))
-		out = append(out, describe(k.name, k.typ, k.doc, false, syn))
+		out = append(out, describe(k.name, k.typ, k.doc, k.readOnly || k.name == "flush.ms", syn))
 	}
+	// Kafka's configs not implemented here: their defaults, read-only.
+	for _, d := range unimplemented() {
+		if keys != nil && !slices.Contains(keys, d.name) {
+			continue
+		}
+		syn := []kmsg.DescribeConfigsResponseResourceConfigConfigSynonym{synonym(cmp.Or(d.broker, d.name), d.value, kmsg.ConfigSourceDefaultConfig)}
+		out = append(out, describe(d.name, d.typ, d.doc, true, syn))
+	}
+	sortConfigs(out)
 	return out, nil
 }
 
-// BrokerConfigs lists the broker's configs (all when keys is nil). None can
-// be changed at run time, so all are read-only.
+// BrokerConfigs lists the broker's configs (all when keys is nil): its own,
+// the broker-wide synonyms of the topic configs, and the Kafka broker
+// configs tools read (kafka_configs.go). None can be changed at run time,
+// so all are read-only.
 func (b *Broker) BrokerConfigs(ctx context.Context, keys []string) []kmsg.DescribeConfigsResponseResourceConfig {
 	type entry struct {
 		name, value, def string
@@ -56,6 +69,14 @@ func (b *Broker) BrokerConfigs(ctx context.Context, keys []string) []kmsg.Descri
 			continue // topic-only: nothing to report at the broker
 		}
 		entries = append(entries, entry{k.broker, k.get(&ct), k.get(&dt), k.typ, k.doc})
+	}
+	for _, d := range unimplemented() {
+		if d.broker != "" { // topic-only: nothing to report at the broker
+			entries = append(entries, entry{d.broker, d.value, d.value, d.typ, d.doc})
+		}
+	}
+	for _, d := range kafkaBrokerDefaults {
+		entries = append(entries, entry{d.name, d.value, d.value, d.typ, d.doc})
 	}
 	// cluster.id as reported, not as configured (it may be generated).
 	for i := range entries {

@@ -83,7 +83,9 @@
 // not override it (as in Kafka). A record whose v is not 1 fails Open. The
 // record is written before the topic's logs are opened, rewritten with the
 // new count before CreatePartitions opens new logs (and put back if they
-// fail to open), and deleted before the logs are removed. Open creates
+// fail to open), rewritten with the new overrides by IncrementalAlterConfigs
+// and AlterConfigs before they are answered and before the logs take them
+// (alter_configs.go), and deleted before the logs are removed. Open creates
 // __consumer_offsets (1 partition, no overrides, always empty) when it is
 // missing, so every store holds topic/__consumer_offsets.
 //

@@ -106,6 +106,12 @@ func buildMetaDump(t *testing.T) metaDump {
 	if err := b.CreateTopic(context.Background(), topicName, 2, map[string]*string{"retention.ms": kmsg.StringPtr("604800000")}, false); err != nil {
 		t.Fatal(err)
 	}
+	// IncrementalAlterConfigs rewrites the record with the new overrides.
+	alter := kmsg.NewIncrementalAlterConfigsRequestResourceConfig()
+	alter.Name, alter.Value = "retention.bytes", kmsg.StringPtr("1073741824")
+	if err := b.AlterTopicConfigs(context.Background(), topicName, []kmsg.IncrementalAlterConfigsRequestResourceConfig{alter}, false, false); err != nil {
+		t.Fatal(err)
+	}
 
 	// A consumer group: one static member, Stable, with two commits.
 	const groupName = "ztf-archive"

@@ -2,12 +2,13 @@ package protocol
 
 import "github.com/twmb/franz-go/pkg/kmsg"
 
-// ListGroups: v0-4, answered by Groups (issue 4), advertised and served only when
+// ListGroups: v0-5, answered by Groups (issue 4), advertised and served only when
 // the server has one.
 //
-// v3 flexible; v4 states filter.
+// v3 flexible; v4 states filter; v5 types filter and each group's type
+// (always "classic": no KIP-848 consumer groups).
 func init() {
-	register(api{key: 16, min: 0, max: 4, groups: true,
+	register(api{key: 16, min: 0, max: 5, groups: true,
 		acl: perResource("lists only the groups the principal may DESCRIBE (all with DESCRIBE on the cluster)"),
 		serve: func(s *Server, c *conn, req kmsg.Request) (kmsg.Response, error) {
 			ctx := c.requestContext()

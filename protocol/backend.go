@@ -32,6 +32,18 @@ type Backend interface {
 	// with its value, default, source and sensitivity.
 	TopicConfigs(ctx context.Context, name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error)
 	BrokerConfigs(ctx context.Context, keys []string) []kmsg.DescribeConfigsResponseResourceConfig
+	// AlterTopicConfigs applies IncrementalAlterConfigs changes to a
+	// topic's configs; with replace (AlterConfigs) the changes, all SETs,
+	// become its whole set of overrides. Checked, stored durably and in
+	// force before it returns; nothing changes when it fails (bad config:
+	// kerr.InvalidConfig).
+	AlterTopicConfigs(ctx context.Context, name string, changes []kmsg.IncrementalAlterConfigsRequestResourceConfig, replace, validateOnly bool) error
+	// LogDir describes the data directory and the sizes of the
+	// partitions asked for (all when topics is nil): DescribeLogDirs.
+	LogDir(ctx context.Context, topics []kmsg.DescribeLogDirsRequestTopic) kmsg.DescribeLogDirsResponseDir
+	// Producers lists the idempotent producers a partition remembers:
+	// DescribeProducers.
+	Producers(ctx context.Context, topic string, partition int32) ([]kmsg.DescribeProducersResponseTopicPartitionActiveProducer, error)
 
 	// Produce appends the record batches of one partition (one or more v2
 	// batches, as sent) and returns once they are acknowledged per the

@@ -4,6 +4,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/binary"
+	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -165,6 +168,65 @@ func (m *memBackend) BrokerConfigs(ctx context.Context, keys []string) []kmsg.De
 		return nil
 	}
 	return []kmsg.DescribeConfigsResponseResourceConfig{c}
+}
+
+// AlterTopicConfigs knows retention.ms and segment.bytes, as TopicConfigs.
+func (m *memBackend) AlterTopicConfigs(ctx context.Context, name string, changes []kmsg.IncrementalAlterConfigsRequestResourceConfig, replace, validateOnly bool) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.topics[name]
+	if !ok {
+		return kerr.UnknownTopicOrPartition
+	}
+	next := map[string]*string{}
+	if !replace {
+		maps.Copy(next, t.config)
+	}
+	for _, c := range changes {
+		if c.Name != "retention.ms" && c.Name != "segment.bytes" {
+			return fmt.Errorf("%s: unknown topic config: %w", c.Name, kerr.InvalidConfig)
+		}
+		switch c.Op {
+		case kmsg.IncrementalAlterConfigOpSet:
+			next[c.Name] = c.Value
+		case kmsg.IncrementalAlterConfigOpDelete:
+			delete(next, c.Name)
+		default:
+			return fmt.Errorf("%s: %s: %w", c.Name, c.Op, kerr.InvalidConfig)
+		}
+	}
+	if !validateOnly {
+		t.config = next
+	}
+	return nil
+}
+
+func (m *memBackend) LogDir(ctx context.Context, topics []kmsg.DescribeLogDirsRequestTopic) kmsg.DescribeLogDirsResponseDir {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	d := kmsg.NewDescribeLogDirsResponseDir()
+	d.Dir = "/mem"
+	for _, name := range slices.Sorted(maps.Keys(m.topics)) {
+		dt := kmsg.NewDescribeLogDirsResponseDirTopic()
+		dt.Topic = name
+		for i := range m.topics[name].parts {
+			dp := kmsg.NewDescribeLogDirsResponseDirTopicPartition()
+			dp.Partition = int32(i)
+			dt.Partitions = append(dt.Partitions, dp)
+		}
+		d.Topics = append(d.Topics, dt)
+	}
+	return d
+}
+
+func (m *memBackend) Producers(ctx context.Context, topic string, partition int32) ([]kmsg.DescribeProducersResponseTopicPartitionActiveProducer, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	t, ok := m.topics[topic]
+	if !ok || partition < 0 || int(partition) >= len(t.parts) {
+		return nil, kerr.UnknownTopicOrPartition
+	}
+	return nil, nil
 }
 
 func contains(xs []string, x string) bool {

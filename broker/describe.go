@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -84,15 +85,7 @@ func (b *Broker) BrokerConfigs(ctx context.Context, keys []string) []kmsg.Descri
 			entries[i].value = b.clusterID
 		}
 	}
-	slices.SortFunc(entries, func(a, b entry) int {
-		switch {
-		case a.name < b.name:
-			return -1
-		case a.name > b.name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(entries, func(a, b entry) int { return strings.Compare(a.name, b.name) })
 	var out []kmsg.DescribeConfigsResponseResourceConfig
 	for _, e := range entries {
 		if keys != nil && !slices.Contains(keys, e.name) {

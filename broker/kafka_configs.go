@@ -3,6 +3,7 @@ package broker
 import (
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kmsg"
 )
@@ -110,13 +111,5 @@ func unimplemented() []*kafkaDefault {
 }
 
 func sortConfigs(cs []kmsg.DescribeConfigsResponseResourceConfig) {
-	slices.SortFunc(cs, func(a, b kmsg.DescribeConfigsResponseResourceConfig) int {
-		switch {
-		case a.Name < b.Name:
-			return -1
-		case a.Name > b.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(cs, func(a, b kmsg.DescribeConfigsResponseResourceConfig) int { return strings.Compare(a.Name, b.Name) })
 }

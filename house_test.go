@@ -37,6 +37,7 @@ var allowedImports = map[string][]string{
 	"bench":            anyPackage,
 	"bench/kfakeserve": {},
 	"cmd/ztfbroker":    anyPackage,
+	"configs":          {}, // tests only: the operator's kit against promtool, Prometheus, systemd-analyze
 	"":                 {}, // this test's own package at the module root
 }
 

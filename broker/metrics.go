@@ -20,6 +20,8 @@ var (
 		"Topics on this broker.", nil, nil)
 	descPartitions = prometheus.NewDesc("ztfbroker_partitions",
 		"Partitions on this broker.", nil, nil)
+	descReadOnly = prometheus.NewDesc("ztfbroker_partitions_read_only",
+		"Partitions a failed write or fsync made read-only (they refuse produce until reopened once the disk takes writes).", nil, nil)
 	descDirFree = prometheus.NewDesc("ztfbroker_log_dir_free_bytes",
 		"Free bytes of the data directory's file system (statfs, at most a second old).", nil, nil)
 	descDirWritable = prometheus.NewDesc("ztfbroker_log_dir_writable",
@@ -36,6 +38,7 @@ func (c *collector) Describe(ch chan<- *prometheus.Desc) {
 	ch <- descSegments
 	ch <- descTopics
 	ch <- descPartitions
+	ch <- descReadOnly
 	ch <- descDirFree
 	ch <- descDirWritable
 	ch <- descDirSize
@@ -64,6 +67,13 @@ func (c *collector) Collect(ch chan<- prometheus.Metric) {
 		}
 	}
 	ch <- prometheus.MustNewConstMetric(descDirSize, prometheus.GaugeValue, float64(used))
+	readOnly := 0
+	for _, p := range parts {
+		if p.log.Err() != nil {
+			readOnly++
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(descReadOnly, prometheus.GaugeValue, float64(readOnly))
 	ch <- prometheus.MustNewConstMetric(descRetentionTotal, prometheus.GaugeValue, float64(c.b.totalBound(used)))
 	for _, p := range parts {
 		idx := strconv.Itoa(int(p.index))

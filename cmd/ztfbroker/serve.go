@@ -107,6 +107,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	// Each listener's security; certificates are read again on SIGHUP.
 	lcs := make([]protocol.ListenerConfig, len(cfg.Listeners))
 	var certs []*protocol.Certificate
+	var namedCerts []namedCertificate // for ztfbroker_tls_certificate_expiry_timestamp_seconds
 	for i, l := range cfg.Listeners {
 		lc, cert, err := l.listenerConfig()
 		if err != nil {
@@ -115,6 +116,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		lcs[i] = lc
 		if cert != nil {
 			certs = append(certs, cert)
+			namedCerts = append(namedCerts, namedCertificate{l.Name, cert})
 		}
 	}
 	if cfg.Web.TLSCert != "" {
@@ -124,6 +126,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		}
 		cfg.Web.TLS = cert.TLSConfig()
 		certs = append(certs, cert)
+		namedCerts = append(namedCerts, namedCertificate{"http", cert})
 	}
 	if len(certs) > 0 {
 		stopReload := reloadOnSIGHUP(ctx, certs, logger)
@@ -131,6 +134,13 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 	}
 	site, err := web.New(cfg.Web, promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}), logger.Named("http"))
 	if err != nil {
+		return err
+	}
+	// What the operator's kit needs beside the packages' metrics, and the
+	// status summary built from the same registry (opsmetrics.go, status.go).
+	reg.MustRegister(&opsCollector{b: b, budget: cfg.Memory.Budget, certs: namedCerts, archive: cfg.Archive, now: time.Now})
+	if err := site.Handle(web.Route{Pattern: "GET /api/v1/status", Handler: statusHandler(reg, time.Now),
+		Title: "Status (JSON, as ztfbroker status prints it)", Access: web.OnlyUsers(cfg.Web.MetricsUsers)}); err != nil {
 		return err
 	}
 	if err := site.Listen(); err != nil {

@@ -156,9 +156,15 @@ func TestSystemdUnitVerifies(t *testing.T) {
 // packager refuses an input, B's certificate is close to expiry and A is
 // killed, and each rule is seen firing in /api/v1/alerts.
 func TestPrometheusEvaluatesKit(t *testing.T) {
+	// Both keep /metrics to the user "prometheus", as production.yaml does,
+	// and Prometheus logs in as the shipped scrape config says.
+	pw := filepath.Join(t.TempDir(), "prometheus.pw")
+	writeFile(t, pw, metricsPassword+"\n")
+
 	// A: yesterday's night, 6 exposures of 20 alerts, archived once idle.
 	disk := smallDisk(t, 128<<20)
 	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format("2006-01-02") + "T12:00:00Z"
+	addMetricsUser(t, filepath.Join(disk, "data"), pw)
 	a := startServe(t, "--data-dir", filepath.Join(disk, "data"), "--packager=true",
 		"--set", "packager.source.simulate.alerts=20", "--set", "packager.source.simulate.exposures=6",
 		"--set", "packager.source.simulate.interval.ms=300", "--set", "packager.source.simulate.night.ms=0",
@@ -183,11 +189,12 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 	ingest := filepath.Join(dirB, "ingest")
 	writeFile(t, filepath.Join(ingest, "exp-1", "candidates.jsonl"), "this is not a detection\n")
 	writeFile(t, filepath.Join(ingest, "exp-1", "READY"), "")
+	addMetricsUser(t, filepath.Join(dirB, "data"), pw)
 	b := startServe(t, "--config", cfgB, "--data-dir", filepath.Join(dirB, "data"), "--packager=true",
 		"--set", "packager.source.kind=ingest", "--set", "packager.source.ingest.dir="+ingest,
 		"--set", "packager.source.ingest.poll.ms=200")
 
-	prom := startPrometheus(t, a.HTTP, b.HTTP)
+	prom := startPrometheus(t, pw, a.HTTP, b.HTTP)
 
 	// A failed SASL login on B, a consumer group on A that stops 10 alerts
 	// into the night, and the night's end and archive on A.
@@ -199,7 +206,7 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 	waitMetric(t, a, `ztfbroker_archive_builds_total{program="1",result="ok"}`, func(v float64) bool { return v >= 1 })
 	waitMetric(t, b, `ztfbroker_packager_rejected_total{field="json"}`, func(v float64) bool { return v >= 1 })
 
-	t.Run("status", func(t *testing.T) { checkStatus(t, a, nightTopic) })
+	t.Run("status", func(t *testing.T) { checkStatus(t, a, nightTopic, pw) })
 
 	// Every query has data: the dashboard's panels and the rules' expressions
 	// with their comparisons made `bool`, so that a rule not firing still
@@ -241,7 +248,7 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 }
 
 // checkStatus compares `ztfbroker status` with A's /metrics.
-func checkStatus(t *testing.T, a *serveProc, nightTopic string) {
+func checkStatus(t *testing.T, a *serveProc, nightTopic, pw string) {
 	m := scrape(t, a)
 	sum := func(name, match string) (s float64) {
 		for k, v := range m {
@@ -264,6 +271,10 @@ func checkStatus(t *testing.T, a *serveProc, nightTopic string) {
 	}
 
 	out, err := exec.Command(binary, "status", "--http", a.HTTP).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "401") {
+		t.Errorf("status without the metrics user: %v\n%s", err, out)
+	}
+	out, err = exec.Command(binary, "status", "--http", a.HTTP, "--user", "prometheus", "--password-file", pw).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ztfbroker status: %v\n%s", err, out)
 	}
@@ -291,7 +302,7 @@ func checkStatus(t *testing.T, a *serveProc, nightTopic string) {
 		t.Errorf("status shows %.1f MB free, /metrics %.1f MB", shown, want)
 	}
 	// The JSON is what the summary is made of.
-	js, err := exec.Command(binary, "status", "--http", a.HTTP, "--json").Output()
+	js, err := exec.Command(binary, "status", "--http", a.HTTP, "--user", "prometheus", "--password-file", pw, "--json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -411,9 +422,10 @@ func dashboardQueries(t *testing.T) []string {
 type prometheus struct{ addr string }
 
 // startPrometheus runs Prometheus on the shipped scrape config, changed only
-// where a test must: its targets, plain HTTP without a user, 1 s intervals,
-// and the rules with every `for` cut to 0s (the expressions unchanged).
-func startPrometheus(t *testing.T, targets ...string) *prometheus {
+// where a test must: its targets, plain HTTP (the user kept, its password
+// file the test's), 1 s intervals, and the rules with every `for` cut to 0s
+// (the expressions unchanged).
+func startPrometheus(t *testing.T, passwordFile string, targets ...string) *prometheus {
 	t.Helper()
 	if _, err := exec.LookPath("prometheus"); err != nil {
 		t.Fatalf("prometheus is needed by this test and is not installed (.ci/run installs it): %v", err)
@@ -431,9 +443,14 @@ func startPrometheus(t *testing.T, targets ...string) *prometheus {
 	if job["job_name"] != "ztfbroker" {
 		t.Fatalf("the scrape job is %v, the rules select job=\"ztfbroker\"", job["job_name"])
 	}
-	for _, k := range []string{"scheme", "tls_config", "basic_auth"} {
+	for _, k := range []string{"scheme", "tls_config"} {
 		delete(job, k)
 	}
+	auth := job["basic_auth"].(map[string]any)
+	if auth["username"] != "prometheus" {
+		t.Fatalf("the scrape config logs in as %v, production.yaml's http.metrics.users has prometheus", auth["username"])
+	}
+	auth["password_file"] = passwordFile
 	job["static_configs"] = []any{map[string]any{"targets": targets}}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -549,7 +566,8 @@ type serveProc struct {
 func startServe(t *testing.T, args ...string) *serveProc {
 	t.Helper()
 	p := &serveProc{Kafka: freeAddr(t), HTTP: freeAddr(t), logs: &lockedBuffer{}, done: make(chan struct{})}
-	args = append([]string{"serve", "--listen", p.Kafka, "--http", p.HTTP, "--admin-http="}, args...)
+	args = append([]string{"serve", "--listen", p.Kafka, "--http", p.HTTP, "--admin-http=",
+		"--set", "http.metrics.users=prometheus"}, args...)
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -588,11 +606,19 @@ func (p *serveProc) kill() {
 // scrape reads /metrics into a map from series (name{labels}) to value.
 func scrape(t *testing.T, p *serveProc) map[string]float64 {
 	t.Helper()
-	resp, err := http.Get("http://" + p.HTTP + "/metrics")
+	req, err := http.NewRequest(http.MethodGet, "http://"+p.HTTP+"/metrics", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("prometheus", metricsPassword)
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics as prometheus: %s", resp.Status)
+	}
 	m := map[string]float64{}
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
@@ -620,6 +646,19 @@ func waitMetric(t *testing.T, p *serveProc, series string, ok func(float64) bool
 		}
 	}
 	t.Fatalf("%s is %v after 30 s", series, v)
+}
+
+// metricsPassword is the password of the user "prometheus" of the test's brokers.
+const metricsPassword = "scrapes-every-second"
+
+// addMetricsUser adds the user "prometheus" to a data directory before
+// serve starts on it.
+func addMetricsUser(t *testing.T, dataDir, passwordFile string) {
+	t.Helper()
+	out, err := exec.Command(binary, "user", "add", "--data-dir", dataDir, "--password-file", passwordFile, "prometheus").CombinedOutput()
+	if err != nil {
+		t.Fatalf("ztfbroker user add prometheus: %v\n%s", err, out)
+	}
 }
 
 // kcat runs kcat for at most 20 s; its failure is the test's business (a

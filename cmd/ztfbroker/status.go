@@ -383,14 +383,18 @@ func printStatus(w io.Writer, addr string, st Status) error {
 		}
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\t%s\n", t.Name, t.Partitions, t.Alerts, mb(t.Bytes), mb(t.BytesIn), mb(t.BytesOut))
 	}
-	if len(st.Groups) > 0 {
-		fmt.Fprintln(tw, "\ngroup\tmembers\tlag\t\t\t")
-		for _, g := range st.Groups {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t\t\t\n", g.Name, g.Members, g.Lag)
-		}
-	}
 	if err := tw.Flush(); err != nil {
 		return err
+	}
+	if len(st.Groups) > 0 {
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(tw, "\ngroup\tmembers\tlag")
+		for _, g := range st.Groups {
+			fmt.Fprintf(tw, "%s\t%d\t%d\n", g.Name, g.Members, g.Lag)
+		}
+		if err := tw.Flush(); err != nil {
+			return err
+		}
 	}
 	fmt.Fprintln(w)
 	for _, a := range st.Archive {

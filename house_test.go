@@ -33,6 +33,7 @@ var allowedImports = map[string][]string{
 	"packager":         {"avrofile"},
 	"archive":          {"avrofile", "durable"},
 	"alertcat":         {"avrofile"},
+	"mirror":           {"alertcat"},
 	"web":              {},
 	"bench":            anyPackage,
 	"bench/kfakeserve": {},

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/mirror"
 	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
 	"github.com/ztfbroker/ztfbroker/web"
@@ -39,6 +40,8 @@ type serveConfig struct {
 	Web      web.Config
 	Packager packagerSection
 	Archive  archive.Config
+	// Mirror copies an upstream cluster's topics into this broker.
+	Mirror mirrorSection
 	// Authz is who may do what without an ACL (authz.*).
 	Authz broker.AuthzConfig
 }
@@ -205,6 +208,7 @@ func defaultServeConfig() serveConfig {
 		Web:       web.DefaultConfig(),
 		Archive:   archive.DefaultConfig(),
 		Authz:     broker.DefaultAuthzConfig(),
+		Mirror:    mirrorSection{Config: mirror.DefaultConfig()},
 	}
 	// Out of the box the packager simulates a night, so that a newcomer sees
 	// tonight's topic fill with alerts; a survey sets source.kind: ingest.
@@ -263,6 +267,10 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	errs = append(errs, leftover("archive.", set.take("archive."), func(m map[string]string) []error {
 		return applyTagged(&cfg.Archive, m)
 	})...)
+	errs = append(errs, leftover("mirror.", set.take("mirror."), func(m map[string]string) []error {
+		return applyTagged(&cfg.Mirror, m)
+	})...)
+	errs = append(errs, cfg.Mirror.check()...)
 	if err := cfg.Groups.ApplySettings(set.takeKeys(broker.GroupSettings...)); err != nil {
 		errs = append(errs, err)
 	}

@@ -41,6 +41,9 @@ var outOfRange = map[string][]string{
 	"http.write.timeout.ms":       {"0", "-1"},
 	"http.idle.timeout.ms":        {"0", "9223372036855"},
 	"http.max.header.bytes":       {"0", "-1"},
+	// The mirror (checked whether or not it is enabled).
+	"mirror.refresh.ms": {"99", "3600001"},
+	"mirror.timeout.ms": {"0", "600001"},
 	// Consumer groups and producer ids.
 	"offsets.retention.minutes":           {"0", "153722867281"},
 	"offsets.retention.check.interval.ms": {"0", "9223372036855"},

@@ -23,13 +23,14 @@ import (
 const (
 	packagerUser         = "ztfbroker-packager"
 	archiverUser         = "ztfbroker-archive"
+	mirrorUser           = "ztfbroker-mirror"
 	inProcessListener    = "ZTFBROKER_INTERNAL"
 	inProcessIterations  = 4096
 	inProcessPasswordLen = 32
 )
 
 // inProcessUsers are the super users serve adds to authz.super.users.
-var inProcessUsers = []string{packagerUser, archiverUser}
+var inProcessUsers = []string{packagerUser, archiverUser, mirrorUser}
 
 // inProcessCredentials is the user store with the in-process users in
 // memory in front of it: only the in-process listener consults it.

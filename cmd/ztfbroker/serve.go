@@ -26,6 +26,7 @@ import (
 
 	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/mirror"
 	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
 	"github.com/ztfbroker/ztfbroker/web"
@@ -218,6 +219,19 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		}
 		sched.ClientOpts = append(sched.ClientOpts, login...)
 		clients = append(clients, sched.Run)
+	}
+
+	if cfg.Mirror.Enabled {
+		opt, err := inProcess.login(mirrorUser)
+		if err != nil {
+			return err
+		}
+		cfg.Mirror.Dest, cfg.Mirror.DestKafkaOpts = self, []kgo.Opt{opt}
+		mr, err := mirror.New(cfg.Mirror.Config, logger.Named("mirror"), reg, time.Now)
+		if err != nil {
+			return err
+		}
+		clients = append(clients, mr.Run)
 	}
 
 	errc := make(chan error, 1+len(kafkaLns))

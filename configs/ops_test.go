@@ -10,6 +10,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
@@ -151,30 +152,29 @@ func TestSystemdUnitVerifies(t *testing.T) {
 // The kit against the real thing: Prometheus (Debian's package) scrapes two
 // brokers, A on a small disk with a simulated night (of yesterday, so that
 // the archive builds it) and B packaging an ingest folder behind a SASL_SSL
-// listener. Every dashboard query and every rule expression returns data;
-// `ztfbroker status` agrees with /metrics; then A's disk fills, B's
-// packager refuses an input, B's certificate is close to expiry and A is
-// killed, and each rule is seen firing in /api/v1/alerts.
+// listener. Both serve their web pages as production.yaml does: HTTPS,
+// /metrics for the user "prometheus" only, and Prometheus runs the shipped
+// scrape config. Every dashboard query and every rule expression returns
+// data; `ztfbroker status` agrees with /metrics; then A's disk fills, B's
+// packager refuses an input, the certificate (10 days left) nears expiry
+// and A is killed, and each rule is seen firing in /api/v1/alerts.
 func TestPrometheusEvaluatesKit(t *testing.T) {
-	// Both keep /metrics to the user "prometheus", as production.yaml does,
-	// and Prometheus logs in as the shipped scrape config says.
-	pw := filepath.Join(t.TempDir(), "prometheus.pw")
-	writeFile(t, pw, metricsPassword+"\n")
+	site := newSiteAccess(t, 10*24*time.Hour)
+	pw, certFile, keyFile := site.passwordFile, site.certFile, site.keyFile
 
 	// A: yesterday's night, 6 exposures of 20 alerts, archived once idle.
 	disk := smallDisk(t, 128<<20)
 	yesterday := time.Now().UTC().AddDate(0, 0, -1).Format("2006-01-02") + "T12:00:00Z"
 	addMetricsUser(t, filepath.Join(disk, "data"), pw)
-	a := startServe(t, "--data-dir", filepath.Join(disk, "data"), "--packager=true",
+	a := startServe(t, site, "--data-dir", filepath.Join(disk, "data"), "--packager=true",
 		"--set", "packager.source.simulate.alerts=20", "--set", "packager.source.simulate.exposures=6",
 		"--set", "packager.source.simulate.interval.ms=300", "--set", "packager.source.simulate.night.ms=0",
 		"--set", "packager.source.simulate.start="+yesterday,
 		"--set", "archive.idle.ms=500", "--set", "archive.poll.ms=300")
 
-	// B: a SASL_SSL listener with a certificate expiring in 10 days, and
-	// an ingest folder with one exposure the packager must refuse.
+	// B: a SASL_SSL listener, and an ingest folder with one exposure the
+	// packager must refuse.
 	dirB := t.TempDir()
-	certFile, keyFile := writeCertificate(t, dirB, 10*24*time.Hour)
 	sasl := freeAddr(t)
 	cfgB := filepath.Join(dirB, "b.yaml")
 	writeFile(t, cfgB, fmt.Sprintf(`listeners:
@@ -190,11 +190,11 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 	writeFile(t, filepath.Join(ingest, "exp-1", "candidates.jsonl"), "this is not a detection\n")
 	writeFile(t, filepath.Join(ingest, "exp-1", "READY"), "")
 	addMetricsUser(t, filepath.Join(dirB, "data"), pw)
-	b := startServe(t, "--config", cfgB, "--data-dir", filepath.Join(dirB, "data"), "--packager=true",
+	b := startServe(t, site, "--config", cfgB, "--data-dir", filepath.Join(dirB, "data"), "--packager=true",
 		"--set", "packager.source.kind=ingest", "--set", "packager.source.ingest.dir="+ingest,
 		"--set", "packager.source.ingest.poll.ms=200")
 
-	prom := startPrometheus(t, pw, a.HTTP, b.HTTP)
+	prom := startPrometheus(t, site, a.HTTP, b.HTTP)
 
 	// A failed SASL login on B, a consumer group on A that stops 10 alerts
 	// into the night, and the night's end and archive on A.
@@ -206,7 +206,7 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 	waitMetric(t, a, `ztfbroker_archive_builds_total{program="1",result="ok"}`, func(v float64) bool { return v >= 1 })
 	waitMetric(t, b, `ztfbroker_packager_rejected_total{field="json"}`, func(v float64) bool { return v >= 1 })
 
-	t.Run("status", func(t *testing.T) { checkStatus(t, a, nightTopic, pw) })
+	t.Run("status", func(t *testing.T) { checkStatus(t, a, nightTopic, site) })
 
 	// Every query has data: the dashboard's panels and the rules' expressions
 	// with their comparisons made `bool`, so that a rule not firing still
@@ -243,12 +243,13 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 	prom.waitFiring(t, "ZtfbrokerDiskBelowLowWater", a.HTTP)
 	prom.waitFiring(t, "ZtfbrokerPackagerRefusingInputs", b.HTTP)
 	prom.waitFiring(t, "ZtfbrokerCertificateExpiring", b.HTTP)
+	prom.waitFiring(t, "ZtfbrokerCertificateExpiring", a.HTTP)
 	a.kill()
 	prom.waitFiring(t, "ZtfbrokerDown", a.HTTP)
 }
 
 // checkStatus compares `ztfbroker status` with A's /metrics.
-func checkStatus(t *testing.T, a *serveProc, nightTopic, pw string) {
+func checkStatus(t *testing.T, a *serveProc, nightTopic string, site siteAccess) {
 	m := scrape(t, a)
 	sum := func(name, match string) (s float64) {
 		for k, v := range m {
@@ -270,11 +271,13 @@ func checkStatus(t *testing.T, a *serveProc, nightTopic, pw string) {
 		t.Errorf("metrics: night-watch committed %v offsets and lags %v alerts, of 120", committed, lag)
 	}
 
-	out, err := exec.Command(binary, "status", "--http", a.HTTP).CombinedOutput()
+	url := "https://" + a.HTTP
+	out, err := exec.Command(binary, "status", "--http", url, "--tls-ca", site.certFile).CombinedOutput()
 	if err == nil || !strings.Contains(string(out), "401") {
 		t.Errorf("status without the metrics user: %v\n%s", err, out)
 	}
-	out, err = exec.Command(binary, "status", "--http", a.HTTP, "--user", "prometheus", "--password-file", pw).CombinedOutput()
+	out, err = exec.Command(binary, "status", "--http", url, "--tls-ca", site.certFile,
+		"--user", "prometheus", "--password-file", site.passwordFile).CombinedOutput()
 	if err != nil {
 		t.Fatalf("ztfbroker status: %v\n%s", err, out)
 	}
@@ -302,7 +305,8 @@ func checkStatus(t *testing.T, a *serveProc, nightTopic, pw string) {
 		t.Errorf("status shows %.1f MB free, /metrics %.1f MB", shown, want)
 	}
 	// The JSON is what the summary is made of.
-	js, err := exec.Command(binary, "status", "--http", a.HTTP, "--user", "prometheus", "--password-file", pw, "--json").Output()
+	js, err := exec.Command(binary, "status", "--http", url, "--tls-ca", site.certFile,
+		"--user", "prometheus", "--password-file", site.passwordFile, "--json").Output()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,10 +426,10 @@ func dashboardQueries(t *testing.T) []string {
 type prometheus struct{ addr string }
 
 // startPrometheus runs Prometheus on the shipped scrape config, changed only
-// where a test must: its targets, plain HTTP (the user kept, its password
-// file the test's), 1 s intervals, and the rules with every `for` cut to 0s
-// (the expressions unchanged).
-func startPrometheus(t *testing.T, passwordFile string, targets ...string) *prometheus {
+// where a test must: its targets, the test's CA and password files, 1 s
+// intervals, and the rules with every `for` cut to 0s (the expressions
+// unchanged).
+func startPrometheus(t *testing.T, site siteAccess, targets ...string) *prometheus {
 	t.Helper()
 	if _, err := exec.LookPath("prometheus"); err != nil {
 		t.Fatalf("prometheus is needed by this test and is not installed (.ci/run installs it): %v", err)
@@ -443,14 +447,12 @@ func startPrometheus(t *testing.T, passwordFile string, targets ...string) *prom
 	if job["job_name"] != "ztfbroker" {
 		t.Fatalf("the scrape job is %v, the rules select job=\"ztfbroker\"", job["job_name"])
 	}
-	for _, k := range []string{"scheme", "tls_config"} {
-		delete(job, k)
-	}
 	auth := job["basic_auth"].(map[string]any)
-	if auth["username"] != "prometheus" {
-		t.Fatalf("the scrape config logs in as %v, production.yaml's http.metrics.users has prometheus", auth["username"])
+	if auth["username"] != "prometheus" || job["scheme"] != "https" {
+		t.Fatalf("the scrape config logs in as %v over %v; production.yaml serves https for the user prometheus", auth["username"], job["scheme"])
 	}
-	auth["password_file"] = passwordFile
+	auth["password_file"] = site.passwordFile
+	job["tls_config"].(map[string]any)["ca_file"] = site.certFile
 	job["static_configs"] = []any{map[string]any{"targets": targets}}
 	out, err := yaml.Marshal(cfg)
 	if err != nil {
@@ -552,9 +554,49 @@ func (p *prometheus) waitFiring(t *testing.T, name, instance string) {
 	t.Fatalf("%s on %s not firing within 15 s; /api/v1/alerts:\n%s", name, instance, last)
 }
 
+// siteAccess is the brokers' web listeners as production.yaml serves them:
+// HTTPS with a certificate for 127.0.0.1 (its own CA), /metrics kept to the
+// user "prometheus", and a client that trusts the certificate.
+type siteAccess struct {
+	certFile, keyFile, passwordFile string
+	client                          *http.Client
+}
+
+// metricsPassword is the password of the user "prometheus" of the test's brokers.
+const metricsPassword = "scrapes-every-second"
+
+func newSiteAccess(t *testing.T, valid time.Duration) siteAccess {
+	t.Helper()
+	dir := t.TempDir()
+	s := siteAccess{passwordFile: filepath.Join(dir, "prometheus.pw")}
+	writeFile(t, s.passwordFile, metricsPassword+"\n")
+	s.certFile, s.keyFile = writeCertificate(t, dir, valid)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(readFile(t, s.certFile))
+	s.client = &http.Client{Timeout: 10 * time.Second,
+		Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}}}
+	return s
+}
+
+// get fetches path from a broker's web listener as the user "prometheus".
+func (s siteAccess) get(t *testing.T, addr, path string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, "https://"+addr+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.SetBasicAuth("prometheus", metricsPassword)
+	resp, err := s.client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 // serveProc is a running `ztfbroker serve`.
 type serveProc struct {
 	Kafka, HTTP string
+	site        siteAccess
 	cmd         *exec.Cmd
 	logs        *lockedBuffer
 	done        chan struct{}
@@ -563,11 +605,12 @@ type serveProc struct {
 // startServe runs serve on free loopback ports (the Kafka one replaced by
 // a config file's first listener when args have --config) and waits until
 // /healthz answers.
-func startServe(t *testing.T, args ...string) *serveProc {
+func startServe(t *testing.T, site siteAccess, args ...string) *serveProc {
 	t.Helper()
-	p := &serveProc{Kafka: freeAddr(t), HTTP: freeAddr(t), logs: &lockedBuffer{}, done: make(chan struct{})}
+	p := &serveProc{Kafka: freeAddr(t), HTTP: freeAddr(t), site: site, logs: &lockedBuffer{}, done: make(chan struct{})}
 	args = append([]string{"serve", "--listen", p.Kafka, "--http", p.HTTP, "--admin-http=",
-		"--set", "http.metrics.users=prometheus"}, args...)
+		"--set", "http.metrics.users=prometheus", "--set", "http.tls.cert=" + site.certFile,
+		"--set", "http.tls.key=" + site.keyFile}, args...)
 	p.cmd = exec.Command(binary, args...)
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {
@@ -586,7 +629,7 @@ func startServe(t *testing.T, args ...string) *serveProc {
 			t.Fatalf("serve exited at start:\n%s", p.logs.String())
 		default:
 		}
-		if resp, err := http.Get("http://" + p.HTTP + "/healthz"); err == nil {
+		if resp, err := site.client.Get("https://" + p.HTTP + "/healthz"); err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == 200 {
 				return p
@@ -606,15 +649,7 @@ func (p *serveProc) kill() {
 // scrape reads /metrics into a map from series (name{labels}) to value.
 func scrape(t *testing.T, p *serveProc) map[string]float64 {
 	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, "http://"+p.HTTP+"/metrics", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.SetBasicAuth("prometheus", metricsPassword)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := p.site.get(t, p.HTTP, "/metrics")
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET /metrics as prometheus: %s", resp.Status)
@@ -647,9 +682,6 @@ func waitMetric(t *testing.T, p *serveProc, series string, ok func(float64) bool
 	}
 	t.Fatalf("%s is %v after 30 s", series, v)
 }
-
-// metricsPassword is the password of the user "prometheus" of the test's brokers.
-const metricsPassword = "scrapes-every-second"
 
 // addMetricsUser adds the user "prometheus" to a data directory before
 // serve starts on it.

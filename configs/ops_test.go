@@ -172,8 +172,8 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
 		"--set", "packager.source.simulate.start="+yesterday,
 		"--set", "archive.idle.ms=500", "--set", "archive.poll.ms=300")
 
-	// B: a SASL_SSL listener, and an ingest folder with one exposure the
-	// packager must refuse.
+	// B: a SASL_SSL listener, a mirror of A's public stream, and an ingest
+	// folder with one exposure the packager must refuse.
 	dirB := t.TempDir()
 	sasl := freeAddr(t)
 	cfgB := filepath.Join(dirB, "b.yaml")
@@ -185,7 +185,11 @@ func TestPrometheusEvaluatesKit(t *testing.T) {
     tls.cert: %s
     tls.key: %s
     sasl.mechanisms: [SCRAM-SHA-512]
-`, sasl, certFile, keyFile))
+mirror:
+  enabled: true
+  bootstrap: [%s]
+  topics: ztf_*_programid1
+`, sasl, certFile, keyFile, a.Kafka))
 	ingest := filepath.Join(dirB, "ingest")
 	writeFile(t, filepath.Join(ingest, "exp-1", "candidates.jsonl"), "this is not a detection\n")
 	writeFile(t, filepath.Join(ingest, "exp-1", "READY"), "")

@@ -111,15 +111,15 @@ type tp struct {
 // producer to the destination, positions read from the destination at its
 // start and for every partition found later.
 func (mr *Mirror) session(ctx context.Context) error {
-	// The metadata of partitions added when found (AddConsumePartitions)
-	// is fetched at once, not after kgo's 5 s minimum age.
-	src, err := kgo.NewClient(append(slices.Clone(mr.src), kgo.FetchMaxWait(500*time.Millisecond),
-		kgo.MetadataMinAge(min(mr.cfg.Refresh, time.Second)))...)
+	// The metadata of a topic found (consumed upstream, produced to
+	// downstream) is fetched at once, not after kgo's 5 s minimum age.
+	fresh := kgo.MetadataMinAge(min(mr.cfg.Refresh, time.Second))
+	src, err := kgo.NewClient(append(slices.Clone(mr.src), kgo.FetchMaxWait(500*time.Millisecond), fresh)...)
 	if err != nil {
 		return fmt.Errorf("upstream client: %w", err)
 	}
 	defer src.Close()
-	dst, err := kgo.NewClient(append(slices.Clone(mr.dst),
+	dst, err := kgo.NewClient(append(slices.Clone(mr.dst), fresh,
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
 		kgo.ProducerLinger(0),
 		kgo.ProducerBatchCompression(kgo.NoCompression()),
@@ -188,7 +188,9 @@ func (s *session) copy(ctx context.Context, fetches kgo.Fetches) error {
 		}
 	})
 	if len(s.recs) > 0 {
+		t0 := time.Now()
 		results := s.dst.ProduceSync(ctx, s.recs...)
+		s.mr.logger.Debug("round", zap.Int("records", len(s.recs)), zap.Duration("took", time.Since(t0)))
 		acked := s.mr.now()
 		for i, res := range results {
 			if res.Err != nil {

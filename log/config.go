@@ -73,6 +73,10 @@ type Config struct {
 	// the CRC does not cover); stored batches with an epoch outside
 	// [0, LeaderEpoch] are reported as damage. Default 0 (one node).
 	LeaderEpoch int32
+	// Cleanup is cleanup.policy: delete (the zero value), compact or both.
+	// Without delete, retention removes nothing by age or size; compaction
+	// is Log.Clean's, which the broker's cleaner calls (compact.go).
+	Cleanup CleanupPolicy
 }
 
 // DefaultConfig is every partition's configuration unless the broker or the
@@ -135,6 +139,9 @@ func (c Config) Validate() error {
 	}
 	if c.PreallocateBytes > maxSegmentBytes {
 		errs = append(errs, fmt.Errorf("preallocate bytes %d: want at most %d (< 0 turns it off)", c.PreallocateBytes, int64(maxSegmentBytes)))
+	}
+	if c.Cleanup > CleanupDelete|CleanupCompact {
+		errs = append(errs, fmt.Errorf("cleanup policy %d: want delete, compact or both", c.Cleanup))
 	}
 	if c.LeaderEpoch < 0 {
 		errs = append(errs, fmt.Errorf("leader epoch %d: want >= 0", c.LeaderEpoch))

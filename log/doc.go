@@ -16,10 +16,13 @@
 //	00000000000000000000.snapshot   producer state below that offset (at most 2 kept)
 //	log-start-offset                only after DeleteRecords moved it inside a segment
 //	clean-shutdown                  only while the log is closed, after a clean Close
+//	clean-offset                    a compacted log's first dirty offset (see Compaction)
 //
-// Files renamed to `*.deleted` belong to segments retention removed and
-// `*.tmp` files to an interrupted rewrite (durable.WriteFile's temporary
-// name); Open removes both.
+// Files renamed to `*.deleted` belong to segments retention or the cleaner
+// removed and `*.tmp` files to an interrupted rewrite (durable.WriteFile's
+// temporary name); Open removes both. `*.cleaned` and `*.swap` files are a
+// cleaned segment on its way in (see Compaction); Open finishes or drops
+// them before anything else.
 //
 // # Segment file (.log)
 //
@@ -102,7 +105,8 @@
 //	  32           40          48                56            64
 //
 // The log start offset file (log-start-offset) is 12 bytes: the offset
-// i64 and the CRC32C u32 of those 8 bytes.
+// i64 and the CRC32C u32 of those 8 bytes. The clean-offset file has the
+// same layout.
 //
 // # Producer state snapshot (.snapshot)
 //
@@ -136,15 +140,74 @@
 // first segment. Replayed batches count as written at Open for expiry.
 //
 // Entry sizes, field order, the file suffixes and names, the 20-digit
-// segment names, both small files' layouts, the snapshot layout and the
+// segment names, the small files' layouts, compaction's empty batch and
+// delete horizon, the snapshot layout and the
 // 4096-byte boundary of preallocated space are the on-disk format;
 // IndexIntervalBytes and PreallocateBytes are not (they only set density
 // and how far ahead the zeros run).
 //
+// # Compaction (compact.go)
+//
+// A log whose Config.Cleanup includes compact (cleanup.policy=compact) is
+// cleaned by Log.Clean, as Kafka's log cleaner does: for every key only the
+// record with the highest offset stays, records without a key go, and a
+// tombstone (a null value) stays until its delete horizon. Only sealed
+// segments are cleaned, never the active one. Clean maps key -> last
+// offset over the dirty section (from the offset in clean-offset to the
+// first segment it may not clean: the active one, or one holding a batch
+// newer than min.compaction.lag.ms), within a byte budget: a section with
+// more keys is cleaned in passes, each from the first segment to the end
+// of what it mapped. Each pass rewrites those segments in groups of at most
+// segment.bytes (and 2^31-1 offsets), each group into one segment named by
+// its first base, and then writes clean-offset (durable.WriteFile).
+//
+// Offsets never change. A batch all of whose records stay is copied as it
+// is. A batch some of whose records go is rebuilt from its header: same
+// baseOffset, lastOffsetDelta, leader epoch, producer id, epoch and base
+// sequence, codec; its records keep their offset deltas (so recordCount
+// may be below lastOffsetDelta + 1: offsets inside a batch may skip), its
+// records section is compressed again with its codec (snappy in xerial
+// framing), maxTimestamp is the largest kept record's (the batch's own
+// under LogAppendTime) and the CRC is computed anew. A run of consecutive
+// batches none of whose records stay becomes one empty batch (recordCount
+// 0, no codec, producer id -1) whose baseOffset and lastOffsetDelta span
+// the run, so that batches still follow one another without a gap and
+// every check of recovery and Verify holds for a compacted log too;
+// consumers step over it to its last offset + 1 (KAFKA-5443). An emptied
+// batch that is its idempotent producer's newest keeps its own header
+// instead (Kafka's RETAIN_EMPTY), so that replaying the segments gives the
+// same producer state.
+//
+// Tombstones follow KIP-534: the clean that first keeps a tombstone sets
+// bit 6 of its batch's attributes and puts the delete horizon (the clock
+// plus delete.retention.ms) in firstTimestamp, the records' timestamp
+// deltas taken against it so that their timestamps do not change; a later
+// clean past the horizon removes the tombstone.
+//
+// A cleaned group goes in so that a crash at any point loses nothing:
+//
+//  1. write `<base>.log.cleaned`, `.index.cleaned` and `.timeindex.cleaned`
+//     and fsync each;
+//  2. rename the two index files to `.swap`, then the .log to
+//     `<base>.log.swap`, and fsync the folder: the commit;
+//  3. rename every file of the group's old segments to `.deleted` (a
+//     reader still holding one reads on there) and fsync the folder;
+//  4. rename the `.swap` files to their names, the .log last, and fsync.
+//
+// Open first removes every `.cleaned` file (an uncommitted clean: the old
+// segments are whole), then for every `<base>.log.swap` reads it (it was
+// fsynced before the commit, so damage there is the disk's and fails
+// Open) to find the offset n after its last batch, removes every segment
+// file whose base lies in [base, n), and renames the `.swap` files to
+// their names; an index `.swap` without its `.log.swap` is removed (the
+// index is rebuilt if missing). A crash loses at most the clean.
+//
 // # Invariants
 //
 //   - Offsets are contiguous: each batch's baseOffset is its predecessor's
-//     last offset + 1, and a segment's base is its predecessor's next offset.
+//     last offset + 1, and a segment's base is its predecessor's next
+//     offset. Compaction keeps this (it removes records, and batches only
+//     into an empty batch spanning their offsets).
 //   - A segment with a successor is sealed and complete: roll cuts its
 //     preallocated zeros and fsyncs its data, seal entry and indexes
 //     before the next segment's file exists. Only the active segment's

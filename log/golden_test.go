@@ -28,26 +28,34 @@ func TestGoldenFormat(t *testing.T) {
 	if len(names) < 6 {
 		t.Fatalf("want two segments, got %v", names)
 	}
+	checkGolden(t, fsys, "/g/t-0", filepath.Join("testdata", "golden"))
+}
+
+// checkGolden compares every file of dir in fsys with its copy under
+// golden (or, under -update, writes it there); the golden files
+// themselves then open and verify.
+func checkGolden(t *testing.T, fsys *CrashFS, dir, golden string) {
+	t.Helper()
+	names, _ := fsys.ReadDir(dir)
 	for _, name := range names {
-		got, _ := fsys.Bytes("/g/t-0/" + name)
-		golden := filepath.Join("testdata", "golden", name)
+		got, _ := fsys.Bytes(dir + "/" + name)
+		path := filepath.Join(golden, name)
 		if *update {
-			os.MkdirAll(filepath.Dir(golden), 0o755)
-			if err := os.WriteFile(golden, got, 0o644); err != nil {
+			os.MkdirAll(golden, 0o755)
+			if err := os.WriteFile(path, got, 0o644); err != nil {
 				t.Fatal(err)
 			}
 			continue
 		}
-		want, err := os.ReadFile(golden)
+		want, err := os.ReadFile(path)
 		if err != nil {
 			t.Fatalf("%v (run with -update to create)", err)
 		}
 		if !bytes.Equal(got, want) {
-			t.Errorf("%s differs from %s: the on-disk format changed", name, golden)
+			t.Errorf("%s differs from %s: the on-disk format changed", name, path)
 		}
 	}
-	// The golden files themselves open and verify.
-	if err := Verify(filepath.Join("testdata", "golden")); err != nil {
+	if err := Verify(golden); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -50,6 +50,7 @@ type Log struct {
 	closed       bool
 	lastIdxSync  time.Time
 	producers    *producerTable // idempotent producers' last batches (producers.go)
+	cleaner      cleanerState   // compaction (compact.go)
 	// What preallocation (prealloc.go) goes by: the bytes written in the
 	// current and the previous preallocRateWindow, and the bytes made
 	// durable per data fsync, a moving average.

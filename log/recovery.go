@@ -1,12 +1,9 @@
 package log
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io/fs"
-	"os"
 	"path/filepath"
 	"strings"
 
@@ -23,6 +20,9 @@ const logStartFile = "log-start-offset"
 // each, no file left open), the active one from the clean-shutdown marker
 // or, after a crash, by scanning after its last good index entry.
 func (l *Log) recover() error {
+	if err := l.finishSwaps(); err != nil {
+		return err
+	}
 	names, err := l.fs.ReadDir(l.dir)
 	if errors.Is(err, fs.ErrNotExist) {
 		err = makeDirDurable(l.fs, l.dir)
@@ -502,29 +502,11 @@ func (l *Log) replaceIndex(x *index, entries []byte) error {
 }
 
 func readLogStart(fsys FS, dir string) (int64, error) {
-	f, err := fsys.OpenFile(filepath.Join(dir, logStartFile), os.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read log start offset: %w", err)
-	}
-	defer f.Close()
-	var b [12]byte
-	if err := readFull(f, b[:], 0); err != nil {
-		return 0, &CorruptionError{Segment: filepath.Join(dir, logStartFile), Err: err}
-	}
-	if crc32.Checksum(b[:8], castagnoli) != binary.BigEndian.Uint32(b[8:]) {
-		return 0, &CorruptionError{Segment: filepath.Join(dir, logStartFile), Err: errCRC}
-	}
-	return int64(binary.BigEndian.Uint64(b[:8])), nil
+	return readOffsetFile(fsys, filepath.Join(dir, logStartFile))
 }
 
 // writeLogStart persists the log start offset atomically: temp file,
 // fsync, rename, fsync the directory.
 func writeLogStart(fsys FS, dir string, off int64) error {
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(off))
-	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-	return durable.WriteFile(fsys, filepath.Join(dir, logStartFile), b[:], 0o644)
+	return writeOffsetFile(fsys, filepath.Join(dir, logStartFile), off)
 }

@@ -81,6 +81,9 @@ func (l *Log) Retain() (byAge, bySize []SegmentInfo, err error) {
 	}
 	var doomed []*segment
 	for _, s := range l.segs[:len(l.segs)-1] {
+		if !l.cfg.Cleanup.Deletes() {
+			break // compact only: the cleaner keeps the log's size
+		}
 		aged := l.cfg.RetentionAge >= 0 && now.Sub(time.UnixMilli(s.maxTs)) > l.cfg.RetentionAge
 		big := l.cfg.RetentionBytes >= 0 && total-s.size >= l.cfg.RetentionBytes
 		if !aged && !big {

@@ -674,12 +674,22 @@ func (p *pass) lastOfProducer(b []byte, h batchHeader) (int64, bool) {
 // Open finishes a swap whose .log.swap it finds (finishSwaps).
 func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64) error {
 	logPath, idxPath, tidxPath := segmentPaths(l.dir, base)
+	// Readers holding the old segments must never open a name again: the
+	// new segment takes the first one's. Their files stay open, pinned,
+	// until each segment's last reader is done.
+	if err := pinForSwap(group); err != nil {
+		for _, q := range []string{idxPath, tidxPath, logPath} {
+			l.fs.Remove(q + cleanedSuffix)
+		}
+		return fmt.Errorf("clean segment %d: %w", base, err)
+	}
 	for _, q := range []string{idxPath, tidxPath, logPath} {
 		if err := l.fs.Rename(q+cleanedSuffix, q+swapSuffix); err != nil {
 			for _, r := range []string{idxPath, tidxPath, logPath} {
 				l.fs.Remove(r + cleanedSuffix)
 				l.fs.Remove(r + swapSuffix)
 			}
+			unpinForSwap(group)
 			return fmt.Errorf("clean segment %d: %w", base, err)
 		}
 	}
@@ -688,18 +698,14 @@ func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64
 	}
 	// From here on the swap is committed: a failure is left for Open to
 	// finish, and the log stops taking writes until then.
+	var gone []string
 	for _, s := range group {
-		for _, f := range []File{s.log, s.idx.f, s.tidx.f} {
-			if x, ok := f.(*segFile); ok {
-				x.moved.Store(true)
-			}
-		}
 		for _, q := range []string{s.path, s.idx.path, s.tidx.path} {
 			if err := l.fs.Rename(q, q+deletedSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return l.fail(fmt.Errorf("clean segment %d: %w", base, err))
 			}
+			gone = append(gone, q+deletedSuffix)
 		}
-		s.doomed.Store(true)
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return l.fail(fmt.Errorf("clean segment %d: sync dir: %w", base, err))
@@ -711,6 +717,11 @@ func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64
 	}
 	if err := l.fs.SyncDir(l.dir); err != nil {
 		return l.fail(fmt.Errorf("clean segment %d: sync dir: %w", base, err))
+	}
+	// The old files are read through their pinned descriptors from now
+	// on; a crash before these removals leaves names Open removes.
+	for _, q := range gone {
+		l.fs.Remove(q)
 	}
 	s, err := l.openSegment(base, true)
 	if err != nil {
@@ -732,9 +743,37 @@ func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64
 	l.segs = segs
 	l.mu.Unlock()
 	for _, old := range group {
-		old.release() // the list's reference; the last reader removes the files
+		old.release() // the list's reference
 	}
 	return nil
+}
+
+// pinForSwap opens and pins the three files of every segment of group
+// (swapPins); on failure it leaves none pinned.
+func pinForSwap(group []*segment) error {
+	for _, s := range group {
+		for _, f := range []File{s.log, s.idx.f, s.tidx.f} {
+			x, ok := f.(*segFile)
+			if !ok {
+				continue
+			}
+			if _, err := x.pin(); err != nil {
+				unpinForSwap(group)
+				return err
+			}
+			s.swapPins = append(s.swapPins, x)
+		}
+	}
+	return nil
+}
+
+func unpinForSwap(group []*segment) {
+	for _, s := range group {
+		for _, x := range s.swapPins {
+			x.unpin()
+		}
+		s.swapPins = nil
+	}
 }
 
 // finishSwaps is the first step of Open: it removes `.cleaned` files (a

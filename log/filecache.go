@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"os"
 	"sync"
-	"sync/atomic"
 	"syscall"
 )
 
@@ -114,9 +113,6 @@ type segFile struct {
 	c    *FileCache
 	fs   FS
 	path string
-	// moved: the cleaner replaced the segment (compact.go) and its file
-	// lives on under its .deleted name only, the name taken by the new one.
-	moved atomic.Bool
 
 	flag   int  // to open it again: O_RDONLY once sealed
 	f      File // nil while closed
@@ -172,6 +168,14 @@ func (x *segFile) pin() (File, error) {
 		f, err = x.openFile(flag)
 	}
 	if err != nil {
+		// The cleaner may have opened it meanwhile and then taken its
+		// name for a segment that replaced it (compact.go).
+		c.mu.Lock()
+		got, ok := x.pinLocked()
+		c.mu.Unlock()
+		if ok {
+			return got, nil
+		}
 		return nil, &OpenError{Path: x.path, Err: err}
 	}
 
@@ -213,9 +217,6 @@ func (x *segFile) pinLocked() (File, bool) {
 // openFile opens the file; a segment retention removed meanwhile is found
 // under its .deleted name, kept until its last reader is done.
 func (x *segFile) openFile(flag int) (File, error) {
-	if x.moved.Load() {
-		return x.fs.OpenFile(x.path+deletedSuffix, flag, 0)
-	}
 	f, err := x.fs.OpenFile(x.path, flag, 0)
 	if errors.Is(err, fs.ErrNotExist) {
 		if g, err2 := x.fs.OpenFile(x.path+deletedSuffix, flag, 0); err2 == nil {

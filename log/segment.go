@@ -56,6 +56,10 @@ type segment struct {
 	refs   atomic.Int32
 	fs     FS
 	doomed atomic.Bool // renamed to .deleted; remove when the last ref goes
+	// swapPins are the files the cleaner pinned open before it replaced
+	// the segment and unlinked them (compact.go): readers still holding
+	// the segment read on through them, never by name.
+	swapPins []*segFile
 
 	size       int64 // bytes written: the logical end, where the next batch goes
 	fileEnd    int64 // the file's end: size plus the zeros preallocated after it
@@ -445,6 +449,9 @@ func (s *segment) acquire() { s.refs.Add(1) }
 func (s *segment) release() {
 	if s.refs.Add(-1) != 0 {
 		return
+	}
+	for _, x := range s.swapPins {
+		x.unpin()
 	}
 	s.log.Close()
 	s.idx.close()

@@ -126,7 +126,8 @@ func recordsIn(t *testing.T, addr, topic string, want int64) map[int32][]*kgo.Re
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	waitRecords(t, ctx, addr, topic, want)
-	cl := newClient(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()))
+	cl := newClient(t, addr, kgo.ConsumeTopics(topic), kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.MetadataMinAge(100*time.Millisecond))
 	out := map[int32][]*kgo.Record{}
 	for n := int64(0); n < want; {
 		fs := cl.PollFetches(ctx)
@@ -144,7 +145,7 @@ func recordsIn(t *testing.T, addr, topic string, want int64) map[int32][]*kgo.Re
 // waitRecords waits until topic holds at least want records.
 func waitRecords(t *testing.T, ctx context.Context, addr, topic string, want int64) {
 	t.Helper()
-	adm := kadm.NewClient(newClient(t, addr))
+	adm := kadm.NewClient(newClient(t, addr, kgo.MetadataMinAge(100*time.Millisecond)))
 	for {
 		var n int64
 		if ends, err := adm.ListEndOffsets(ctx, topic); err == nil {
@@ -197,30 +198,7 @@ func TestMirrorExactlyOnce(t *testing.T) {
 
 	total := map[string]int64{a: int64(n + (m+1)/2), b: int64(m / 2)}
 	for _, topic := range []string{a, b} {
-		upr, downr := recordsIn(t, up.Kafka, topic, total[topic]), recordsIn(t, down.Kafka, topic, total[topic])
-		for p, ur := range upr {
-			dr := downr[p]
-			if len(dr) != len(ur) {
-				t.Fatalf("%s-%d: %d records upstream, %d downstream\nmirror log:\n%s", topic, p, len(ur), len(dr), mr.logs())
-			}
-			for i, u := range ur {
-				d := dr[i]
-				last := d.Headers[len(d.Headers)-1]
-				switch {
-				case last.Key != mirror.OffsetHeader || string(last.Value) != strconv.FormatInt(u.Offset, 10):
-					t.Fatalf("%s-%d record %d: mirror header %s=%s, upstream offset %d", topic, p, i, last.Key, last.Value, u.Offset)
-				case !bytes.Equal(u.Key, d.Key) || (u.Key == nil) != (d.Key == nil) || !bytes.Equal(u.Value, d.Value):
-					t.Fatalf("%s-%d offset %d: key or value differs", topic, p, u.Offset)
-				case !u.Timestamp.Equal(d.Timestamp):
-					t.Fatalf("%s-%d offset %d: timestamp %v, downstream %v", topic, p, u.Offset, u.Timestamp, d.Timestamp)
-				case !slices.EqualFunc(u.Headers, d.Headers[:len(d.Headers)-1], func(x, y kgo.RecordHeader) bool { return x.Key == y.Key && bytes.Equal(x.Value, y.Value) }):
-					t.Fatalf("%s-%d offset %d: headers differ", topic, p, u.Offset)
-				}
-			}
-		}
-		if len(downr) != len(upr) {
-			t.Errorf("%s: %d partitions hold records downstream, %d upstream", topic, len(downr), len(upr))
-		}
+		sameMirrored(t, up.Kafka, down.Kafka, topic, total[topic], mr)
 	}
 	// The mirror's own account: every record, no lag.
 	deadline := time.Now().Add(5 * time.Second)
@@ -265,5 +243,37 @@ func TestServeMirrors(t *testing.T) {
 	recordsIn(t, down.Kafka, "ztf_20260103_programid1", int64(m))
 	if !down.waitLog(`"mirroring topic"`) {
 		t.Errorf("serve's log does not say what it mirrors:\n%s", down.Logs())
+	}
+}
+
+// sameMirrored checks that the destination's topic holds exactly the
+// upstream's want records, partition by partition, in order: key (null
+// kept), value, timestamp and headers, plus the header naming each one's
+// upstream offset.
+func sameMirrored(t *testing.T, upAddr, downAddr, topic string, want int64, mr *mirrorProc) {
+	t.Helper()
+	upr, downr := recordsIn(t, upAddr, topic, want), recordsIn(t, downAddr, topic, want)
+	if len(downr) != len(upr) {
+		t.Errorf("%s: %d partitions hold records downstream, %d upstream", topic, len(downr), len(upr))
+	}
+	for p, ur := range upr {
+		dr := downr[p]
+		if len(dr) != len(ur) {
+			t.Fatalf("%s-%d: %d records upstream, %d downstream\nmirror log:\n%s", topic, p, len(ur), len(dr), mr.logs())
+		}
+		for i, u := range ur {
+			d := dr[i]
+			last := d.Headers[len(d.Headers)-1]
+			switch {
+			case last.Key != mirror.OffsetHeader || string(last.Value) != strconv.FormatInt(u.Offset, 10):
+				t.Fatalf("%s-%d record %d: mirror header %s=%s, upstream offset %d", topic, p, i, last.Key, last.Value, u.Offset)
+			case !bytes.Equal(u.Key, d.Key) || (u.Key == nil) != (d.Key == nil) || !bytes.Equal(u.Value, d.Value):
+				t.Fatalf("%s-%d offset %d: key or value differs", topic, p, u.Offset)
+			case !u.Timestamp.Equal(d.Timestamp):
+				t.Fatalf("%s-%d offset %d: timestamp %v, downstream %v", topic, p, u.Offset, u.Timestamp, d.Timestamp)
+			case !slices.EqualFunc(u.Headers, d.Headers[:len(d.Headers)-1], func(x, y kgo.RecordHeader) bool { return x.Key == y.Key && bytes.Equal(x.Value, y.Value) }):
+				t.Fatalf("%s-%d offset %d: headers differ", topic, p, u.Offset)
+			}
+		}
 	}
 }

@@ -79,7 +79,10 @@ type alertProducer struct {
 }
 
 func produceAlerts(t *testing.T, addr string, topics ...string) *alertProducer {
-	cl := newClient(t, addr, kgo.RecordPartitioner(kgo.RoundRobinPartitioner()))
+	return produceAlertsWith(t, newClient(t, addr, kgo.RecordPartitioner(kgo.RoundRobinPartitioner())), topics...)
+}
+
+func produceAlertsWith(t *testing.T, cl *kgo.Client, topics ...string) *alertProducer {
 	p := &alertProducer{stop: make(chan struct{}), done: make(chan error, 1), topics: topics}
 	go func() {
 		value := bytes.Repeat([]byte("cutout"), 1000)
@@ -226,17 +229,21 @@ func mirrorMetrics(t *testing.T, m *mirrorProc) string {
 
 // TestServeMirrors: serve with a mirror: section copies the upstream's
 // matching topics into itself (over its in-process login) and picks up a
-// topic created while it runs.
+// topic created while it runs. The upstream serves SASL_SSL only to known
+// users (loopback superuser off): the mirror logs in with SCRAM-SHA-512 over
+// TLS, trusting the upstream's CA.
 func TestServeMirrors(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	up := startBroker(t, "")
-	prod := produceAlerts(t, up.Kafka, "ztf_20260102_programid1")
-	down := startBroker(t, "", "--set", "mirror.enabled=true", "--set", "mirror.bootstrap="+up.Kafka,
-		"--set", "mirror.topics=ztf_*", "--set", "mirror.refresh.ms=200")
+	up := startUsersBroker(t)
+	producer := up.client(t, "operator", kgo.RecordPartitioner(kgo.RoundRobinPartitioner()), kgo.AllowAutoTopicCreation())
+	prod := produceAlertsWith(t, producer, "ztf_20260102_programid1")
+	down := startBroker(t, "", "--set", "mirror.enabled=true", "--set", "mirror.bootstrap="+up.sasl,
+		"--set", "mirror.topics=ztf_*", "--set", "mirror.refresh.ms=200", "--set", "mirror.tls.ca="+up.ca.pem,
+		"--set", "mirror.sasl.mechanism=SCRAM-SHA-512", "--set", "mirror.sasl.user=operator", "--set", "mirror.sasl.password="+up.pw["operator"])
 	waitRecords(t, ctx, down.Kafka, "ztf_20260102_programid1", 100)
 	n := prod.halt(t)
-	prod = produceAlerts(t, up.Kafka, "ztf_20260103_programid1")
+	prod = produceAlertsWith(t, producer, "ztf_20260103_programid1")
 	waitRecords(t, ctx, down.Kafka, "ztf_20260103_programid1", 40)
 	m := prod.halt(t)
 	recordsIn(t, down.Kafka, "ztf_20260102_programid1", int64(n))

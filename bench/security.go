@@ -1,43 +1,35 @@
 package bench
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/twmb/franz-go/pkg/kgo"
-	"github.com/twmb/franz-go/pkg/sasl/scram"
+
+	"github.com/ztfbroker/ztfbroker/alertcat"
 )
 
 // opts are the client options that make a connection speak s: a TLS dialer
-// trusting CAFile, a SCRAM login, or both. Nil s is plaintext.
+// trusting CAFile, a SCRAM login, or both (alertcat.Security builds them,
+// for cat and mirror too). Nil s is plaintext.
 func (s *Security) opts() ([]kgo.Opt, error) {
 	if s == nil {
 		return nil, nil
 	}
-	var opts []kgo.Opt
-	if s.CAFile != "" {
-		pem, err := os.ReadFile(s.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("bench: tls ca: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("bench: tls ca: no PEM certificate in %s", s.CAFile)
-		}
-		opts = append(opts, kgo.DialTLSConfig(&tls.Config{MinVersion: tls.VersionTLS12, RootCAs: pool}))
-	}
+	sec := alertcat.Security{CAFile: s.CAFile}
 	if s.User != "" {
-		a := scram.Auth{User: s.User, Pass: s.Password}
 		switch s.Mechanism {
 		case "", "SCRAM-SHA-512":
-			opts = append(opts, kgo.SASL(a.AsSha512Mechanism()))
+			sec.SASLMechanism = "SCRAM-SHA-512"
 		case "SCRAM-SHA-256":
-			opts = append(opts, kgo.SASL(a.AsSha256Mechanism()))
+			sec.SASLMechanism = s.Mechanism
 		default:
 			return nil, fmt.Errorf("bench: sasl mechanism %q: want SCRAM-SHA-512 or SCRAM-SHA-256", s.Mechanism)
 		}
+		sec.SASLUser, sec.SASLPassword = s.User, s.Password
+	}
+	opts, err := sec.KafkaOpts()
+	if err != nil {
+		return nil, fmt.Errorf("bench: %w", err)
 	}
 	return opts, nil
 }

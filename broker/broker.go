@@ -44,6 +44,8 @@ type Broker struct {
 	// retention counts what retention deleted and holds the total bound
 	// (retention_total.go).
 	retention *retentionState
+	// cleaner is the log cleaner's state and metrics (compact.go).
+	cleaner *cleanerMetrics
 	// unlock releases the data directory's lock (recover.go).
 	unlock func() error
 
@@ -135,6 +137,7 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		db:        db,
 		disk:      newDiskSpace(cfg.DataDir, cfg.LogDirFreeMinBytes, logger),
 		retention: newRetentionState(),
+		cleaner:   newCleanerMetrics(),
 		unlock:    unlock,
 		topics:    map[string]*topic{},
 		quit:      make(chan struct{}),
@@ -167,12 +170,13 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		}, b.offlineCount)
 		m := b.logMetric
 		cs := append(append([]prometheus.Collector{b.collector, b.offline}, m.Collectors()...),
-			b.retention.collectors()...)
+			append(b.retention.collectors(), b.cleaner.collectors()...)...)
 		if err := registerMetrics(reg, cs...); err != nil {
 			return fail(fmt.Errorf("broker: register metrics: %w", err))
 		}
 	}
 	b.goroutine(b.retentionLoop)
+	b.goroutine(b.cleanerLoop)
 	parts := 0
 	for _, t := range b.topics {
 		parts += len(t.partitions)

@@ -240,7 +240,7 @@ func TestTopicConfigs(t *testing.T) {
 	b := e.open()
 	s := func(v string) *string { return &v }
 
-	err := b.CreateTopic(context.Background(), "bad", 1, map[string]*string{"retention.ms": s("a week"), "cleanup.policy": s("compact"), "no.such": s("1")}, false)
+	err := b.CreateTopic(context.Background(), "bad", 1, map[string]*string{"retention.ms": s("a week"), "cleanup.policy": s("shred"), "no.such": s("1")}, false)
 	if !isKerr(err, kerr.InvalidConfig) {
 		t.Fatalf("bad configs: %v", err)
 	}

@@ -76,6 +76,14 @@ type Config struct {
 	// log.scrub.bytes.per.second (ztfbroker's own); 0, the default:
 	// log.DefaultScrubBytesPerSecond (8 MiB/s); -1: no scrub.
 	LogScrubBytesPerSecond int64
+	// CleanerMapBytes bounds the log cleaner's key->offset map, the memory
+	// one clean of a compacted topic holds (compact.go); a log with more
+	// keys is cleaned in passes. serve carves it from memory.budget.bytes;
+	// 0: DefaultCleanerMapBytes.
+	CleanerMapBytes int64
+	// CleanerInterval is how often the cleaner looks for a compacted log
+	// to clean. log.cleaner.backoff.ms.
+	CleanerInterval time.Duration
 }
 
 const (
@@ -120,6 +128,7 @@ func DefaultConfig() Config {
 		// The store's defaults are the broker's: one home for each.
 		Topic:                  log.DefaultConfig(),
 		RetentionCheckInterval: 5 * time.Minute,
+		CleanerInterval:        defaultCleanerInterval,
 		MetaCacheBytes:         DefaultMetaCacheBytes,
 		LogDirFreeMinBytes:     DefaultLogDirFreeMinBytes,
 		RetentionTotalBytes:    DefaultRetentionTotalBytes,
@@ -255,7 +264,9 @@ type topicConfig struct {
 	alertFormat     string
 	alertSchemaID   int32
 	// KIP-937's bounds, in ms (Kafka's default for before is Long.MAX).
-	timestampBeforeMaxMs, timestampAfterMaxMs int64
+	timestampBeforeMaxMs, timestampAfterMaxMs int64 // The log cleaner's, for a compacted topic (compact.go).
+	deleteRetention, minCompactionLag         time.Duration
+	minCleanableRatio                         float64
 }
 
 func (c Config) topicDefaults() topicConfig {
@@ -307,6 +318,26 @@ func fixed(name, broker, value, doc string) topicKey {
 			return nil
 		},
 		check: noCheck,
+	}
+}
+
+// cleanerDuration is a count of ms, 0 or more, the log cleaner's
+// (compact.go).
+func cleanerDuration(name, broker, doc string, field func(*topicConfig) *time.Duration) topicKey {
+	return topicKey{
+		name: name, broker: broker, typ: kmsg.ConfigTypeLong, doc: doc,
+		get: func(tc *topicConfig) string { return ms(*field(tc)) },
+		set: func(tc *topicConfig, v string) error {
+			d, err := parseDuration(v, time.Millisecond, false)
+			*field(tc) = d
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if *field(tc) < 0 {
+				return outOfRange(fmt.Sprintf("0 to %d", maxMs))
+			}
+			return nil
+		},
 	}
 }
 
@@ -405,10 +436,23 @@ func ms(d time.Duration) string {
 
 // topicKeys are sorted by name, the order DescribeConfigs lists them in.
 var topicKeys = []topicKey{
-	fixed("cleanup.policy", "log.cleanup.policy", "delete",
-		"Segments past retention are deleted; compaction is not supported."),
+	{
+		name: "cleanup.policy", broker: "log.cleanup.policy", typ: kmsg.ConfigTypeList,
+		doc: "delete: segments past retention.ms or retention.bytes are deleted; compact: the log cleaner keeps the last " +
+			"record of every key (log/compact.go) and retention deletes nothing; compact,delete: both.",
+		get: func(tc *topicConfig) string { return tc.log.Cleanup.String() },
+		set: func(tc *topicConfig, v string) error {
+			p, err := log.ParseCleanupPolicy(v)
+			tc.log.Cleanup = p
+			return err
+		},
+		check: noCheck,
+	},
 	fixed("compression.type", "compression.type", "producer",
 		"Batches are stored and served as the producer compressed them."),
+	cleanerDuration("delete.retention.ms", "log.cleaner.delete.retention.ms",
+		"How long a tombstone (a null value) stays on a compacted topic after the clean that first kept it (KIP-534's delete horizon).",
+		func(tc *topicConfig) *time.Duration { return &tc.log.DeleteRetention }),
 	{
 		name: "flush.ms", broker: "log.flush.interval.ms", typ: kmsg.ConfigTypeLong,
 		doc: "0: every append is fsynced before it is acknowledged (group commit); N > 0: fsync every N ms.",
@@ -471,6 +515,28 @@ var topicKeys = []topicKey{
 		func(tc *topicConfig) *int64 { return &tc.timestampBeforeMaxMs }),
 	fixed("message.timestamp.type", "log.message.timestamp.type", "CreateTime",
 		"Record timestamps are the producer's; LogAppendTime is not supported."),
+	{
+		name: "min.cleanable.dirty.ratio", broker: "log.cleaner.min.cleanable.ratio", typ: kmsg.ConfigTypeDouble,
+		doc: "Share of a compacted log's cleanable bytes not yet cleaned at or above which the cleaner cleans it (0 to 1).",
+		get: func(tc *topicConfig) string { return strconv.FormatFloat(tc.log.MinCleanableDirtyRatio, 'g', -1, 64) },
+		set: func(tc *topicConfig, v string) error {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return errors.New("not a number")
+			}
+			tc.log.MinCleanableDirtyRatio = f
+			return nil
+		},
+		check: func(tc *topicConfig) error {
+			if !(tc.log.MinCleanableDirtyRatio >= 0 && tc.log.MinCleanableDirtyRatio <= 1) {
+				return outOfRange("0 to 1")
+			}
+			return nil
+		},
+	},
+	cleanerDuration("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms",
+		"Least time a record stays uncompacted: a segment holding a batch newer than this is not cleaned yet.",
+		func(tc *topicConfig) *time.Duration { return &tc.log.MinCompactionLag }),
 	{
 		name: "preallocate", broker: "log.preallocate", typ: kmsg.ConfigTypeBoolean,
 		doc: "true: under flush.ms 0, a busy partition's active segment is written ahead in fsynced zeros, so an " +
@@ -688,6 +754,22 @@ var brokerOnly = []brokerKey{
 		check: func(c *Config) error {
 			if strings.TrimSpace(c.DataDir) == "" {
 				return errors.New("empty")
+			}
+			return nil
+		},
+	},
+	{
+		name: "log.cleaner.backoff.ms", typ: kmsg.ConfigTypeLong,
+		doc: "How often the log cleaner looks for a compacted partition to clean.",
+		get: func(c *Config) string { return ms(c.CleanerInterval) },
+		set: func(c *Config, v string) error {
+			d, err := parseDuration(v, time.Millisecond, false)
+			c.CleanerInterval = d
+			return err
+		},
+		check: func(c *Config) error {
+			if c.CleanerInterval < time.Millisecond {
+				return outOfRange(rangeMs)
 			}
 			return nil
 		},

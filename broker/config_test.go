@@ -41,9 +41,12 @@ func TestApplySettings(t *testing.T) {
 			SegmentBytes: 1 << 20, SegmentAge: 10 * time.Minute, RetentionAge: time.Hour,
 			RetentionBytes: 1 << 30, IndexIntervalBytes: 8192, Flush: log.FlushInterval, FlushInterval: time.Second,
 			PreallocateBytes: log.DefaultPreallocateBytes,
+			Cleanup:          log.CleanupDelete, DeleteRetention: log.DefaultDeleteRetention,
+			MinCleanableDirtyRatio: log.DefaultMinCleanableDirtyRatio,
 		},
 		RetentionCheckInterval: time.Second,
 		MetaCacheBytes:         DefaultMetaCacheBytes,
+		CleanerInterval:        defaultCleanerInterval,
 	}
 	if c != want {
 		t.Fatalf("got  %+v\nwant %+v", c, want)
@@ -70,7 +73,7 @@ func TestApplySettingsNamesEveryProblem(t *testing.T) {
 		"flush.ms":                  "-5",
 		"max.message.bytes":         "10",
 		"log.dirs":                  "a,b",
-		"cleanup.policy":            "compact",
+		"cleanup.policy":            "shred",
 		"replication.factor":        "3",
 		"num.partitons":             "3",
 	})

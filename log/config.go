@@ -40,6 +40,9 @@ const (
 	DefaultIndexIntervalBytes = 4096
 	DefaultFlushInterval      = 200 * time.Millisecond
 	DefaultPreallocateBytes   = 8 << 20
+	// Kafka's delete.retention.ms and min.cleanable.dirty.ratio.
+	DefaultDeleteRetention        = 24 * time.Hour
+	DefaultMinCleanableDirtyRatio = 0.5
 
 	// maxSegmentBytes keeps positions inside the 32-bit index fields.
 	maxSegmentBytes = math.MaxInt32
@@ -77,20 +80,30 @@ type Config struct {
 	// Without delete, retention removes nothing by age or size; compaction
 	// is Log.Clean's, which the broker's cleaner calls (compact.go).
 	Cleanup CleanupPolicy
+	// What the broker's cleaner passes to Clean for a compacted log
+	// (delete.retention.ms, min.compaction.lag.ms) and decides by
+	// (min.cleanable.dirty.ratio); the log itself does not read them.
+	// DefaultConfig sets Kafka's defaults; zero is a valid value of each.
+	DeleteRetention        time.Duration
+	MinCompactionLag       time.Duration
+	MinCleanableDirtyRatio float64
 }
 
 // DefaultConfig is every partition's configuration unless the broker or the
 // topic says otherwise: the one home of the store's defaults.
 func DefaultConfig() Config {
 	return Config{
-		SegmentBytes:       DefaultSegmentBytes,
-		SegmentAge:         DefaultSegmentAge,
-		RetentionAge:       DefaultRetentionAge,
-		RetentionBytes:     -1,
-		IndexIntervalBytes: DefaultIndexIntervalBytes,
-		Flush:              FlushAlways,
-		FlushInterval:      DefaultFlushInterval,
-		PreallocateBytes:   DefaultPreallocateBytes,
+		SegmentBytes:           DefaultSegmentBytes,
+		SegmentAge:             DefaultSegmentAge,
+		RetentionAge:           DefaultRetentionAge,
+		RetentionBytes:         -1,
+		IndexIntervalBytes:     DefaultIndexIntervalBytes,
+		Flush:                  FlushAlways,
+		FlushInterval:          DefaultFlushInterval,
+		PreallocateBytes:       DefaultPreallocateBytes,
+		Cleanup:                CleanupDelete,
+		DeleteRetention:        DefaultDeleteRetention,
+		MinCleanableDirtyRatio: DefaultMinCleanableDirtyRatio,
 	}
 }
 
@@ -142,6 +155,15 @@ func (c Config) Validate() error {
 	}
 	if c.Cleanup > CleanupDelete|CleanupCompact {
 		errs = append(errs, fmt.Errorf("cleanup policy %d: want delete, compact or both", c.Cleanup))
+	}
+	if c.DeleteRetention < 0 {
+		errs = append(errs, fmt.Errorf("delete.retention.ms %v: want >= 0", c.DeleteRetention))
+	}
+	if c.MinCompactionLag < 0 {
+		errs = append(errs, fmt.Errorf("min.compaction.lag.ms %v: want >= 0", c.MinCompactionLag))
+	}
+	if !(c.MinCleanableDirtyRatio >= 0 && c.MinCleanableDirtyRatio <= 1) {
+		errs = append(errs, fmt.Errorf("min.cleanable.dirty.ratio %v: want 0 to 1", c.MinCleanableDirtyRatio))
 	}
 	if c.LeaderEpoch < 0 {
 		errs = append(errs, fmt.Errorf("leader epoch %d: want >= 0", c.LeaderEpoch))

@@ -14,7 +14,7 @@ var ErrFlushFixed = errors.New("log: the flush policy is fixed while the log is 
 
 // Reconfigure applies cfg to the open log: segment.bytes and segment.ms from
 // the next append (and retention's roll check), retention.ms and
-// retention.bytes from the next retention pass, index.interval.bytes and the
+// retention.bytes and cleanup.policy from the next retention pass, index.interval.bytes and the
 // preallocation allowance from the next append. Flush and FlushInterval
 // must be unchanged (ErrFlushFixed), and so must LeaderEpoch.
 //
@@ -47,6 +47,7 @@ func (l *Log) Reconfigure(cfg Config) error {
 	l.cfg.RetentionBytes = cfg.RetentionBytes
 	l.cfg.IndexIntervalBytes = cfg.IndexIntervalBytes
 	l.cfg.PreallocateBytes = cfg.PreallocateBytes
+	l.cfg.Cleanup = cfg.Cleanup
 	return nil
 }
 

@@ -299,6 +299,8 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	}
 	cfg.Memory = plan
 	cfg.Broker.MetaCacheBytes = plan.MetaCache
+	// The log cleaner's key map comes out of the heap's share: a 64th.
+	cfg.Broker.CleanerMapBytes = plan.Budget / 64
 	cfg.Packager.HistoryMemory = packager.HistoryMemory{CacheBytes: plan.HistoryCache, MemTableBytes: plan.HistoryMemTable}
 	if cfg.Listener.QueuedMaxRequestBytes == 0 {
 		cfg.Listener.QueuedMaxRequestBytes = plan.RequestBytes

@@ -1,0 +1,123 @@
+package broker_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// A topic created over the wire with cleanup.policy=compact is compacted
+// by the broker's cleaner: a franz-go consumer reading it from the start
+// gets every key's last value at the offset it was produced at, offsets
+// only rising, and reaches the high watermark (stepping over the empty
+// batches compaction leaves); tombstones are there until
+// delete.retention.ms. DescribeConfigs reports the topic's settings.
+func TestCompactedTopicOverTheWire(t *testing.T) {
+	s := startStack(t, t.TempDir())
+	adm := kadm.NewClient(s.client())
+	ctx := context.Background()
+	str := func(v string) *string { return &v }
+	const topic = "connect-offsets"
+	res, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{
+		"cleanup.policy": str("compact"), "segment.ms": str("50"), "min.cleanable.dirty.ratio": str("0.01"),
+		"delete.retention.ms": str("3600000"),
+	}, topic)
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"cleanup.policy": str("shred")}, "bad"); err == nil && r.Error() == nil {
+		t.Fatal("cleanup.policy=shred accepted")
+	}
+	rc, err := adm.DescribeTopicConfigs(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for _, c := range rc[0].Configs {
+		got[c.Key] = c.MaybeValue()
+	}
+	if got["cleanup.policy"] != "compact" || got["delete.retention.ms"] != "3600000" || got["min.cleanable.dirty.ratio"] != "0.01" {
+		t.Fatalf("described configs: cleanup.policy %q, delete.retention.ms %q, min.cleanable.dirty.ratio %q",
+			got["cleanup.policy"], got["delete.retention.ms"], got["min.cleanable.dirty.ratio"])
+	}
+
+	// Produce in rounds, each compressed its own way, each round's last
+	// batch far enough in time to roll a segment.
+	last := map[string]string{} // key -> last value ("" for a tombstone)
+	lastOff := map[string]int64{}
+	rng := rand.New(rand.NewSource(1))
+	for round, codec := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.ZstdCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.GzipCompression()} {
+		cl := s.client(kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(0))
+		for i := 0; i < 60; i++ {
+			k := fmt.Sprintf("key-%02d", rng.Intn(20))
+			r := &kgo.Record{Topic: topic, Key: []byte(k), Value: []byte(fmt.Sprintf("round %d value %d", round, i))}
+			if rng.Intn(10) == 0 {
+				r.Value = nil
+			}
+			out, err := cl.ProduceSync(ctx, r).First()
+			if err != nil {
+				t.Fatal(err)
+			}
+			last[k], lastOff[k] = string(out.Value), out.Offset
+		}
+		time.Sleep(60 * time.Millisecond) // past segment.ms: the next batch rolls
+	}
+	hwBefore := int64(0)
+	for _, o := range lastOff {
+		hwBefore = max(hwBefore, o+1)
+	}
+	if n := s.b.CleanCompacted(); n != 1 {
+		t.Fatalf("cleaned %d partitions, want 1", n)
+	}
+	offs, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hw := offs[topic][0].Offset
+	if hw != hwBefore {
+		t.Fatalf("high watermark %d after cleaning, %d before", hw, hwBefore)
+	}
+
+	// Read it all as a consumer does; the last record produced is its
+	// key's last, in the active segment, so the read ends there.
+	cl := s.client(kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))
+	seen := map[string]*kgo.Record{}
+	prev, total := int64(-1), 0
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for prev < hw-1 && cctx.Err() == nil {
+		fs := cl.PollFetches(cctx)
+		if err := fs.Err(); err != nil && cctx.Err() == nil {
+			t.Fatal(err)
+		}
+		fs.EachRecord(func(r *kgo.Record) {
+			if r.Offset <= prev {
+				t.Fatalf("offset %d after %d", r.Offset, prev)
+			}
+			prev = r.Offset
+			seen[string(r.Key)] = r
+			total++
+		})
+	}
+	if cctx.Err() != nil {
+		t.Fatalf("consumer stuck at offset %d below the high watermark %d", prev, hw)
+	}
+	if total >= 300 {
+		t.Fatalf("consumer read %d records of 300 produced: nothing compacted", total)
+	}
+	for k, v := range last {
+		r := seen[k]
+		if r == nil || string(r.Value) != v || r.Offset != lastOff[k] || (v == "") != (r.Value == nil) {
+			t.Fatalf("key %s: consumer read %v, last produced %q at %d", k, r, v, lastOff[k])
+		}
+	}
+	t.Logf("%d records of 300 left for %d keys; high watermark %d", total, len(last), hw)
+}

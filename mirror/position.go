@@ -107,23 +107,27 @@ func (s *session) positions(ctx context.Context, topic string, from, to int32) (
 	}
 	out := map[int32]kgo.Offset{}
 	last := map[int32]int64{} // partitions whose last record says where
+	atEnd := map[int32]bool{} // the others: from the upstream's end (true) or start
 	for p := from; p < to; p++ {
 		start, _ := starts.Lookup(topic, p)
 		end, _ := ends.Lookup(topic, p)
 		switch {
 		case end.Offset <= 0:
 			out[p] = kgo.NewOffset().AtStart()
-			if s.mr.cfg.Start == StartLatest {
+			atEnd[p] = s.mr.cfg.Start == StartLatest
+			if atEnd[p] {
 				out[p] = kgo.NewOffset().AtEnd()
 			}
 		case start.Offset >= end.Offset:
 			s.mr.logger.Warn("destination partition emptied by its retention: its position is lost; mirroring from the upstream's end",
 				zap.String("topic", topic), zap.Int32("partition", p), zap.Int64("destination_end", end.Offset))
 			out[p] = kgo.NewOffset().AtEnd()
+			atEnd[p] = true
 		default:
 			last[p] = end.Offset - 1
 		}
 	}
+	s.noteFresh(ctx, topic, atEnd)
 	if len(last) == 0 {
 		return out, nil
 	}
@@ -189,4 +193,31 @@ func upstreamOffset(r *kgo.Record) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s header", OffsetHeader)
+}
+
+// noteFresh records where the partitions starting at the upstream's start
+// or end (atEnd) begin, so that the lag counts them before their first
+// record is copied. Best effort: the lag is a metric, the position is the
+// consumer's.
+func (s *session) noteFresh(ctx context.Context, topic string, atEnd map[int32]bool) {
+	if len(atEnd) == 0 {
+		return
+	}
+	starts, err := s.srcAdm.ListStartOffsets(ctx, topic)
+	if err != nil {
+		return
+	}
+	ends, err := s.srcAdm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		return
+	}
+	for p, end := range atEnd {
+		o, ok := starts.Lookup(topic, p)
+		if end {
+			o, ok = ends.Lookup(topic, p)
+		}
+		if ok && o.Err == nil {
+			s.next[tp{topic, p}] = o.Offset
+		}
+	}
 }

@@ -220,6 +220,17 @@ func runBinary(t *testing.T, args ...string) (string, error) {
 // metric reads one unlabelled sample from the broker's /metrics.
 func metric(t *testing.T, b *serveProc, name string) string {
 	t.Helper()
+	v, ok := metricSample(t, b, name)
+	if !ok {
+		t.Fatalf("metric %s not exported", name)
+	}
+	return v
+}
+
+// metricSample is the value of a /metrics sample (a name, with its labels
+// if it has any), and whether it is exported.
+func metricSample(t *testing.T, b *serveProc, name string) (string, bool) {
+	t.Helper()
 	resp, err := http.Get("http://" + b.HTTP + "/metrics")
 	if err != nil {
 		t.Fatal(err)
@@ -228,11 +239,10 @@ func metric(t *testing.T, b *serveProc, name string) string {
 	body, _ := io.ReadAll(resp.Body)
 	for _, line := range strings.Split(string(body), "\n") {
 		if v, ok := strings.CutPrefix(line, name+" "); ok {
-			return v
+			return v, true
 		}
 	}
-	t.Fatalf("metric %s not exported", name)
-	return ""
+	return "", false
 }
 
 // insecureHTTPS asks an HTTPS test broker whether it is up; tests that

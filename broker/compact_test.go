@@ -49,26 +49,32 @@ func TestCompactedTopicOverTheWire(t *testing.T) {
 			got["cleanup.policy"], got["delete.retention.ms"], got["min.cleanable.dirty.ratio"])
 	}
 
-	// Produce in rounds, each compressed its own way, each round's last
-	// batch far enough in time to roll a segment.
+	// Produce in rounds, each compressed its own way, a record a ms apart
+	// and each round a second after the last, which rolls a segment.
 	last := map[string]string{} // key -> last value ("" for a tombstone)
 	lastOff := map[string]int64{}
 	rng := rand.New(rand.NewSource(1))
+	t0 := time.Now().Add(-time.Minute)
 	for round, codec := range []kgo.CompressionCodec{kgo.NoCompression(), kgo.ZstdCompression(), kgo.SnappyCompression(), kgo.Lz4Compression(), kgo.GzipCompression()} {
-		cl := s.client(kgo.ProducerBatchCompression(codec), kgo.ProducerLinger(0))
+		cl := s.client(kgo.ProducerBatchCompression(codec))
+		var recs []*kgo.Record
 		for i := 0; i < 60; i++ {
 			k := fmt.Sprintf("key-%02d", rng.Intn(20))
-			r := &kgo.Record{Topic: topic, Key: []byte(k), Value: []byte(fmt.Sprintf("round %d value %d", round, i))}
+			r := &kgo.Record{Topic: topic, Key: []byte(k), Value: []byte(fmt.Sprintf("round %d value %d", round, i)),
+				Timestamp: t0.Add(time.Duration(round*1000+i) * time.Millisecond)}
 			if rng.Intn(10) == 0 {
 				r.Value = nil
 			}
-			out, err := cl.ProduceSync(ctx, r).First()
-			if err != nil {
-				t.Fatal(err)
-			}
-			last[k], lastOff[k] = string(out.Value), out.Offset
+			recs = append(recs, r)
 		}
-		time.Sleep(60 * time.Millisecond) // past segment.ms: the next batch rolls
+		// One call: the records go in a few batches of many, which
+		// the cleaner thins out leaving gaps inside.
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range recs {
+			last[string(r.Key)], lastOff[string(r.Key)] = string(r.Value), r.Offset
+		}
 	}
 	hwBefore := int64(0)
 	for _, o := range lastOff {
@@ -117,6 +123,30 @@ func TestCompactedTopicOverTheWire(t *testing.T) {
 		r := seen[k]
 		if r == nil || string(r.Value) != v || r.Offset != lastOff[k] || (v == "") != (r.Value == nil) {
 			t.Fatalf("key %s: consumer read %v, last produced %q at %d", k, r, v, lastOff[k])
+		}
+	}
+	// A timestamp lookup lands on the first record left at or after it.
+	var survivors []*kgo.Record
+	for _, r := range seen {
+		survivors = append(survivors, r)
+	}
+	for _, r := range survivors {
+		ts := r.Timestamp.UnixMilli()
+		lo, err := adm.ListOffsetsAfterMilli(ctx, ts, topic)
+		if err == nil {
+			err = lo.Error()
+		}
+		if err != nil {
+			t.Fatalf("list offsets after %d: %v", ts, err)
+		}
+		want := r.Offset
+		for _, q := range survivors {
+			if q.Timestamp.UnixMilli() >= ts && q.Offset < want {
+				want = q.Offset
+			}
+		}
+		if got := lo[topic][0].Offset; got > want {
+			t.Fatalf("list offsets after %d: offset %d, the first record left at or after it is %d", ts, got, want)
 		}
 	}
 	t.Logf("%d records of 300 left for %d keys; high watermark %d", total, len(last), hw)

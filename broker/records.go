@@ -410,7 +410,8 @@ func (w *recordWalker) next() (tsDelta, offsetDelta int64, err error) {
 }
 
 // scanRecords reads b's records in order, checking every one's framing and
-// that offsetDeltas run 0..recordCount-1, and calls fn (when not nil) with
+// that offsetDeltas run 0..recordCount-1 (rise, within lastOffsetDelta, in
+// a batch compaction left fewer records in), and calls fn (when not nil) with
 // each until fn returns false. Read to the end, the records must fill the
 // (decompressed) body exactly. A compressed batch is decompressed as a
 // stream in one of decompressSlots, never held whole.
@@ -427,14 +428,19 @@ func (b batch) scanRecords(fn func(record) bool) error {
 	base, baseTS, maxTS := b.baseOffset(), b.baseTimestamp(), b.maxTimestamp()
 	logAppend := b.attributes()&attrLogAppendTime != 0
 	w := recordWalker{src: src}
+	// A batch the log cleaner rewrote keeps its lastOffsetDelta and holds
+	// fewer records (log/compact.go): their deltas rise with gaps.
+	compacted := int64(n) < int64(b.lastOffsetDelta())+1
+	prev := int64(-1)
 	for i := int64(0); i < int64(n); i++ {
 		tsDelta, offsetDelta, err := w.next()
 		if err != nil {
 			return fmt.Errorf("record %d: %w", i, err)
 		}
-		if offsetDelta != i {
+		if (!compacted && offsetDelta != i) || (compacted && (offsetDelta <= prev || offsetDelta > int64(b.lastOffsetDelta()))) {
 			return malformed("record %d has offsetDelta %d", i, offsetDelta)
 		}
+		prev = offsetDelta
 		r := record{offset: base + offsetDelta, timestamp: baseTS + tsDelta}
 		if logAppend {
 			r.timestamp = maxTS

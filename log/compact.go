@@ -411,9 +411,9 @@ type groupWriter struct {
 	pos     int64
 	changed bool
 	// A run of batches whose records all went, written as one empty batch.
-	runBase, runLast, runMaxTs int64
-	runEpoch                   int32
-	inRun                      bool
+	runBase, runLast int64
+	runEpoch         int32
+	inRun            bool
 }
 
 func (w *groupWriter) write(b []byte) error {
@@ -446,10 +446,9 @@ func (w *groupWriter) flush() error {
 func (w *groupWriter) emptied(h batchHeader) {
 	w.changed = true
 	if !w.inRun {
-		w.inRun, w.runBase, w.runMaxTs = true, h.BaseOffset, h.MaxTimestamp
+		w.inRun, w.runBase = true, h.BaseOffset
 	}
 	w.runLast, w.runEpoch = h.lastOffset(), h.LeaderEpoch
-	w.runMaxTs = max(w.runMaxTs, h.MaxTimestamp)
 }
 
 func (w *groupWriter) flushRun() error {
@@ -457,7 +456,7 @@ func (w *groupWriter) flushRun() error {
 		return nil
 	}
 	w.inRun = false
-	return w.put(emptyBatch(w.runBase, w.runLast, w.runEpoch, w.runMaxTs))
+	return w.put(emptyBatch(w.runBase, w.runLast, w.runEpoch))
 }
 
 // cleanGroup rewrites the segments of group (ending at offset end) into

@@ -288,10 +288,11 @@ func buildBatch(orig []byte, attrs int16, firstTs, maxTs int64, count int32, rec
 }
 
 // emptyBatch is a batch of no records standing for the offsets
-// [base, last] whose records the cleaner removed: no producer, no codec.
+// [base, last] whose records the cleaner removed: no producer, no codec,
+// no timestamp (-1: a time lookup never lands on it).
 // Clients step over it to last+1 (KAFKA-5443), so offsets stay contiguous
 // from batch to batch and recovery's checks hold for a compacted log.
-func emptyBatch(base, last int64, epoch int32, maxTs int64) []byte {
+func emptyBatch(base, last int64, epoch int32) []byte {
 	h := make([]byte, batchHeaderSize)
 	putInt64(h[batchBaseOffsetPos:], base)
 	putInt32(h[batchLeaderEpochPos:], epoch)
@@ -300,5 +301,5 @@ func emptyBatch(base, last int64, epoch int32, maxTs int64) []byte {
 	putInt64(h[batchProducerIDPos:], -1)
 	binary.BigEndian.PutUint16(h[batchProducerEpochPos:], 0xffff)
 	putInt32(h[batchBaseSequencePos:], -1)
-	return buildBatch(h, 0, maxTs, maxTs, 0, nil)
+	return buildBatch(h, 0, -1, -1, 0, nil)
 }

@@ -170,7 +170,7 @@
 // framing), maxTimestamp is the largest kept record's (the batch's own
 // under LogAppendTime) and the CRC is computed anew. A run of consecutive
 // batches none of whose records stay becomes one empty batch (recordCount
-// 0, no codec, producer id -1) whose baseOffset and lastOffsetDelta span
+// 0, no codec, producer id -1, both timestamps -1) whose baseOffset and lastOffsetDelta span
 // the run, so that batches still follow one another without a gap and
 // every check of recovery and Verify holds for a compacted log too;
 // consumers step over it to its last offset + 1 (KAFKA-5443). An emptied

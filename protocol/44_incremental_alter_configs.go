@@ -3,6 +3,7 @@ package protocol
 import (
 	"context"
 	"strconv"
+	"strings"
 
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kmsg"
@@ -50,7 +51,12 @@ func (s *Server) alterConfigs(ctx context.Context, rt kmsg.ConfigResourceType, n
 		}
 		if err := s.b.AlterTopicConfigs(ctx, name, changes, replace, validateOnly); err != nil {
 			code := s.errCode(err, kerr.UnknownServerError, "alter configs", zap.String("topic", name))
-			return code, kmsg.StringPtr(err.Error())
+			// The code says INVALID_CONFIG; the message says why.
+			msg := err.Error()
+			if ke := kerr.ErrorForCode(code); ke != nil {
+				msg = strings.TrimSuffix(msg, ": "+ke.Error())
+			}
+			return code, kmsg.StringPtr(msg)
 		}
 		return 0, nil
 	case kmsg.ConfigResourceTypeBroker, kmsg.ConfigResourceTypeBrokerLogger:

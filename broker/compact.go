@@ -2,12 +2,14 @@ package broker
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"go.uber.org/zap"
 
 	"github.com/ztfbroker/ztfbroker/log"
@@ -130,7 +132,7 @@ func (b *Broker) CleanCompacted() int {
 		}
 		start := time.Now()
 		st, err := d.p.log.Clean(log.CleanConfig{MapBytes: mapBytes, DeleteRetention: d.cfg.log.DeleteRetention,
-			MinCompactionLag: d.cfg.log.MinCompactionLag, Room: b.cleanRoom})
+			MinCompactionLag: d.cfg.log.MinCompactionLag, Room: b.cleanRoom, Stop: b.quit})
 		b.cleaner.bytes.WithLabelValues(d.p.topic).Add(float64(st.BytesRead))
 		b.cleaner.removed.WithLabelValues(d.p.topic).Add(float64(st.RecordsRemoved))
 		fields := []zap.Field{zap.String("topic", d.p.topic), zap.Int32("partition", d.p.index),
@@ -143,6 +145,8 @@ func (b *Broker) CleanCompacted() int {
 			b.cleaner.refused.Inc()
 			b.logger.Warn("log cleaner put off: not enough free disk", append(fields, zap.Error(err))...)
 			continue
+		case errors.Is(err, log.ErrCleanStopped):
+			return n // shutting down
 		case errors.Is(err, log.ErrClosed):
 			continue // its topic was deleted meanwhile
 		case err != nil:
@@ -154,6 +158,33 @@ func (b *Broker) CleanCompacted() int {
 		n++
 	}
 	return n
+}
+
+// checkKeys refuses, as Kafka does, a record without a key on a compacted
+// topic: the cleaner would remove it. The batches were validated, so this
+// second walk over their records finds no bad framing.
+func checkKeys(batches []checkedBatch, tc *topicConfig) error {
+	if !tc.log.Cleanup.Compacts() {
+		return nil
+	}
+	for _, bt := range batches {
+		var keyless int64 = -1
+		err := bt.scanRecords(func(r record) bool {
+			if r.nullKey {
+				keyless = r.offset - bt.baseOffset()
+				return false
+			}
+			return true
+		})
+		if err != nil {
+			return fmt.Errorf("%w: %w", err, kerr.CorruptMessage)
+		}
+		if keyless >= 0 {
+			return fmt.Errorf("record %d of a batch has no key: a compacted topic (cleanup.policy=compact) cannot accept it: %w",
+				keyless, kerr.InvalidRecord)
+		}
+	}
+	return nil
 }
 
 // cleanRoom is what a clean may write: the free space above the

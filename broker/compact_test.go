@@ -2,12 +2,14 @@ package broker_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand"
 	"testing"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -35,6 +37,10 @@ func TestCompactedTopicOverTheWire(t *testing.T) {
 	}
 	if r, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"cleanup.policy": str("shred")}, "bad"); err == nil && r.Error() == nil {
 		t.Fatal("cleanup.policy=shred accepted")
+	}
+	// A record without a key is refused, as Kafka refuses it.
+	if err := s.client().ProduceSync(ctx, &kgo.Record{Topic: topic, Value: []byte("no key")}).FirstErr(); !errors.Is(err, kerr.InvalidRecord) {
+		t.Fatalf("keyless record on a compacted topic: %v, want INVALID_RECORD", err)
 	}
 	rc, err := adm.DescribeTopicConfigs(ctx, topic)
 	if err != nil {

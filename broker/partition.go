@@ -58,6 +58,10 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 		b.logger.Warn("produce refused", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
 		return -1, -1, nil, err
 	}
+	if err := checkKeys(batches, &t.cfg); err != nil {
+		b.logger.Debug("produce refused", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
+		return -1, -1, nil, err
+	}
 	if err := ctx.Err(); err != nil {
 		return -1, -1, nil, err
 	}

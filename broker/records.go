@@ -228,6 +228,7 @@ func (b batch) validate() error {
 type record struct {
 	offset    int64
 	timestamp int64
+	nullKey   bool // a compacted topic refuses it
 }
 
 var (
@@ -283,8 +284,9 @@ func (s *sliceSource) Discard(n int) (int, error) {
 // keys, values and headers are skipped, so a record costs no memory
 // whatever its size.
 type recordWalker struct {
-	src byteSource
-	rem int64 // bytes left in the current record
+	src     byteSource
+	rem     int64 // bytes left in the current record
+	nullKey bool  // the last record read had a null key
 }
 
 // malformed wraps what is wrong with a record as errBadRecords; a read
@@ -382,9 +384,16 @@ func (w *recordWalker) next() (tsDelta, offsetDelta int64, err error) {
 	if offsetDelta, err = w.int32Field("offsetDelta", 0); err != nil {
 		return 0, 0, err
 	}
-	if err := w.bytesField("key length", -1); err != nil {
+	keyLen, err := w.int32Field("key length", -1)
+	if err != nil {
 		return 0, 0, err
 	}
+	if keyLen > 0 {
+		if err := w.skip(keyLen); err != nil {
+			return 0, 0, err
+		}
+	}
+	w.nullKey = keyLen < 0
 	if err := w.bytesField("value length", -1); err != nil {
 		return 0, 0, err
 	}
@@ -441,7 +450,7 @@ func (b batch) scanRecords(fn func(record) bool) error {
 			return malformed("record %d has offsetDelta %d", i, offsetDelta)
 		}
 		prev = offsetDelta
-		r := record{offset: base + offsetDelta, timestamp: baseTS + tsDelta}
+		r := record{offset: base + offsetDelta, timestamp: baseTS + tsDelta, nullKey: w.nullKey}
 		if logAppend {
 			r.timestamp = maxTS
 		}

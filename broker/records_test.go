@@ -97,7 +97,7 @@ func TestRecordsEveryCodec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := []record{{100, 5000}, {101, 5030}, {102, 5010}, {103, 5020}}
+			want := []record{{offset: 100, timestamp: 5000}, {offset: 101, timestamp: 5030}, {offset: 102, timestamp: 5010}, {offset: 103, timestamp: 5020}}
 			if len(recs) != len(want) {
 				t.Fatalf("got %v, want %v", recs, want)
 			}

@@ -81,6 +81,9 @@ const mapEntryBytes = 64
 // group of segments needs; nothing was changed.
 var ErrNoRoomToClean = errors.New("log: not enough free disk space to clean")
 
+// ErrCleanStopped: CleanConfig.Stop was closed; what was cleaned stays.
+var ErrCleanStopped = errors.New("log: clean stopped")
+
 // cleanerState is the log's compaction bookkeeping, under mu: one clean
 // at a time per log.
 type cleanerState struct {
@@ -109,6 +112,9 @@ type CleanConfig struct {
 	// means no bound. A group of segments is rewritten only when its size
 	// fits, since the old files go only after the new ones are in place.
 	Room func() (int64, error)
+	// Stop, when closed, ends the clean at the next batch with
+	// ErrCleanStopped, the group being written dropped (a shutdown).
+	Stop <-chan struct{}
 }
 
 // CleanStats says what a clean did.
@@ -295,6 +301,9 @@ func (p *pass) buildMap(first int64) error {
 			continue
 		}
 		err := p.l.eachBatch(s, max(first, s.base), p.ends[i], func(b []byte, h batchHeader) error {
+			if err := p.stopped(); err != nil {
+				return err
+			}
 			if used >= p.cfg.MapBytes && p.mapEnd > first {
 				return full
 			}
@@ -553,6 +562,9 @@ func writeNewFile(fsys FS, name string, b []byte) error {
 // rebuilt batch of the records that stay, or nothing (its offsets join a
 // run of emptied batches) when none does.
 func (p *pass) filter(w *groupWriter, b []byte, h batchHeader) error {
+	if err := p.stopped(); err != nil {
+		return err
+	}
 	attrs := int16(binary.BigEndian.Uint16(b[batchAttributesPos:]))
 	if attrs&attrControl != 0 || h.BaseOffset >= p.mapEnd {
 		return w.write(b)
@@ -632,6 +644,15 @@ func (p *pass) filter(w *groupWriter, b []byte, h batchHeader) error {
 		return fmt.Errorf("clean batch at offset %d: compress: %w", h.BaseOffset, err)
 	}
 	return w.write(buildBatch(b, attrs, newFirst, maxTs, int32(len(kept)), packed))
+}
+
+func (p *pass) stopped() error {
+	select {
+	case <-p.cfg.Stop:
+		return ErrCleanStopped
+	default:
+		return nil
+	}
 }
 
 func (p *pass) noteHorizon(h int64) {

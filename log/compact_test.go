@@ -492,3 +492,23 @@ func TestCompactWhileReadingAndWriting(t *testing.T) {
 	checkCompacted(t, l, w, l.SegmentInfos()[l.Segments()-1].Base, false)
 	t.Logf("%d cleans, %d segments", cleans, l.Segments())
 }
+
+// A clean told to stop ends at the next batch, leaving the log whole and
+// as it was; the next clean does the work.
+func TestCompactStop(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "t-0")
+	l := openT(t, nil, dir, compactConfig())
+	defer l.Close()
+	w := written{}
+	writeKeys(t, l, rand.New(rand.NewSource(9)), "key", 100, 10, 0, false, w, plainCodecs)
+	before := l.Size()
+	stop := make(chan struct{})
+	close(stop)
+	if _, err := l.Clean(CleanConfig{MapBytes: 1 << 20, Stop: stop}); !errors.Is(err, ErrCleanStopped) || l.Size() != before {
+		t.Fatalf("stopped clean: %v, %d -> %d bytes", err, before, l.Size())
+	}
+	if _, err := l.Clean(CleanConfig{MapBytes: 1 << 20}); err != nil || l.Size() >= before {
+		t.Fatalf("clean after a stopped one: %v, %d -> %d bytes", err, before, l.Size())
+	}
+	checkCompacted(t, l, w, l.SegmentInfos()[l.Segments()-1].Base, false)
+}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -124,6 +125,11 @@ func sameRecords(t testing.TB, topic string, up, down map[int32][]*kgo.Record) {
 // every record once, in order, as sent; other topics left alone.
 func TestMirrorCopiesAndResumes(t *testing.T) {
 	up, down := startCluster(t), startCluster(t)
+	// The topic's own configs go with it.
+	overrides := map[string]*string{"retention.ms": kmsg.StringPtr("86400000"), "ztf.alert.format": kmsg.StringPtr("ocf")}
+	if _, err := kadm.NewClient(up.client(t)).CreateTopic(context.Background(), 2, 1, overrides, "ztf_a"); err != nil {
+		t.Fatal(err)
+	}
 	produceSome(t, up, "ztf_a", 2, 0, 50)
 	produceSome(t, up, "other", 1, 0, 5)
 	stop := runMirror(t, up, down, "ztf_*")
@@ -148,6 +154,15 @@ func TestMirrorCopiesAndResumes(t *testing.T) {
 	}
 	if n := len(topics["ztf_b"].Partitions); n != 3 {
 		t.Errorf("ztf_b has %d partitions downstream, 3 upstream", n)
+	}
+	rcs, err := kadm.NewClient(down.client(t)).DescribeTopicConfigs(context.Background(), "ztf_a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range rcs[0].Configs {
+		if want, ok := overrides[c.Key]; ok && (c.Source != kmsg.ConfigSourceDynamicTopicConfig || *c.Value != *want) {
+			t.Errorf("ztf_a's %s downstream: %s (%v), upstream's override %s", c.Key, *c.Value, c.Source, *want)
+		}
 	}
 }
 

@@ -8,8 +8,10 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 )
 
@@ -52,15 +54,26 @@ func (s *session) discover(ctx context.Context) error {
 	return nil
 }
 
-// ensureTopic makes the destination topic hold at least n partitions.
+// ensureTopic makes the destination topic hold at least n partitions. A
+// topic it creates takes the upstream topic's own configs (its overrides:
+// cleanup.policy, retention.ms, ztf.alert.format, ...); when the
+// destination refuses them, it is created without them and a warning names
+// them.
 func (s *session) ensureTopic(ctx context.Context, name string, n int32) error {
+	configs := s.upstreamConfigs(ctx, name)
 	// Kafka's own default, where ztfbroker refuses batches over 7 days
 	// old: a mirror copies what the upstream still holds, however old.
 	before := strconv.FormatInt(math.MaxInt64, 10)
-	resp, err := s.dstAdm.CreateTopic(ctx, n, -1, map[string]*string{"message.timestamp.before.max.ms": &before}, name)
+	configs["message.timestamp.before.max.ms"] = &before
+	resp, err := s.dstAdm.CreateTopic(ctx, n, -1, configs, name)
+	if errors.Is(err, kerr.InvalidConfig) && len(configs) > 1 {
+		s.mr.logger.Warn("destination refused the upstream topic's configs; creating the topic without them",
+			zap.String("topic", name), zap.Any("configs", configs), zap.String("why", resp.ErrMessage))
+		resp, err = s.dstAdm.CreateTopic(ctx, n, -1, map[string]*string{"message.timestamp.before.max.ms": &before}, name)
+	}
 	switch {
 	case err == nil:
-		s.mr.logger.Info("destination topic created", zap.String("topic", name), zap.Int32("partitions", n))
+		s.mr.logger.Info("destination topic created", zap.String("topic", name), zap.Int32("partitions", n), zap.Any("configs", configs))
 		return nil
 	case !errors.Is(err, kerr.TopicAlreadyExists):
 		if resp.ErrMessage != "" {
@@ -84,6 +97,33 @@ func (s *session) ensureTopic(ctx context.Context, name string, n int32) error {
 		return fmt.Errorf("grow destination topic %s from %d to %d partitions: %w", name, have, n, err)
 	}
 	s.mr.logger.Info("destination topic grown", zap.String("topic", name), zap.Int32("from", have), zap.Int32("to", n))
+	return nil
+}
+
+// upstreamConfigs returns the upstream topic's overrides (configs whose
+// source is the topic itself), or none when they cannot be read.
+func (s *session) upstreamConfigs(ctx context.Context, name string) map[string]*string {
+	out := map[string]*string{}
+	rcs, err := s.srcAdm.DescribeTopicConfigs(ctx, name)
+	if err != nil || len(rcs) != 1 || rcs[0].Err != nil {
+		s.mr.logger.Warn("upstream topic configs unreadable; the destination topic takes its defaults",
+			zap.String("topic", name), zap.Error(errors.Join(err, firstErr(rcs))))
+		return out
+	}
+	for _, c := range rcs[0].Configs {
+		if c.Source == kmsg.ConfigSourceDynamicTopicConfig && c.Value != nil && !c.Sensitive {
+			out[c.Key] = c.Value
+		}
+	}
+	return out
+}
+
+func firstErr(rcs kadm.ResourceConfigs) error {
+	for _, rc := range rcs {
+		if rc.Err != nil {
+			return rc.Err
+		}
+	}
 	return nil
 }
 

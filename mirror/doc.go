@@ -10,8 +10,11 @@
 // syntax), internal topics excepted, topics created later included: the
 // upstream's topic list is read every Config.Refresh. A destination topic
 // is created with the upstream's partition count (grown when the upstream
-// grows) and with message.timestamp.before.max.ms at Kafka's own default
-// (no bound), so records older than ztfbroker's 7-day bound are taken.
+// grows), the upstream topic's own configs (its overrides: cleanup.policy,
+// retention.ms, ztf.alert.format; left out, with a warning, when the
+// destination refuses them) and message.timestamp.before.max.ms at Kafka's
+// own default (no bound), so records older than ztfbroker's 7-day bound are
+// taken. Configs changed upstream later are not followed.
 // Partition i goes to partition i. Each record keeps its key (null stays
 // null), value (a tombstone stays one), timestamp and headers, in order;
 // the batches are the mirror's own (uncompressed), not the upstream's.

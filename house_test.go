@@ -35,6 +35,7 @@ var allowedImports = map[string][]string{
 	"alertcat":         {"avrofile"},
 	"mirror":           {"alertcat"},
 	"web":              {},
+	"filter":           {"avrofile", "packager"},
 	"bench":            anyPackage,
 	"bench/kfakeserve": {},
 	"cmd/ztfbroker":    anyPackage,

@@ -15,6 +15,7 @@ import (
 
 	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
+	"github.com/ztfbroker/ztfbroker/filter"
 	"github.com/ztfbroker/ztfbroker/mirror"
 	"github.com/ztfbroker/ztfbroker/packager"
 	"github.com/ztfbroker/ztfbroker/protocol"
@@ -42,6 +43,8 @@ type serveConfig struct {
 	Archive  archive.Config
 	// Mirror copies an upstream cluster's topics into this broker.
 	Mirror mirrorSection
+	// Filter is the users' filters, run inside serve (filter.*).
+	Filter filterSection
 	// Authz is who may do what without an ACL (authz.*).
 	Authz broker.AuthzConfig
 }
@@ -163,6 +166,13 @@ type packagerSection struct {
 	packager.Config `yaml:",inline"`
 }
 
+// filterSection is the config file's `filter:` mapping: whether serve runs
+// the filters, and the runner's own Config inline.
+type filterSection struct {
+	Enabled       bool `yaml:"enabled"`
+	filter.Config `yaml:",inline"`
+}
+
 // Names only flags give: the first listener's addresses.
 const (
 	flagListen    = "listeners.0.listen"
@@ -209,6 +219,7 @@ func defaultServeConfig() serveConfig {
 		Archive:   archive.DefaultConfig(),
 		Authz:     broker.DefaultAuthzConfig(),
 		Mirror:    mirrorSection{Config: mirror.DefaultConfig()},
+		Filter:    filterSection{Enabled: true, Config: filter.DefaultConfig()},
 	}
 	// Out of the box the packager simulates a night, so that a newcomer sees
 	// tonight's topic fill with alerts; a survey sets source.kind: ingest.
@@ -271,6 +282,9 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 		return applyTagged(&cfg.Mirror, m)
 	})...)
 	errs = append(errs, cfg.Mirror.check()...)
+	errs = append(errs, leftover("filter.", set.take("filter."), func(m map[string]string) []error {
+		return applyTagged(&cfg.Filter, m)
+	})...)
 	if err := cfg.Groups.ApplySettings(set.takeKeys(broker.GroupSettings...)); err != nil {
 		errs = append(errs, err)
 	}
@@ -328,6 +342,11 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	}
 	if err := archiveCheck.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if cfg.Filter.Enabled {
+		if err := cfg.Filter.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		if file != "" {

@@ -72,6 +72,11 @@ var outOfRange = map[string][]string{
 	"log.message.timestamp.before.max.ms": {"-1"},
 	"log.message.timestamp.after.max.ms":  {"-1"},
 	"num.partitions":                      {"0", "10001"},
+	// Filters (filter.Config).
+	"filter.max.poll.records":      {"0", "100001"},
+	"filter.recovery.scan.records": {"0", "10000001"},
+	"filter.pause.errors":          {"0", "1001"},
+	"filter.cost.limit":            {"99", "1000000001"},
 }
 
 // rangeWords are how the packages' errors say what a setting allows.

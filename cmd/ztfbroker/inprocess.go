@@ -19,18 +19,20 @@ import (
 // in memory only (inProcessCredentials), so they need no write to the
 // metadata store, which a nearly full disk refuses. They are super users: the packager
 // creates and writes every nightly topic, the archiver reads and, past
-// retention, deletes them.
+// retention, deletes them, the filter runner reads them and writes every
+// filter topic (each filter sees only what its owner may read).
 const (
 	packagerUser         = "ztfbroker-packager"
 	archiverUser         = "ztfbroker-archive"
 	mirrorUser           = "ztfbroker-mirror"
+	filterUser           = "ztfbroker-filter"
 	inProcessListener    = "ZTFBROKER_INTERNAL"
 	inProcessIterations  = 4096
 	inProcessPasswordLen = 32
 )
 
 // inProcessUsers are the super users serve adds to authz.super.users.
-var inProcessUsers = []string{packagerUser, archiverUser, mirrorUser}
+var inProcessUsers = []string{packagerUser, archiverUser, mirrorUser, filterUser}
 
 // inProcessCredentials is the user store with the in-process users in
 // memory in front of it: only the in-process listener consults it.

@@ -29,6 +29,7 @@ func commands() map[string]command {
 		"cat":     {runCat, "copy alerts between Kafka topics and Avro/JSON files"},
 		"bench":   {ignoreStdin(runBench), "measure brokers side by side"},
 		"user":    {runUser, "add, change, remove and list users (SCRAM credentials), on a data dir or a running broker"},
+		"filter":  {runFilter, "add, remove, list and test users' filters (CEL over the alerts, matches to filter_<name>), or run them against any Kafka cluster"},
 		"acl":     {ignoreStdin(runACL), "add, remove and list ACLs of a running broker (Kafka's CreateAcls, DeleteAcls, DescribeAcls)"},
 		"status":  {ignoreStdin(runStatus), "one screen on a running broker: nights, consumer groups and lag, disk, archive, packager"},
 		"mirror":  {runMirror, "copy topics from an upstream Kafka cluster into another, exactly once (MirrorMaker)"},
@@ -76,7 +77,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: ztfbroker <command> [flags]\n\ncommands:")
-	for _, name := range []string{"serve", "package", "archive", "cat", "mirror", "bench", "verify", "user", "acl", "status"} {
+	for _, name := range []string{"serve", "package", "archive", "cat", "mirror", "bench", "verify", "user", "acl", "status", "filter"} {
 		fmt.Fprintf(w, "  %-8s %s\n", name, cmds[name].help)
 	}
 	fmt.Fprintln(w, "\nRun 'ztfbroker <command> -h' for a command's flags.")

@@ -220,6 +220,13 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		sched.ClientOpts = append(sched.ClientOpts, login...)
 		clients = append(clients, sched.Run)
 	}
+	if cfg.Filter.Enabled {
+		run, err := newFilterRunner(cfg.Filter, self, inProcess, authz, logger, reg)
+		if err != nil {
+			return err
+		}
+		clients = append(clients, run)
+	}
 
 	if cfg.Mirror.Enabled {
 		opt, err := inProcess.login(mirrorUser)

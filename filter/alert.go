@@ -1,0 +1,147 @@
+package filter
+
+import (
+	"errors"
+	"fmt"
+
+	"cel.dev/cel-go/interpreter"
+	"github.com/hamba/avro/v2"
+
+	"github.com/ztfbroker/ztfbroker/avrofile"
+	"github.com/ztfbroker/ztfbroker/packager"
+)
+
+// ErrNotAlert is a record value that is not an alert this package reads.
+var ErrNotAlert = errors.New("filter: not an alert")
+
+// Alert is one decoded alert as filters see it: its writer schema's
+// fields read by name into the packager's 4.02 records (a field the writer
+// lacks is zero; a null optional one too, and has() tells them apart).
+// Cutouts are decoded only when a filter reads them.
+type Alert struct {
+	Topic     string
+	Schemavsn string
+	Publisher string
+	ObjectID  string
+	Candid    int64
+	Candidate packager.Candidate
+	Prv       []packager.PrvCandidate
+	Fp        []packager.FpHist
+	Cutouts   [3]packager.Cutout
+}
+
+// alertRecord and alertWithCutouts are what hamba decodes into: a
+// writer field with no struct field (the cutouts in the first) is stepped
+// over without a copy.
+type alertRecord struct {
+	Schemavsn     string                  `avro:"schemavsn"`
+	Publisher     string                  `avro:"publisher"`
+	ObjectID      string                  `avro:"objectId"`
+	Candid        int64                   `avro:"candid"`
+	Candidate     packager.Candidate      `avro:"candidate"`
+	PrvCandidates []packager.PrvCandidate `avro:"prv_candidates"`
+	FpHists       []packager.FpHist       `avro:"fp_hists"`
+}
+
+type alertWithCutouts struct {
+	Schemavsn        string                  `avro:"schemavsn"`
+	Publisher        string                  `avro:"publisher"`
+	ObjectID         string                  `avro:"objectId"`
+	Candid           int64                   `avro:"candid"`
+	Candidate        packager.Candidate      `avro:"candidate"`
+	PrvCandidates    []packager.PrvCandidate `avro:"prv_candidates"`
+	FpHists          []packager.FpHist       `avro:"fp_hists"`
+	CutoutScience    *packager.Cutout        `avro:"cutoutScience"`
+	CutoutTemplate   *packager.Cutout        `avro:"cutoutTemplate"`
+	CutoutDifference *packager.Cutout        `avro:"cutoutDifference"`
+}
+
+// ResolveName makes an Alert the CEL activation of an evaluation.
+func (a *Alert) ResolveName(name string) (any, bool) {
+	switch name {
+	case "candidate":
+		return &a.Candidate, true
+	case "prv_candidates":
+		if a.Prv == nil {
+			return []packager.PrvCandidate{}, true
+		}
+		return a.Prv, true
+	case "fp_hists":
+		if a.Fp == nil {
+			return []packager.FpHist{}, true
+		}
+		return a.Fp, true
+	case "objectId":
+		return a.ObjectID, true
+	case "candid":
+		return a.Candid, true
+	case "schemavsn":
+		return a.Schemavsn, true
+	case "publisher":
+		return a.Publisher, true
+	case "topic":
+		return a.Topic, true
+	case "cutoutScience":
+		return &a.Cutouts[0], true
+	case "cutoutTemplate":
+		return &a.Cutouts[1], true
+	case "cutoutDifference":
+		return &a.Cutouts[2], true
+	}
+	return nil, false
+}
+
+// Parent is part of interpreter.Activation: an Alert has none.
+func (a *Alert) Parent() interpreter.Activation { return nil }
+
+// Decoder reads record values (one Avro container file each, as ZTF and
+// the packager write them) into Alerts, parsing each writer schema once.
+type Decoder struct {
+	schemas *avrofile.Schemas
+}
+
+// NewDecoder returns a decoder with a cache of writer schemas.
+func NewDecoder() *Decoder { return &Decoder{schemas: avrofile.NewSchemas(0)} }
+
+// Decode reads the first alert of value into a, with its cutouts when
+// cutouts is set.
+func (d *Decoder) Decode(value []byte, cutouts bool, a *Alert) error {
+	h, n, err := avrofile.ParseHeader(value)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAlert, err)
+	}
+	schema, err := d.schemas.Parse(string(h.Schema()))
+	if err != nil {
+		return fmt.Errorf("%w: writer schema: %v", ErrNotAlert, err)
+	}
+	blk, _, err := avrofile.ReadBlock(value[n:], h.Sync)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAlert, err)
+	}
+	data, err := avrofile.Decompress(h.Codec(), blk.Data)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAlert, err)
+	}
+	topic := a.Topic
+	if !cutouts {
+		var r alertRecord
+		if err := avro.Unmarshal(schema, data, &r); err != nil {
+			return fmt.Errorf("%w: %v", ErrNotAlert, err)
+		}
+		*a = Alert{Topic: topic, Schemavsn: r.Schemavsn, Publisher: r.Publisher, ObjectID: r.ObjectID, Candid: r.Candid,
+			Candidate: r.Candidate, Prv: r.PrvCandidates, Fp: r.FpHists}
+		return nil
+	}
+	var r alertWithCutouts
+	if err := avro.Unmarshal(schema, data, &r); err != nil {
+		return fmt.Errorf("%w: %v", ErrNotAlert, err)
+	}
+	*a = Alert{Topic: topic, Schemavsn: r.Schemavsn, Publisher: r.Publisher, ObjectID: r.ObjectID, Candid: r.Candid,
+		Candidate: r.Candidate, Prv: r.PrvCandidates, Fp: r.FpHists}
+	for i, c := range []*packager.Cutout{r.CutoutScience, r.CutoutTemplate, r.CutoutDifference} {
+		if c != nil {
+			a.Cutouts[i] = *c
+		}
+	}
+	return nil
+}

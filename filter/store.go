@@ -1,0 +1,180 @@
+package filter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
+	"github.com/twmb/franz-go/pkg/kgo"
+)
+
+// DefaultSpecTopic holds the filters: one partition, a record per change
+// keyed by the filter's name, the latest one winning (a compacted topic's
+// reading, on a topic kept forever: filters are few and small).
+const DefaultSpecTopic = "__ztfbroker_filters"
+
+// EnsureSpecTopic creates the specs topic if it is missing: one
+// partition, kept forever.
+func EnsureSpecTopic(ctx context.Context, cl *kgo.Client, topic string) error {
+	forever := "-1"
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1,
+		map[string]*string{"retention.ms": &forever, "retention.bytes": &forever}, topic)
+	if err == nil {
+		err = resp.Err
+	}
+	if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
+		return fmt.Errorf("filter: create %s: %w", topic, err)
+	}
+	return nil
+}
+
+// Save stores spec after checking it and compiling its expression with
+// c: a filter that does not compile is never stored.
+func Save(ctx context.Context, cl *kgo.Client, topic string, c *Compiler, spec Spec) error {
+	if err := spec.Validate(c); err != nil {
+		return err
+	}
+	return put(ctx, cl, topic, spec.Name, spec.Encode())
+}
+
+// Remove stores the removal of the named filter. Its topic stays, with
+// the matches it had, until retention or a topic deletion.
+func Remove(ctx context.Context, cl *kgo.Client, topic, name string) error {
+	return put(ctx, cl, topic, name, nil)
+}
+
+func put(ctx context.Context, cl *kgo.Client, topic, name string, value []byte) error {
+	if err := EnsureSpecTopic(ctx, cl, topic); err != nil {
+		return err
+	}
+	if err := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte(name), Value: value}).FirstErr(); err != nil {
+		return fmt.Errorf("filter: store %s: %w", name, err)
+	}
+	return nil
+}
+
+// List reads every stored filter, sorted by name. opts reach the broker
+// (seed brokers, login).
+func List(ctx context.Context, topic string, opts ...kgo.Opt) ([]Spec, error) {
+	f, err := followSpecs(ctx, topic, opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer f.close()
+	m, _ := f.snapshot()
+	out := make([]Spec, 0, len(m))
+	for _, s := range m {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// specFeed follows the specs topic: the latest Spec of every filter.
+type specFeed struct {
+	cl   *kgo.Client
+	done chan struct{}
+
+	mu      sync.Mutex
+	specs   map[string]Spec
+	version int
+	err     error
+}
+
+// followSpecs reads the specs topic to its end and goes on following it
+// until close.
+func followSpecs(ctx context.Context, topic string, opts ...kgo.Opt) (*specFeed, error) {
+	adm, err := kgo.NewClient(opts...)
+	if err != nil {
+		return nil, err
+	}
+	defer adm.Close()
+	// A missing topic is no filters yet: the first Save creates it.
+	ends, err := kadm.NewClient(adm).ListEndOffsets(ctx, topic)
+	if err != nil {
+		return nil, fmt.Errorf("filter: end of %s: %w", topic, err)
+	}
+	end := int64(0)
+	if o, ok := ends.Lookup(topic, 0); ok && !errors.Is(o.Err, kerr.UnknownTopicOrPartition) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("filter: end of %s: %w", topic, o.Err)
+		}
+		end = o.Offset
+	}
+	cl, err := kgo.NewClient(append(append([]kgo.Opt{}, opts...), kgo.MetadataMinAge(500*time.Millisecond),
+		kgo.ConsumePartitions(map[string]map[int32]kgo.Offset{topic: {0: kgo.NewOffset().AtStart()}}))...)
+	if err != nil {
+		return nil, err
+	}
+	f := &specFeed{cl: cl, done: make(chan struct{}), specs: map[string]Spec{}}
+	caught := make(chan struct{})
+	go f.run(end, caught)
+	select {
+	case <-caught:
+		return f, nil
+	case <-ctx.Done():
+		f.close()
+		return nil, fmt.Errorf("filter: read %s: %w", topic, ctx.Err())
+	}
+}
+
+func (f *specFeed) run(end int64, caught chan struct{}) {
+	defer close(f.done)
+	if end == 0 {
+		close(caught)
+		caught = nil
+	}
+	for {
+		fs := f.cl.PollFetches(context.Background())
+		if fs.IsClientClosed() {
+			return
+		}
+		fs.EachError(func(_ string, _ int32, err error) {
+			f.mu.Lock()
+			f.err = err
+			f.mu.Unlock()
+		})
+		fs.EachRecord(func(r *kgo.Record) {
+			f.mu.Lock()
+			if r.Value == nil {
+				delete(f.specs, string(r.Key))
+			} else if s, err := DecodeSpec(r.Value); err == nil && s.Name == string(r.Key) {
+				f.specs[s.Name] = s
+			}
+			f.version++
+			f.mu.Unlock()
+			if caught != nil && r.Offset+1 >= end {
+				close(caught)
+				caught = nil
+			}
+		})
+	}
+}
+
+// snapshot returns a copy of the specs and their version, which changes
+// with every record read.
+func (f *specFeed) snapshot() (map[string]Spec, int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	m := make(map[string]Spec, len(f.specs))
+	for k, v := range f.specs {
+		m[k] = v
+	}
+	return m, f.version
+}
+
+func (f *specFeed) changed(since int) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.version != since
+}
+
+func (f *specFeed) close() {
+	f.cl.Close()
+	<-f.done
+}

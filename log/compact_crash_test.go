@@ -116,7 +116,7 @@ func TestCompactCrashAtEveryStep(t *testing.T) {
 }
 
 // SIGKILL a process that appends keyed records and cleans the log in a
-// loop, at random moments, three times over one folder: each Open
+// loop, at random moments, five times over one folder: each Open
 // recovers, Verify passes, and the last acknowledged record of every key
 // is there with its value.
 func TestCompactKillDuringClean(t *testing.T) {
@@ -131,8 +131,8 @@ func TestCompactKillDuringClean(t *testing.T) {
 	rng := rand.New(rand.NewSource(time.Now().UnixNano()))
 	last := map[string]string{} // key -> last acknowledged value
 	lastOff := map[string]int64{}
-	cleans, maxAcked := 0, int64(-1)
-	for round := 0; round < 3; round++ {
+	cleans, midClean, maxAcked := 0, 0, int64(-1)
+	for round := 0; round < 5; round++ {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestCompactKillDuringClean$")
 		cmd.Env = append(os.Environ(), "ZTFLOG_COMPACT_CHILD="+dir, fmt.Sprintf("ZTFLOG_COMPACT_SEED=%d", rng.Int63()))
 		out, err := cmd.StdoutPipe()
@@ -167,6 +167,13 @@ func TestCompactKillDuringClean(t *testing.T) {
 		cmd.Process.Kill()
 		cmd.Wait()
 		cleans += started
+		names, _ := os.ReadDir(dir)
+		for _, n := range names {
+			if strings.HasSuffix(n.Name(), cleanedSuffix) || strings.HasSuffix(n.Name(), swapSuffix) {
+				midClean++ // killed inside a clean's rewrite or swap
+				break
+			}
+		}
 		l, err := Open(dir, compactConfig(), Options{})
 		if err != nil {
 			t.Fatalf("round %d: open after SIGKILL: %v", round, err)
@@ -193,7 +200,7 @@ func TestCompactKillDuringClean(t *testing.T) {
 			t.Fatalf("round %d: verify: %v", round, err)
 		}
 	}
-	t.Logf("%d keys; killed during %d cleans", len(last), cleans)
+	t.Logf("%d keys; %d cleans started, %d of 5 kills inside a rewrite or swap", len(last), cleans, midClean)
 }
 
 // compactChild appends keyed batches to the log in dir and cleans it

@@ -245,7 +245,7 @@ func TestCompactKeepsLastRecordPerKey(t *testing.T) {
 	defer l.Close()
 	rng := rand.New(rand.NewSource(1))
 	w := written{}
-	writeKeyed(t, l, rng, 200, 40, clock.Now().UnixMilli(), false, w)
+	writeKeyed(t, l, rng, 120, 30, clock.Now().UnixMilli(), false, w)
 	before, segsBefore := l.Size(), l.Segments()
 	activeBase := l.SegmentInfos()[l.Segments()-1].Base
 	// Retention does not delete a compacted log's segments.
@@ -273,7 +273,7 @@ func TestCompactKeepsLastRecordPerKey(t *testing.T) {
 	if st, err := l.Clean(CleanConfig{MapBytes: 1 << 20}); err != nil || st.SegmentsWritten != 0 {
 		t.Fatalf("clean of a clean log: %+v, %v", st, err)
 	}
-	writeKeyed(t, l, rng, 120, 40, clock.Now().UnixMilli()+1000, false, w)
+	writeKeyed(t, l, rng, 80, 30, clock.Now().UnixMilli()+1000, false, w)
 	activeBase = l.SegmentInfos()[l.Segments()-1].Base
 	segsBefore = l.Segments()
 	if _, err := l.Clean(CleanConfig{MapBytes: 1 << 20}); err != nil {

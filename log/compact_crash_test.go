@@ -63,6 +63,7 @@ func TestCompactCrashAtEveryStep(t *testing.T) {
 	cfg := compactConfig()
 	cfg.SegmentBytes = 3 << 10
 	// Uncompressed and few: the race detector runs this too.
+	swaps := 0
 	for n := int64(1); ; n++ {
 		fsys := NewCrashFS()
 		l := openT(t, fsys, "/d/t-0", cfg)
@@ -82,8 +83,16 @@ func TestCompactCrashAtEveryStep(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Logf("crashed at each of %d steps of a clean", n-1)
+			t.Logf("crashed at each of %d steps of a clean, %d inside a swap", n-1, swaps)
 			return
+		}
+		// Verify, which writes nothing, says a swap is to finish.
+		before, _ := rebooted.ReadDir("/d/t-0")
+		if swapPending(before) != "" {
+			swaps++
+			if err := VerifyFS(rebooted, "/d/t-0"); err == nil || !strings.Contains(err.Error(), "cut short in its swap") {
+				t.Fatalf("crash at step %d: verify before open: %v", n, err)
+			}
 		}
 		l2, err := Open("/d/t-0", cfg, Options{FS: rebooted})
 		if err != nil {

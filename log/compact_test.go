@@ -428,8 +428,8 @@ func TestGoldenCompacted(t *testing.T) {
 	checkGolden(t, fsys, "/g/t-0", filepath.Join("testdata", "golden-compacted"))
 }
 
-// Cleans run while a writer appends and readers read the whole log over
-// and over: every read sees batches that follow one another and records
+// Cleans run while a writer appends, readers read the whole log over and
+// over and a live verify checks the folder: every read sees batches that follow one another and records
 // as written, whichever side of a swap it falls on (a reader holding a
 // replaced segment reads it under its .deleted name).
 func TestCompactWhileReadingAndWriting(t *testing.T) {
@@ -454,6 +454,28 @@ func TestCompactWhileReadingAndWriting(t *testing.T) {
 			mu.Unlock()
 		}
 		close(stop)
+	}()
+	// ztfbroker verify --live reads the folder as the cleaner swaps
+	// segments in it, and finds nothing wrong.
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			if _, err := VerifyLive(dir); err != nil {
+				ents, _ := os.ReadDir(dir)
+				var ns []string
+				for _, e := range ents {
+					ns = append(ns, e.Name())
+				}
+				t.Errorf("verify --live during cleans: %v; now %v", err, ns)
+				return
+			}
+		}
 	}()
 	for r := 0; r < 2; r++ {
 		wg.Add(1)
@@ -486,7 +508,7 @@ func TestCompactWhileReadingAndWriting(t *testing.T) {
 		if _, err := l.Clean(CleanConfig{MapBytes: 1 << 20}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(200 * time.Microsecond)
+		time.Sleep(2 * time.Millisecond)
 	}
 	wg.Wait()
 	checkCompacted(t, l, w, l.SegmentInfos()[l.Segments()-1].Base, false)

@@ -200,7 +200,11 @@
 // Open) to find the offset n after its last batch, removes every segment
 // file whose base lies in [base, n), and renames the `.swap` files to
 // their names; an index `.swap` without its `.log.swap` is removed (the
-// index is rebuilt if missing). A crash loses at most the clean.
+// index is rebuilt if missing). A crash loses at most the clean. Verify,
+// which writes nothing, refuses a folder with a `.log.swap` (open the log
+// first); VerifyLive waits for a swap to end and looks again at a folder
+// whose sealed segments changed while it read them (a swap, retention, or
+// a roll that has not yet created the new segment's indexes).
 //
 // # Invariants
 //
@@ -225,7 +229,8 @@
 //     creates (and above each missing parent it creates), and the
 //     partition folder after creating a segment or an index or removing
 //     leftovers; roll fsyncs it after creating the next segment; the small
-//     files (indexes rebuilt, log-start-offset, clean-shutdown) are written
+//     files (indexes rebuilt, log-start-offset, clean-shutdown,
+//     clean-offset) are written
 //     through durable.WriteFile (temp file, fsync, rename, fsync the
 //     folder); retention fsyncs it after renaming segments to .deleted;
 //     Remove fsyncs the folder above after deleting the partition folder.

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -49,9 +51,73 @@ func VerifyLiveFS(fsys FS, dir string) (*InFlight, error) { return verifyFS(fsys
 const liveWait = 50 * time.Millisecond
 
 func verifyFS(fsys FS, dir string, live bool) (*InFlight, error) {
+	// Retention and the cleaner rename and replace files under a running
+	// log: a problem found while the sealed segments changed is looked at
+	// again.
+	for tries := 0; ; tries++ {
+		var before map[string]int64
+		if live {
+			before = sealedSizes(fsys, dir)
+		}
+		inFlight, err := verifyOnce(fsys, dir, live)
+		after := sealedSizes(fsys, dir)
+		if err == nil || !live || tries == 10 || (maps.Equal(before, after) && after["rolling"] == 0) {
+			return inFlight, err
+		}
+		time.Sleep(liveWait)
+	}
+}
+
+// sealedSizes maps the .log files of dir but the last, the active one, to
+// their sizes (-1 when gone); a pending swap is an entry of its own, and so
+// is an active segment whose indexes are not there yet ("rolling").
+func sealedSizes(fsys FS, dir string) map[string]int64 {
 	names, err := fsys.ReadDir(dir)
 	if err != nil {
+		return nil
+	}
+	out := map[string]int64{}
+	var logs []string
+	for _, name := range names {
+		if _, ok := parseSegmentName(name); ok {
+			logs = append(logs, name)
+		}
+		if strings.HasSuffix(name, swapSuffix) {
+			out[name] = -2
+		}
+	}
+	if len(logs) > 0 {
+		// A roll creates the new active segment's indexes after its log.
+		stem := strings.TrimSuffix(logs[len(logs)-1], logSuffix)
+		if !slices.Contains(names, stem+indexSuffix) || !slices.Contains(names, stem+timeIndexSuffix) {
+			out["rolling"] = -3
+		}
+	}
+	for _, name := range logs[:max(len(logs)-1, 0)] {
+		n, err := fileSize(fsys, filepath.Join(dir, name))
+		if err != nil {
+			n = -1
+		}
+		out[name] = n
+	}
+	return out
+}
+
+// verifyOnce is one verifyFS over the folder as listed.
+func verifyOnce(fsys FS, dir string, live bool) (*InFlight, error) {
+	names, err := fsys.ReadDir(dir)
+	// A cleaned segment being swapped in renames several files (compact.go):
+	// a running log's swap ends in milliseconds, so look again.
+	for tries := 0; err == nil && live && swapPending(names) != "" && tries < 40; tries++ {
+		time.Sleep(liveWait)
+		names, err = fsys.ReadDir(dir)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("verify: %w", err)
+	}
+	if name := swapPending(names); name != "" && !live {
+		return nil, fmt.Errorf("verify: %s: a clean of a compacted log was cut short in its swap, which opening the log "+
+			"finishes (start the broker, or use --live)", filepath.Join(dir, name))
 	}
 	var bases []int64
 	have := map[string]bool{}
@@ -80,6 +146,17 @@ func verifyFS(fsys FS, dir string, live bool) (*InFlight, error) {
 		s.release()
 	}
 	return inFlight, errors.Join(errs...)
+}
+
+// swapPending names a `.log.swap` file of dir, a committed swap not yet
+// finished, or returns "".
+func swapPending(names []string) string {
+	for _, name := range names {
+		if strings.HasSuffix(name, logSuffix+swapSuffix) {
+			return name
+		}
+	}
+	return ""
 }
 
 // missingSegments reports each segment whose .log is missing while its

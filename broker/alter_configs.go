@@ -25,8 +25,8 @@ import (
 // parsers and ranges, resolveTopic), stored with pebble.Sync in the topic's
 // record (doc.go) before the answer, and in force at once: produce reads
 // max.message.bytes and the timestamp bounds from the topic published here,
-// and every partition log takes the new segment and retention settings
-// (log.Reconfigure). flush.ms cannot change while the broker runs. Kafka's
+// and every partition log takes the new segment, retention, cleanup and
+// flush settings (log.Reconfigure). Kafka's
 // configs that ztfbroker does not implement (kafka_configs.go) accept only
 // their default. Problems are kerr.InvalidConfig (or InvalidRequest for a
 // key named twice) wrapped with a message naming the key.
@@ -64,10 +64,6 @@ func (b *Broker) AlterTopicConfigs(ctx context.Context, name string, changes []k
 	tc, err := b.cfg.resolveTopic(next)
 	if err != nil {
 		return fmt.Errorf("%v: %w", err, kerr.InvalidConfig)
-	}
-	if tc.log.Flush != t.cfg.log.Flush || (tc.log.Flush == log.FlushInterval && tc.log.FlushInterval != t.cfg.log.FlushInterval) {
-		return fmt.Errorf("flush.ms cannot change while the broker runs (the partition logs' flusher is set when they open); "+
-			"set it when creating the topic or as log.flush.interval.ms in the broker's file: %w", kerr.InvalidConfig)
 	}
 	if validateOnly {
 		return nil

@@ -82,7 +82,6 @@ func TestAlterTopicConfigs(t *testing.T) {
 		{"not a number", []kmsg.IncrementalAlterConfigsRequestResourceConfig{set("retention.ms", "a week")}, kerr.InvalidConfig, "retention.ms"},
 		{"unknown", []kmsg.IncrementalAlterConfigsRequestResourceConfig{set("no.such", "1")}, kerr.InvalidConfig, "no.such: unknown topic config"},
 		{"Kafka's, not implemented", []kmsg.IncrementalAlterConfigsRequestResourceConfig{set("min.insync.replicas", "2")}, kerr.InvalidConfig, `keeps Kafka's default "1"`},
-		{"flush.ms live", []kmsg.IncrementalAlterConfigsRequestResourceConfig{set("flush.ms", "1000")}, kerr.InvalidConfig, "flush.ms cannot change"},
 		{"append to a number", []kmsg.IncrementalAlterConfigsRequestResourceConfig{change("retention.ms", kmsg.IncrementalAlterConfigOpAppend, kmsg.StringPtr("1"))}, kerr.InvalidConfig, "list configs only"},
 		{"named twice", []kmsg.IncrementalAlterConfigsRequestResourceConfig{set("retention.ms", "1"), set("retention.ms", "2")}, kerr.InvalidRequest, "twice"},
 	} {
@@ -100,7 +99,7 @@ func TestAlterTopicConfigs(t *testing.T) {
 
 	// Accepted: Kafka's unimplemented configs at their default, a list
 	// APPEND that changes nothing, and real changes.
-	if err := alter(false, false, set("retention.bytes", "3000000"), set("segment.bytes", "1048576"), set("max.message.bytes", "200000"),
+	if err := alter(false, false, set("retention.bytes", "3000000"), set("segment.bytes", "1048576"), set("max.message.bytes", "200000"), set("flush.ms", "1000"),
 		set("min.insync.replicas", "1"), change("unclean.leader.election.enable", kmsg.IncrementalAlterConfigOpDelete, nil),
 		change("cleanup.policy", kmsg.IncrementalAlterConfigOpAppend, kmsg.StringPtr("delete"))); err != nil {
 		t.Fatal(err)
@@ -133,7 +132,7 @@ func TestAlterTopicConfigs(t *testing.T) {
 		}
 	}
 	want := map[string]string{"retention.bytes": "3000000 (topic)", "segment.bytes": "1048576 (topic)", "max.message.bytes": "200000 (topic)",
-		"cleanup.policy": "delete (topic)", "min.insync.replicas": "1", "compression.gzip.level": "-1"}
+		"cleanup.policy": "delete (topic)", "min.insync.replicas": "1", "compression.gzip.level": "-1", "flush.ms": "1000 (topic)"}
 	check(b, want)
 
 	// Stored: a restart brings them back.

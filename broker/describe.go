@@ -35,7 +35,7 @@ func (b *Broker) TopicConfigs(ctx context.Context, name string, keys []string) (
 			syn = append(syn, synonym(k.broker, bv, kmsg.ConfigSourceStaticBrokerConfig))
 		}
 		syn = append(syn, synonym(k.defaultName(), k.get(&def), kmsg.ConfigSourceDefaultConfig))
-		out = append(out, describe(k.name, k.typ, k.doc, k.readOnly || k.name == "flush.ms", syn))
+		out = append(out, describe(k.name, k.typ, k.doc, k.readOnly, syn))
 	}
 	// Kafka's configs not implemented here: their defaults, read-only.
 	for _, d := range unimplemented() {

@@ -7,28 +7,23 @@ import (
 	"time"
 )
 
-// ErrFlushFixed refuses a Reconfigure that changes the flush policy or
-// interval: the flusher goroutine and WaitDurable read them without a lock
-// for the log's lifetime, so they change only when the log is opened again.
-var ErrFlushFixed = errors.New("log: the flush policy is fixed while the log is open")
-
 // Reconfigure applies cfg to the open log: segment.bytes and segment.ms from
-// the next append (and retention's roll check), retention.ms and
-// retention.bytes and cleanup.policy from the next retention pass, index.interval.bytes and the
-// preallocation allowance from the next append. Flush and FlushInterval
-// must be unchanged (ErrFlushFixed), and so must LeaderEpoch.
+// the next append (and retention's roll check), retention.ms,
+// retention.bytes and cleanup.policy from the next retention pass,
+// index.interval.bytes and the preallocation allowance from the next append,
+// and the flush policy and interval at once (the flusher starts over; from
+// FlushAlways to FlushInterval, what is written becomes visible without
+// waiting for its fsync, as it would have under FlushInterval). LeaderEpoch
+// must be unchanged.
 //
 // Each field is written under every lock its readers hold (retMu, writeMu,
 // mu), one field at a time, so lock-free readers of the others (the
-// scrubber's LeaderEpoch, WaitDurable's Flush) never race.
+// scrubber's LeaderEpoch) never race.
 func (l *Log) Reconfigure(cfg Config) error {
 	if err := cfg.Validate(); err != nil {
 		return fmt.Errorf("log config: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	if cfg.Flush != l.cfg.Flush || (cfg.Flush == FlushInterval && cfg.FlushInterval != l.cfg.FlushInterval) {
-		return ErrFlushFixed
-	}
 	if cfg.LeaderEpoch != l.cfg.LeaderEpoch {
 		return errors.New("log: the leader epoch is fixed while the log is open")
 	}
@@ -37,9 +32,14 @@ func (l *Log) Reconfigure(cfg Config) error {
 	l.writeMu.Lock()
 	defer l.writeMu.Unlock()
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if l.closed {
+		l.mu.Unlock()
 		return ErrClosed
+	}
+	reflush := cfg.Flush != l.cfg.Flush || cfg.FlushInterval != l.cfg.FlushInterval
+	l.cfg.Flush, l.cfg.FlushInterval = cfg.Flush, cfg.FlushInterval
+	if cfg.Flush == FlushInterval {
+		l.advanceHWLocked(l.written, l.cur, l.writtenPos)
 	}
 	l.cfg.SegmentBytes = cfg.SegmentBytes
 	l.cfg.SegmentAge = cfg.SegmentAge
@@ -48,6 +48,13 @@ func (l *Log) Reconfigure(cfg Config) error {
 	l.cfg.IndexIntervalBytes = cfg.IndexIntervalBytes
 	l.cfg.PreallocateBytes = cfg.PreallocateBytes
 	l.cfg.Cleanup = cfg.Cleanup
+	l.mu.Unlock()
+	if reflush {
+		select {
+		case l.reflush <- struct{}{}:
+		default:
+		}
+	}
 	return nil
 }
 

@@ -1,7 +1,6 @@
 package log
 
 import (
-	"errors"
 	"math/rand"
 	"testing"
 	"time"
@@ -49,8 +48,30 @@ func TestReconfigure(t *testing.T) {
 	if l.Size() > 40_000 {
 		t.Fatalf("log holds %d bytes after retention.bytes 20000", l.Size())
 	}
-	cfg.Flush, cfg.FlushInterval = FlushInterval, time.Second
-	if err := l.Reconfigure(cfg); !errors.Is(err, ErrFlushFixed) {
-		t.Fatalf("changing flush.ms live: %v, want ErrFlushFixed", err)
+
+	// flush.ms from 0 to an hour: an append is visible at once and waits
+	// for no fsync; back to 0: the next append is fsynced before it returns.
+	cfg.Flush, cfg.FlushInterval = FlushInterval, time.Hour
+	if err := l.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	info := mustAppend(t, l, batch())
+	l.mu.RLock()
+	durable, hw := l.durable, l.hw
+	l.mu.RUnlock()
+	if hw != info.LastOffset+1 || durable > info.LastOffset {
+		t.Fatalf("under flush.ms 3600000: high watermark %d, durable to %d, after an append ending at %d; want visible, not synced",
+			hw, durable, info.LastOffset+1)
+	}
+	cfg.Flush = FlushAlways
+	if err := l.Reconfigure(cfg); err != nil {
+		t.Fatal(err)
+	}
+	info = mustAppend(t, l, batch())
+	l.mu.RLock()
+	durable = l.durable
+	l.mu.RUnlock()
+	if durable != info.LastOffset+1 {
+		t.Fatalf("back under flush.ms 0: durable to %d after an acknowledged append ending at %d", durable, info.LastOffset+1)
 	}
 }

@@ -63,8 +63,11 @@ type Log struct {
 	alwaysCRC bool
 
 	kick chan struct{}
-	stop chan struct{}
-	wg   sync.WaitGroup
+	// reflush tells the flusher that Reconfigure changed the flush policy
+	// or interval.
+	reflush chan struct{}
+	stop    chan struct{}
+	wg      sync.WaitGroup
 }
 
 // Open opens or creates the log in dir (a `<topic>-<partition>` folder),
@@ -80,6 +83,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 		changed:   make(chan struct{}),
 		durableCh: make(chan struct{}),
 		kick:      make(chan struct{}, 1),
+		reflush:   make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 	}
 	l.fs, l.lg = l.opts.FS, l.opts.Logger.With(zap.String("log", dir))
@@ -457,7 +461,10 @@ func (l *Log) rollLocked() error {
 // policy (immediately under FlushInterval). An end past what was written
 // waits for what was written.
 func (l *Log) WaitDurable(end int64) error {
-	if l.cfg.Flush != FlushAlways {
+	l.mu.RLock()
+	always := l.cfg.Flush == FlushAlways // Reconfigure changes it under mu
+	l.mu.RUnlock()
+	if !always {
 		return l.Err()
 	}
 	for {
@@ -486,12 +493,27 @@ func (l *Log) WaitDurable(end int64) error {
 // ticker under FlushInterval.
 func (l *Log) flushLoop() {
 	defer l.wg.Done()
+	var ticker *time.Ticker
 	var tick <-chan time.Time
-	if l.cfg.Flush == FlushInterval {
-		t := time.NewTicker(l.cfg.FlushInterval)
-		defer t.Stop()
-		tick = t.C
+	retick := func() {
+		if ticker != nil {
+			ticker.Stop()
+			ticker, tick = nil, nil
+		}
+		l.mu.RLock()
+		policy, every := l.cfg.Flush, l.cfg.FlushInterval
+		l.mu.RUnlock()
+		if policy == FlushInterval {
+			ticker = time.NewTicker(every)
+			tick = ticker.C
+		}
 	}
+	retick()
+	defer func() {
+		if ticker != nil {
+			ticker.Stop()
+		}
+	}()
 	for {
 		select {
 		case <-l.stop:
@@ -500,6 +522,8 @@ func (l *Log) flushLoop() {
 			l.flush(false)
 		case <-tick:
 			l.flush(false)
+		case <-l.reflush:
+			retick()
 		}
 	}
 }

@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -13,8 +11,6 @@ import (
 	"time"
 
 	"go.uber.org/zap"
-
-	"github.com/ztfbroker/ztfbroker/durable"
 )
 
 // CleanupPolicy is Kafka's cleanup.policy: delete (retention removes old
@@ -60,9 +56,9 @@ func ParseCleanupPolicy(v string) (CleanupPolicy, error) {
 	return p, nil
 }
 
-// cleanOffsetFile holds the first dirty offset: every record below it has
-// been through a clean (Kafka's cleaner-offset-checkpoint, per partition).
-// Same layout as log-start-offset.
+// cleanOffsetFile holds the first dirty offset (every record below it has
+// been through a clean: Kafka's cleaner-offset-checkpoint, per partition)
+// and the earliest delete horizon of the tombstones the last clean kept.
 const cleanOffsetFile = "clean-offset"
 
 // Suffixes of a cleaned segment on its way in (part of the format): the
@@ -91,8 +87,8 @@ type cleanerState struct {
 	loaded    bool
 	cleanedTo int64 // first dirty offset
 	// horizon is the earliest delete horizon (unix ms) of the tombstones
-	// the last clean kept, 0 when none (or not known since Open): once it
-	// passes, a clean is due even with nothing dirty.
+	// the last clean kept, 0 when none: once it passes, a clean is due even
+	// with nothing dirty.
 	horizon int64
 }
 
@@ -173,17 +169,17 @@ func (l *Log) loadCleanedLocked() error {
 	if c.loaded {
 		return nil
 	}
-	off, err := readOffsetFile(l.fs, filepath.Join(l.dir, cleanOffsetFile))
+	v, err := readInt64sFile(l.fs, filepath.Join(l.dir, cleanOffsetFile), 2)
 	var ce *CorruptionError
 	if errors.As(err, &ce) {
 		// Only work is lost: the next clean maps the whole log again.
 		l.lg.Warn("ignoring damaged clean-offset file", zap.Error(err))
-		off, err = 0, nil
+		v, err = []int64{0, 0}, nil
 	}
 	if err != nil {
 		return err
 	}
-	c.cleanedTo, c.loaded = off, true
+	c.cleanedTo, c.horizon, c.loaded = v[0], v[1], true
 	return nil
 }
 
@@ -271,7 +267,7 @@ func (l *Log) cleanPass(cfg CleanConfig, st *CleanStats) (done bool, err error) 
 	if err := p.rewrite(); err != nil {
 		return true, err
 	}
-	if err := writeOffsetFile(l.fs, filepath.Join(l.dir, cleanOffsetFile), p.mapEnd); err != nil {
+	if err := writeInt64sFile(l.fs, filepath.Join(l.dir, cleanOffsetFile), p.mapEnd, p.minHorizon); err != nil {
 		return true, fmt.Errorf("clean: %w", err)
 	}
 	l.cleaner.cleanedTo, l.cleaner.horizon = p.mapEnd, p.minHorizon
@@ -668,6 +664,9 @@ func (l *Log) TombstonesDue() bool {
 	c := &l.cleaner
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := l.loadCleanedLocked(); err != nil {
+		return false
+	}
 	return c.horizon > 0 && c.horizon <= l.opts.Now().UnixMilli()
 }
 
@@ -681,228 +680,4 @@ func (p *pass) lastOfProducer(b []byte, h batchHeader) (int64, bool) {
 	}
 	last, ok := p.producer(id)
 	return id, ok && last == h.lastOffset()
-}
-
-// swapIn puts the cleaned segment in place of group, crash-safely:
-//
-//  1. rename its .index and .timeindex .cleaned files to .swap, then its
-//     .log.cleaned to .log.swap, and fsync the folder: the commit;
-//  2. rename the files of every segment of the group to .deleted (readers
-//     still holding them go on reading there) and fsync the folder;
-//  3. rename the .swap files to their names, the .log last, and fsync.
-//
-// Open finishes a swap whose .log.swap it finds (finishSwaps).
-func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64) error {
-	logPath, idxPath, tidxPath := segmentPaths(l.dir, base)
-	// Readers holding the old segments must never open a name again: the
-	// new segment takes the first one's. Their files stay open, pinned,
-	// until each segment's last reader is done.
-	if err := pinForSwap(group); err != nil {
-		for _, q := range []string{idxPath, tidxPath, logPath} {
-			l.fs.Remove(q + cleanedSuffix)
-		}
-		return fmt.Errorf("clean segment %d: %w", base, err)
-	}
-	for _, q := range []string{idxPath, tidxPath, logPath} {
-		if err := l.fs.Rename(q+cleanedSuffix, q+swapSuffix); err != nil {
-			for _, r := range []string{idxPath, tidxPath, logPath} {
-				l.fs.Remove(r + cleanedSuffix)
-				l.fs.Remove(r + swapSuffix)
-			}
-			unpinForSwap(group)
-			return fmt.Errorf("clean segment %d: %w", base, err)
-		}
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return l.fail(fmt.Errorf("clean segment %d: sync dir: %w", base, err))
-	}
-	// From here on the swap is committed: a failure is left for Open to
-	// finish, and the log stops taking writes until then.
-	var gone []string
-	for _, s := range group {
-		for _, q := range []string{s.path, s.idx.path, s.tidx.path} {
-			if err := l.fs.Rename(q, q+deletedSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return l.fail(fmt.Errorf("clean segment %d: %w", base, err))
-			}
-			gone = append(gone, q+deletedSuffix)
-		}
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return l.fail(fmt.Errorf("clean segment %d: sync dir: %w", base, err))
-	}
-	for _, q := range []string{idxPath, tidxPath, logPath} {
-		if err := l.fs.Rename(q+swapSuffix, q); err != nil {
-			return l.fail(fmt.Errorf("clean segment %d: %w", base, err))
-		}
-	}
-	if err := l.fs.SyncDir(l.dir); err != nil {
-		return l.fail(fmt.Errorf("clean segment %d: sync dir: %w", base, err))
-	}
-	// The old files are read through their pinned descriptors from now
-	// on; a crash before these removals leaves names Open removes.
-	for _, q := range gone {
-		l.fs.Remove(q)
-	}
-	s, err := l.openSegment(base, true)
-	if err != nil {
-		return l.fail(err)
-	}
-	s.maxTs, s.maxTsOffset, s.next = sc.maxTs, sc.maxTsOffset, end
-	s.advanceVerified(0, size) // written and CRC'd by this process
-	l.mu.Lock()
-	i := 0
-	for i < len(l.segs) && l.segs[i] != group[0] {
-		i++
-	}
-	if l.closed || i+len(group) > len(l.segs) {
-		l.mu.Unlock()
-		s.release()
-		return ErrClosed
-	}
-	segs := append(append(append([]*segment(nil), l.segs[:i]...), s), l.segs[i+len(group):]...)
-	l.segs = segs
-	l.mu.Unlock()
-	for _, old := range group {
-		old.release() // the list's reference
-	}
-	return nil
-}
-
-// pinForSwap opens and pins the three files of every segment of group
-// (swapPins); on failure it leaves none pinned.
-func pinForSwap(group []*segment) error {
-	for _, s := range group {
-		for _, f := range []File{s.log, s.idx.f, s.tidx.f} {
-			x, ok := f.(*segFile)
-			if !ok {
-				continue
-			}
-			if _, err := x.pin(); err != nil {
-				unpinForSwap(group)
-				return err
-			}
-			s.swapPins = append(s.swapPins, x)
-		}
-	}
-	return nil
-}
-
-func unpinForSwap(group []*segment) {
-	for _, s := range group {
-		for _, x := range s.swapPins {
-			x.unpin()
-		}
-		s.swapPins = nil
-	}
-}
-
-// finishSwaps is the first step of Open: it removes `.cleaned` files (a
-// clean that had not committed), completes every swap whose `.log.swap`
-// is there (the segments it covers go, the `.swap` files take their
-// names) and removes index `.swap` files left without one.
-func (l *Log) finishSwaps() error {
-	names, err := l.fs.ReadDir(l.dir)
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("open log dir: %w", err)
-	}
-	dirty := false
-	var swaps []int64
-	for _, name := range names {
-		if strings.HasSuffix(name, cleanedSuffix) {
-			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil {
-				return fmt.Errorf("remove leftover %s: %w", name, err)
-			}
-			dirty = true
-		}
-		if base, ok := parseSegmentName(strings.TrimSuffix(name, swapSuffix)); ok && strings.HasSuffix(name, swapSuffix) {
-			swaps = append(swaps, base)
-		}
-	}
-	done := map[string]bool{}
-	for _, base := range swaps {
-		logPath, idxPath, tidxPath := segmentPaths(l.dir, base)
-		f, err := l.fs.OpenFile(logPath+swapSuffix, os.O_RDONLY, 0)
-		if err != nil {
-			return fmt.Errorf("finish clean of segment %d: %w", base, err)
-		}
-		size, err := f.Size()
-		if err != nil {
-			f.Close()
-			return fmt.Errorf("finish clean of segment %d: %w", base, err)
-		}
-		res := scanBatches(f, 0, size, base, l.cfg.LeaderEpoch, true, nil)
-		f.Close()
-		if res.err != nil || res.batches == 0 {
-			// Fsynced before its commit: this is the disk's damage.
-			return l.damaged(&CorruptionError{Segment: logPath + swapSuffix, Offset: res.end, Err: errors.Join(res.err, errMissingOffsets)})
-		}
-		for _, name := range names {
-			stem, suffix, _ := strings.Cut(name, ".")
-			b, ok := parseSegmentName(stem + logSuffix)
-			if !ok || b < base || b >= res.next || strings.HasSuffix(name, swapSuffix) {
-				continue
-			}
-			if suffix == logSuffix[1:] || suffix == indexSuffix[1:] || suffix == timeIndexSuffix[1:] {
-				if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-					return fmt.Errorf("finish clean of segment %d: %w", base, err)
-				}
-			}
-		}
-		for _, q := range []string{idxPath, tidxPath, logPath} {
-			err := l.fs.Rename(q+swapSuffix, q)
-			if err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("finish clean of segment %d: %w", base, err)
-			}
-			done[filepath.Base(q)+swapSuffix] = true
-		}
-		l.lg.Warn("finished a clean interrupted by a crash", zap.String("segment", logPath), zap.Int64("next_offset", res.next))
-		dirty = true
-	}
-	for _, name := range names {
-		if strings.HasSuffix(name, swapSuffix) && !done[name] {
-			if err := l.fs.Remove(filepath.Join(l.dir, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
-				return fmt.Errorf("remove leftover %s: %w", name, err)
-			}
-			dirty = true
-		}
-	}
-	if dirty {
-		if err := l.fs.SyncDir(l.dir); err != nil {
-			return fmt.Errorf("sync dir: %w", err)
-		}
-	}
-	return nil
-}
-
-// readOffsetFile reads a 12-byte offset file (offset i64, CRC32C u32);
-// a missing file reads as 0.
-func readOffsetFile(fsys FS, name string) (int64, error) {
-	f, err := fsys.OpenFile(name, os.O_RDONLY, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		return 0, nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("read %s: %w", filepath.Base(name), err)
-	}
-	defer f.Close()
-	var b [12]byte
-	if err := readFull(f, b[:], 0); err != nil {
-		return 0, &CorruptionError{Segment: name, Err: err}
-	}
-	if crc32.Checksum(b[:8], castagnoli) != binary.BigEndian.Uint32(b[8:]) {
-		return 0, &CorruptionError{Segment: name, Err: errCRC}
-	}
-	return int64(binary.BigEndian.Uint64(b[:8])), nil
-}
-
-// writeOffsetFile writes an offset file durably: temp file, fsync,
-// rename, fsync the folder.
-func writeOffsetFile(fsys FS, name string, off int64) error {
-	var b [12]byte
-	binary.BigEndian.PutUint64(b[:8], uint64(off))
-	binary.BigEndian.PutUint32(b[8:], crc32.Checksum(b[:8], castagnoli))
-	return durable.WriteFile(fsys, name, b[:], 0o644)
 }

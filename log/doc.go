@@ -105,8 +105,10 @@
 //	  32           40          48                56            64
 //
 // The log start offset file (log-start-offset) is 12 bytes: the offset
-// i64 and the CRC32C u32 of those 8 bytes. The clean-offset file has the
-// same layout.
+// i64 and the CRC32C u32 of those 8 bytes. The clean-offset file is 20:
+// the first dirty offset i64, the earliest delete horizon i64 (unix ms, 0:
+// none) of the tombstones the last clean kept, and the CRC32C u32 of the
+// 16 bytes before it.
 //
 // # Producer state snapshot (.snapshot)
 //

@@ -502,11 +502,15 @@ func (l *Log) replaceIndex(x *index, entries []byte) error {
 }
 
 func readLogStart(fsys FS, dir string) (int64, error) {
-	return readOffsetFile(fsys, filepath.Join(dir, logStartFile))
+	v, err := readInt64sFile(fsys, filepath.Join(dir, logStartFile), 1)
+	if err != nil {
+		return 0, err
+	}
+	return v[0], nil
 }
 
 // writeLogStart persists the log start offset atomically: temp file,
 // fsync, rename, fsync the directory.
 func writeLogStart(fsys FS, dir string, off int64) error {
-	return writeOffsetFile(fsys, filepath.Join(dir, logStartFile), off)
+	return writeInt64sFile(fsys, filepath.Join(dir, logStartFile), off)
 }

@@ -34,6 +34,8 @@ var allowedImports = map[string][]string{
 	"archive":          {"avrofile", "durable"},
 	"alertcat":         {"avrofile"},
 	"mirror":           {"alertcat"},
+	"alertindex":       {"avrofile"},
+	"portal":           {"alertcat", "alertindex", "avrofile"},
 	"web":              {},
 	"filter":           {"avrofile", "packager"},
 	"bench":            anyPackage,

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/sha256"
 	"net/http"
 	"sync"
@@ -88,10 +89,27 @@ func (g *gate) guard(access Access, h http.Handler) http.Handler {
 		case user != "" && !access(r, user):
 			http.Error(w, "403 forbidden: user "+user+" may not read this", http.StatusForbidden)
 		default:
+			if user != "" {
+				r = r.WithContext(context.WithValue(r.Context(), userKey{}, user))
+			}
 			h.ServeHTTP(w, r)
 		}
 	})
 }
+
+type userKey struct{}
+
+// RequestUser is the user a guarded route's request authenticated as; ""
+// for an anonymous request or a route without an Access.
+func RequestUser(r *http.Request) string {
+	u, _ := r.Context().Value(userKey{}).(string)
+	return u
+}
+
+// Anyone is an Access that lets every request through, anonymous ones
+// too, and still checks the credentials a request gives: for a route
+// that decides per item what a user may see (RequestUser).
+func Anyone(*http.Request, string) bool { return true }
 
 // SetPasswordCheck installs how basic credentials are verified; without
 // one, every request with credentials is refused. Call before serving.

@@ -157,7 +157,8 @@ type Server struct {
 	gate *gate
 
 	mu     sync.Mutex
-	routes []Route // handed in, in order: the page index
+	routes []Route      // handed in, in order: the page index
+	home   http.Handler // "/" when set; else the page index
 	pubLn  net.Listener
 	admLn  net.Listener // nil: no admin listener
 }
@@ -181,7 +182,8 @@ func New(cfg Config, metrics http.Handler, logger *zap.Logger) (*Server, error) 
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout, IdleTimeout: cfg.IdleTimeout, MaxHeaderBytes: cfg.MaxHeaderBytes}
 
 	own := []Route{
-		{Pattern: "GET /{$}", Handler: http.HandlerFunc(s.index)},
+		{Pattern: "GET /{$}", Handler: http.HandlerFunc(s.root)},
+		{Pattern: "GET /pages", Handler: http.HandlerFunc(s.index)},
 		{Pattern: "GET /healthz", Handler: http.HandlerFunc(healthz), Title: "Health check"},
 	}
 	if metrics != nil {
@@ -325,6 +327,28 @@ func (s *Server) closeListeners() {
 			ln.Close() // already closed by the server when served: harmless
 		}
 	}
+}
+
+// SetHome makes h the page at "/" (the portal's status page); the page
+// index stays at /pages. access guards it like a Route's (nil: public).
+func (s *Server) SetHome(h http.Handler, access Access) {
+	if access != nil {
+		h = s.gate.guard(access, h)
+	}
+	s.mu.Lock()
+	s.home = h
+	s.mu.Unlock()
+}
+
+func (s *Server) root(w http.ResponseWriter, r *http.Request) {
+	s.mu.Lock()
+	home := s.home
+	s.mu.Unlock()
+	if home == nil {
+		s.index(w, r)
+		return
+	}
+	home.ServeHTTP(w, r)
 }
 
 // page is one line of the index.

@@ -13,11 +13,13 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/ztfbroker/ztfbroker/alertindex"
 	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
 	"github.com/ztfbroker/ztfbroker/filter"
 	"github.com/ztfbroker/ztfbroker/mirror"
 	"github.com/ztfbroker/ztfbroker/packager"
+	"github.com/ztfbroker/ztfbroker/portal"
 	"github.com/ztfbroker/ztfbroker/protocol"
 	"github.com/ztfbroker/ztfbroker/web"
 )
@@ -47,7 +49,24 @@ type serveConfig struct {
 	Filter filterSection
 	// Authz is who may do what without an ACL (authz.*).
 	Authz broker.AuthzConfig
+	// Portal is the alert index and its web pages (portal.*).
+	Portal portalSection
 }
+
+// portalSection is the config file's `portal:` mapping: whether serve runs
+// the alert index and portal, the index's Config and the portal's limits.
+type portalSection struct {
+	Enabled     bool `yaml:"enabled"`
+	IndexConfig `yaml:",inline"`
+	WebConfig   `yaml:",inline"`
+}
+
+// IndexConfig and WebConfig name the two packages' Configs so that both
+// can be inlined in portalSection.
+type (
+	IndexConfig = alertindex.Config
+	WebConfig   = portal.Config
+)
 
 // processSection is the process's own settings.
 type processSection struct {
@@ -227,6 +246,8 @@ func defaultServeConfig() serveConfig {
 	cfg.Packager.Config = packager.DefaultConfig()
 	cfg.Packager.Source.Kind = packager.SourceSimulate
 	cfg.Archive.Dir = ""
+	// The portal follows the alert topics from inside serve.
+	cfg.Portal = portalSection{Enabled: true, IndexConfig: alertindex.DefaultConfig(), WebConfig: portal.DefaultConfig()}
 	// 0: a share of memory.budget.bytes (memoryPlan), unless set.
 	cfg.Listener.QueuedMaxRequestBytes, cfg.Listener.MaxInflightResponseBytes = 0, 0
 	return cfg
@@ -285,6 +306,9 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	errs = append(errs, leftover("filter.", set.take("filter."), func(m map[string]string) []error {
 		return applyTagged(&cfg.Filter, m)
 	})...)
+	errs = append(errs, leftover("portal.", set.take("portal."), func(m map[string]string) []error {
+		return applyTagged(&cfg.Portal, m)
+	})...)
 	if err := cfg.Groups.ApplySettings(set.takeKeys(broker.GroupSettings...)); err != nil {
 		errs = append(errs, err)
 	}
@@ -330,6 +354,10 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 	if cfg.Archive.Dir == "" {
 		cfg.Archive.Dir = filepath.Join(cfg.DataDir, "archive")
 	}
+	if cfg.Portal.Dir == "" {
+		cfg.Portal.Dir = filepath.Join(cfg.DataDir, "portal")
+	}
+	errs = append(errs, cfg.Portal.IndexConfig.Validate(), cfg.Portal.WebConfig.Validate())
 	if cfg.Packager.Enabled {
 		if err := cfg.Packager.Validate(); err != nil {
 			errs = append(errs, err)

@@ -77,6 +77,13 @@ var outOfRange = map[string][]string{
 	"filter.recovery.scan.records": {"0", "10000001"},
 	"filter.pause.errors":          {"0", "1001"},
 	"filter.cost.limit":            {"99", "1000000001"},
+	// The alert portal (alertindex.Config, portal.Config).
+	"portal.retention.check.ms":  {"999", "86400001"},
+	"portal.metadata.max.age.ms": {"0", "3600001"},
+	"portal.cache.bytes":         {"1048575", "68719476737"},
+	"portal.max.radius.arcsec":   {"0", "36001"},
+	"portal.max.limit":           {"0", "100001"},
+	"portal.scan.max":            {"999", "10000001"},
 }
 
 // rangeWords are how the packages' errors say what a setting allows.

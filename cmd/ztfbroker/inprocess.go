@@ -32,7 +32,7 @@ const (
 )
 
 // inProcessUsers are the super users serve adds to authz.super.users.
-var inProcessUsers = []string{packagerUser, archiverUser, mirrorUser, filterUser}
+var inProcessUsers = []string{packagerUser, archiverUser, mirrorUser, filterUser, portalUser}
 
 // inProcessCredentials is the user store with the in-process users in
 // memory in front of it: only the in-process listener consults it.

@@ -33,6 +33,8 @@ func commands() map[string]command {
 		"acl":     {ignoreStdin(runACL), "add, remove and list ACLs of a running broker (Kafka's CreateAcls, DeleteAcls, DescribeAcls)"},
 		"status":  {ignoreStdin(runStatus), "one screen on a running broker: nights, consumer groups and lag, disk, archive, packager"},
 		"mirror":  {runMirror, "copy topics from an upstream Kafka cluster into another, exactly once (MirrorMaker)"},
+		"portal":  {ignoreStdin(runPortal), "the alert index and portal (search, object pages, /api/v1/) against any Kafka cluster"},
+		"reindex": {ignoreStdin(runReindex), "rebuild the alert index from the log"},
 	}
 }
 
@@ -77,7 +79,7 @@ func run(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 func usage(w io.Writer, cmds map[string]command) {
 	fmt.Fprintln(w, "usage: ztfbroker <command> [flags]\n\ncommands:")
-	for _, name := range []string{"serve", "package", "archive", "cat", "mirror", "bench", "verify", "user", "acl", "status", "filter"} {
+	for _, name := range []string{"serve", "package", "archive", "cat", "mirror", "bench", "verify", "user", "acl", "status", "filter", "portal", "reindex"} {
 		fmt.Fprintf(w, "  %-8s %s\n", name, cmds[name].help)
 	}
 	fmt.Fprintln(w, "\nRun 'ztfbroker <command> -h' for a command's flags.")

@@ -227,6 +227,18 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		}
 		clients = append(clients, run)
 	}
+	if cfg.Portal.Enabled {
+		login, err := inProcess.login(portalUser)
+		if err != nil {
+			return err
+		}
+		run, closePortal, err := newPortal(cfg.Portal, self, []kgo.Opt{login}, site, portalAccess(authz), logger, reg)
+		if err != nil {
+			return err
+		}
+		defer closePortal()
+		clients = append(clients, run)
+	}
 
 	if cfg.Mirror.Enabled {
 		opt, err := inProcess.login(mirrorUser)
@@ -369,6 +381,14 @@ func archiveAccess(authz protocol.Authorizer, now func() time.Time) web.Access {
 		}
 		topic := fmt.Sprintf("ztf_%s_programid%d", night, int(program))
 		return authz.Authorize(r.Context(), user, netip.Addr{}, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, topic)
+	}
+}
+
+// portalAccess lets a web user see the portal's alerts of a topic the ACLs
+// let them READ, judged as archiveAccess judges the archive.
+func portalAccess(authz protocol.Authorizer) func(*http.Request, string) bool {
+	return func(r *http.Request, topic string) bool {
+		return authz.Authorize(r.Context(), web.RequestUser(r), netip.Addr{}, kmsg.ACLOperationRead, kmsg.ACLResourceTypeTopic, topic)
 	}
 }
 

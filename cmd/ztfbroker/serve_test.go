@@ -77,7 +77,8 @@ func TestServeAdminListenerHoldsPprof(t *testing.T) {
 		{"GET", "http://" + b.HTTP + "/debug/pprof/", 404, ""},
 		{"GET", "http://" + b.HTTP + "/debug/pprof/goroutine?debug=2", 404, ""},
 		{"GET", "http://" + admin + "/debug/pprof/", 200, "goroutine"},
-		{"GET", "http://" + b.HTTP + "/", 200, `href="/alerts/"`},
+		{"GET", "http://" + b.HTTP + "/", 200, `href="/search"`}, // the portal's status page
+		{"GET", "http://" + b.HTTP + "/pages", 200, `href="/alerts/"`},
 		{"GET", "http://" + b.HTTP + "/alerts/public/", 200, "<html"},
 		{"POST", "http://" + b.HTTP + "/healthz", 405, ""},
 	} {

@@ -12,6 +12,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble"
+	"github.com/cockroachdb/pebble/bloom"
 	"github.com/golang/geo/s1"
 	"github.com/golang/geo/s2"
 	"go.uber.org/zap"
@@ -42,7 +43,14 @@ func Open(dir string, cacheBytes int64, logger *zap.Logger) (*Index, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
-	db, err := pebble.Open(dir, &pebble.Options{Cache: cache, Logger: quietPebble{logger}})
+	opts := &pebble.Options{Cache: cache, Logger: quietPebble{logger}, Levels: make([]pebble.LevelOptions, 7)}
+	for i := range opts.Levels {
+		// Add looks up each candid first, and most are new: bloom
+		// filters answer those without reading a block.
+		opts.Levels[i].FilterPolicy = bloom.FilterPolicy(10)
+		opts.Levels[i].EnsureDefaults()
+	}
+	db, err := pebble.Open(dir, opts)
 	if err != nil {
 		return nil, fmt.Errorf("alertindex: open %s: %w", dir, err)
 	}

@@ -1,6 +1,7 @@
 package alertindex
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -40,9 +41,14 @@ var (
 )
 
 // Decoder finds the summary fields of alerts, parsing each writer schema
-// once (Schemas caches them by text).
+// once (Schemas caches them by text). A Decoder is for one goroutine.
 type Decoder struct {
 	Schemas *avrofile.Schemas
+
+	// The last writer schema, whose text a stream's messages repeat: a
+	// comparison spares copying 20 kB to look it up.
+	lastText   []byte
+	lastSchema avro.Schema
 }
 
 // Decode reads the summary of the first alert of a Kafka message value (a
@@ -63,9 +69,12 @@ func (d *Decoder) Decode(value []byte) (Summary, error) {
 	if err != nil {
 		return Summary{}, fmt.Errorf("%w: %w", ErrNotAlert, err)
 	}
-	schema, err := d.Schemas.Parse(string(h.Schema()))
-	if err != nil {
-		return Summary{}, fmt.Errorf("%w: schema: %w", ErrNotAlert, err)
+	schema := d.lastSchema
+	if text := h.Schema(); schema == nil || !bytes.Equal(text, d.lastText) {
+		if schema, err = d.Schemas.Parse(string(text)); err != nil {
+			return Summary{}, fmt.Errorf("%w: schema: %w", ErrNotAlert, err)
+		}
+		d.lastText, d.lastSchema = append(d.lastText[:0], text...), schema
 	}
 	rec, ok := deref(schema).(*avro.RecordSchema)
 	if !ok {
@@ -74,7 +83,23 @@ func (d *Decoder) Decode(value []byte) (Summary, error) {
 	s := Summary{MagPSF: nan32, SigmaPSF: nan32, RB: nan32, DRB: nan32, RA: math.NaN(), Dec: math.NaN(), JD: math.NaN()}
 	r := &reader{b: data}
 	var haveCandid bool
+	// The fields after candidate (its history, the cutouts: most of the
+	// bytes) are not read once objectId, candid and candidate are.
+	need := 0
 	for _, f := range rec.Fields() {
+		switch f.Name() {
+		case "objectId", "candid", "candidate":
+			need++
+		}
+	}
+	for _, f := range rec.Fields() {
+		if need == 0 {
+			break
+		}
+		switch f.Name() {
+		case "objectId", "candid", "candidate":
+			need--
+		}
 		switch f.Name() {
 		case "objectId":
 			v, _, err := r.scalar(f.Type())

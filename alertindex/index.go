@@ -238,17 +238,25 @@ func (x *Index) Cone(ra, dec, radius float64, limit, scanMax int, allow func(*Su
 	}
 	var hits []hit
 	scanned := 0
+	// One iterator for every cell of the covering (in id order), each a
+	// range of leaf ids.
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixSky}, UpperBound: []byte{prefixSky + 1}})
+	if err != nil {
+		return nil, false, err
+	}
+	defer it.Close()
+cells:
 	for _, c := range rc.Covering(region) {
 		lo := binary.BigEndian.AppendUint64([]byte{prefixSky}, uint64(c.RangeMin()))
-		hi := appendCandid(binary.BigEndian.AppendUint64([]byte{prefixSky}, uint64(c.RangeMax())), math.MaxInt64)
-		it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: append(hi, 0)})
-		if err != nil {
-			return nil, false, err
-		}
-		for it.First(); it.Valid(); it.Next() {
+		last := uint64(c.RangeMax())
+		for ok := it.SeekGE(lo); ok; ok = it.Next() {
+			k := it.Key()
+			if len(k) != 17 || binary.BigEndian.Uint64(k[1:9]) > last {
+				break
+			}
 			if scanned++; scanned > scanMax {
 				truncated = true
-				break
+				break cells
 			}
 			v := it.Value()
 			if len(v) != 16 {
@@ -257,15 +265,12 @@ func (x *Index) Cone(ra, dec, radius float64, limit, scanMax int, allow func(*Su
 			pra := math.Float64frombits(binary.LittleEndian.Uint64(v))
 			pdec := math.Float64frombits(binary.LittleEndian.Uint64(v[8:]))
 			if sep := Separation(ra, dec, pra, pdec); sep <= radius {
-				hits = append(hits, hit{readCandid(it.Key()[9:]), sep})
+				hits = append(hits, hit{readCandid(k[9:]), sep})
 			}
 		}
-		if err := it.Close(); err != nil {
-			return nil, false, err
-		}
-		if truncated {
-			break
-		}
+	}
+	if err := it.Error(); err != nil {
+		return nil, false, err
 	}
 	sort.Slice(hits, func(i, j int) bool { return hits[i].sep < hits[j].sep })
 	for _, h := range hits {
@@ -475,3 +480,8 @@ func (x *Index) DiskBytes() uint64 {
 
 // Flush writes the memtable out, so DiskBytes counts everything.
 func (x *Index) Flush() error { return x.db.Flush() }
+
+// Compact compacts the whole store, as it settles when left alone.
+func (x *Index) Compact() error {
+	return x.db.Compact([]byte{0}, []byte{0xff}, true)
+}

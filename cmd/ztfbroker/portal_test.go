@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"image/png"
 	"io"
 	"math"
 	"net/http"
@@ -540,8 +541,14 @@ func checkRetention(t *testing.T, b *serveProc, c portalClient, pkg func(...stri
 // the object page with its plot and three cutouts drawn; screenshots go to
 // testdata/portal/.
 func checkPages(t *testing.T, b *serveProc, objectID string) {
-	shots := filepath.Join("testdata", "portal")
-	os.MkdirAll(shots, 0o755)
+	// The screenshots kept in testdata/portal/ are refreshed with
+	// ZTFBROKER_UPDATE_SCREENSHOTS=1; otherwise they go to a temporary
+	// folder, so running the tests leaves the tree as it was.
+	shots := t.TempDir()
+	if os.Getenv("ZTFBROKER_UPDATE_SCREENSHOTS") != "" {
+		shots = filepath.Join("testdata", "portal")
+		os.MkdirAll(shots, 0o755)
+	}
 	dom := func(path, shot string) string {
 		t.Helper()
 		u := "http://" + b.HTTP + path
@@ -554,6 +561,20 @@ func checkPages(t *testing.T, b *serveProc, objectID string) {
 		}
 		return string(out)
 	}
+	defer func() {
+		for _, name := range []string{"status.png", "search.png", "object.png"} {
+			f, err := os.Open(filepath.Join(shots, name))
+			if err != nil {
+				t.Errorf("screenshot %s: %v", name, err)
+				continue
+			}
+			cfg, err := png.DecodeConfig(f)
+			f.Close()
+			if err != nil || cfg.Width != 900 || cfg.Height != 1000 {
+				t.Errorf("screenshot %s: %dx%d, %v", name, cfg.Width, cfg.Height, err)
+			}
+		}
+	}()
 	status := dom("/", "status.png")
 	m := regexp.MustCompile(`id="alerts-indexed">(\d+)<`).FindStringSubmatch(status)
 	if m == nil || m[1] != metric(t, b, "ztfbroker_portal_index_alerts") {

@@ -183,7 +183,10 @@ func (l *Log) loadCleanedLocked() error {
 	return nil
 }
 
-// Clean compacts the sealed segments of the log, never the active one:
+// Clean compacts the sealed segments of the log, never the active one
+// (retention, DeleteRecords and Reopen wait only while a cleaned segment is
+// swapped in; a clean that finds its segments gone since it read them drops
+// its work and ends):
 // for every key only its last record stays, records without a key go, and
 // a tombstone stays until DeleteRetention after the clean that first kept
 // it. Offsets do not change; removed records leave gaps inside batches
@@ -193,8 +196,6 @@ func (l *Log) loadCleanedLocked() error {
 func (l *Log) Clean(cfg CleanConfig) (CleanStats, error) {
 	l.cleaner.mu.Lock()
 	defer l.cleaner.mu.Unlock()
-	l.retMu.Lock()
-	defer l.retMu.Unlock()
 	var st CleanStats
 	if err := l.loadCleanedLocked(); err != nil {
 		return st, err
@@ -264,7 +265,9 @@ func (l *Log) cleanPass(cfg CleanConfig, st *CleanStats) (done bool, err error) 
 		}
 	}
 	st.Passes++
-	if err := p.rewrite(); err != nil {
+	if err := p.rewrite(); errors.Is(err, errGroupGone) {
+		return true, nil // retention or a reopen changed the segments: next time
+	} else if err != nil {
 		return true, err
 	}
 	if err := writeInt64sFile(l.fs, filepath.Join(l.dir, cleanOffsetFile), p.mapEnd, p.minHorizon); err != nil {

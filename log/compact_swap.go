@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"go.uber.org/zap"
@@ -26,6 +27,14 @@ import (
 // Open finishes a swap whose .log.swap it finds (finishSwaps).
 func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64) error {
 	logPath, idxPath, tidxPath := segmentPaths(l.dir, base)
+	l.retMu.Lock()
+	defer l.retMu.Unlock()
+	if !l.holdsRunLocked(group) {
+		for _, q := range []string{idxPath, tidxPath, logPath} {
+			l.fs.Remove(q + cleanedSuffix)
+		}
+		return errGroupGone
+	}
 	// Readers holding the old segments must never open a name again: the
 	// new segment takes the first one's. Their files stay open, pinned,
 	// until each segment's last reader is done.
@@ -98,6 +107,23 @@ func (l *Log) swapIn(group []*segment, base, end int64, sc indexScan, size int64
 		old.release() // the list's reference
 	}
 	return nil
+}
+
+// errGroupGone: the segments a clean rewrote are no longer all in the log
+// (retention, DeleteRecords, a reopen, a close), so its work is dropped.
+var errGroupGone = errors.New("log: cleaned segments gone meanwhile")
+
+// holdsRunLocked says whether group is still a run of the log's segments and
+// the log takes writes; the caller holds retMu, which every change of the
+// list but a roll's append holds.
+func (l *Log) holdsRunLocked(group []*segment) bool {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed || l.werr != nil {
+		return false
+	}
+	i := slices.Index(l.segs, group[0])
+	return i >= 0 && i+len(group) < len(l.segs) && slices.Equal(l.segs[i:i+len(group)], group)
 }
 
 // pinForSwap opens and pins the three files of every segment of group

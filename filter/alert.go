@@ -30,31 +30,36 @@ type Alert struct {
 	Cutouts   [3]packager.Cutout
 }
 
-// alertRecord and alertWithCutouts are what hamba decodes into: a
-// writer field with no struct field (the cutouts in the first) is stepped
-// over without a copy.
-type alertRecord struct {
-	Schemavsn     string                  `avro:"schemavsn"`
-	Publisher     string                  `avro:"publisher"`
-	ObjectID      string                  `avro:"objectId"`
-	Candid        int64                   `avro:"candid"`
-	Candidate     packager.Candidate      `avro:"candidate"`
-	PrvCandidates []packager.PrvCandidate `avro:"prv_candidates"`
-	FpHists       []packager.FpHist       `avro:"fp_hists"`
+// Parts names what of an alert to decode besides its candidate: a writer
+// field with no struct field is stepped over without a copy.
+type Parts struct {
+	History, Forced, Cutouts bool
 }
 
-type alertWithCutouts struct {
-	Schemavsn        string                  `avro:"schemavsn"`
-	Publisher        string                  `avro:"publisher"`
-	ObjectID         string                  `avro:"objectId"`
-	Candid           int64                   `avro:"candid"`
-	Candidate        packager.Candidate      `avro:"candidate"`
-	PrvCandidates    []packager.PrvCandidate `avro:"prv_candidates"`
-	FpHists          []packager.FpHist       `avro:"fp_hists"`
-	CutoutScience    *packager.Cutout        `avro:"cutoutScience"`
-	CutoutTemplate   *packager.Cutout        `avro:"cutoutTemplate"`
-	CutoutDifference *packager.Cutout        `avro:"cutoutDifference"`
-}
+// What hamba decodes into, from the least to the most.
+type (
+	alertHead struct {
+		Schemavsn string             `avro:"schemavsn"`
+		Publisher string             `avro:"publisher"`
+		ObjectID  string             `avro:"objectId"`
+		Candid    int64              `avro:"candid"`
+		Candidate packager.Candidate `avro:"candidate"`
+	}
+	alertHistory struct {
+		alertHead
+		PrvCandidates []packager.PrvCandidate `avro:"prv_candidates"`
+	}
+	alertForced struct {
+		alertHistory
+		FpHists []packager.FpHist `avro:"fp_hists"`
+	}
+	alertWhole struct {
+		alertForced
+		CutoutScience    *packager.Cutout `avro:"cutoutScience"`
+		CutoutTemplate   *packager.Cutout `avro:"cutoutTemplate"`
+		CutoutDifference *packager.Cutout `avro:"cutoutDifference"`
+	}
+)
 
 // ResolveName makes an Alert the CEL activation of an evaluation.
 func (a *Alert) ResolveName(name string) (any, bool) {
@@ -103,9 +108,8 @@ type Decoder struct {
 // NewDecoder returns a decoder with a cache of writer schemas.
 func NewDecoder() *Decoder { return &Decoder{schemas: avrofile.NewSchemas(0)} }
 
-// Decode reads the first alert of value into a, with its cutouts when
-// cutouts is set.
-func (d *Decoder) Decode(value []byte, cutouts bool, a *Alert) error {
+// Decode reads the first alert of value into a, with the parts asked for.
+func (d *Decoder) Decode(value []byte, parts Parts, a *Alert) error {
 	h, n, err := avrofile.ParseHeader(value)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAlert, err)
@@ -122,21 +126,20 @@ func (d *Decoder) Decode(value []byte, cutouts bool, a *Alert) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAlert, err)
 	}
-	topic := a.Topic
-	if !cutouts {
-		var r alertRecord
-		if err := avro.Unmarshal(schema, data, &r); err != nil {
-			return fmt.Errorf("%w: %v", ErrNotAlert, err)
-		}
-		*a = Alert{Topic: topic, Schemavsn: r.Schemavsn, Publisher: r.Publisher, ObjectID: r.ObjectID, Candid: r.Candid,
-			Candidate: r.Candidate, Prv: r.PrvCandidates, Fp: r.FpHists}
-		return nil
+	var r alertWhole
+	var into any = &r.alertHead
+	switch {
+	case parts.Cutouts:
+		into = &r
+	case parts.Forced:
+		into = &r.alertForced
+	case parts.History:
+		into = &r.alertHistory
 	}
-	var r alertWithCutouts
-	if err := avro.Unmarshal(schema, data, &r); err != nil {
+	if err := avro.Unmarshal(schema, data, into); err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAlert, err)
 	}
-	*a = Alert{Topic: topic, Schemavsn: r.Schemavsn, Publisher: r.Publisher, ObjectID: r.ObjectID, Candid: r.Candid,
+	*a = Alert{Topic: a.Topic, Schemavsn: r.Schemavsn, Publisher: r.Publisher, ObjectID: r.ObjectID, Candid: r.Candid,
 		Candidate: r.Candidate, Prv: r.PrvCandidates, Fp: r.FpHists}
 	for i, c := range []*packager.Cutout{r.CutoutScience, r.CutoutTemplate, r.CutoutDifference} {
 		if c != nil {

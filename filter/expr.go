@@ -186,10 +186,14 @@ func MagRate(c *packager.Candidate, prv []packager.PrvCandidate) float64 {
 
 // Expression is a compiled, type-checked filter expression.
 type Expression struct {
-	prg cel.Program
-	// Cutouts says whether the expression reads a cutout, so that alerts
-	// are decoded with their cutouts for it.
-	Cutouts bool
+	// prg counts the cost of every step and stops at the limit; fast
+	// does not, and serves the alerts within the sizes the static
+	// estimate assumed, for which the estimate already bounds the cost.
+	prg, fast cel.Program
+	// Cutouts, History and Forced say whether the expression reads a
+	// cutout, prv_candidates or fp_hists: alerts are decoded without those
+	// no filter reads.
+	Cutouts, History, Forced bool
 	// Cost is the estimated worst-case cost of an evaluation.
 	Cost uint64
 }
@@ -242,21 +246,31 @@ func (c *Compiler) Compile(text string) (*Expression, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrExpression, err)
 	}
-	e := &Expression{prg: prg, Cost: est.Max}
-	refs := checked.NativeRep().ReferenceMap()
-	for _, r := range refs {
-		for _, v := range cutoutVars {
-			if r.Name == v {
-				e.Cutouts = true
-			}
+	fast, err := c.env.Program(checked, cel.EvalOptions(cel.OptOptimize))
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrExpression, err)
+	}
+	e := &Expression{prg: prg, fast: fast, Cost: est.Max}
+	for _, r := range checked.NativeRep().ReferenceMap() {
+		switch r.Name {
+		case cutoutVars[0], cutoutVars[1], cutoutVars[2]:
+			e.Cutouts = true
+		case "prv_candidates":
+			e.History = true
+		case "fp_hists":
+			e.Forced = true
 		}
 	}
 	return e, nil
 }
 
-// Eval tells whether the alert matches.
+// Eval tells whether the alert matches. It is safe for concurrent use.
 func (e *Expression) Eval(a *Alert) (bool, error) {
-	out, _, err := e.prg.Eval(a)
+	prg := e.fast
+	if !a.withinEstimate() {
+		prg = e.prg
+	}
+	out, _, err := prg.Eval(a)
 	if err != nil {
 		return false, err
 	}
@@ -265,6 +279,13 @@ func (e *Expression) Eval(a *Alert) (bool, error) {
 		return false, fmt.Errorf("filter: expression gave %v, not a bool", out)
 	}
 	return bool(b), nil
+}
+
+// withinEstimate tells whether the alert's lists and bytes are within the
+// sizes the static cost estimate took (strings only cost linearly).
+func (a *Alert) withinEstimate() bool {
+	return len(a.Prv) <= maxHistory && len(a.Fp) <= maxHistory && len(a.Cutouts[0].StampData) <= maxCutout &&
+		len(a.Cutouts[1].StampData) <= maxCutout && len(a.Cutouts[2].StampData) <= maxCutout
 }
 
 // sizes is the static cost estimate's idea of the alert: histories of at

@@ -5,7 +5,10 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/ztfbroker/ztfbroker/packager"
 )
 
 // samples are the shared sample alerts (beside the project root).
@@ -77,7 +80,7 @@ func TestHelpersOverSamples(t *testing.T) {
 	read := 0
 	for p, b := range samples(t) {
 		var a Alert
-		if err := d.Decode(b, true, &a); err != nil {
+		if err := d.Decode(b, Parts{true, true, true}, &a); err != nil {
 			t.Logf("%s: %v", p, err)
 			continue
 		}
@@ -98,5 +101,27 @@ func TestHelpersOverSamples(t *testing.T) {
 	}
 	if read < 20 {
 		t.Fatalf("only %d sample alerts decoded", read)
+	}
+}
+
+// TestCostLimitAtRunTime: an expression within the estimate for ZTF-sized
+// histories stops with an error, rather than running on, over an alert
+// whose history is far longer than any ZTF sends.
+func TestCostLimitAtRunTime(t *testing.T) {
+	c, err := NewCompiler(20_000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err := c.Compile("prv_candidates.exists(p, p.jd < 0.0)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Alert{Prv: make([]packager.PrvCandidate, 100)}
+	if m, err := e.Eval(a); err != nil || m {
+		t.Fatalf("short history: %v %v", m, err)
+	}
+	a.Prv = make([]packager.PrvCandidate, 50_000)
+	if _, err := e.Eval(a); err == nil || !strings.Contains(err.Error(), "cost limit") {
+		t.Fatalf("long history: %v, want the cost limit exceeded", err)
 	}
 }

@@ -82,7 +82,7 @@ func fillCluster(t *testing.T, cl *kgo.Client, copies int) []sourceAlert {
 				t.Fatal(err)
 			}
 			var a Alert
-			if d.Decode(all[p], true, &a) == nil {
+			if d.Decode(all[p], Parts{true, true, true}, &a) == nil {
 				out = append(out, sourceAlert{topic: topic, rec: rec, alert: &a})
 			}
 		}

@@ -160,7 +160,7 @@ func testFilter(c *filter.Compiler, text string, paths []string, stdout io.Write
 				return err
 			}
 			var a filter.Alert
-			if err := d.Decode(b, e.Cutouts, &a); err != nil {
+			if err := d.Decode(b, filter.Parts{History: e.History, Forced: e.Forced, Cutouts: e.Cutouts}, &a); err != nil {
 				unread++
 				return nil
 			}

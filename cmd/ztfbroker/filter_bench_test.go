@@ -1,0 +1,154 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/filter"
+	"github.com/ztfbroker/ztfbroker/packager"
+)
+
+// hundredFilters are 100 filters of five kinds users write, each with its
+// own numbers: cuts on the candidate, the history helpers, a cone, the
+// rate in a band, and a loop over the history.
+func hundredFilters() []filter.Spec {
+	kinds := []func(i int, f float64) string{
+		func(_ int, f float64) string {
+			return fmt.Sprintf("candidate.rb > %.2f && candidate.magpsf < %.2f && candidate.isdiffpos in ['t', '1']", 0.3+f/50, 17+f/10)
+		},
+		func(i int, f float64) string {
+			return fmt.Sprintf("ndet() >= %d && days_since_first() < %.1f && !has(candidate.ssnamenr)", 2+i%5, 5+f)
+		},
+		func(_ int, f float64) string {
+			return fmt.Sprintf("cone(%.1f, %.1f, %.1f)", f*18, -30+f*4, 3600*(1+f/4))
+		},
+		func(i int, f float64) string {
+			return fmt.Sprintf("mag_rate() < %.3f && candidate.fid == %d", -0.01*(1+f/5), 1+i%2)
+		},
+		func(_ int, f float64) string {
+			return fmt.Sprintf("prv_candidates.exists(p, has(p.magpsf) && p.magpsf - candidate.magpsf > %.2f)", 0.2+f/20)
+		},
+	}
+	var out []filter.Spec
+	for i := range 100 {
+		out = append(out, filter.Spec{Name: fmt.Sprintf("f%03d", i), Owner: "bench", Topics: "ztf_*_programid1",
+			Expression: kinds[i%len(kinds)](i/len(kinds), float64(i/len(kinds)))})
+	}
+	return out
+}
+
+// BenchmarkFilterExposure: 100 filters over 10,000-alert exposures
+// packaged into the real broker (in this process), evaluated by `ztfbroker
+// filter run` as its own process. Reported: the delay from the exposure's
+// last acknowledgement to the runner's commit of the exposure's last alert
+// (every match acknowledged before; median, delay-s), and the alerts the
+// runner evaluates per CPU second of its process (alerts/cpu-s, over the
+// whole run: the history-building exposures, idle polls and all).
+func BenchmarkFilterExposure(b *testing.B) {
+	const alerts, warm = 10_000, 2
+	dir := b.TempDir()
+	addr, _ := benchBroker(b, filepath.Join(dir, "data"), 0)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addr))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := context.Background()
+	comp, err := filter.NewCompiler(0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, s := range hundredFilters() {
+		if err := filter.Save(ctx, cl, filter.DefaultSpecTopic, comp, s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	runner := exec.Command(binary, "filter", "run", "--bootstrap", addr)
+	if err := runner.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer runner.Process.Kill()
+
+	prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: []string{addr}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer prod.Close()
+	cfg := packager.DefaultConfig()
+	cfg.HistoryDir, cfg.RejectDir = filepath.Join(dir, "history"), filepath.Join(dir, "rejects")
+	p, err := packager.New(cfg, prod, nil, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	start := time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
+	sim, err := packager.NewSimulation(packager.SimulateConfig{Alerts: alerts, Start: start}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	topic := packager.NightTopic(packager.TimeJD(start), 1)
+	adm := kadm.NewClient(cl)
+	exposure := func(i int) time.Duration {
+		exp := sim.Exposure(i)
+		exp.Arrived = time.Now()
+		res, err := p.Package(ctx, exp)
+		if err != nil || res.Alerts != alerts {
+			b.Fatalf("%+v %v", res, err)
+		}
+		acked := time.Now()
+		waitCommittedEnd(b, adm, topic)
+		return time.Since(acked)
+	}
+	for i := range warm {
+		exposure(i)
+	}
+	var delays []time.Duration
+	b.ResetTimer()
+	for i := range b.N {
+		delays = append(delays, exposure(warm+i))
+	}
+	b.StopTimer()
+	runner.Process.Signal(syscall.SIGTERM)
+	runner.Wait()
+	cpu := runner.ProcessState.UserTime() + runner.ProcessState.SystemTime()
+	slices.Sort(delays)
+	b.ReportMetric(delays[len(delays)/2].Seconds(), "delay-s")
+	b.ReportMetric(float64(alerts*(warm+b.N))/cpu.Seconds(), "alerts/cpu-s")
+	b.ReportMetric(0, "ns/op")
+}
+
+// waitCommittedEnd polls, every 2 ms, until the filter runners' group has
+// committed the end of every partition of topic.
+func waitCommittedEnd(b *testing.B, adm *kadm.Client, topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		committed, err := adm.FetchOffsets(ctx, filter.DefaultConfig().Group)
+		if err == nil {
+			behind := false
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+					behind = true
+				}
+			})
+			if !behind {
+				return
+			}
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	b.Fatal("the filters did not catch up within 5 minutes")
+}

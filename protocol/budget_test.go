@@ -124,7 +124,7 @@ func TestFrameLargerThanBudget(t *testing.T) {
 // connections that never read: what waits to be written stays within
 // max.inflight.response.bytes, each connection stops being served past
 // connection.max.inflight.response.bytes, and a client that reads its
-// answers still gets records.
+// answers still gets records, within the write timeout at worst.
 func TestUnreadFetchesBounded(t *testing.T) {
 	const total, perConn, fetchMax = 16 << 20, 2 << 20, 4 << 20
 	ts := startServer(t, Config{MaxInflightResponseBytes: total, ConnectionMaxInflightResponseBytes: perConn,
@@ -161,7 +161,13 @@ func TestUnreadFetchesBounded(t *testing.T) {
 	}
 	ts.s.mu.Unlock()
 
-	r := rawRoundTrip(t, ts.addr, fetchReq(11, 1<<20, 1<<20, fetchTarget{topic: "t"})).(*kmsg.FetchResponse)
+	// The reader waits as real clients do: on a loaded machine the
+	// attackers' answers may still hold the whole budget, reserve too,
+	// until their writes stall for WriteTimeout and their connections
+	// are closed; what is given back then wakes the reader's fetch.
+	read := fetchReq(11, 1<<20, 1<<20, fetchTarget{topic: "t"})
+	read.MaxWaitMillis = 6000
+	r := rawRoundTrip(t, ts.addr, read).(*kmsg.FetchResponse)
 	if p := r.Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.RecordBatches) == 0 {
 		t.Fatalf("a reading client during the attack: error %d, %d record bytes", p.ErrorCode, len(p.RecordBatches))
 	}
@@ -181,7 +187,13 @@ func TestFetchFirstBatchLargerThanBudget(t *testing.T) {
 	if _, _, err := ts.b.Produce(t.Context(), "t", 0, batch); err != nil {
 		t.Fatal(err)
 	}
-	r := rawRoundTrip(t, ts.addr, fetchReq(11, 1<<20, 1<<20, fetchTarget{topic: "t"})).(*kmsg.FetchResponse)
+	// The reader waits as real clients do: on a loaded machine the
+	// attackers' answers may still hold the whole budget, reserve too,
+	// until their writes stall for WriteTimeout and their connections
+	// are closed; what is given back then wakes the reader's fetch.
+	read := fetchReq(11, 1<<20, 1<<20, fetchTarget{topic: "t"})
+	read.MaxWaitMillis = 6000
+	r := rawRoundTrip(t, ts.addr, read).(*kmsg.FetchResponse)
 	if p := r.Topics[0].Partitions[0]; p.ErrorCode != 0 || len(p.RecordBatches) != len(batch) {
 		t.Fatalf("error %d, %d record bytes, want the whole %d-byte batch", p.ErrorCode, len(p.RecordBatches), len(batch))
 	}

@@ -293,6 +293,9 @@ func (b *Broker) moveAside(dir string) error {
 // means its default: retention.ms=0 and retention.bytes=0 delete everything
 // sealed, so they become the smallest non-zero value.
 func logConfig(c log.Config) log.Config {
+	if c.Cleanup.Compacts() && c.MaxCompactionLag > 0 && c.MaxCompactionLag < c.SegmentAge {
+		c.SegmentAge = c.MaxCompactionLag // the active segment is never cleaned
+	}
 	if c.RetentionAge == 0 {
 		c.RetentionAge = time.Millisecond
 	}

@@ -20,7 +20,8 @@ import (
 // cleans, dirtiest first, each compacted partition whose dirty ratio
 // (bytes not yet cleaned over the bytes it may clean: sealed segments past
 // min.compaction.lag.ms) is at least the topic's min.cleanable.dirty.ratio,
-// or whose tombstones have reached their delete horizon. The work is
+// whose dirty records are older than max.compaction.lag.ms, or whose
+// tombstones have reached their delete horizon. The work is
 // log.Clean's (log/compact.go); the broker bounds it: the key map by
 // CleanerMapBytes (a log with more keys is cleaned in passes) and the disk
 // by the free space above log.dir.free.min.bytes (a group of segments is
@@ -106,7 +107,9 @@ func (b *Broker) CleanCompacted() int {
 		if clean+dirty > 0 {
 			ratio = float64(dirty) / float64(clean+dirty)
 		}
-		if (dirty > 0 && ratio >= t.cfg.log.MinCleanableDirtyRatio) || p.log.TombstonesDue() {
+		lag := t.cfg.log.MaxCompactionLag
+		overdue := lag > 0 && dirty > 0 && b.now().Sub(time.UnixMilli(p.log.DirtySince())) >= lag
+		if (dirty > 0 && ratio >= t.cfg.log.MinCleanableDirtyRatio) || overdue || p.log.TombstonesDue() {
 			todo = append(todo, due{p, t.cfg, ratio})
 		}
 	}

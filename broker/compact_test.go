@@ -157,3 +157,48 @@ func TestCompactedTopicOverTheWire(t *testing.T) {
 	}
 	t.Logf("%d records of 300 left for %d keys; high watermark %d", total, len(last), hw)
 }
+
+// max.compaction.lag.ms cleans a log below its min.cleanable.dirty.ratio
+// once its dirty records are older.
+func TestCompactedMaxLag(t *testing.T) {
+	s := startStack(t, t.TempDir())
+	adm := kadm.NewClient(s.client())
+	ctx := context.Background()
+	str := func(v string) *string { return &v }
+	for topic, lag := range map[string]string{"ratio-only": "9223372036854775807", "lagged": "1"} {
+		res, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"cleanup.policy": str("compact"), "segment.ms": str("50"),
+			"min.cleanable.dirty.ratio": str("1"), "max.compaction.lag.ms": str(lag)}, topic)
+		if err == nil {
+			err = res.Error()
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	cl := s.client()
+	t0 := time.Now().Add(-time.Minute)
+	produce := func(round int) {
+		var recs []*kgo.Record
+		for _, topic := range []string{"ratio-only", "lagged"} {
+			for i := 0; i < 20; i++ {
+				recs = append(recs, &kgo.Record{Topic: topic, Key: []byte(fmt.Sprint(i % 5)), Value: []byte(fmt.Sprint(round, i)),
+					Timestamp: t0.Add(time.Duration(round*1000+i) * time.Millisecond)})
+			}
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	produce(0)
+	produce(1) // seals round 0's segment: all dirty, ratio 1
+	if n := s.b.CleanCompacted(); n != 2 {
+		t.Fatalf("first clean: %d partitions, want 2", n)
+	}
+	produce(2) // seals round 1's: dirty ratio now below 1
+	if n := s.b.CleanCompacted(); n != 1 {
+		t.Fatalf("second clean: %d partitions, want only the one past max.compaction.lag.ms", n)
+	}
+	if n := s.b.CleanCompacted(); n != 0 {
+		t.Fatalf("third clean: %d partitions, want none", n)
+	}
+}

@@ -534,6 +534,35 @@ var topicKeys = []topicKey{
 			return nil
 		},
 	},
+	{
+		name: "max.compaction.lag.ms", broker: "log.cleaner.max.compaction.lag.ms", typ: kmsg.ConfigTypeLong,
+		doc: "Most time a record stays uncompacted: a compacted log whose dirty records are older is cleaned whatever " +
+			"its dirty ratio, and its active segment is sealed at this age. 9223372036854775807: no bound.",
+		get: func(tc *topicConfig) string {
+			if tc.log.MaxCompactionLag == 0 {
+				return strconv.FormatInt(math.MaxInt64, 10)
+			}
+			return ms(tc.log.MaxCompactionLag)
+		},
+		set: func(tc *topicConfig, v string) error {
+			if v == strconv.FormatInt(math.MaxInt64, 10) {
+				tc.log.MaxCompactionLag = 0
+				return nil
+			}
+			d, err := parseDuration(v, time.Millisecond, false)
+			if err == nil && d < time.Millisecond {
+				err = outOfRange(fmt.Sprintf("1 to %d, or %d (no bound)", maxMs, int64(math.MaxInt64)))
+			}
+			tc.log.MaxCompactionLag = d
+			return err
+		},
+		check: func(tc *topicConfig) error {
+			if tc.log.MaxCompactionLag < 0 {
+				return outOfRange(fmt.Sprintf("1 to %d, or %d (no bound)", maxMs, int64(math.MaxInt64)))
+			}
+			return nil
+		},
+	},
 	cleanerDuration("min.compaction.lag.ms", "log.cleaner.min.compaction.lag.ms",
 		"Least time a record stays uncompacted: a segment holding a batch newer than this is not cleaned yet.",
 		func(tc *topicConfig) *time.Duration { return &tc.log.MinCompactionLag }),

@@ -25,6 +25,7 @@ var badNumbers = map[string][]string{
 	"log.roll.ms":                         {"0", "-1", "9223372036855"},
 	"log.cleaner.delete.retention.ms":     {"-1", "9223372036855"},
 	"log.cleaner.backoff.ms":              {"0", "-1"},
+	"log.cleaner.max.compaction.lag.ms":   {"0", "-1", "9223372036855"},
 	"log.cleaner.min.compaction.lag.ms":   {"-1", "9223372036855"},
 	"log.index.interval.bytes":            {"0", "2147483648"},
 	"log.flush.interval.ms":               {"-1", "9223372036855"},

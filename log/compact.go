@@ -153,6 +153,31 @@ func (l *Log) Cleanable(minLag time.Duration) (clean, dirty int64, err error) {
 	return clean, dirty, nil
 }
 
+// DirtySince is the newest batch timestamp (unix ms) of the first sealed
+// segment holding records not yet cleaned, -1 when there is none: the
+// broker cleans a log whose dirty records are older than
+// max.compaction.lag.ms whatever its dirty ratio. (Kafka takes the
+// segment's first timestamp; a sealed segment here keeps only its largest,
+// so the lag may run over by up to segment.ms.)
+func (l *Log) DirtySince() int64 {
+	first, err := l.firstDirty()
+	if err != nil {
+		return -1
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return -1
+	}
+	first = max(first, l.logStart)
+	for i, s := range l.segs[:len(l.segs)-1] {
+		if l.segs[i+1].base > first {
+			return s.maxTs
+		}
+	}
+	return -1
+}
+
 // firstDirty reads the clean-offset file once.
 func (l *Log) firstDirty() (int64, error) {
 	c := &l.cleaner

@@ -87,6 +87,11 @@ type Config struct {
 	DeleteRetention        time.Duration
 	MinCompactionLag       time.Duration
 	MinCleanableDirtyRatio float64
+	// MaxCompactionLag is max.compaction.lag.ms: a compacted log whose
+	// dirty records are older is cleaned whatever its dirty ratio, and its
+	// active segment is sealed at that age (the broker makes it SegmentAge
+	// when shorter). 0: none (Kafka's Long.MAX).
+	MaxCompactionLag time.Duration
 }
 
 // DefaultConfig is every partition's configuration unless the broker or the
@@ -158,6 +163,9 @@ func (c Config) Validate() error {
 	}
 	if c.DeleteRetention < 0 {
 		errs = append(errs, fmt.Errorf("delete.retention.ms %v: want >= 0", c.DeleteRetention))
+	}
+	if c.MaxCompactionLag < 0 {
+		errs = append(errs, fmt.Errorf("max.compaction.lag.ms %v: want > 0", c.MaxCompactionLag))
 	}
 	if c.MinCompactionLag < 0 {
 		errs = append(errs, fmt.Errorf("min.compaction.lag.ms %v: want >= 0", c.MinCompactionLag))

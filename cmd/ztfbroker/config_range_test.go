@@ -65,6 +65,7 @@ var outOfRange = map[string][]string{
 	"log.roll.ms":                         {"0", "-1"},
 	"log.cleaner.delete.retention.ms":     {"-1"},
 	"log.cleaner.backoff.ms":              {"0", "-1"},
+	"log.cleaner.max.compaction.lag.ms":   {"0", "-1"},
 	"log.cleaner.min.compaction.lag.ms":   {"-1"},
 	"log.index.interval.bytes":            {"0", "-1"},
 	"log.flush.interval.ms":               {"-1"},

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"strings"
@@ -45,7 +46,26 @@ func TestServeDefaultsFillTonightsTopic(t *testing.T) {
 		t.Fatalf("simulated alert of %d bytes; ZTF alerts with cutouts are ~60 kB", len(r.Value))
 	}
 
+	// The portal shows them within the same minute (issue 15).
+	for {
+		resp, err := http.Get("http://" + b.HTTP + "/api/v1/index/status")
+		var st struct {
+			Alerts int64 `json:"alerts_indexed"`
+		}
+		if err == nil {
+			json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+		}
+		if st.Alerts >= firstExposure {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatalf("the portal's index holds %d alerts a minute after start, want the first exposure's %d", st.Alerts, firstExposure)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 	for path, want := range map[string]string{
+		"/":               `id="alerts-indexed"`,
 		"/schemas/ids/1":  `\"version\":\"4.02\"`, // the schema is a JSON string inside the answer
 		"/alerts/public/": "<html",
 		"/healthz":        "ok",

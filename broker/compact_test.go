@@ -202,3 +202,53 @@ func TestCompactedMaxLag(t *testing.T) {
 		t.Fatalf("third clean: %d partitions, want none", n)
 	}
 }
+
+// cleanup.policy altered on the wire takes effect at once: a topic made
+// compacted is cleaned, and retention no longer deletes its segments.
+func TestCompactedByAlterConfigs(t *testing.T) {
+	s := startStack(t, t.TempDir())
+	adm := kadm.NewClient(s.client())
+	ctx := context.Background()
+	str := func(v string) *string { return &v }
+	res, err := adm.CreateTopics(ctx, 1, 1, map[string]*string{"segment.ms": str("50"), "retention.ms": str("1000")}, "state")
+	if err == nil {
+		err = res.Error()
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Now().Add(-time.Hour) // past retention.ms: delete would remove it
+	keyless := &kgo.Record{Topic: "state", Value: []byte("no key yet"), Timestamp: t0.Add(-time.Second)}
+	if err := s.client().ProduceSync(ctx, keyless).FirstErr(); err != nil {
+		t.Fatalf("keyless record before compaction: %v", err)
+	}
+	alt, err := adm.AlterTopicConfigs(ctx, []kadm.AlterConfig{{Op: kadm.SetConfig, Name: "cleanup.policy", Value: str("compact")},
+		{Op: kadm.SetConfig, Name: "min.cleanable.dirty.ratio", Value: str("0")}}, "state")
+	if err == nil {
+		_, err = alt.On("state", nil)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := s.client()
+	for round := 0; round < 3; round++ {
+		var recs []*kgo.Record
+		for i := 0; i < 10; i++ {
+			recs = append(recs, &kgo.Record{Topic: "state", Key: []byte(fmt.Sprint(i % 3)), Value: []byte(fmt.Sprint(round, i)),
+				Timestamp: t0.Add(time.Duration(round*1000+i) * time.Millisecond)})
+		}
+		if err := cl.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := s.b.EnforceRetention(); n != 0 {
+		t.Fatalf("retention deleted %d segments of a compacted topic", n)
+	}
+	if n := s.b.CleanCompacted(); n != 1 {
+		t.Fatalf("cleaned %d partitions after the alter, want 1", n)
+	}
+	offs, err := adm.ListStartOffsets(ctx, "state")
+	if err != nil || offs["state"][0].Offset != 0 {
+		t.Fatalf("log start offset %v (%v), want 0", offs["state"][0].Offset, err)
+	}
+}

@@ -36,6 +36,7 @@ var allowedImports = map[string][]string{
 	"mirror":           {"alertcat"},
 	"alertindex":       {"avrofile"},
 	"portal":           {"alertcat", "alertindex", "avrofile"},
+	"mirror/mm2":       {}, // tests only: Kafka's MirrorMaker 2 between two ztfbroker processes
 	"web":              {},
 	"filter":           {"avrofile", "packager"},
 	"bench":            anyPackage,

@@ -39,14 +39,20 @@ func TestPackageRunSimulate(t *testing.T) {
 	cfg.Source.Simulate.Cadence = time.Minute
 	c := newCluster(t, 1)
 	p := newTestPackager(t, cfg, newProducer(t, c))
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if err := p.Run(ctx); err != nil {
+	ran := make(chan error, 1)
+	go func() { ran <- p.Run(ctx) }()
+	topic := NightTopic(TimeJD(nightStart), 1)
+	// At least two exposures of 10 alerts (the first comes at once), made
+	// while Run goes on (under -race on a loaded machine, an exposure can
+	// take longer to make than its interval).
+	// The topic may not exist yet: look for it every 100 ms.
+	consume(t, c.ListenAddrs(), "^"+topic+"$", 20, kgo.MetadataMinAge(100*time.Millisecond), kgo.MetadataMaxAge(100*time.Millisecond))
+	cancel()
+	if err := <-ran; err != nil {
 		t.Fatal(err)
 	}
-	topic := NightTopic(TimeJD(nightStart), 1)
-	// At least two exposures of 10 alerts (the first comes at once).
-	consume(t, c.ListenAddrs(), "^"+topic+"$", 20)
 }
 
 // TestPackageIngestFollow: with a poll interval the ingest source waits for

@@ -1,8 +1,10 @@
 package filter
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
+	"sync/atomic"
 
 	"cel.dev/cel-go/interpreter"
 	"github.com/hamba/avro/v2"
@@ -103,6 +105,15 @@ func (a *Alert) Parent() interpreter.Activation { return nil }
 // the packager write them) into Alerts, parsing each writer schema once.
 type Decoder struct {
 	schemas *avrofile.Schemas
+	// last is the latest writer schema: a stream's alerts all carry the
+	// same, so most are matched by a byte comparison, without hashing
+	// 20 kB of schema text into the cache.
+	last atomic.Pointer[lastSchema]
+}
+
+type lastSchema struct {
+	text   []byte
+	schema avro.Schema
 }
 
 // NewDecoder returns a decoder with a cache of writer schemas.
@@ -114,9 +125,15 @@ func (d *Decoder) Decode(value []byte, parts Parts, a *Alert) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAlert, err)
 	}
-	schema, err := d.schemas.Parse(string(h.Schema()))
-	if err != nil {
-		return fmt.Errorf("%w: writer schema: %v", ErrNotAlert, err)
+	var schema avro.Schema
+	if l := d.last.Load(); l != nil && bytes.Equal(l.text, h.Schema()) {
+		schema = l.schema
+	} else {
+		text := string(h.Schema())
+		if schema, err = d.schemas.Parse(text); err != nil {
+			return fmt.Errorf("%w: writer schema: %v", ErrNotAlert, err)
+		}
+		d.last.Store(&lastSchema{text: []byte(text), schema: schema})
 	}
 	blk, _, err := avrofile.ReadBlock(value[n:], h.Sync)
 	if err != nil {

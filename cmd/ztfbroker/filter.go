@@ -10,6 +10,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -84,6 +85,11 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		}
 		return testFilter(compiler, *expr, positional, stdout)
 	case "run":
+		if _, set := os.LookupEnv("GOGC"); !set {
+			// An alert is garbage once evaluated and the runner holds
+			// little else: collecting less often saves a fifth of its CPU.
+			debug.SetGCPercent(400)
+		}
 		cfg := filter.DefaultConfig()
 		cfg.Bootstrap, cfg.Group, cfg.SpecTopic, cfg.InstanceID = strings.Split(*bootstrap, ","), *group, *specTopic, *instance
 		logger := zap.NewExample()

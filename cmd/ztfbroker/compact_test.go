@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -106,4 +108,68 @@ func metricValue(t *testing.T, b *serveProc, sample string) float64 {
 	v, _ := metricSample(t, b, sample)
 	f, _ := strconv.ParseFloat(v, 64)
 	return f
+}
+
+// Kafka's Java clients, as Kafka Connect and MirrorMaker 2 use theirs: the
+// AdminClient creates a compacted topic, the producer writes keyed records
+// and tombstones with zstd, snappy and no codec, serve's cleaner compacts it, and the
+// consumer reads each key's last value at its offset and ends at the log
+// end, stepping over what compaction removed.
+func TestCompactedTopicJava(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	// The codecs kafka-clients 4.1.1 compresses with (kcat and franz-go
+	// cover gzip and lz4).
+	jars := javaAdminJars(t, ctx, "com.github.luben:zstd-jni:1.5.6-10", "org.xerial.snappy:snappy-java:1.1.10.7")
+	classes := t.TempDir()
+	runTool(t, ctx, nil, "javac", "-cp", filepath.Join(jars, "*"), "-d", classes, filepath.Join("testdata", "java", "Compacted.java"))
+	b := startBroker(t, "", "--set", "log.cleaner.backoff.ms=100")
+	java := func(mode string) []string {
+		out := runTool(t, ctx, nil, "java", "-cp", classes+string(os.PathListSeparator)+filepath.Join(jars, "*"), "Compacted", mode, b.Kafka, "connect-configs")
+		return strings.Split(strings.TrimSpace(string(out)), "\n")
+	}
+	type written struct {
+		value  string
+		offset int64
+	}
+	last, produced := map[string]written{}, int64(0)
+	for _, line := range java("produce") {
+		var off int64
+		var k, v string
+		if n, _ := fmt.Sscanf(line, "rec %d %s %s", &off, &k, &v); n == 3 {
+			if w, ok := last[k]; !ok || off > w.offset {
+				last[k] = written{v, off}
+			}
+			produced = max(produced, off+1)
+		}
+	}
+	removed := `ztfbroker_log_cleaner_records_removed_total{topic="connect-configs"}`
+	for metricValue(t, b, removed) == 0 {
+		if ctx.Err() != nil {
+			t.Fatalf("the cleaner removed nothing:\n%s", b.Logs())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	got, prev, end, n := map[string]written{}, int64(-1), int64(-1), 0
+	for _, line := range java("consume") {
+		var off int64
+		var k, v string
+		if c, _ := fmt.Sscanf(line, "got %d %s %s", &off, &k, &v); c == 3 {
+			if off <= prev {
+				t.Fatalf("offset %d after %d", off, prev)
+			}
+			prev, n = off, n+1
+			got[k] = written{v, off}
+		}
+		fmt.Sscanf(line, "end %d", &end)
+	}
+	if end != produced || n >= int(produced) {
+		t.Fatalf("Java consumer read %d records and ended at %d; %d produced", n, end, produced)
+	}
+	for k, w := range last {
+		if got[k] != w {
+			t.Fatalf("key %s: Java consumer read %+v, last produced %+v", k, got[k], w)
+		}
+	}
+	t.Logf("Java consumer read %d of %d records, %d keys", n, produced, len(last))
 }

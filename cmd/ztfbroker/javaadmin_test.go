@@ -13,12 +13,13 @@ import (
 // kafkaClientsVersion is the Apache Kafka Java client the admin test runs.
 const kafkaClientsVersion = "4.1.1"
 
-// javaAdminJars fetches kafka-clients and slf4j-api with Maven into a cache
-// folder shared by runs (Maven's own repository makes a second fetch local).
-func javaAdminJars(t *testing.T, ctx context.Context) string {
+// javaAdminJars fetches kafka-clients and slf4j-api (and the extra
+// artifacts, group:name:version) with Maven into a cache folder shared by
+// runs (Maven's own repository makes a second fetch local).
+func javaAdminJars(t *testing.T, ctx context.Context, extra ...string) string {
 	t.Helper()
 	dir := filepath.Join(os.TempDir(), "ztfbroker-test-jars-"+kafkaClientsVersion)
-	for _, artifact := range []string{"org.apache.kafka:kafka-clients:" + kafkaClientsVersion, "org.slf4j:slf4j-api:1.7.36"} {
+	for _, artifact := range append([]string{"org.apache.kafka:kafka-clients:" + kafkaClientsVersion, "org.slf4j:slf4j-api:1.7.36"}, extra...) {
 		parts := strings.Split(artifact, ":")
 		if _, err := os.Stat(filepath.Join(dir, parts[1]+"-"+parts[2]+".jar")); err == nil {
 			continue

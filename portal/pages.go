@@ -39,8 +39,13 @@ type TopicStatus struct {
 
 func (p *Portal) status(r *http.Request) Status {
 	st := Status{AlertsIndexed: p.d.Index.Count(), Links: p.d.Links}
+	acc := p.accessFor(r)
 	for t, n := range p.d.Index.Topics() {
-		st.Topics = append(st.Topics, TopicStatus{t, n})
+		// A topic of other programs than the public one is listed to
+		// those who may read it (the figures count every alert).
+		if strings.HasSuffix(t, "_programid1") || (acc.mayRead != nil && acc.mayRead(r, t)) {
+			st.Topics = append(st.Topics, TopicStatus{t, n})
+		}
 	}
 	sort.Slice(st.Topics, func(i, j int) bool { return st.Topics[i].Name > st.Topics[j].Name }) // tonight first
 	if p.d.Progress != nil {

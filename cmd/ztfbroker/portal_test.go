@@ -11,11 +11,13 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -352,9 +354,61 @@ func TestPortal(t *testing.T) {
 	if !strings.Contains(out, "digest "+want) {
 		t.Errorf("reindex built another index than the one followed (digest %s, %d alerts):\n%s", want, wantN, out)
 	}
+	checkPortalCommand(t, b2.Kafka, filepath.Join(dir, "elsewhere"), int64(wantN), alerts)
 	b2.Stop()
 	if got, _ := digest(); got != want {
 		t.Errorf("index after reindex: digest %s, want %s", got, want)
+	}
+}
+
+// checkPortalCommand runs `ztfbroker portal --bootstrap` against the broker
+// as against any Kafka cluster: it indexes every alert into its own folder
+// and serves the public ones (without the broker's users, nothing else).
+func checkPortalCommand(t *testing.T, kafka, index string, want int64, alerts []logAlert) {
+	addr := freeAddr(t)
+	cmd := exec.Command(binary, "portal", "--bootstrap", kafka, "--index", index, "--http", addr, "--group", "portal-elsewhere")
+	var logs strings.Builder
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		cmd.Wait()
+	}()
+	c := portalClient{t: t, base: addr}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var st apiStatus
+		req, _ := http.Get("http://" + addr + "/api/v1/index/status")
+		if req != nil {
+			json.NewDecoder(req.Body).Decode(&st)
+			req.Body.Close()
+		}
+		if st.AlertsIndexed == want {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ztfbroker portal indexed %d alerts, want %d:\n%s", st.AlertsIndexed, want, tail(logs.String()))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	checked := map[bool]int{}
+	for _, a := range alerts {
+		if checked[a.ProgramID == 1] >= 5 {
+			continue
+		}
+		checked[a.ProgramID == 1]++
+		code, body := c.get(fmt.Sprintf("/api/v1/alerts/%d?format=avro", a.Candid))
+		switch {
+		case a.ProgramID == 1 && (code != 200 || !bytes.Equal(body, a.Value)):
+			t.Errorf("ztfbroker portal: public alert %d: %d, %d bytes", a.Candid, code, len(body))
+		case a.ProgramID != 1 && code != 401:
+			t.Errorf("ztfbroker portal: alert %d of programid %d: %d, want 401", a.Candid, a.ProgramID, code)
+		}
+	}
+	if checked[true] < 5 || checked[false] < 5 {
+		t.Errorf("checked %d public and %d other alerts through ztfbroker portal", checked[true], checked[false])
 	}
 }
 
@@ -555,10 +609,8 @@ func checkPages(t *testing.T, b *serveProc, objectID string) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
 		args := []string{"--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--window-size=900,1000"}
-		out := runTool(t, ctx, nil, "chromium", append(args, "--dump-dom", u)...)
-		if shot != "" {
-			runTool(t, ctx, nil, "chromium", append(args, "--screenshot="+filepath.Join(shots, shot), u)...)
-		}
+		// One run writes the screenshot and prints the DOM.
+		out := runTool(t, ctx, nil, "chromium", append(args, "--screenshot="+filepath.Join(shots, shot), "--dump-dom", u)...)
 		return string(out)
 	}
 	defer func() {

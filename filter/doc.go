@@ -7,8 +7,8 @@
 //
 // # The filters topic
 //
-// Filters are records of one topic (DefaultSpecTopic, one partition, kept
-// forever), keyed by the filter's name, valued by the Spec as JSON:
+// Filters are records of one topic (DefaultSpecTopic, one partition,
+// compacted), keyed by the filter's name, valued by the Spec as JSON:
 //
 //	key   "bright"
 //	value {"name":"bright","owner":"alice","topics":"ztf_*_programid1",

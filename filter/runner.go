@@ -43,7 +43,7 @@ type Config struct {
 	// at once instead of waiting out the dead member's session. Empty:
 	// a dynamic member (serve uses "ztfbroker-serve").
 	InstanceID string `yaml:"instance.id"`
-	// SpecTopic holds the filters (DefaultSpecTopic).
+	// SpecTopic holds the filters (DefaultSpecTopic, compacted).
 	SpecTopic string `yaml:"spec.topic"`
 	// MaxPollRecords is the most alerts between two offset commits; a
 	// crash replays at most these, and the matches they made are found

@@ -14,16 +14,15 @@ import (
 )
 
 // DefaultSpecTopic holds the filters: one partition, a record per change
-// keyed by the filter's name, the latest one winning (a compacted topic's
-// reading, on a topic kept forever: filters are few and small).
+// keyed by the filter's name, compacted so that the latest record of each
+// name is kept.
 const DefaultSpecTopic = "__ztfbroker_filters"
 
 // EnsureSpecTopic creates the specs topic if it is missing: one
-// partition, kept forever.
+// partition, cleanup.policy compact.
 func EnsureSpecTopic(ctx context.Context, cl *kgo.Client, topic string) error {
-	forever := "-1"
-	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1,
-		map[string]*string{"retention.ms": &forever, "retention.bytes": &forever}, topic)
+	compact := "compact"
+	resp, err := kadm.NewClient(cl).CreateTopic(ctx, 1, -1, map[string]*string{"cleanup.policy": &compact}, topic)
 	if err == nil {
 		err = resp.Err
 	}

@@ -6,10 +6,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"strings"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/ztfbroker/ztfbroker/alertcat"
+	"github.com/ztfbroker/ztfbroker/protocol"
 )
 
 const catUsage = `usage: ztfbroker cat [flags] SOURCE... DEST
@@ -32,6 +36,12 @@ Records keep the key, timestamp and headers they were read with; alerts
 from files are keyed by objectId and stamped with the send time (--timestamp
 jd: the observation time, candidate.jd).
 
+Over TLS (--tls-ca, or --tls for the system's roots) and with a SASL login
+(--sasl-user, --sasl-mechanism, the password from --sasl-password-file or
+ZTFBROKER_SASL_PASSWORD), the same for every kafka:// SOURCE and DEST:
+  ztfbroker cat --eof --tls-ca ca.pem --sasl-user alice --sasl-password-file alice.pw \
+    kafka://alerts.example.org:9093/ztf_20261129_programid1 night.avro
+
 JSON alerts are one object per line: "$avro" (sync marker, header keys and
 writer schema, so the Avro bytes can be rebuilt exactly), "$kafka" (where the
 record was read), then every field of the alert in schema order.
@@ -53,6 +63,8 @@ func runCat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		start   string
 		bytesAs string
 		schemas string
+		sec     alertcat.Security
+		pwFile  string
 	)
 	fs.StringVar(&cfg.From, "from", "", "format of file and stdin sources: avro or json (default: by extension, or sniffed)")
 	fs.StringVar(&cfg.To, "to", "", "format of file and stdout destinations: avro or json (default: by extension; json for -)")
@@ -66,6 +78,11 @@ func runCat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 	fs.StringVar(&cfg.Timestamps, "timestamp", alertcat.TimestampsKeep, "`mode` of produced records' timestamps: keep (Kafka records keep theirs; alerts from files get the send time), jd (candidate.jd, the observation time) or now (the send time)")
 	fs.BoolVar(&cfg.Create, "create", false, "create a missing destination topic with the broker's defaults")
 	fs.DurationVar(&cfg.Timeout, "timeout", 10*time.Second, "bound on connecting, metadata requests, and delivery that makes no progress")
+	fs.BoolVar(&sec.TLS, "tls", false, "reach Kafka over TLS, trusting the system's roots")
+	fs.StringVar(&sec.CAFile, "tls-ca", "", "reach Kafka over TLS, trusting this PEM `file`")
+	fs.StringVar(&sec.SASLUser, "sasl-user", "", "log in to Kafka with SASL as this `user`")
+	fs.StringVar(&sec.SASLMechanism, "sasl-mechanism", "", "SASL mechanism: SCRAM-SHA-512 (the default with --sasl-user), SCRAM-SHA-256 or PLAIN (over TLS only)")
+	fs.StringVar(&pwFile, "sasl-password-file", "", "`file` whose first line is --sasl-user's password (default: $ZTFBROKER_SASL_PASSWORD)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return nil
@@ -96,8 +113,45 @@ func runCat(ctx context.Context, args []string, stdin io.Reader, stdout, stderr 
 		}
 		cfg.Start = t
 	}
+	opts, err := catSecurity(sec, pwFile)
+	if err != nil {
+		return err
+	}
+	cfg.KafkaOpts = append(cfg.KafkaOpts, opts...)
 	cfg.Stdin, cfg.Stdout, cfg.Stderr = stdin, stdout, stderr
 	return alertcat.Run(ctx, cfg)
+}
+
+// catSecurity checks cat's TLS and SASL flags and makes the Kafka client
+// options from them (alertcat.Security, as mirror's), the password read
+// from the file or the environment.
+func catSecurity(sec alertcat.Security, pwFile string) ([]kgo.Opt, error) {
+	if sec.SASLUser != "" && sec.SASLMechanism == "" {
+		sec.SASLMechanism = protocol.MechanismScramSHA512
+	}
+	// Security names its settings as the YAML does; cat's are flags.
+	flagNames := strings.NewReplacer("sasl.mechanism", "sasl-mechanism", "sasl.user", "sasl-user", "tls ca", "--tls-ca")
+	if err := sec.Validate("--"); err != nil {
+		return nil, errors.New("cat: " + flagNames.Replace(err.Error()))
+	}
+	switch {
+	case sec.SASLUser == "":
+	case pwFile != "":
+		pass, err := readPassword(pwFile, nil)
+		if err != nil {
+			return nil, fmt.Errorf("cat: --sasl-password-file: %w", err)
+		}
+		sec.SASLPassword = pass
+	case os.Getenv("ZTFBROKER_SASL_PASSWORD") != "":
+		sec.SASLPassword = os.Getenv("ZTFBROKER_SASL_PASSWORD")
+	default:
+		return nil, errors.New("cat: --sasl-user needs --sasl-password-file or ZTFBROKER_SASL_PASSWORD")
+	}
+	opts, err := sec.KafkaOpts()
+	if err != nil {
+		return nil, errors.New("cat: " + flagNames.Replace(err.Error()))
+	}
+	return opts, nil
 }
 
 func parseStart(s string, now time.Time) (time.Time, error) {

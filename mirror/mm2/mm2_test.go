@@ -58,6 +58,8 @@ func TestMain(m *testing.M) {
 // created compacted, and serve's cleaner compacts Connect's offsets topic
 // while MM2 runs; read back from the start, that topic still holds, for
 // each upstream partition, the offset of the last record MM2 copied.
+// Killed and started again, MM2 reads its state back from those topics and
+// copies what was sent since, nothing twice.
 func TestMirrorMaker2BetweenZtfbrokers(t *testing.T) {
 	for _, tool := range []string{"java", "mvn"} {
 		if _, err := exec.LookPath(tool); err != nil {
@@ -78,17 +80,18 @@ func TestMirrorMaker2BetweenZtfbrokers(t *testing.T) {
 	}
 	mm2 := startMM2(t, jars, up.kafka, down.kafka, topic)
 
-	// Two rounds, so that MM2 stores a position for each partition more
-	// than once: the second round's records make the first's dirty.
+	// Each round sends perRound records and waits until all sent so far
+	// are copied, in order, nothing twice.
 	var sent []*kgo.Record
 	base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
-	for round := 0; round < 2; round++ {
+	round := func(r int) {
+		t.Helper()
 		var batch []*kgo.Record
 		for i := 0; i < perRound; i++ {
-			n := round*perRound + i
+			n := r*perRound + i
 			batch = append(batch, &kgo.Record{Topic: topic, Partition: int32(n % partitions),
 				Key:       []byte(fmt.Sprintf("ZTF26aa%05d", n)),
-				Value:     []byte(fmt.Sprintf(`{"candid":%d,"round":%d}`, 3000000000000+n, round)),
+				Value:     []byte(fmt.Sprintf(`{"candid":%d,"round":%d}`, 3000000000000+n, r)),
 				Timestamp: base.Add(time.Duration(n) * 1500 * time.Microsecond).Truncate(time.Millisecond),
 				Headers:   []kgo.RecordHeader{{Key: "ztf.field", Value: []byte(strconv.Itoa(600 + n%7))}}})
 		}
@@ -100,7 +103,7 @@ func TestMirrorMaker2BetweenZtfbrokers(t *testing.T) {
 		for p := int32(0); p < partitions; p++ {
 			want, got := inPartition(sent, p), inPartition(copied, p)
 			if len(got) != len(want) {
-				t.Fatalf("round %d partition %d: %d records copied, want %d", round, p, len(got), len(want))
+				t.Fatalf("round %d partition %d: %d records copied, want %d", r, p, len(got), len(want))
 			}
 			for i := range want {
 				w, g := want[i], got[i]
@@ -112,6 +115,10 @@ func TestMirrorMaker2BetweenZtfbrokers(t *testing.T) {
 			}
 		}
 	}
+	// Two rounds, so that MM2 stores a position for each partition more
+	// than once: the second round's records make the first's dirty.
+	round(0)
+	round(1)
 
 	// MM2's internal topics, each created by MM2 with cleanup.policy=compact:
 	// Kafka Connect's three, the heartbeats and the checkpoints on the
@@ -155,30 +162,60 @@ func TestMirrorMaker2BetweenZtfbrokers(t *testing.T) {
 	}
 	// Read back from the start, the compacted offsets topic has offsets
 	// rising with gaps, and each upstream partition's last stored position
-	// is its last record's offset (MirrorSourceTask stores the offset of
-	// the last record it copied), once MM2 has flushed it.
-	lastOf := map[int32]int64{}
-	for p := int32(0); p < partitions; p++ {
-		lastOf[p] = int64(len(inPartition(sent, p))) - 1
+	// is its last record's, once MM2 has flushed it.
+	stored, read, span := waitPositions(t, ctx, down.kafka, offsets, topic, sent, true)
+	t.Logf("%s: %d records over %d offsets, %.0f removed by the cleaner; positions %v", offsets, read, span,
+		metric(t, down.http, removed), stored)
+
+	// MM2 killed and started again reads its connectors' configs and its
+	// positions back from the compacted topics and carries on where it
+	// stopped: a third round is copied after the first two, nothing twice
+	// (its positions were flushed before the kill).
+	mm2.kill()
+	mm2 = startMM2(t, jars, up.kafka, down.kafka, topic)
+	round(2)
+	waitPositions(t, ctx, down.kafka, offsets, topic, sent, false)
+	ends, err := kadm.NewClient(downCl).ListEndOffsets(ctx, "up."+topic)
+	if err == nil {
+		err = ends.Error()
 	}
-	var stored map[int32]int64
-	var read, span int64
+	if err != nil {
+		t.Fatal(err)
+	}
+	ends.Each(func(o kadm.ListedOffset) {
+		if want := int64(len(inPartition(sent, o.Partition))); o.Offset != want {
+			t.Errorf("up.%s partition %d: %d records after the restart, want %d", topic, o.Partition, o.Offset, want)
+		}
+	})
+}
+
+// waitPositions waits until MM2's offsets topic, read from its start,
+// holds for each partition of topic the offset of the last record sent
+// (MirrorSourceTask stores the offset of the last record it copied), and,
+// when gaps, with offsets missing where the cleaner removed records.
+func waitPositions(t *testing.T, ctx context.Context, addr, offsets, topic string, sent []*kgo.Record, gaps bool) (map[int32]int64, int64, int64) {
+	t.Helper()
+	lastOf := map[int32]int64{}
+	for _, r := range sent {
+		lastOf[r.Partition]++
+	}
+	for p := range lastOf {
+		lastOf[p]--
+	}
 	for {
-		stored, read, span = mm2Positions(t, ctx, down.kafka, offsets, topic)
-		done := read < span
+		stored, read, span := mm2Positions(t, ctx, addr, offsets, topic)
+		done := !gaps || read < span
 		for p, last := range lastOf {
 			done = done && stored[p] == last
 		}
 		if done {
-			break
+			return stored, read, span
 		}
 		if ctx.Err() != nil {
 			t.Fatalf("%s read back: positions %v (want %v), %d records over %d offsets", offsets, stored, lastOf, read, span)
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
-	t.Logf("%s: %d records over %d offsets, %.0f removed by the cleaner; positions %v", offsets, read, span,
-		metric(t, down.http, removed), stored)
 }
 
 // mm2Positions reads Connect's offsets topic from its start to its high

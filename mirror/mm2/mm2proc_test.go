@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"testing"
 	"time"
@@ -67,6 +66,7 @@ func mm2Jars(t *testing.T, ctx context.Context) string {
 // mm2Proc is Kafka's connect-mirror-maker (org.apache.kafka.connect.mirror.MirrorMaker)
 // in dedicated mode.
 type mm2Proc struct {
+	t    *testing.T
 	cmd  *exec.Cmd
 	log  string
 	done chan struct{}
@@ -132,13 +132,17 @@ func startMM2(t *testing.T, jars, up, down, topic string) *mm2Proc {
 		t.Fatal(err)
 	}
 	go func() { m.cmd.Wait(); log.Close(); close(m.done) }()
-	t.Cleanup(func() {
-		m.cmd.Process.Signal(syscall.SIGKILL)
-		select {
-		case <-m.done:
-		case <-time.After(10 * time.Second):
-			t.Errorf("MirrorMaker 2 (pid %s) still running 10 s after SIGKILL", strconv.Itoa(m.cmd.Process.Pid))
-		}
-	})
+	m.t = t
+	t.Cleanup(m.kill)
 	return m
+}
+
+// kill sends SIGKILL and waits for the JVM to be gone.
+func (m *mm2Proc) kill() {
+	m.cmd.Process.Signal(syscall.SIGKILL)
+	select {
+	case <-m.done:
+	case <-time.After(10 * time.Second):
+		m.t.Errorf("MirrorMaker 2 (pid %d) still running 10 s after SIGKILL", m.cmd.Process.Pid)
+	}
 }

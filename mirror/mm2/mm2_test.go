@@ -10,6 +10,7 @@ package mm2_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +25,7 @@ import (
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
@@ -131,14 +133,29 @@ func TestMirrorMaker2BetweenZtfbrokers(t *testing.T) {
 		{downCl, []string{offsets, "mm2-configs.up.internal", "mm2-status.up.internal", "heartbeats", "up.checkpoints.internal"}},
 		{upCl, []string{"mm2-offset-syncs.down.internal"}},
 	} {
-		rcs, err := kadm.NewClient(c.cl).DescribeTopicConfigs(ctx, c.topics...)
-		if err != nil {
-			t.Fatal(err)
+		// MM2's connectors create theirs as they start, the last ones
+		// possibly just after the first records are copied.
+		var rcs kadm.ResourceConfigs
+		for {
+			var err error
+			rcs, err = kadm.NewClient(c.cl).DescribeTopicConfigs(ctx, c.topics...)
+			if err == nil {
+				for _, rc := range rcs {
+					if err = rc.Err; err != nil {
+						err = fmt.Errorf("%s: %w", rc.Name, err)
+						break
+					}
+				}
+			}
+			if err == nil {
+				break
+			}
+			if !errors.Is(err, kerr.UnknownTopicOrPartition) || ctx.Err() != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
 		for _, rc := range rcs {
-			if rc.Err != nil {
-				t.Fatalf("%s: %v", rc.Name, rc.Err)
-			}
 			policy := ""
 			for _, cfg := range rc.Configs {
 				if cfg.Key == "cleanup.policy" && cfg.Value != nil {

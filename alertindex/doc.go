@@ -29,7 +29,11 @@
 //
 // An alert (a candid) is indexed once: every key above for it, or none,
 // written in one synced batch. A candid seen again at another place (a
-// replay) moves there: its old keys are deleted in the same batch. The
+// replay) moves there: its old keys are deleted in the same batch. (Two
+// places at once in different partitions are read in no fixed order, so
+// which one the index keeps may then differ between a follower and a
+// rebuild; ZTF's candids are unique, and a replay is read after the
+// original.) The
 // consumer commits its offsets only after the batch holding those records
 // is synced, so a crash makes it read some records again, which changes
 // nothing. An alert leaves the index when its offset falls below its

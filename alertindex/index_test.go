@@ -183,3 +183,23 @@ func FuzzDecode(f *testing.F) {
 		dec.Decode(b)
 	})
 }
+
+// TestIndexSameCandidTwice: two messages of one candid in one batch, or
+// in two, leave one alert, at the later place, and a count of one.
+func TestIndexSameCandidTwice(t *testing.T) {
+	sums := synthetic(2, 3)
+	a, b := sums[0], sums[0]
+	b.Partition, b.Offset, b.ObjectID = 3, 77, "ZTF26other"
+	one, two, ref := openTemp(t), openTemp(t), openTemp(t)
+	one.Add([]Summary{a, b})
+	two.Add([]Summary{a})
+	two.Add([]Summary{b})
+	ref.Add([]Summary{b})
+	want, _, _ := ref.Digest()
+	for name, idx := range map[string]*Index{"one batch": one, "two batches": two} {
+		d, n, _ := idx.Digest()
+		if d != want || n != 1 || idx.Count() != 1 {
+			t.Errorf("%s: %d alerts, count %d, digest differs: %v", name, n, idx.Count(), d != want)
+		}
+	}
+}

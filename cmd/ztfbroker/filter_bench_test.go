@@ -17,29 +17,28 @@ import (
 	"github.com/ztfbroker/ztfbroker/packager"
 )
 
-// hundredFilters are 100 filters of five kinds users write, each with its
-// own numbers: cuts on the candidate, the history helpers, a cone, the
-// rate in a band, and a loop over the history; with loops false, the
-// fifth kind is a second cut on the candidate instead.
+// hundredFilters are 100 selective filters of five kinds users write,
+// each with its own numbers (bright and real, young, a cone of half a
+// degree, fast risers, brightened since an earlier detection by a loop over
+// the history); with loops false, the fifth kind is a cut on the PS1
+// counterpart instead.
 func hundredFilters(loops bool) []filter.Spec {
 	kinds := []func(i int, f float64) string{
 		func(_ int, f float64) string {
-			return fmt.Sprintf("candidate.rb > %.2f && candidate.magpsf < %.2f && candidate.isdiffpos in ['t', '1']", 0.3+f/50, 17+f/10)
+			return fmt.Sprintf("candidate.rb > %.2f && candidate.magpsf < %.2f && candidate.isdiffpos in ['t', '1']", 0.8+f/100, 15.5+f/20)
 		},
 		func(i int, f float64) string {
-			return fmt.Sprintf("ndet() >= %d && days_since_first() < %.1f && !has(candidate.ssnamenr)", 2+i%5, 5+f)
+			return fmt.Sprintf("ndet() >= %d && days_since_first() < %.2f && !has(candidate.ssnamenr)", 2+i%3, 0.05+f/100)
 		},
-		func(_ int, f float64) string {
-			return fmt.Sprintf("cone(%.1f, %.1f, %.1f)", f*18, -30+f*4, 3600*(1+f/4))
-		},
+		func(_ int, f float64) string { return fmt.Sprintf("cone(%.1f, %.1f, 1800.0)", f*18, -20+f*4) },
 		func(i int, f float64) string {
-			return fmt.Sprintf("mag_rate() < %.3f && candidate.fid == %d", -0.01*(1+f/5), 1+i%2)
+			return fmt.Sprintf("mag_rate() < %.2f && candidate.fid == %d", -0.5*(1+f/5), 1+i%2)
 		},
 		func(_ int, f float64) string {
 			if !loops {
-				return fmt.Sprintf("candidate.sgscore1 < %.2f && candidate.distpsnr1 < %.1f", 0.2+f/40, 1+f/5)
+				return fmt.Sprintf("candidate.sgscore1 < %.3f && candidate.distpsnr1 < %.2f && candidate.magpsf < %.1f", 0.02+f/1000, 0.5+f/50, 17+f/10)
 			}
-			return fmt.Sprintf("prv_candidates.exists(p, has(p.magpsf) && p.magpsf - candidate.magpsf > %.2f)", 0.2+f/20)
+			return fmt.Sprintf("prv_candidates.exists(p, has(p.magpsf) && p.magpsf - candidate.magpsf > %.2f)", 1.5+f/10)
 		},
 	}
 	var out []filter.Spec
@@ -141,6 +140,17 @@ func benchFilterExposure(b *testing.B, filters []filter.Spec) {
 	slices.Sort(made)
 	b.ReportMetric(made[len(made)/2].Seconds(), "exposure-s")
 	b.ReportMetric(float64(alerts*(warm+b.N))/cpu.Seconds(), "alerts/cpu-s")
+	var topics []string
+	for _, f := range filters {
+		topics = append(topics, f.Topic())
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var matches int64
+	ends.Each(func(o kadm.ListedOffset) { matches += max(o.Offset, 0) })
+	b.ReportMetric(float64(matches)/float64(alerts*(warm+b.N)), "matches/alert")
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -72,7 +72,7 @@ func TestCatBinarySASLSSL(t *testing.T) {
 		args []string
 		say  string
 	}{
-		{append([]string{"--sasl-password-file", badFile}, login...), "SASL"},
+		{append([]string{"--sasl-password-file", badFile}, login...), "SASL_AUTHENTICATION_FAILED"},
 		{login, "--sasl-user needs --sasl-password-file or ZTFBROKER_SASL_PASSWORD"},
 		{[]string{"--sasl-mechanism", "PLAIN", "--sasl-user", "operator", "--sasl-password-file", pwFile}, "--sasl-mechanism PLAIN sends the password in clear"},
 		{[]string{"--sasl-mechanism", "SCRAM-SHA-1", "--sasl-user", "operator", "--sasl-password-file", pwFile, "--tls"}, `--sasl-mechanism "SCRAM-SHA-1"`},

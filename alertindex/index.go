@@ -472,6 +472,25 @@ func (x *Index) Digest() (string, int64, error) {
 	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
+// Each calls fn with every alert's summary, in candid order, until fn
+// returns false.
+func (x *Index) Each(fn func(Summary) bool) error {
+	it, err := x.db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCandid}, UpperBound: []byte{prefixCandid + 1}})
+	if err != nil {
+		return err
+	}
+	for it.First(); it.Valid(); it.Next() {
+		s, err := decodeRow(it.Value())
+		if err != nil {
+			continue
+		}
+		if !fn(s) {
+			break
+		}
+	}
+	return it.Close()
+}
+
 // DiskBytes is the size of the store's files.
 func (x *Index) DiskBytes() uint64 {
 	m := x.db.Metrics()

@@ -356,7 +356,10 @@ func TestPortal(t *testing.T) {
 
 	// reindex rebuilds the same index from the log, with the portal off.
 	b.Stop()
-	digest := func() (string, int64) {
+	// places lists where the index holds each alert, for a message when
+	// two indexes differ.
+	places := map[string]map[int64]string{}
+	digest := func(name string) (string, int64) {
 		idx, err := alertindex.Open(filepath.Join(dataDir, "portal"), 0, nil)
 		if err != nil {
 			t.Fatal(err)
@@ -366,9 +369,28 @@ func TestPortal(t *testing.T) {
 		if err != nil || n == 0 {
 			t.Fatalf("digest: %d alerts, %v", n, err)
 		}
+		places[name] = map[int64]string{}
+		idx.Each(func(s alertindex.Summary) bool {
+			places[name][s.Candid] = fmt.Sprintf("%s/%d@%d", s.Topic, s.Partition, s.Offset)
+			return true
+		})
 		return d, n
 	}
-	want, wantN := digest()
+	differences := func() string {
+		var out []string
+		for c, p := range places["followed"] {
+			if places["rebuilt"][c] != p {
+				out = append(out, fmt.Sprintf("%d followed at %s, rebuilt at %q", c, p, places["rebuilt"][c]))
+			}
+		}
+		for c, p := range places["rebuilt"] {
+			if _, ok := places["followed"][c]; !ok {
+				out = append(out, fmt.Sprintf("%d only rebuilt, at %s", c, p))
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	want, wantN := digest("followed")
 	b2 := startBroker(t, dataDir, "--archive=false", "--set", "portal.enabled=false")
 	out, err := runBinary(t, "reindex", "--bootstrap", b2.Kafka, "--data-dir", dataDir)
 	if err != nil {
@@ -379,8 +401,8 @@ func TestPortal(t *testing.T) {
 	}
 	checkPortalCommand(t, b2.Kafka, filepath.Join(dir, "elsewhere"), int64(wantN), alerts)
 	b2.Stop()
-	if got, _ := digest(); got != want {
-		t.Errorf("index after reindex: digest %s, want %s", got, want)
+	if got, _ := digest("rebuilt"); got != want {
+		t.Errorf("index after reindex: digest %s, want %s; alerts that differ:\n%s", got, want, differences())
 	}
 }
 

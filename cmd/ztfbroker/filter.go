@@ -24,7 +24,9 @@ import (
 	"github.com/ztfbroker/ztfbroker/filter"
 )
 
-// runFilter is `ztfbroker filter add|remove|list|test|run`. Filters are
+// runFilter is `ztfbroker filter add|remove|list|test|run`; test runs an
+// expression over alert files, or over the last --since of --topics on
+// --bootstrap, and prints the matches it would have had. Filters are
 // records of a topic (filter.spec.topic) on the cluster they run against,
 // so add, remove and list work against a running serve (or any Kafka
 // cluster) over the Kafka protocol: from the broker's machine as the
@@ -41,7 +43,8 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	fs.SetOutput(stderr)
 	bootstrap := fs.String("bootstrap", "127.0.0.1:9092", "the Kafka cluster (a running serve, or any)")
 	specTopic := fs.String("spec-topic", filter.DefaultSpecTopic, "the topic holding the filters (filter.spec.topic)")
-	topics := fs.String("topics", "ztf_*_programid1", "add: glob of the source topics")
+	topics := fs.String("topics", "ztf_*_programid1", "add, test: glob of the source topics")
+	since := fs.Duration("since", time.Hour, "test without files: the alerts of --topics sent this long ago and since")
 	expr := fs.String("expr", "", "add, test: the CEL expression (README: Filters)")
 	exprFile := fs.String("expr-file", "", "add, test: read the expression from this file")
 	owner := fs.String("owner", "", "add: the user the filter reads as (default: --user, or ANONYMOUS: public topics only)")
@@ -80,10 +83,24 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	}
 	switch verb {
 	case "test":
-		if len(positional) == 0 {
-			return errors.New("filter test: name alert files or folders")
+		if len(positional) > 0 {
+			return testFilter(compiler, *expr, positional, stdout)
 		}
-		return testFilter(compiler, *expr, positional, stdout)
+		e, err := compiler.Compile(*expr)
+		if err != nil {
+			return err
+		}
+		start := time.Now()
+		res, err := filter.Preview(ctx, e, *topics, start.Add(-*since), func(r *kgo.Record, a *filter.Alert) {
+			fmt.Fprintf(stdout, "match\t%s\t%d\t%s/%d/%d\n", a.ObjectID, a.Candid, r.Topic, r.Partition, r.Offset)
+		}, opts...)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "%d of %d alerts of %s in the last %s match (%.1f%%); %d errors; %d records not read as alerts; %.0f alerts/s\n",
+			res.Matches, res.Alerts, *topics, *since, 100*float64(res.Matches)/float64(max(res.Alerts, 1)), res.Errors, res.Unread,
+			float64(res.Alerts)/time.Since(start).Seconds())
+		return nil
 	case "run":
 		if _, set := os.LookupEnv("GOGC"); !set {
 			// An alert is garbage once evaluated and the runner holds

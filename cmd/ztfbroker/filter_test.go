@@ -122,7 +122,8 @@ print(json.dumps({"alerts": alerts, "want": want, "got": got}))
 // received; kcat reads the topics; an expression that is type-wrong or
 // runaway is refused at save; one that errors at run time is paused
 // while the others go on; a filter over partnership topics makes a topic
-// only its owner may read.
+// only its owner may read; `filter test` over the last hour of the topics
+// previews the same matches.
 func TestFiltersOverReplayAndNight(t *testing.T) {
 	t0 := time.Now()
 	b := startBroker(t, "", "--packager=true", "--set", "packager.source.simulate.interval.ms=250",
@@ -216,6 +217,13 @@ func TestFiltersOverReplayAndNight(t *testing.T) {
 			t.Errorf("kcat read %d records of filter_%s, want %d", n, name, len(got))
 		}
 		t.Logf("%s: %d of %d alerts", name, len(got), res.Alerts)
+	}
+
+	// The preview of a filter over the last hour selects what it did.
+	preview, err := runBinary(t, "filter", "test", "--bootstrap", b.Kafka, "--topics", "ztf_*_programid1", "--since", "1h",
+		"--expr", "candidate.magpsf < 18.5 && candidate.isdiffpos in ['t', '1'] && has(candidate.rb) && candidate.rb > 0.5")
+	if n := strings.Count(preview, "match\t"); err != nil || n != len(res.Want["bright"]) {
+		t.Errorf("filter test over the last hour: %d matches, want %d (%v):\n%s", n, len(res.Want["bright"]), err, preview)
 	}
 
 	list, err := runBinary(t, "filter", "list", "--bootstrap", b.Kafka)

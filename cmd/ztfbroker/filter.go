@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/ztfbroker/ztfbroker/broker"
 	"github.com/ztfbroker/ztfbroker/filter"
+	"github.com/ztfbroker/ztfbroker/web"
 )
 
 // runFilter is `ztfbroker filter add|remove|list|test|run`; test runs an
@@ -206,18 +208,20 @@ func testFilter(c *filter.Compiler, text string, paths []string, stdout io.Write
 	return nil
 }
 
-// newFilterRunner builds the in-process filter runner: it logs in as the
-// in-process filter user, and each filter sees only the topics its owner
-// may read; a filter's topic is readable by its owner, and by everyone
-// when the filter's source glob lies inside the public topics.
+// newFilterRunner builds the in-process filter runner, and the filters'
+// HTTP API on site: it logs in as the in-process filter user, and each
+// filter sees only the topics its owner may read; a filter's topic is
+// readable by its owner, and by everyone when the filter's source glob lies
+// inside the public topics. It returns the runner's Run and a function
+// closing the API's client.
 func newFilterRunner(cfg filterSection, self []string, inProcess *inProcessCredentials, authz *broker.Authorizer,
-	logger *zap.Logger, reg prometheus.Registerer) (func(context.Context) error, error) {
+	site *web.Server, logger *zap.Logger, reg prometheus.Registerer) (func(context.Context) error, func(), error) {
 	var opts []kgo.Opt
 	access := filter.Access{}
 	if len(cfg.Bootstrap) == 0 {
 		login, err := inProcess.login(filterUser)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		opts = append(opts, kgo.SeedBrokers(self...), login)
 		access = filterAccess(authz)
@@ -227,9 +231,24 @@ func newFilterRunner(cfg filterSection, self []string, inProcess *inProcessCrede
 	}
 	r, err := filter.NewRunner(cfg.Config, access, logger.Named("filter"), reg, opts...)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return r.Run, nil
+	api, err := filter.NewAPI(cfg.Config, web.RequestUser, opts...)
+	if err != nil {
+		return nil, nil, err
+	}
+	routes := webRoutes(api.Routes())
+	for i := range routes {
+		routes[i].Access = func(_ *http.Request, user string) bool { return user != "" } // saving, removing: a user's own
+		if strings.HasPrefix(routes[i].Pattern, "GET ") {
+			routes[i].Access = web.Anyone
+		}
+	}
+	if err := site.Handle(routes...); err != nil {
+		api.Close()
+		return nil, nil, err
+	}
+	return r.Run, api.Close, nil
 }
 
 // filterAccess asks the broker's ACLs: may an owner read a topic (as from

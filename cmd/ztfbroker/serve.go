@@ -221,10 +221,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		clients = append(clients, sched.Run)
 	}
 	if cfg.Filter.Enabled {
-		run, err := newFilterRunner(cfg.Filter, self, inProcess, authz, logger, reg)
+		run, closeAPI, err := newFilterRunner(cfg.Filter, self, inProcess, authz, site, logger, reg)
 		if err != nil {
 			return err
 		}
+		defer closeAPI()
 		clients = append(clients, run)
 	}
 	if cfg.Portal.Enabled {

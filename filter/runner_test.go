@@ -295,3 +295,60 @@ func TestRunnerThreeBrokers(t *testing.T) {
 	}
 	checkMatches(t, addrs, append(src, more...))
 }
+
+// TestRunnersShareTheWork: two runners in one group (run more runners for
+// more throughput) share the source partitions, the second joining while
+// the first runs, and each match is produced once.
+func TestRunnersShareTheWork(t *testing.T) {
+	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(4,
+		"ztf_20190101_programid1", "ztf_20190101_programid2", "ztf_20190102_programid1", "ztf_20190102_programid2"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	addrs := c.ListenAddrs()
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	comp, _ := NewCompiler(0)
+	for _, f := range testFilters {
+		if err := Save(context.Background(), cl, DefaultSpecTopic, comp, f.spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg1, stop1 := startRunner(t, addrs)
+	src := fillCluster(t, cl, 2)
+	reg2, stop2 := startRunner(t, addrs)
+	adm := kadm.NewClient(cl)
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		gs, err := adm.DescribeGroups(context.Background(), DefaultConfig().Group)
+		if g, ok := gs[DefaultConfig().Group]; err == nil && ok && g.State == "Stable" && len(g.Members) == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the second runner did not join the group")
+		}
+	}
+	src = append(src, fillCluster(t, cl, 2)...)
+	waitCommitted(t, adm, DefaultConfig().Group, src)
+	stop1()
+	stop2()
+	checkMatches(t, addrs, src)
+	for i, reg := range []*prometheus.Registry{reg1, reg2} {
+		n, err := testutil.GatherAndCount(reg, "ztfbroker_filter_alerts_evaluated_total")
+		mfs, _ := reg.Gather()
+		evaluated := 0.0
+		for _, mf := range mfs {
+			if mf.GetName() == "ztfbroker_filter_alerts_evaluated_total" {
+				for _, m := range mf.GetMetric() {
+					evaluated += m.GetCounter().GetValue()
+				}
+			}
+		}
+		if err != nil || n == 0 || evaluated == 0 {
+			t.Errorf("runner %d evaluated nothing (%v): the group did not share the work", i+1, err)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 
 	"cel.dev/cel-go/interpreter"
@@ -109,6 +110,9 @@ type Decoder struct {
 	// same, so most are matched by a byte comparison, without hashing
 	// 20 kB of schema text into the cache.
 	last atomic.Pointer[lastSchema]
+
+	confluentOnce sync.Once
+	confluent     avro.Schema
 }
 
 type lastSchema struct {
@@ -120,7 +124,21 @@ type lastSchema struct {
 func NewDecoder() *Decoder { return &Decoder{schemas: avrofile.NewSchemas(0)} }
 
 // Decode reads the first alert of value into a, with the parts asked for.
+// A value is a container file (the format ZTF ships), or a Confluent
+// frame (a zero byte, a 4-byte schema id, one alert) written with the
+// packager's 4.02 schema, whatever the id.
 func (d *Decoder) Decode(value []byte, parts Parts, a *Alert) error {
+	if len(value) > 5 && value[0] == 0 {
+		d.confluentOnce.Do(func() {
+			if s, err := packager.LoadSchema(); err == nil {
+				d.confluent = s.Alert
+			}
+		})
+		if d.confluent == nil {
+			return fmt.Errorf("%w: the packager's schema did not load", ErrNotAlert)
+		}
+		return d.decodeRecord(d.confluent, value[5:], parts, a)
+	}
 	h, n, err := avrofile.ParseHeader(value)
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAlert, err)
@@ -143,6 +161,11 @@ func (d *Decoder) Decode(value []byte, parts Parts, a *Alert) error {
 	if err != nil {
 		return fmt.Errorf("%w: %v", ErrNotAlert, err)
 	}
+	return d.decodeRecord(schema, data, parts, a)
+}
+
+// decodeRecord decodes one alert record of schema.
+func (d *Decoder) decodeRecord(schema avro.Schema, data []byte, parts Parts, a *Alert) error {
 	var r alertWhole
 	var into any = &r.alertHead
 	switch {

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ztfbroker/ztfbroker/avrofile"
 	"github.com/ztfbroker/ztfbroker/packager"
 )
 
@@ -123,5 +124,38 @@ func TestCostLimitAtRunTime(t *testing.T) {
 	a.Prv = make([]packager.PrvCandidate, 50_000)
 	if _, err := e.Eval(a); err == nil || !strings.Contains(err.Error(), "cost limit") {
 		t.Fatalf("long history: %v, want the cost limit exceeded", err)
+	}
+}
+
+// TestDecodeConfluentFrame: an alert framed as Confluent's (schema id,
+// then the record, as packager --format confluent writes) reads as its
+// container file does.
+func TestDecodeConfluentFrame(t *testing.T) {
+	b, err := os.ReadFile("../../shared/data/ztf/alerts/other-sources/boom/2695378462115010012.avro") // schema 4.02
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, n, err := avrofile.ParseHeader(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	blk, _, err := avrofile.ReadBlock(b[n:], h.Sync)
+	if err != nil {
+		t.Fatal(err)
+	}
+	frame := append([]byte{0, 0, 0, 0, 7}, blk.Data...)
+	d := NewDecoder()
+	var ocf, conf Alert
+	all := Parts{true, true, true}
+	if err := d.Decode(b, all, &ocf); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Decode(frame, all, &conf); err != nil {
+		t.Fatal(err)
+	}
+	if conf.Candid != ocf.Candid || conf.ObjectID != ocf.ObjectID || len(conf.Prv) != len(ocf.Prv) ||
+		len(conf.Cutouts[2].StampData) != len(ocf.Cutouts[2].StampData) || conf.Candidate.RA != ocf.Candidate.RA ||
+		conf.Candidate.Rb == nil || *conf.Candidate.Rb != *ocf.Candidate.Rb {
+		t.Fatalf("confluent frame read as %s %d, container file as %s %d", conf.ObjectID, conf.Candid, ocf.ObjectID, ocf.Candid)
 	}
 }

@@ -33,28 +33,14 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ztfbroker/ztfbroker/internal/binarytest"
 )
 
 // binary is ztfbroker built once for these tests.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ztfbroker-ops-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "ztfbroker")
-	build := exec.Command("go", "build", "-o", binary, "../cmd/ztfbroker")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build ztfbroker:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binarytest.Main(m, "../cmd/ztfbroker", &binary) }
 
 // tool runs an installed tool and returns its combined output; a missing
 // tool fails the test (.ci/run installs it).

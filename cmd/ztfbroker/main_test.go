@@ -4,11 +4,9 @@ import (
 	"bufio"
 	"context"
 	"crypto/tls"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -17,29 +15,15 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ztfbroker/ztfbroker/internal/binarytest"
 )
 
 // binary is the ztfbroker executable built once for the end-to-end tests, so
 // they run the program as a user would and can kill it with SIGKILL.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ztfbroker-bin-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "ztfbroker")
-	build := exec.Command("go", "build", "-o", binary, ".")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build ztfbroker:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binarytest.Main(m, ".", &binary) }
 
 // serveProc is a running `ztfbroker serve` process.
 type serveProc struct {

@@ -27,6 +27,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kerr"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/ztfbroker/ztfbroker/internal/binarytest"
 )
 
 // kafkaVersion is the Apache Kafka whose MirrorMaker 2 the test runs, the
@@ -36,23 +38,7 @@ const kafkaVersion = "4.1.1"
 // binary is ztfbroker built once for this test.
 var binary string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "ztfbroker-mm2-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	binary = filepath.Join(dir, "ztfbroker")
-	build := exec.Command("go", "build", "-o", binary, "../../cmd/ztfbroker")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "build ztfbroker:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { binarytest.Main(m, "../../cmd/ztfbroker", &binary) }
 
 // MirrorMaker 2 copies a topic from one ztfbroker to another as up.<topic>
 // (its default replication policy), partition for partition, keys, values,

@@ -13,7 +13,7 @@ import (
 // name, as DescribeConfigs reports them: the value in force, its source (the
 // topic's override, the broker's file, or the built-in default) and the
 // synonyms below it, the last of which is the default. Kafka's topic configs
-// not implemented here follow with Kafka's defaults, read-only.
+// this broker does not act on follow with Kafka's defaults, read-only.
 func (b *Broker) TopicConfigs(ctx context.Context, name string, keys []string) ([]kmsg.DescribeConfigsResponseResourceConfig, error) {
 	t, err := b.lookup(name)
 	if err != nil {
@@ -37,7 +37,7 @@ func (b *Broker) TopicConfigs(ctx context.Context, name string, keys []string) (
 		syn = append(syn, synonym(k.defaultName(), k.get(&def), kmsg.ConfigSourceDefaultConfig))
 		out = append(out, describe(k.name, k.typ, k.doc, k.readOnly, syn))
 	}
-	// Kafka's configs not implemented here: their defaults, read-only.
+	// Kafka's configs this broker does not act on: their defaults, read-only.
 	for _, d := range unimplemented() {
 		if keys != nil && !slices.Contains(keys, d.name) {
 			continue

@@ -55,6 +55,25 @@
 // idempotent producer never leaves a gap, so what reached the topic is a
 // prefix of what was sent.
 //
+// # Backfill
+//
+// A filter saved with "start": "earliest" also gets the matches of every
+// alert still retained. Save records its cut-over, the end offset of each
+// source partition at that moment ("backfill_until", keyed
+// "topic/partition"); the group evaluates the filter only at or above it
+// (a topic made later: from its start), and one runner backfills below it:
+// the one the group gave partition 0 of the first topic (by name) of the
+// cut-over that it still reads, stopping before that partition is taken
+// from it. The backfill has its own client and idempotent producer, reads
+// each source partition from its earliest retained offset to the cut-over,
+// and when done stores the filter again with "backfilled": true. The two
+// writers cover disjoint ranges, each in source order, so each is
+// recovered on its own: a backfill starts after the greatest source offset
+// below the cut-over in the whole filter topic (read all of it, at most
+// maxBackfillScan records), and while a backfill is pending the group's
+// read-back also reads the whole topic. Saving a filter again with start
+// earliest backfills again after the matches already there.
+//
 // # Access
 //
 // A filter reads as its owner: a source topic the owner may not read is

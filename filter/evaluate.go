@@ -41,6 +41,9 @@ func (r *Runner) process(ctx context.Context, cl *kgo.Client, adm *kadm.Client, 
 			if f.spec.Paused {
 				continue
 			}
+			if u, ok := f.until[tp]; ok && rec.Offset < u {
+				continue // the backfill's
+			}
 			if d, ok := f.done[tp]; ok && rec.Offset <= d {
 				r.m.skipped.Inc()
 				continue

@@ -1,6 +1,7 @@
 package filter
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -132,6 +133,15 @@ type Runner struct {
 
 	produceMu  sync.Mutex
 	produceErr error
+
+	// The backfills this runner does (backfill.go), by filter name, and
+	// the source partitions the group gave it.
+	bfMu      sync.Mutex
+	backfills map[string]*backfill
+	owned     map[topicPartition]bool
+	// backfillBatch, for tests, is called after each acknowledged batch
+	// of a backfill with its matches so far.
+	backfillBatch func(matches int)
 }
 
 type topicPartition struct {
@@ -147,7 +157,10 @@ type running struct {
 	// done is, per source partition, the last offset whose match a
 	// previous run produced (found by recover): records up to it are
 	// skipped.
-	done    map[topicPartition]int64
+	done map[topicPartition]int64
+	// until is the cut-over of a StartEarliest filter: the group
+	// evaluates from these offsets on, the backfill below them.
+	until   map[topicPartition]int64
 	ensured bool
 	score   float64 // decaying count of recent errors
 	allowed map[string]bool
@@ -171,7 +184,8 @@ func NewRunner(cfg Config, access Access, logger *zap.Logger, reg prometheus.Reg
 		opts = append([]kgo.Opt{kgo.SeedBrokers(cfg.Bootstrap...)}, opts...)
 	}
 	return &Runner{cfg: cfg, opts: opts, access: access, compiler: c, decoder: NewDecoder(), logger: logger,
-		m: newMetrics(reg), filters: map[string]*running{}, lag: map[topicPartition]int64{}}, nil
+		m: newMetrics(reg), filters: map[string]*running{}, lag: map[topicPartition]int64{},
+		backfills: map[string]*backfill{}, owned: map[topicPartition]bool{}}, nil
 }
 
 // Run evaluates until ctx ends. A failed session (a match that could not
@@ -244,11 +258,16 @@ func (r *Runner) consume(ctx context.Context, feed *specFeed) error {
 		kgo.FetchMaxWait(100*time.Millisecond),
 		kgo.ProducerLinger(0),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.OnPartitionsAssigned(func(context.Context, *kgo.Client, map[string][]int32) {
+		kgo.OnPartitionsAssigned(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) {
 			reassigned.Lock()
 			assigned = true
 			reassigned.Unlock()
+			r.own(ps, true)
 		}),
+		// A backfill runs only while its runner holds the partition that
+		// names it (backfillOwner): it stops before the partition goes.
+		kgo.OnPartitionsRevoked(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) { r.own(ps, false) }),
+		kgo.OnPartitionsLost(func(_ context.Context, _ *kgo.Client, ps map[string][]int32) { r.own(ps, false) }),
 	)...)
 	if err != nil {
 		return err
@@ -256,6 +275,7 @@ func (r *Runner) consume(ctx context.Context, feed *specFeed) error {
 	defer cl.Close()
 	// Close leaves the group, which waits for a rebalance a poll blocks.
 	defer cl.AllowRebalance()
+	defer r.stopBackfills()
 	adm := kadm.NewClient(cl)
 	if err := r.recover(ctx, adm, fresh); err != nil {
 		return err
@@ -296,6 +316,7 @@ func (r *Runner) consume(ctx context.Context, feed *specFeed) error {
 				return err
 			}
 		}
+		r.steerBackfills(ctx, cl)
 		if fs.NumRecords() == 0 {
 			cl.AllowRebalance()
 			continue
@@ -343,7 +364,7 @@ func (r *Runner) apply(specs map[string]Spec) []*running {
 	var fresh []*running
 	next := make(map[string]*running, len(specs))
 	for name, s := range specs {
-		if f, ok := r.filters[name]; ok && f.spec == s {
+		if f, ok := r.filters[name]; ok && bytes.Equal(f.spec.Encode(), s.Encode()) {
 			next[name] = f
 			continue
 		}
@@ -357,7 +378,7 @@ func (r *Runner) apply(specs map[string]Spec) []*running {
 			r.logger.Error("filter refused", zap.String("filter", name), zap.Error(err))
 			continue
 		}
-		f := &running{spec: s, expr: e, done: map[topicPartition]int64{}, allowed: map[string]bool{}, m: r.m.of(name)}
+		f := &running{spec: s, expr: e, done: map[topicPartition]int64{}, until: s.cutOver(), allowed: map[string]bool{}, m: r.m.of(name)}
 		if had {
 			f.ensured = old.ensured && old.spec.Owner == s.Owner && old.spec.Topics == s.Topics
 		}
@@ -393,23 +414,26 @@ func (r *Runner) sources(topic string) []*running {
 	var fs []*running
 	if !strings.HasPrefix(topic, "__") && !strings.HasPrefix(topic, TopicPrefix) {
 		for _, f := range r.filters {
-			if !f.spec.matches(topic) {
-				continue
+			if f.spec.matches(topic) && r.reads(f, topic) {
+				fs = append(fs, f)
 			}
-			ok := r.access.MayRead == nil || r.access.MayRead(f.spec.Owner, topic)
-			if ok && f.public && r.access.Public != nil && !r.access.Public(topic) {
-				ok = false // a public filter's topic never shows a topic that is not public
-			}
-			if !ok {
-				r.logger.Warn("filter skips a topic its owner may not read", zap.String("filter", f.spec.Name),
-					zap.String("owner", f.spec.Owner), zap.String("topic", topic))
-				continue
-			}
-			fs = append(fs, f)
 		}
 	}
 	r.byTopic[topic] = fs
 	return fs
+}
+
+// reads tells whether f may read topic, one of its sources.
+func (r *Runner) reads(f *running, topic string) bool {
+	ok := r.access.MayRead == nil || r.access.MayRead(f.spec.Owner, topic)
+	if ok && f.public && r.access.Public != nil && !r.access.Public(topic) {
+		ok = false // a public filter's topic never shows a topic that is not public
+	}
+	if !ok {
+		r.logger.Warn("filter skips a topic its owner may not read", zap.String("filter", f.spec.Name),
+			zap.String("owner", f.spec.Owner), zap.String("topic", topic))
+	}
+	return ok
 }
 
 // match is the record produced for a match of rec.
@@ -504,6 +528,11 @@ func (r *Runner) recover(ctx context.Context, adm *kadm.Client, fs []*running) e
 			return
 		}
 		at := max(s.Offset, o.Offset-int64(r.cfg.RecoveryScanRecords))
+		if byTopic[o.Topic].spec.backfilling() {
+			// The backfill's matches come between the group's: read them
+			// all (up to maxBackfillScan) not to miss the group's last.
+			at = max(s.Offset, o.Offset-maxBackfillScan)
+		}
 		from[o.Topic] = map[int32]kgo.Offset{0: kgo.NewOffset().At(at)}
 		want[o.Topic] = o.Offset
 	})

@@ -5,8 +5,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -121,56 +123,62 @@ func readTopic(t *testing.T, addrs []string, topic string) []*kgo.Record {
 func checkMatches(t *testing.T, addrs []string, src []sourceAlert) {
 	t.Helper()
 	for _, tf := range testFilters {
-		var want []sourceAlert
-		for _, s := range src {
-			if tf.want(s.topic, s.alert) {
-				want = append(want, s)
-			}
-		}
-		if len(want) == 0 {
-			t.Fatalf("%s selects nothing: the test proves nothing", tf.spec.Name)
-		}
-		got := readTopic(t, addrs, tf.spec.Topic())
-		seen := map[string]int{}
-		for _, g := range got {
-			tp, off, ok := source(g)
-			if !ok {
-				t.Fatalf("%s: a match without source headers", tf.spec.Name)
-			}
-			seen[fmt.Sprintf("%s/%d/%d", tp.topic, tp.partition, off)]++
-		}
-		for k, n := range seen {
-			if n != 1 {
-				t.Errorf("%s: %s produced %d times", tf.spec.Name, k, n)
-			}
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%s: %d matches, want %d", tf.spec.Name, len(got), len(want))
-		}
-		byKey := map[string]sourceAlert{}
-		for _, w := range want {
-			byKey[fmt.Sprintf("%s/%d/%d", w.rec.Topic, w.rec.Partition, w.rec.Offset)] = w
-		}
-		for _, g := range got {
-			tp, off, _ := source(g)
-			w, ok := byKey[fmt.Sprintf("%s/%d/%d", tp.topic, tp.partition, off)]
-			if !ok {
-				t.Fatalf("%s: matched %s/%d/%d, which the Go selection does not", tf.spec.Name, tp.topic, tp.partition, off)
-			}
-			if !bytes.Equal(g.Key, w.rec.Key) || !g.Timestamp.Equal(w.rec.Timestamp) || string(g.Headers[0].Value) != string(w.rec.Headers[0].Value) {
-				t.Fatalf("%s: key, timestamp or headers changed: %q %v %v", tf.spec.Name, g.Key, g.Timestamp, g.Headers)
-			}
-			if tf.spec.Format == FormatSummary {
-				var s Summary
-				if err := json.Unmarshal(g.Value, &s); err != nil || s.Candid != w.alert.Candid || s.ObjectID != w.alert.ObjectID {
-					t.Fatalf("%s: summary %s (%v), want candid %d", tf.spec.Name, g.Value, err, w.alert.Candid)
-				}
-			} else if !bytes.Equal(g.Value, w.rec.Value) {
-				t.Fatalf("%s: value is not the bytes received", tf.spec.Name)
-			}
-		}
-		t.Logf("%s: %d matches of %d alerts", tf.spec.Name, len(got), len(src))
+		checkFilter(t, addrs, tf.spec, tf.want, src)
 	}
+}
+
+// checkFilter compares one filter topic with its Go selection.
+func checkFilter(t *testing.T, addrs []string, spec Spec, sel func(string, *Alert) bool, src []sourceAlert) {
+	t.Helper()
+	var want []sourceAlert
+	for _, s := range src {
+		if sel(s.topic, s.alert) {
+			want = append(want, s)
+		}
+	}
+	if len(want) == 0 {
+		t.Fatalf("%s selects nothing: the test proves nothing", spec.Name)
+	}
+	got := readTopic(t, addrs, spec.Topic())
+	seen := map[string]int{}
+	for _, g := range got {
+		tp, off, ok := source(g)
+		if !ok {
+			t.Fatalf("%s: a match without source headers", spec.Name)
+		}
+		seen[fmt.Sprintf("%s/%d/%d", tp.topic, tp.partition, off)]++
+	}
+	for k, n := range seen {
+		if n != 1 {
+			t.Errorf("%s: %s produced %d times", spec.Name, k, n)
+		}
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%s: %d matches, want %d", spec.Name, len(got), len(want))
+	}
+	byKey := map[string]sourceAlert{}
+	for _, w := range want {
+		byKey[fmt.Sprintf("%s/%d/%d", w.rec.Topic, w.rec.Partition, w.rec.Offset)] = w
+	}
+	for _, g := range got {
+		tp, off, _ := source(g)
+		w, ok := byKey[fmt.Sprintf("%s/%d/%d", tp.topic, tp.partition, off)]
+		if !ok {
+			t.Fatalf("%s: matched %s/%d/%d, which the Go selection does not", spec.Name, tp.topic, tp.partition, off)
+		}
+		if !bytes.Equal(g.Key, w.rec.Key) || !g.Timestamp.Equal(w.rec.Timestamp) || string(g.Headers[0].Value) != string(w.rec.Headers[0].Value) {
+			t.Fatalf("%s: key, timestamp or headers changed: %q %v %v", spec.Name, g.Key, g.Timestamp, g.Headers)
+		}
+		if spec.Format == FormatSummary {
+			var s Summary
+			if err := json.Unmarshal(g.Value, &s); err != nil || s.Candid != w.alert.Candid || s.ObjectID != w.alert.ObjectID {
+				t.Fatalf("%s: summary %s (%v), want candid %d", spec.Name, g.Value, err, w.alert.Candid)
+			}
+		} else if !bytes.Equal(g.Value, w.rec.Value) {
+			t.Fatalf("%s: value is not the bytes received", spec.Name)
+		}
+	}
+	t.Logf("%s: %d matches of %d alerts", spec.Name, len(got), len(src))
 }
 
 // waitCommitted waits until the group has committed the end of every
@@ -206,8 +214,13 @@ func waitCommitted(t *testing.T, adm *kadm.Client, group string, src []sourceAle
 }
 
 func startRunner(t *testing.T, addrs []string) (reg *prometheus.Registry, stop func()) {
+	return startRunnerWith(t, addrs, DefaultConfig(), nil)
+}
+
+// startRunnerWith starts a runner of cfg; hook, if not nil, is its
+// backfillBatch, called with the runner's cancel.
+func startRunnerWith(t *testing.T, addrs []string, cfg Config, hook func(cancel func(), matches int)) (reg *prometheus.Registry, stop func()) {
 	t.Helper()
-	cfg := DefaultConfig()
 	cfg.Bootstrap = addrs
 	reg = prometheus.NewRegistry()
 	r, err := NewRunner(cfg, Access{}, zaptest.NewLogger(t), reg)
@@ -215,6 +228,9 @@ func startRunner(t *testing.T, addrs []string) (reg *prometheus.Registry, stop f
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	if hook != nil {
+		r.backfillBatch = func(n int) { hook(cancel, n) }
+	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
@@ -223,23 +239,30 @@ func startRunner(t *testing.T, addrs []string) (reg *prometheus.Registry, stop f
 	return reg, func() { cancel(); <-done }
 }
 
-// TestRunnerThreeBrokers runs filters against a kfake cluster of three
-// brokers: the matches equal the Go selection, an erring filter is paused
-// without touching the others, and a runner restarted after a crash
-// between its produce and its commit produces no match twice.
-func TestRunnerThreeBrokers(t *testing.T) {
+// testCluster is a kfake cluster of three brokers with the four source
+// topics of fillCluster, and a client of it.
+func testCluster(t *testing.T) ([]string, *kgo.Client) {
+	t.Helper()
 	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(4,
 		"ztf_20190101_programid1", "ztf_20190101_programid2", "ztf_20190102_programid1", "ztf_20190102_programid2"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
-	addrs := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
+	t.Cleanup(c.Close)
+	cl, err := kgo.NewClient(kgo.SeedBrokers(c.ListenAddrs()...))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cl.Close()
+	t.Cleanup(cl.Close)
+	return c.ListenAddrs(), cl
+}
+
+// TestRunnerThreeBrokers runs filters against a kfake cluster of three
+// brokers: the matches equal the Go selection, an erring filter is paused
+// without touching the others, and a runner restarted after a crash
+// between its produce and its commit produces no match twice.
+func TestRunnerThreeBrokers(t *testing.T) {
+	addrs, cl := testCluster(t)
 	ctx := context.Background()
 	comp, _ := NewCompiler(0)
 	for _, f := range testFilters {
@@ -300,18 +323,7 @@ func TestRunnerThreeBrokers(t *testing.T) {
 // more throughput) share the source partitions, the second joining while
 // the first runs, and each match is produced once.
 func TestRunnersShareTheWork(t *testing.T) {
-	c, err := kfake.NewCluster(kfake.NumBrokers(3), kfake.SeedTopics(4,
-		"ztf_20190101_programid1", "ztf_20190101_programid2", "ztf_20190102_programid1", "ztf_20190102_programid2"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	addrs := c.ListenAddrs()
-	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
+	addrs, cl := testCluster(t)
 	comp, _ := NewCompiler(0)
 	for _, f := range testFilters {
 		if err := Save(context.Background(), cl, DefaultSpecTopic, comp, f.spec); err != nil {
@@ -351,4 +363,95 @@ func TestRunnersShareTheWork(t *testing.T) {
 			t.Errorf("runner %d evaluated nothing (%v): the group did not share the work", i+1, err)
 		}
 	}
+}
+
+// waitBackfilled waits until the named filter is stored Backfilled.
+func waitBackfilled(t *testing.T, addrs []string, name string) {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		specs, err := List(context.Background(), DefaultSpecTopic, kgo.SeedBrokers(addrs...))
+		for _, s := range specs {
+			if err == nil && s.Name == name && s.Backfilled {
+				return
+			}
+		}
+	}
+	t.Fatalf("filter %s was not backfilled", name)
+}
+
+// TestRunnerBackfill: a filter saved with start earliest into a running
+// runner gets the matches of the alerts sent before it (the backfill) and
+// after it (the group), each once; a runner stopped in the middle of a
+// backfill and started again finishes it without repeating a match.
+func TestRunnerBackfill(t *testing.T) {
+	addrs, cl := testCluster(t)
+	ctx := context.Background()
+	adm := kadm.NewClient(cl)
+	comp, _ := NewCompiler(0)
+	bright, north := testFilters[0], testFilters[2]
+	// The runner reads programid2 only: bright's programid1 topics are
+	// new to the group, which reads them from their start.
+	friends := testFilters[1]
+	friends.spec.Topics = "ztf_*_programid2"
+	friends.want = func(topic string, a *Alert) bool {
+		return strings.HasSuffix(topic, "_programid2") && testFilters[1].want(topic, a)
+	}
+	if err := Save(ctx, cl, DefaultSpecTopic, comp, friends.spec); err != nil {
+		t.Fatal(err)
+	}
+	_, stop := startRunner(t, addrs)
+	src := fillCluster(t, cl, 2)
+	waitCommitted(t, adm, DefaultConfig().Group, src)
+
+	// Added while the runner runs, after these alerts were read.
+	early := bright.spec
+	early.Start = StartEarliest
+	if err := Save(ctx, cl, DefaultSpecTopic, comp, early); err != nil {
+		t.Fatal(err)
+	}
+	src = append(src, fillCluster(t, cl, 1)...)
+	waitBackfilled(t, addrs, early.Name)
+	waitCommitted(t, adm, DefaultConfig().Group, src)
+	stop()
+	checkFilter(t, addrs, early, bright.want, src)
+	checkFilter(t, addrs, friends.spec, friends.want, src)
+
+	// Stopped after the backfill's first acknowledged match (one alert a
+	// batch), then started again.
+	crash := north.spec
+	crash.Start = StartEarliest
+	if err := Save(ctx, cl, DefaultSpecTopic, comp, crash); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.MaxPollRecords = 1
+	stopped := make(chan struct{})
+	var once sync.Once
+	_, stop = startRunnerWith(t, addrs, cfg, func(cancel func(), matches int) {
+		if matches > 0 {
+			cancel()
+			once.Do(func() { close(stopped) })
+		}
+	})
+	select {
+	case <-stopped:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the backfill did not start")
+	}
+	stop()
+	got := readTopic(t, addrs, crash.Topic())
+	if len(got) == 0 {
+		t.Fatal("the stopped backfill produced nothing: the test proves nothing")
+	}
+	if specs, err := List(ctx, DefaultSpecTopic, kgo.SeedBrokers(addrs...)); err != nil || slices.ContainsFunc(specs, func(s Spec) bool { return s.Name == crash.Name && s.Backfilled }) {
+		t.Fatalf("the backfill finished before the stop (%v): the test proves nothing", err)
+	}
+	_, stop = startRunner(t, addrs)
+	src = append(src, fillCluster(t, cl, 1)...)
+	waitBackfilled(t, addrs, crash.Name)
+	waitCommitted(t, adm, DefaultConfig().Group, src)
+	stop()
+	t.Logf("%d matches before the stop", len(got))
+	checkFilter(t, addrs, crash, north.want, src)
+	checkFilter(t, addrs, early, bright.want, src)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"path"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -46,6 +47,40 @@ type Spec struct {
 	// resumes it.
 	Paused bool   `json:"paused,omitempty"`
 	Reason string `json:"reason,omitempty"`
+	// Start is StartNow (default: the alerts from the save on) or
+	// StartEarliest (also every alert still retained).
+	Start string `json:"start,omitempty"`
+	// BackfillUntil is set by Save for StartEarliest: the end offset of
+	// every source partition ("topic/partition") at the save. The group
+	// evaluates the filter from these offsets on, one runner's backfill
+	// below them; Backfilled marks the backfill done.
+	BackfillUntil map[string]int64 `json:"backfill_until,omitempty"`
+	Backfilled    bool             `json:"backfilled,omitempty"`
+}
+
+// Where a new filter starts.
+const (
+	StartNow      = "now"
+	StartEarliest = "earliest"
+)
+
+// backfilling tells whether a runner still has to backfill s.
+func (s Spec) backfilling() bool { return len(s.BackfillUntil) > 0 && !s.Backfilled && !s.Paused }
+
+// cutOver is BackfillUntil by partition; a bad key is left out.
+func (s Spec) cutOver() map[topicPartition]int64 {
+	out := make(map[topicPartition]int64, len(s.BackfillUntil))
+	for k, off := range s.BackfillUntil {
+		i := strings.LastIndexByte(k, '/')
+		if i < 0 {
+			continue
+		}
+		p, err := strconv.ParseInt(k[i+1:], 10, 32)
+		if err == nil && p >= 0 {
+			out[topicPartition{k[:i], int32(p)}] = off
+		}
+	}
+	return out
 }
 
 // Topic is the filter's output topic.
@@ -71,6 +106,9 @@ func (s Spec) Check() error {
 	}
 	if s.Format != "" && s.Format != FormatAlert && s.Format != FormatSummary {
 		errs = append(errs, fmt.Errorf("%w: format %q: want %s or %s", ErrSpec, s.Format, FormatAlert, FormatSummary))
+	}
+	if s.Start != "" && s.Start != StartNow && s.Start != StartEarliest {
+		errs = append(errs, fmt.Errorf("%w: start %q: want %s or %s", ErrSpec, s.Start, StartNow, StartEarliest))
 	}
 	return errors.Join(errs...)
 }

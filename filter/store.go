@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -38,7 +39,48 @@ func Save(ctx context.Context, cl *kgo.Client, topic string, c *Compiler, spec S
 	if err := spec.Validate(c); err != nil {
 		return err
 	}
+	spec.BackfillUntil, spec.Backfilled = nil, false
+	if spec.Start == StartEarliest {
+		until, err := cutOver(ctx, kadm.NewClient(cl), spec)
+		if err != nil {
+			return err
+		}
+		spec.BackfillUntil = until
+	}
 	return put(ctx, cl, topic, spec.Name, spec.Encode())
+}
+
+// cutOver is the end offset of every partition of spec's source topics:
+// where the backfill of a StartEarliest filter ends and the group takes
+// over (a topic created later is the group's from its start).
+func cutOver(ctx context.Context, adm *kadm.Client, spec Spec) (map[string]int64, error) {
+	listed, err := adm.ListTopics(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("filter: list topics: %w", err)
+	}
+	var topics []string
+	for _, t := range listed.Names() {
+		if !strings.HasPrefix(t, "__") && !strings.HasPrefix(t, TopicPrefix) && spec.matches(t) {
+			topics = append(topics, t)
+		}
+	}
+	if len(topics) == 0 {
+		return nil, nil
+	}
+	ends, err := adm.ListEndOffsets(ctx, topics...)
+	if err != nil {
+		return nil, fmt.Errorf("filter: end offsets: %w", err)
+	}
+	until := map[string]int64{}
+	var errs []error
+	ends.Each(func(o kadm.ListedOffset) {
+		if o.Err != nil {
+			errs = append(errs, fmt.Errorf("filter: end of %s/%d: %w", o.Topic, o.Partition, o.Err))
+		} else if o.Offset > 0 {
+			until[fmt.Sprintf("%s/%d", o.Topic, o.Partition)] = o.Offset
+		}
+	})
+	return until, errors.Join(errs...)
 }
 
 // Remove stores the removal of the named filter. Its topic stays, with

@@ -51,6 +51,7 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	exprFile := fs.String("expr-file", "", "add, test: read the expression from this file")
 	owner := fs.String("owner", "", "add: the user the filter reads as (default: --user, or ANONYMOUS: public topics only)")
 	format := fs.String("format", filter.FormatAlert, "add: alert (the alerts as received) or summary (small JSON records)")
+	start := fs.String("start", filter.StartNow, "add: now (the alerts from now on) or earliest (also every retained alert: a backfill)")
 	group := fs.String("group", filter.DefaultConfig().Group, "run: the runners' consumer group")
 	instance := fs.String("instance-id", "", "run: a static member id of the group, unique per runner (restarts take their place at once)")
 	timeout := fs.Duration("timeout", 30*time.Second, "add, remove, list: how long to wait for the cluster")
@@ -129,8 +130,11 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 		fmt.Fprintln(w, "NAME\tOWNER\tTOPICS\tFORMAT\tSTATE\tEXPRESSION")
 		for _, s := range specs {
 			state := "running"
-			if s.Paused {
+			switch {
+			case s.Paused:
 				state = "paused: " + s.Reason
+			case len(s.BackfillUntil) > 0 && !s.Backfilled:
+				state = "backfilling"
 			}
 			f := s.Format
 			if f == "" {
@@ -157,7 +161,7 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 	if *owner == "" {
 		*owner = "ANONYMOUS"
 	}
-	spec := filter.Spec{Name: positional[0], Owner: *owner, Topics: *topics, Expression: *expr, Format: *format}
+	spec := filter.Spec{Name: positional[0], Owner: *owner, Topics: *topics, Expression: *expr, Format: *format, Start: *start}
 	if err := filter.Save(ctx, cl, *specTopic, compiler, spec); err != nil {
 		return err
 	}

@@ -222,6 +222,31 @@ func TestFiltersOverReplayAndNight(t *testing.T) {
 		t.Logf("%s: %d of %d alerts", name, len(got), res.Alerts)
 	}
 
+	// A filter added after the night with --start earliest backfills it:
+	// its topic holds bright's matches, each once.
+	if out, err := add("late", "--start", "earliest", "--topics", "ztf_*_programid1", "--expr",
+		"candidate.magpsf < 18.5 && candidate.isdiffpos in ['t', '1'] && has(candidate.rb) && candidate.rb > 0.5"); err != nil {
+		t.Fatalf("filter add --start earliest: %v\n%s", err, out)
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		list, err := runBinary(t, "filter", "list", "--bootstrap", b.Kafka)
+		if err == nil && strings.Contains(list, "late ") && !strings.Contains(list, "backfilling") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("late was not backfilled in 20 s:\n%s\n%s", list, b.Logs())
+		}
+	}
+	sources := func(topic string) []string {
+		out := runTool(t, ctx, nil, "kcat", "-b", b.Kafka, "-C", "-t", topic, "-o", "beginning", "-e", "-q", "-f", "%h\n")
+		lines := strings.Split(strings.TrimSpace(string(out)), "\n")
+		slices.Sort(lines)
+		return lines
+	}
+	if late, bright := sources("filter_late"), sources("filter_bright"); !slices.Equal(late, bright) || len(late) != len(res.Want["bright"]) {
+		t.Errorf("the backfill of late: %d matches, bright has %d, the Python selection %d", len(late), len(bright), len(res.Want["bright"]))
+	}
+
 	// The preview of a filter over the last hour selects what it did.
 	preview, err := runBinary(t, "filter", "test", "--bootstrap", b.Kafka, "--topics", "ztf_*_programid1", "--since", "1h",
 		"--expr", "candidate.magpsf < 18.5 && candidate.isdiffpos in ['t', '1'] && has(candidate.rb) && candidate.rb > 0.5")

@@ -39,9 +39,17 @@ type API struct {
 	opts     []kgo.Opt
 	user     func(*http.Request) string
 
+	// lists bounds the reads of the filters topic running at once: each
+	// opens its own clients, and anyone may ask.
+	lists chan struct{}
+
 	mu sync.Mutex
 	cl *kgo.Client // made at the first save: the broker serves after the routes are made
 }
+
+// maxConcurrentLists is how many requests read the filters topic at once;
+// more wait for a turn within their own time limit.
+const maxConcurrentLists = 4
 
 // NewAPI returns the API storing filters in cfg.SpecTopic through a client
 // made with opts; user names a request's authenticated user ("" for none).
@@ -53,7 +61,7 @@ func NewAPI(cfg Config, user func(*http.Request) string, opts ...kgo.Opt) (*API,
 	if len(cfg.Bootstrap) > 0 {
 		opts = append([]kgo.Opt{kgo.SeedBrokers(cfg.Bootstrap...)}, opts...)
 	}
-	return &API{compiler: c, topic: cfg.SpecTopic, opts: opts, user: user}, nil
+	return &API{compiler: c, topic: cfg.SpecTopic, opts: opts, user: user, lists: make(chan struct{}, maxConcurrentLists)}, nil
 }
 
 // Close closes the API's client.
@@ -87,6 +95,12 @@ func (a *API) owner(r *http.Request) string {
 func (a *API) specs(ctx context.Context) ([]Spec, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
+	select {
+	case a.lists <- struct{}{}:
+		defer func() { <-a.lists }()
+	case <-ctx.Done():
+		return nil, fmt.Errorf("filter: waiting to read %s: %w", a.topic, ctx.Err())
+	}
 	return List(ctx, a.topic, a.opts...)
 }
 

@@ -33,7 +33,14 @@ const maxRequestBytes = 64 << 10
 //	POST   /api/filters/check        {"expression": ...}: compiled, or the error with its column
 //	POST   /api/filters              {"name", "topics", "expression", "format"}: saved
 //	DELETE /api/filters/{name}       removed
+//	POST   /api/filters/preview      {"topics", "expression", "since"}: the matches over the last hour (since: up to 24h)
+//
+// and the page /filters (page.go).
 type API struct {
+	// MayRead, when set, says whether user ("" for an anonymous
+	// request) may read topic: a preview reads only those.
+	MayRead func(user, topic string) bool
+
 	compiler *Compiler
 	topic    string
 	opts     []kgo.Opt
@@ -42,6 +49,9 @@ type API struct {
 	// lists bounds the reads of the filters topic running at once: each
 	// opens its own clients, and anyone may ask.
 	lists chan struct{}
+	// previews bounds the previews running at once (each reads up to
+	// maxPreviewAlerts alerts).
+	previews chan struct{}
 
 	mu sync.Mutex
 	cl *kgo.Client // made at the first save: the broker serves after the routes are made
@@ -61,7 +71,8 @@ func NewAPI(cfg Config, user func(*http.Request) string, opts ...kgo.Opt) (*API,
 	if len(cfg.Bootstrap) > 0 {
 		opts = append([]kgo.Opt{kgo.SeedBrokers(cfg.Bootstrap...)}, opts...)
 	}
-	return &API{compiler: c, topic: cfg.SpecTopic, opts: opts, user: user, lists: make(chan struct{}, maxConcurrentLists)}, nil
+	return &API{compiler: c, topic: cfg.SpecTopic, opts: opts, user: user,
+		lists: make(chan struct{}, maxConcurrentLists), previews: make(chan struct{}, maxConcurrentPreviews)}, nil
 }
 
 // Close closes the API's client.
@@ -78,8 +89,11 @@ func (a *API) Close() {
 // sees ANONYMOUS's filters), the others need a user.
 func (a *API) Routes() []Route {
 	return []Route{
+		{Pattern: "GET /filters", Handler: http.HandlerFunc(a.page), Title: "Filters: write, check, preview and save yours"},
+		{Pattern: "POST /filters", Handler: http.HandlerFunc(a.post)},
 		{Pattern: "GET /api/filters", Handler: http.HandlerFunc(a.list), Title: "Filters: yours, as JSON (POST to save, DELETE /api/filters/{name})"},
 		{Pattern: "POST /api/filters/check", Handler: http.HandlerFunc(a.check)},
+		{Pattern: "POST /api/filters/preview", Handler: http.HandlerFunc(a.preview)},
 		{Pattern: "POST /api/filters", Handler: http.HandlerFunc(a.save)},
 		{Pattern: "DELETE /api/filters/{name}", Handler: http.HandlerFunc(a.remove)},
 	}
@@ -133,6 +147,40 @@ func (a *API) check(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"ok": true, "cost": e.Cost, "cutouts": e.Cutouts})
+}
+
+func (a *API) preview(w http.ResponseWriter, r *http.Request) {
+	var body struct {
+		Topics     string `json:"topics"`
+		Expression string `json:"expression"`
+		Since      string `json:"since"`
+	}
+	if err := readJSON(r, &body); err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	if body.Topics == "" {
+		body.Topics = "ztf_*_programid1"
+	}
+	since, err := previewSince(body.Since)
+	if err == nil {
+		err = checkGlob(body.Topics)
+	}
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	e, err := a.compiler.Compile(body.Expression)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, err)
+		return
+	}
+	ans, err := a.runPreview(r.Context(), a.user(r), body.Topics, e, since)
+	if err != nil {
+		httpError(w, http.StatusServiceUnavailable, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, ans)
 }
 
 func (a *API) save(w http.ResponseWriter, r *http.Request) {

@@ -12,16 +12,35 @@ import (
 
 // PreviewResult counts what a preview read.
 type PreviewResult struct {
-	Alerts, Matches, Errors, Unread int
+	Alerts  int `json:"alerts"`
+	Matches int `json:"matches"`
+	Errors  int `json:"errors"`
+	// Unread are records that do not decode as alerts.
+	Unread int `json:"unread"`
+	// Truncated: the preview stopped at PreviewQuery.MaxAlerts (or, for
+	// the API's previews, at their time limit).
+	Truncated bool `json:"truncated"`
 }
 
-// Preview evaluates e over the alerts of the topics matching glob sent
-// since the given time, up to the end offsets when it starts: the matches
-// a filter would have had. Each match is handed to match. opts reach the
-// cluster.
-func Preview(ctx context.Context, e *Expression, glob string, since time.Time, match func(*kgo.Record, *Alert),
-	opts ...kgo.Opt) (PreviewResult, error) {
+// PreviewQuery is what a preview evaluates: Expr over the alerts of the
+// topics matching the glob Topics sent since Since.
+type PreviewQuery struct {
+	Expr   *Expression
+	Topics string
+	Since  time.Time
+	// Readable, when set, leaves out the topics it refuses: those the
+	// user asking may not read.
+	Readable func(topic string) bool
+	// MaxAlerts stops the preview after that many alerts (0: none).
+	MaxAlerts int
+}
+
+// Preview evaluates q.Expr over the alerts of q's topics sent since
+// q.Since, up to the end offsets when it starts: the matches a filter
+// would have had. Each match is handed to match. opts reach the cluster.
+func Preview(ctx context.Context, q PreviewQuery, match func(*kgo.Record, *Alert), opts ...kgo.Opt) (PreviewResult, error) {
 	var res PreviewResult
+	e, glob, since := q.Expr, q.Topics, q.Since
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {
 		return res, err
@@ -34,7 +53,7 @@ func Preview(ctx context.Context, e *Expression, glob string, since time.Time, m
 	}
 	var topics []string
 	for _, t := range tds.Names() {
-		if ok, _ := path.Match(glob, t); ok {
+		if ok, _ := path.Match(glob, t); ok && (q.Readable == nil || q.Readable(t)) {
 			topics = append(topics, t)
 		}
 	}
@@ -67,7 +86,7 @@ func Preview(ctx context.Context, e *Expression, glob string, since time.Time, m
 	}
 	cl.AddConsumePartitions(parts)
 	d := NewDecoder()
-	for len(want) > 0 {
+	for len(want) > 0 && !res.Truncated {
 		fs := cl.PollFetches(ctx)
 		if err := ctx.Err(); err != nil {
 			return res, err
@@ -78,7 +97,11 @@ func Preview(ctx context.Context, e *Expression, glob string, since time.Time, m
 		fs.EachRecord(func(rec *kgo.Record) {
 			tp := topicPartition{rec.Topic, rec.Partition}
 			end, ok := want[tp]
-			if !ok || rec.Offset >= end {
+			if !ok || rec.Offset >= end || res.Truncated {
+				return
+			}
+			if q.MaxAlerts > 0 && res.Alerts+res.Unread >= q.MaxAlerts {
+				res.Truncated = true
 				return
 			}
 			if rec.Offset+1 >= end {

@@ -94,7 +94,7 @@ func runFilter(ctx context.Context, args []string, _ io.Reader, stdout, stderr i
 			return err
 		}
 		start := time.Now()
-		res, err := filter.Preview(ctx, e, *topics, start.Add(-*since), func(r *kgo.Record, a *filter.Alert) {
+		res, err := filter.Preview(ctx, filter.PreviewQuery{Expr: e, Topics: *topics, Since: start.Add(-*since)}, func(r *kgo.Record, a *filter.Alert) {
 			fmt.Fprintf(stdout, "match\t%s\t%d\t%s/%d/%d\n", a.ObjectID, a.Candid, r.Topic, r.Partition, r.Offset)
 		}, opts...)
 		if err != nil {
@@ -240,6 +240,12 @@ func newFilterRunner(cfg filterSection, self []string, inProcess *inProcessCrede
 	api, err := filter.NewAPI(cfg.Config, web.RequestUser, opts...)
 	if err != nil {
 		return nil, nil, err
+	}
+	api.MayRead = access.MayRead
+	if api.MayRead == nil {
+		// Against another cluster its ACLs are not known here: a web
+		// user's preview reads the public stream unless signed in.
+		api.MayRead = func(user, topic string) bool { return user != "" || strings.HasSuffix(topic, "_programid1") }
 	}
 	routes := webRoutes(api.Routes())
 	for i := range routes {

@@ -47,8 +47,10 @@ type Spec struct {
 	// resumes it.
 	Paused bool   `json:"paused,omitempty"`
 	Reason string `json:"reason,omitempty"`
-	// Start is StartNow (default: the alerts from the save on) or
-	// StartEarliest (also every alert still retained).
+	// Start is StartNow (default: the alerts from the save on, that is
+	// those the runners have not read when they load the filter, a
+	// fraction of a second after the save) or StartEarliest (also every
+	// alert still retained).
 	Start string `json:"start,omitempty"`
 	// BackfillUntil is set by Save for StartEarliest: the end offset of
 	// every source partition ("topic/partition") at the save. The group

@@ -146,17 +146,20 @@ func (l *Log) Read(offset int64, maxBytes int, dst []byte) ([]byte, error) {
 		return dst, err
 	}
 	defer releaseViews(views)
+	pos, h, err := l.findFirst(views[0], newHeaderReader(views[0].s.log), offset)
+	if err != nil {
+		return dst, err
+	}
+	return l.readViews(views, pos, h.BaseOffset, max(int64(maxBytes), h.Size), dst)
+}
+
+// readViews reads and checks the batches of views from pos in the first
+// one (holding offset expect on), up to budget bytes, into dst (appended).
+func (l *Log) readViews(views []view, pos, expect, budget int64, dst []byte) ([]byte, error) {
 	orig := len(dst)
-	budget := int64(maxBytes)
 	for i, v := range views {
-		pos, expect := int64(0), v.s.base
-		if i == 0 {
-			p, h, err := l.findFirst(v, newHeaderReader(v.s.log), offset)
-			if err != nil {
-				return dst[:orig], err
-			}
-			pos, expect = p, h.BaseOffset
-			budget = max(budget, h.Size)
+		if i > 0 {
+			pos, expect = 0, v.s.base
 		}
 		end := min(v.limit, pos+budget)
 		if end <= pos {

@@ -2,7 +2,7 @@ package protocol
 
 import (
 	"context"
-	"net"
+	"io"
 	"reflect"
 	"time"
 
@@ -14,19 +14,24 @@ import (
 
 // Fetch: v4-15.
 //
-// Records are the bytes Backend.Fetch appended to a pooled buffer: whole
-// batches starting with the one containing the fetch offset (the client skips
-// records before its offset). They are written to the socket as they are,
-// with writev between the encoded fields (fetchResponse.appendBuffers), so a
-// fetched byte is copied once, from the log into the buffer.
+// Records are whole batches starting with the one containing the fetch
+// offset (the client skips records before its offset). On a plaintext
+// connection to a Backend that keeps them in files (FileFetcher), the
+// checked ones are sent from the files with sendfile (sendfile.go) and
+// never copied here; otherwise, and for bytes not checked yet, they are
+// the bytes the Backend appended to a pooled buffer, written to the socket
+// as they are, with writev between the encoded fields
+// (fetchResponse.appendChunks), so a fetched byte is copied once, from the
+// log into the buffer.
 //
 // Limits: PartitionMaxBytes per partition and MaxBytes (capped by
 // fetch.max.bytes) per request, soft for the first batch, which is always
 // served whole. Long polling: with fewer than MinBytes available and no
 // partition error, the request waits up to MaxWaitMillis (capped) for any of
 // its partitions' Backend.Changed channels, then fetches again. The record
-// bytes of every answer not yet written share max.inflight.response.bytes:
-// a fetch gets what is free of its max bytes (fetchBudgeted, budget.go).
+// bytes of every answer not yet written that are held in memory share
+// max.inflight.response.bytes: a fetch gets what is free of its max bytes
+// (fetchBudgeted, budget.go), and gives back what it answers from files.
 //
 // Fetch sessions (KIP-227) are not kept: SessionID is always 0, which makes
 // clients send full fetches; a request naming a session gets
@@ -44,10 +49,16 @@ func init() {
 }
 
 // fetchResponse is a Fetch answer whose record batches are written with
-// writev instead of being copied into the encoded body.
+// writev or sendfile instead of being copied into the encoded body.
 type fetchResponse struct {
 	*kmsg.FetchResponse
 	bufs [][]byte // pooled buffers holding the record batches
+	// parts are the answer's partitions in order; their files are sent
+	// before their RecordBatches.
+	parts []fetchPartition
+	// fileBytes are the record bytes in files, releases let them go.
+	fileBytes int64
+	releases  []func()
 	// held is what the records take of max.inflight.response.bytes.
 	held   int64
 	budget *byteBudget
@@ -58,6 +69,14 @@ func (f *fetchResponse) release() {
 		putBuf(b)
 	}
 	f.bufs = nil
+	for _, r := range f.releases {
+		r()
+	}
+	f.releases, f.fileBytes = nil, 0
+	for k := range f.parts {
+		p := &f.parts[k]
+		p.files, p.fileBytes, p.fileRecords = nil, 0, 0
+	}
 	if f.held > 0 {
 		f.budget.give(f.held)
 		f.held = 0
@@ -77,7 +96,14 @@ type fetchPartition struct {
 	rp    *kmsg.FetchRequestTopicPartition
 	out   *kmsg.FetchResponseTopicPartition
 	code  int16 // fixed answer (unknown topic id, leader epoch)
+	// files are the records sent from files, before out.RecordBatches.
+	files       []*io.SectionReader
+	fileBytes   int64
+	fileRecords int64
 }
+
+// recordBytes are the bytes of the partition's records, files included.
+func (p *fetchPartition) recordBytes() int { return int(p.fileBytes) + len(p.out.RecordBatches) }
 
 func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 	req := kreq.(*kmsg.FetchRequest)
@@ -127,6 +153,7 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 			parts = append(parts, fetchPartition{topic: name, rp: rp, out: p, code: pc})
 		}
 	}
+	resp.parts = parts
 
 	maxBytes := s.cfg.FetchMaxBytes
 	if req.MaxBytes > 0 && int(req.MaxBytes) < maxBytes {
@@ -158,9 +185,9 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 			break
 		}
 	}
-	for _, p := range parts {
-		if n := len(p.out.RecordBatches); n > 0 {
-			s.m.fetched(p.topic, n, countRecords(p.out.RecordBatches))
+	for k := range parts {
+		if p := &parts[k]; p.recordBytes() > 0 {
+			s.m.fetched(p.topic, p.recordBytes(), p.fileRecords+countRecords(p.out.RecordBatches))
 		}
 	}
 	resp.ThrottleMillis = c.accountFetch(parts) // per-user counts and the consumer quota (quota.go)
@@ -172,8 +199,10 @@ func serveFetch(s *Server, c *conn, kreq kmsg.Request) (kmsg.Response, error) {
 // only offsets are answered). The first batch, served whole, may need more
 // than was free: the fetch then gives everything back, waits for the bytes
 // that batch needs and fetches again, honouring the first-batch rule
-// without going past the budget. The bytes taken are held by resp until it
-// is released (written, or dropped with its connection).
+// without going past the budget. Of the bytes taken, resp holds those its
+// records take in memory until it is released (written, or dropped with
+// its connection); those answered from files are given back at once. It
+// returns the record bytes of the answer, files included.
 func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartition, maxBytes int, deadline time.Time) (int, bool) {
 	ctx := c.requestContext()
 	// A connection with answers queued (its client is slow, or not
@@ -189,29 +218,31 @@ func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartit
 			break
 		}
 		if !b.wait(wake, deadline, s.done, c.ctx.Done()) {
-			return s.fetchOnce(ctx, resp, parts, 0)
+			total, _, failed := s.fetchOnce(ctx, c, resp, parts, 0)
+			return total, failed
 		}
 	}
-	got, failed := s.fetchOnce(ctx, resp, parts, int(n))
+	total, got, failed := s.fetchOnce(ctx, c, resp, parts, int(n))
 	if int64(got) <= n {
 		b.give(n - int64(got))
 		resp.held = int64(got)
-		return got, failed
+		return total, failed
 	}
 	resp.held = n
 	extra := int64(got) - n
 	t := b.takeUpTo(extra, useReserve)
 	if t == extra {
 		resp.held += extra
-		return got, failed
+		return total, failed
 	}
 	b.give(t)
 	need := int64(got)
 	resp.release()
 	if !b.take(need, useReserve, time.Time{}, s.done, c.ctx.Done()) {
-		return s.fetchOnce(ctx, resp, parts, 0)
+		total, _, failed = s.fetchOnce(ctx, c, resp, parts, 0)
+		return total, failed
 	}
-	got, failed = s.fetchOnce(ctx, resp, parts, int(need))
+	total, got, failed = s.fetchOnce(ctx, c, resp, parts, int(need))
 	resp.held = need
 	if extra = int64(got) - need; extra > 0 {
 		// A different first batch (retention moved the log start):
@@ -224,16 +255,21 @@ func (s *Server) fetchBudgeted(c *conn, resp *fetchResponse, parts []fetchPartit
 		b.give(-extra)
 		resp.held = int64(got)
 	}
-	return got, failed
+	return total, failed
 }
 
 // fetchOnce fills every partition's answer from the Backend and returns the
-// record bytes gathered and whether any partition failed.
-func (s *Server) fetchOnce(ctx context.Context, resp *fetchResponse, parts []fetchPartition, maxBytes int) (total int, failed bool) {
+// record bytes gathered, those of them in memory (not in files) and
+// whether any partition failed.
+func (s *Server) fetchOnce(ctx context.Context, c *conn, resp *fetchResponse, parts []fetchPartition, maxBytes int) (total, inMemory int, failed bool) {
 	remaining := maxBytes
-	for _, p := range parts {
+	ff, files := s.b.(FileFetcher)
+	files = files && c.zeroCopy
+	for k := range parts {
+		p := &parts[k]
 		out := p.out
 		out.RecordBatches = nil
+		p.files, p.fileBytes, p.fileRecords = nil, 0, 0
 		out.ErrorCode = p.code
 		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = -1, -1, -1
 		if p.code != 0 {
@@ -260,7 +296,20 @@ func (s *Server) fetchOnce(ctx context.Context, resp *fetchResponse, parts []fet
 		// and franz-go); a bigger answer grows its own array, so an idle
 		// partition of a large request does not hold a large buffer.
 		buf := getBuf(min(limit, 1<<20))[:0]
-		recs, hw, lso, err := s.b.Fetch(ctx, p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
+		var recs []byte
+		var hw, lso int64
+		var err error
+		if files {
+			var release func()
+			p.files, p.fileRecords, recs, release, hw, lso, err = ff.FetchFiles(ctx, p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
+			resp.releases = append(resp.releases, release)
+			for _, f := range p.files {
+				p.fileBytes += f.Size()
+			}
+			resp.fileBytes += p.fileBytes
+		} else {
+			recs, hw, lso, err = s.b.Fetch(ctx, p.topic, p.rp.Partition, p.rp.FetchOffset, limit, buf)
+		}
 		if len(recs) == 0 || &recs[:1][0] != &buf[:1][0] {
 			putBuf(buf) // empty, or the Backend grew a new array
 		} else {
@@ -278,11 +327,12 @@ func (s *Server) fetchOnce(ctx context.Context, resp *fetchResponse, parts []fet
 		out.HighWatermark, out.LastStableOffset, out.LogStartOffset = hw, hw, lso
 		if len(recs) > 0 {
 			out.RecordBatches = recs
-			remaining -= len(recs)
-			total += len(recs)
+			inMemory += len(recs)
 		}
+		remaining -= p.recordBytes()
+		total += p.recordBytes()
 	}
-	return total, failed
+	return total, inMemory, failed
 }
 
 // changedChans subscribes to every fetchable partition's next append.
@@ -326,10 +376,11 @@ func (s *Server) waitChanged(c *conn, chans []<-chan struct{}, deadline time.Tim
 	return i >= 3
 }
 
-// appendBuffers encodes the response after the frame header in dst and
+// appendChunks encodes the response after the frame header in dst and
 // returns the pieces to write: encoded fields alternating with record
-// batches, their total length, and dst for reuse.
-func (f *fetchResponse) appendBuffers(dst []byte) (net.Buffers, int, []byte) {
+// batches (file sections, then bytes), their total length, and dst for
+// reuse.
+func (f *fetchResponse) appendChunks(dst []byte) ([]chunk, int, []byte) {
 	v := f.Version
 	flex := v >= 12
 	arrayLen := func(dst []byte, n int) []byte {
@@ -338,9 +389,10 @@ func (f *fetchResponse) appendBuffers(dst []byte) (net.Buffers, int, []byte) {
 		}
 		return kbin.AppendArrayLen(dst, n)
 	}
-	bufs := make(net.Buffers, 0, 2*len(f.bufs)+1)
+	chunks := make([]chunk, 0, 2*len(f.parts)+1)
 	cut := 0
 	total := 0
+	k := 0 // the partition's place in f.parts
 
 	dst = kbin.AppendInt32(dst, f.ThrottleMillis)
 	if v >= 7 {
@@ -361,6 +413,12 @@ func (f *fetchResponse) appendBuffers(dst []byte) (net.Buffers, int, []byte) {
 		dst = arrayLen(dst, len(t.Partitions))
 		for j := range t.Partitions {
 			p := &t.Partitions[j]
+			var files []*io.SectionReader
+			var fileBytes int
+			if k < len(f.parts) && f.parts[k].out == p {
+				files, fileBytes = f.parts[k].files, int(f.parts[k].fileBytes)
+			}
+			k++
 			dst = kbin.AppendInt32(dst, p.Partition)
 			dst = kbin.AppendInt16(dst, p.ErrorCode)
 			dst = kbin.AppendInt64(dst, p.HighWatermark)
@@ -379,16 +437,21 @@ func (f *fetchResponse) appendBuffers(dst []byte) (net.Buffers, int, []byte) {
 				dst = kbin.AppendInt32(dst, p.PreferredReadReplica)
 			}
 			// Records are never null on the wire: Kafka sends empty.
-			n := len(p.RecordBatches)
+			n := fileBytes + len(p.RecordBatches)
 			if flex {
 				dst = kbin.AppendUvarint(dst, uint32(n+1))
 			} else {
 				dst = kbin.AppendInt32(dst, int32(n))
 			}
 			if n > 0 {
-				bufs = append(bufs, dst[cut:])
+				chunks = append(chunks, chunk{b: dst[cut:]})
 				total += len(dst) - cut
-				bufs = append(bufs, p.RecordBatches)
+				for _, sr := range files {
+					chunks = append(chunks, chunk{f: sr})
+				}
+				if len(p.RecordBatches) > 0 {
+					chunks = append(chunks, chunk{b: p.RecordBatches})
+				}
 				total += n
 				cut = len(dst)
 			}
@@ -403,7 +466,7 @@ func (f *fetchResponse) appendBuffers(dst []byte) (net.Buffers, int, []byte) {
 	if flex {
 		dst = append(dst, 0) // response tagged fields
 	}
-	bufs = append(bufs, dst[cut:])
+	chunks = append(chunks, chunk{b: dst[cut:]})
 	total += len(dst) - cut
-	return bufs, total, dst
+	return chunks, total, dst
 }

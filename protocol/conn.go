@@ -50,6 +50,8 @@ type conn struct {
 	// tlsw gathers a TLS connection's writes into full records; nil on
 	// plaintext, where writev already sends a response in one call.
 	tlsw *bufio.Writer
+	// zeroCopy: fetched records may be sent from files (sendfile.go).
+	zeroCopy bool
 
 	// clientID of the last request, for logs.
 	clientID string
@@ -101,6 +103,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		// batches) are gathered into full records first.
 		c.tlsw = bufio.NewWriterSize(nc, tlsWriteBuffer)
 	}
+	c.zeroCopy = zeroCopy(nc, l.cfg.TLS != nil)
 	return c
 }
 
@@ -190,7 +193,9 @@ func (c *conn) read() {
 			continue
 		}
 		if fr, isFetch := r.resp.(*fetchResponse); isFetch {
-			r.bytes = fr.held
+			// Records in memory and in files alike: what the client
+			// has not read yet (connection.max.inflight.response.bytes).
+			r.bytes = fr.held + fr.fileBytes
 			c.queued.Add(r.bytes)
 		}
 		select {
@@ -429,20 +434,49 @@ func (c *conn) writeOne(buf []byte, r response) ([]byte, error) {
 	}
 	c.nc.SetWriteDeadline(time.Now().Add(c.s.cfg.WriteTimeout))
 	if fr, ok := r.resp.(*fetchResponse); ok {
-		bufs, n, grown := fr.appendBuffers(buf)
-		binary.BigEndian.PutUint32(bufs[0][:4], uint32(n-4))
+		chunks, n, grown := fr.appendChunks(buf)
+		binary.BigEndian.PutUint32(chunks[0].b[:4], uint32(n-4))
 		c.s.m.bytesWritten.Add(float64(n))
-		if c.tlsw != nil {
-			_, err := bufs.WriteTo(c.tlsw)
-			return grown, errors.Join(err, c.tlsw.Flush())
-		}
-		_, err := bufs.WriteTo(c.nc)
-		return grown, err
+		return grown, c.sendFetch(chunks, fr.fileBytes > 0)
 	}
 	buf = r.resp.AppendTo(buf)
 	binary.BigEndian.PutUint32(buf[:4], uint32(len(buf)-4))
 	c.s.m.bytesWritten.Add(float64(len(buf)))
 	return buf, c.send(buf)
+}
+
+// sendFetch writes a fetch answer: with sendfile when it has records in
+// files and the connection allows it, else with writev (through the TLS
+// writer on TLS).
+func (c *conn) sendFetch(chunks []chunk, files bool) error {
+	if files && c.zeroCopy {
+		rc, err := c.nc.(syscall.Conn).SyscallConn()
+		if err != nil {
+			return err
+		}
+		sent, err := sendChunks(rc, chunks)
+		c.s.m.sendfileBytes.Add(float64(sent))
+		if !errors.Is(err, errNotOSFile) {
+			return err
+		}
+	}
+	if files || c.tlsw != nil {
+		w := io.Writer(c.nc)
+		if c.tlsw != nil {
+			w = c.tlsw
+		}
+		err := writeChunks(w, chunks)
+		if c.tlsw != nil {
+			err = errors.Join(err, c.tlsw.Flush())
+		}
+		return err
+	}
+	bufs := make(net.Buffers, len(chunks))
+	for i, ch := range chunks {
+		bufs[i] = ch.b
+	}
+	_, err := bufs.WriteTo(c.nc)
+	return err
 }
 
 // tlsWriteBuffer is a TLS connection's write buffer: one maximum-size TLS

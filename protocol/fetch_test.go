@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
 	"testing"
 	"time"
 
@@ -188,11 +191,21 @@ func TestFetchLimits(t *testing.T) {
 }
 
 // TestFetchEncoding checks the writev encoding against kmsg's for every
-// version served.
+// version served, with the records in memory and with part of them in a
+// file (sent with sendfile).
 func TestFetchEncoding(t *testing.T) {
 	recs := makeBatch(2, 50, 7)
+	split := len(recs) / 3
+	file, err := os.Create(filepath.Join(t.TempDir(), "segment"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer file.Close()
+	if _, err := file.Write(append(make([]byte, 100), recs[:split]...)); err != nil {
+		t.Fatal(err)
+	}
 	for v := int16(4); v <= 15; v++ {
-		mk := func(empty []byte) *kmsg.FetchResponse {
+		mk := func(empty []byte, tail []byte) *kmsg.FetchResponse {
 			r := kmsg.NewPtrFetchResponse()
 			r.Version, r.ThrottleMillis, r.ErrorCode = v, 3, 0
 			for ti, name := range []string{"a", "bb"} {
@@ -203,7 +216,7 @@ func TestFetchEncoding(t *testing.T) {
 					p.Partition, p.HighWatermark, p.LastStableOffset, p.LogStartOffset = int32(pi), 10, 10, 1
 					p.RecordBatches = empty
 					if pi != 1 {
-						p.RecordBatches = recs
+						p.RecordBatches = tail
 					}
 					if ti == 1 {
 						p.AbortedTransactions = []kmsg.FetchResponseTopicPartitionAbortedTransaction{}
@@ -215,15 +228,30 @@ func TestFetchEncoding(t *testing.T) {
 			}
 			return r
 		}
-		want := mk([]byte{}).AppendTo(nil)
-		fr := &fetchResponse{FetchResponse: mk(nil)}
-		bufs, n, _ := fr.appendBuffers(nil)
-		var got []byte
-		for _, b := range bufs {
-			got = append(got, b...)
-		}
-		if n != len(got) || !bytes.Equal(got, want) {
-			t.Fatalf("v%d: writev encoding differs from kmsg (%d vs %d bytes)", v, len(got), len(want))
+		want := mk([]byte{}, recs).AppendTo(nil)
+		for _, inFiles := range []bool{false, true} {
+			fr := &fetchResponse{FetchResponse: mk(nil, recs)}
+			if inFiles {
+				fr = &fetchResponse{FetchResponse: mk(nil, recs[split:])}
+				for ti := range fr.Topics {
+					for pi := range fr.Topics[ti].Partitions {
+						p := fetchPartition{out: &fr.Topics[ti].Partitions[pi]}
+						if pi != 1 {
+							p.files = []*io.SectionReader{io.NewSectionReader(file, 100, int64(split))}
+							p.fileBytes = int64(split)
+						}
+						fr.parts = append(fr.parts, p)
+					}
+				}
+			}
+			chunks, n, _ := fr.appendChunks(nil)
+			var got bytes.Buffer
+			if err := writeChunks(&got, chunks); err != nil {
+				t.Fatal(err)
+			}
+			if n != got.Len() || !bytes.Equal(got.Bytes(), want) {
+				t.Fatalf("v%d, files %v: encoding differs from kmsg (%d vs %d bytes)", v, inFiles, got.Len(), len(want))
+			}
 		}
 	}
 }

@@ -67,7 +67,7 @@ func FuzzRequest(f *testing.F) {
 			return
 		}
 		if fr, ok := r.resp.(*fetchResponse); ok {
-			fr.appendBuffers(nil)
+			fr.appendChunks(nil)
 		} else {
 			r.resp.AppendTo(nil)
 		}

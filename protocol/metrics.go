@@ -16,6 +16,7 @@ type metrics struct {
 	clientErrors    *prometheus.CounterVec
 	bytesRead       prometheus.Counter
 	bytesWritten    prometheus.Counter
+	sendfileBytes   prometheus.Counter
 	topicBytesIn    *prometheus.CounterVec
 	topicBytesOut   *prometheus.CounterVec
 	topicRecordsIn  *prometheus.CounterVec
@@ -44,6 +45,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Name: "network_read_bytes_total", Help: "Request bytes read, framing included."}),
 		bytesWritten: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "network_written_bytes_total", Help: "Response bytes written, framing included."}),
+		sendfileBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
+			Name: "sendfile_bytes_total", Help: "Fetched record bytes sent from segment files to sockets with sendfile, never copied through the broker (part of network_written_bytes_total)."}),
 		topicBytesIn: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
 			Name: "topic_bytes_in_total", Help: "Record batch bytes produced, per topic."}, []string{"topic"}),
 		topicBytesOut: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: ns, Subsystem: sub,
@@ -56,7 +59,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		quotas: newQuotas(),
 	}
 	if err := registerMetrics(reg, append([]prometheus.Collector{m.requests, m.latency, m.connsOpen, m.connsTotal, m.clientErrors,
-		m.bytesRead, m.bytesWritten, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut}, m.users.collectors()...)...); err != nil {
+		m.bytesRead, m.bytesWritten, m.sendfileBytes, m.topicBytesIn, m.topicBytesOut, m.topicRecordsIn, m.topicRecordsOut}, m.users.collectors()...)...); err != nil {
 		return nil, err
 	}
 	return m, nil

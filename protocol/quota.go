@@ -431,10 +431,10 @@ func (c *conn) accountFetch(parts []fetchPartition) int32 {
 	user, label := c.identity()
 	var bytes int
 	var records int64
-	for _, p := range parts {
-		if n := len(p.out.RecordBatches); n > 0 {
-			bytes += n
-			records += countRecords(p.out.RecordBatches)
+	for k := range parts {
+		if p := &parts[k]; p.recordBytes() > 0 {
+			bytes += p.recordBytes()
+			records += p.fileRecords + countRecords(p.out.RecordBatches)
 		}
 	}
 	c.s.m.users.fetchedBytes.WithLabelValues(label).Add(float64(bytes))

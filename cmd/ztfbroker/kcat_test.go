@@ -96,6 +96,12 @@ func TestKcatMetadataProduceConsume(t *testing.T) {
 			t.Fatalf("message %d has offset %d", i, o)
 		}
 	}
+	// The produce path checked every batch, so the whole topic went from
+	// the segment files to kcat's socket with sendfile.
+	sent, _ := strconv.ParseFloat(metric(t, b, "ztfbroker_kafka_sendfile_bytes_total"), 64)
+	if want := float64(len(msgs) * 60_000); sent < want {
+		t.Errorf("sendfile sent %.0f bytes, want at least the %.0f of the messages", sent, want)
+	}
 
 	// From an offset.
 	_, values = kcatConsume(t, ctx, b.Kafka, topic, "1500")

@@ -67,10 +67,12 @@ type Config struct {
 	MaxConnections int `yaml:"max.connections"`
 	// FetchMaxBytes (fetch.max.bytes) caps the bytes of one Fetch response
 	// whatever the request asks for (the first batch is always served).
-	// Fetched records pass through a buffer here (they are read and CRC
-	// checked, not sent with sendfile), so this bounds the memory one
-	// fetch holds: 16 MiB instead of Kafka's 55 MiB, for a 4 GB machine;
-	// clients simply fetch again.
+	// Records this process has not CRC-checked yet, and every record on a
+	// TLS listener, pass through a buffer (read and checked, or
+	// encrypted), so this bounds the memory one fetch may hold: 16 MiB
+	// instead of Kafka's 55 MiB, for a 4 GB machine; clients simply fetch
+	// again. Checked records on plaintext listeners are sent from the
+	// segment files with sendfile and hold no memory (sendfile.go).
 	FetchMaxBytes int `yaml:"fetch.max.bytes"`
 	// FetchMaxWait caps a Fetch request's MaxWaitMs.
 	FetchMaxWait time.Duration `yaml:"fetch.max.wait.ms"`
@@ -79,12 +81,18 @@ type Config struct {
 	// connection; see budget.go.
 	QueuedMaxRequestBytes int64 `yaml:"queued.max.request.bytes"`
 	// MaxInflightResponseBytes (max.inflight.response.bytes) bounds the
-	// fetched record bytes waiting to be written, over every connection:
-	// Fetch shrinks its max bytes to what is free.
+	// fetched record bytes held in memory waiting to be written, over
+	// every connection: Fetch shrinks its max bytes to what is free. Bytes
+	// sent from files with sendfile are taken while the fetch runs and
+	// given back once it knows they are in files: queued, they hold an
+	// open file and page cache the kernel can evict, not memory.
 	MaxInflightResponseBytes int64 `yaml:"max.inflight.response.bytes"`
 	// ConnectionMaxInflightResponseBytes
 	// (connection.max.inflight.response.bytes): a connection whose queued
 	// answers exceed it takes no new request until its client reads them.
+	// It counts every record byte not yet written, in memory or in files:
+	// a client that does not read is not served more either way, and
+	// holds no more segment files open.
 	ConnectionMaxInflightResponseBytes int `yaml:"connection.max.inflight.response.bytes"`
 	// FailedAuthenticationDelay (connection.failed.authentication.delay.ms,
 	// Kafka's name and default, 100 ms) is every SASL listener's delay
@@ -103,7 +111,8 @@ func DefaultConfig() Config {
 		FetchMaxBytes:      16 << 20,
 		FetchMaxWait:       30 * time.Second,
 		// Kafka does not bound these by default (it sends fetched
-		// records with sendfile); ztfbroker holds them in memory, so
+		// records with sendfile); ztfbroker holds requests, and the
+		// fetched records it reads to check or encrypt, in memory, so
 		// they are sized for its default memory.budget.bytes (1 GiB).
 		QueuedMaxRequestBytes:              128 << 20,
 		MaxInflightResponseBytes:           128 << 20,

@@ -118,7 +118,7 @@ func (r *Runner) steerBackfills(ctx context.Context, cl *kgo.Client) {
 			case b.err == nil:
 				spec := f.spec
 				spec.Backfilled = true
-				cl.Produce(ctx, &kgo.Record{Topic: r.cfg.SpecTopic, Partition: 0, Key: []byte(name), Value: spec.Encode()}, r.produced)
+				cl.Produce(ctx, stateRecord(r.cfg.SpecTopic, spec), r.produced)
 				b.finished = true
 				continue
 			}

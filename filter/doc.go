@@ -15,8 +15,17 @@
 //	       "expression":"candidate.magpsf < 18.5","format":"alert"}
 //
 // The latest record of a name wins; one without a value removes the
-// filter. The runner writes the same record back with "paused": true and
-// a "reason" when it pauses a filter; saving the filter again resumes it.
+// filter. What a runner learns of a filter is a record of its own, keyed
+// "<name>#state", naming the offset of the spec record it applies to:
+//
+//	key   "bright#state"
+//	value {"of":42,"paused":true,"reason":"paused after 10 errors ..."}
+//	value {"of":42,"backfilled":true}
+//
+// A reader applies it only while the record at that offset is the
+// filter's latest, so a runner pausing a filter as its user removes or
+// saves it again never brings the old filter back; saving resumes a
+// paused filter.
 //
 // # Expressions
 //

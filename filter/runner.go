@@ -364,7 +364,7 @@ func (r *Runner) apply(specs map[string]Spec) []*running {
 	var fresh []*running
 	next := make(map[string]*running, len(specs))
 	for name, s := range specs {
-		if f, ok := r.filters[name]; ok && bytes.Equal(f.spec.Encode(), s.Encode()) {
+		if f, ok := r.filters[name]; ok && f.spec.offset == s.offset && bytes.Equal(f.spec.Encode(), s.Encode()) {
 			next[name] = f
 			continue
 		}
@@ -493,7 +493,7 @@ func (r *Runner) pause(ctx context.Context, cl *kgo.Client, f *running, cause er
 	}
 	f.m.paused.Set(1)
 	r.logger.Warn("filter paused: it errors too often; the others go on", zap.String("filter", f.spec.Name), zap.Error(cause))
-	cl.Produce(ctx, &kgo.Record{Topic: r.cfg.SpecTopic, Partition: 0, Key: []byte(f.spec.Name), Value: f.spec.Encode()}, r.produced)
+	cl.Produce(ctx, stateRecord(r.cfg.SpecTopic, f.spec), r.produced)
 }
 
 // recover reads the last RecoveryScanRecords of each filter's topic and

@@ -58,6 +58,10 @@ type Spec struct {
 	// below them; Backfilled marks the backfill done.
 	BackfillUntil map[string]int64 `json:"backfill_until,omitempty"`
 	Backfilled    bool             `json:"backfilled,omitempty"`
+
+	// offset is the spec record's offset in the specs topic, which the
+	// runner's state records name (runnerState).
+	offset int64
 }
 
 // Where a new filter starts.

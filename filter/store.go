@@ -2,6 +2,7 @@ package filter
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
@@ -86,7 +87,36 @@ func cutOver(ctx context.Context, adm *kadm.Client, spec Spec) (map[string]int64
 // Remove stores the removal of the named filter. Its topic stays, with
 // the matches it had, until retention or a topic deletion.
 func Remove(ctx context.Context, cl *kgo.Client, topic, name string) error {
-	return put(ctx, cl, topic, name, nil)
+	if err := put(ctx, cl, topic, name, nil); err != nil {
+		return err
+	}
+	// The runner's state of it no longer applies (see runnerState);
+	// this only lets compaction drop it.
+	return put(ctx, cl, topic, name+stateKeySuffix, nil)
+}
+
+// stateKeySuffix keys a record of the runner's state of a filter: key
+// "<name>#state" (a name has no '#'), value a runnerState.
+const stateKeySuffix = "#state"
+
+// runnerState is what a runner stores of a filter, apart from the user's
+// spec: paused (and why) and backfilled. It names the offset of the spec
+// record it applies to, and a reader applies it only while that record
+// is the filter's latest: a state written while a user removed or saved
+// the filter again never brings the old filter back, nor pauses the new
+// one. (Kafka has no compare-and-set; the single partition's order is
+// the arbiter, the same for every reader.)
+type runnerState struct {
+	Of         int64  `json:"of"`
+	Paused     bool   `json:"paused,omitempty"`
+	Reason     string `json:"reason,omitempty"`
+	Backfilled bool   `json:"backfilled,omitempty"`
+}
+
+// stateRecord is the record storing the runner's state of s.
+func stateRecord(topic string, s Spec) *kgo.Record {
+	v, _ := json.Marshal(runnerState{Of: s.offset, Paused: s.Paused, Reason: s.Reason, Backfilled: s.Backfilled})
+	return &kgo.Record{Topic: topic, Partition: 0, Key: []byte(s.Name + stateKeySuffix), Value: v}
 }
 
 func put(ctx context.Context, cl *kgo.Client, topic, name string, value []byte) error {
@@ -122,7 +152,8 @@ type specFeed struct {
 	done chan struct{}
 
 	mu      sync.Mutex
-	specs   map[string]Spec
+	specs   map[string]Spec        // as users stored them, with their offsets
+	states  map[string]runnerState // by filter name
 	version int
 	err     error
 }
@@ -152,7 +183,7 @@ func followSpecs(ctx context.Context, topic string, opts ...kgo.Opt) (*specFeed,
 	if err != nil {
 		return nil, err
 	}
-	f := &specFeed{cl: cl, done: make(chan struct{}), specs: map[string]Spec{}}
+	f := &specFeed{cl: cl, done: make(chan struct{}), specs: map[string]Spec{}, states: map[string]runnerState{}}
 	caught := make(chan struct{})
 	go f.run(end, caught)
 	select {
@@ -182,10 +213,23 @@ func (f *specFeed) run(end int64, caught chan struct{}) {
 		})
 		fs.EachRecord(func(r *kgo.Record) {
 			f.mu.Lock()
-			if r.Value == nil {
-				delete(f.specs, string(r.Key))
-			} else if s, err := DecodeSpec(r.Value); err == nil && s.Name == string(r.Key) {
-				f.specs[s.Name] = s
+			key := string(r.Key)
+			name, isState := strings.CutSuffix(key, stateKeySuffix)
+			var st runnerState
+			switch {
+			case isState && r.Value == nil:
+				delete(f.states, name)
+			case isState:
+				if json.Unmarshal(r.Value, &st) == nil {
+					f.states[name] = st
+				}
+			case r.Value == nil:
+				delete(f.specs, key)
+			default:
+				if s, err := DecodeSpec(r.Value); err == nil && s.Name == key {
+					s.offset = r.Offset
+					f.specs[s.Name] = s
+				}
 			}
 			f.version++
 			f.mu.Unlock()
@@ -204,6 +248,9 @@ func (f *specFeed) snapshot() (map[string]Spec, int) {
 	defer f.mu.Unlock()
 	m := make(map[string]Spec, len(f.specs))
 	for k, v := range f.specs {
+		if st, ok := f.states[k]; ok && st.Of == v.offset {
+			v.Paused, v.Reason, v.Backfilled = v.Paused || st.Paused, st.Reason, v.Backfilled || st.Backfilled
+		}
 		m[k] = v
 	}
 	return m, f.version

@@ -15,6 +15,9 @@ import (
 	"github.com/ztfbroker/ztfbroker/alertindex"
 )
 
+// statusNights is how many archive nights the status page lists.
+const statusNights = 14
+
 // Status is the stream's figures, on the status page and /api/v1/index/status.
 type Status struct {
 	// AlertsIndexed is ztfbroker_portal_index_alerts.
@@ -28,7 +31,9 @@ type Status struct {
 	LastExposure   string     `json:"last_exposure"`
 	LatencySeconds float64    `json:"last_exposure_latency_seconds"`
 	Groups         []GroupLag `json:"groups"`
-	Links          []Link     `json:"links"`
+	// Nights are the archive's newest public nights (statusNights).
+	Nights []ArchiveNight `json:"archive_nights"`
+	Links  []Link         `json:"links"`
 }
 
 // TopicStatus is one alert topic.
@@ -56,6 +61,13 @@ func (p *Portal) status(r *http.Request) Status {
 		}
 	}
 	st.Groups = p.groups(r.Context())
+	if p.d.Nights != nil {
+		nights, err := p.d.Nights()
+		if err != nil {
+			p.d.Logger.Warn("status page: list the archive", zap.Error(err))
+		}
+		st.Nights = nights[:min(len(nights), statusNights)]
+	}
 	return st
 }
 
@@ -242,7 +254,7 @@ form label { display: block; margin: 0.2em 0; }
 </style>
 </head>
 <body>
-<nav><a href="/">Status</a><a href="/search">Search</a><a href="/pages">All pages</a><a href="/alerts/public/">Archive</a></nav>
+<nav><a href="/">Status</a><a href="/search">Search</a><a href="/filters">Filters</a><a href="/pages">All pages</a><a href="/alerts/public/">Archive</a></nav>
 <h1>{{.}}</h1>
 {{end}}
 
@@ -260,6 +272,11 @@ form label { display: block; margin: 0.2em 0; }
 <h2>Consumer groups</h2>
 <table id="groups"><thead><tr><th>Group</th><th>State</th><th>Lag</th></tr></thead><tbody>
 {{range .S.Groups}}<tr class="group"><td>{{.Group}}</td><td>{{.State}}</td><td class="num">{{.Lag}}</td></tr>
+{{end}}</tbody></table>
+<h2>Nightly archive</h2>
+<table id="nights"><thead><tr><th>Night</th><th>Public tarball</th><th>Size</th></tr></thead><tbody>
+{{range .S.Nights}}<tr class="night"><td>{{.Night}}</td><td><a href="{{.URL}}">{{.Name}}</a></td><td class="num">{{.Size}}</td></tr>
+{{else}}<tr><td colspan="3">No night archived yet: a night's tarball is built after it ends.</td></tr>
 {{end}}</tbody></table>
 <h2>Links</h2>
 <ul>

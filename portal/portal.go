@@ -85,6 +85,9 @@ type Deps struct {
 	MayRead func(r *http.Request, topic string) bool
 	// Links are other pages listed on the status page.
 	Links []Link
+	// Nights lists the nightly archive's public tarballs, newest first;
+	// nil: no archive here.
+	Nights func() ([]ArchiveNight, error)
 	// Now is the clock (nil: time.Now).
 	Now    func() time.Time
 	Logger *zap.Logger
@@ -92,6 +95,14 @@ type Deps struct {
 
 // Link is a page listed on the status page.
 type Link struct{ Title, Path string }
+
+// ArchiveNight is one night's tarball of the archive.
+type ArchiveNight struct {
+	Night string `json:"night"`
+	Name  string `json:"name"`
+	Size  int64  `json:"size"`
+	URL   string `json:"url"`
+}
 
 // Route is one page or API endpoint, for the web server (the fields of
 // web.Route that an owner gives).

@@ -127,8 +127,10 @@ func TestFiltersPage(t *testing.T) {
 	}
 
 	// In a browser: the preview's table is there.
-	shots := filepath.Join("testdata", "screenshots")
-	os.MkdirAll(shots, 0o755)
+	shots := t.TempDir() // kept in testdata/portal with ZTFBROKER_UPDATE_SCREENSHOTS=1, as checkPages does
+	if os.Getenv("ZTFBROKER_UPDATE_SCREENSHOTS") != "" {
+		shots = filepath.Join("testdata", "portal")
+	}
 	u := "http://" + b.HTTP + "/filters?" + form("preview", "candidate.magpsf < 99.0")
 	out := runTool(t, ctx, nil, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
 		"--window-size=900,1000", "--screenshot="+filepath.Join(shots, "filters.png"), "--dump-dom", u)

@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ztfbroker/ztfbroker/alertindex"
+	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/portal"
 	"github.com/ztfbroker/ztfbroker/web"
 )
@@ -28,8 +29,8 @@ const portalUser = "ztfbroker-portal"
 // and serves the portal's pages on site ("/" included). run follows the
 // alert topics until its context ends; closeAll closes the client and the
 // index.
-func newPortal(cfg portalSection, bootstrap []string, login []kgo.Opt, site *web.Server,
-	mayRead func(*http.Request, string) bool, logger *zap.Logger, reg prometheus.Registerer) (run func(context.Context) error, closeAll func(), err error) {
+func newPortal(cfg portalSection, bootstrap []string, login []kgo.Opt, site *web.Server, mayRead func(*http.Request, string) bool,
+	archiveDir string, logger *zap.Logger, reg prometheus.Registerer) (run func(context.Context) error, closeAll func(), err error) {
 	ic := cfg.IndexConfig
 	ic.Bootstrap = bootstrap
 	ic.ClientOpts = append(ic.ClientOpts, login...)
@@ -55,6 +56,7 @@ func newPortal(cfg portalSection, bootstrap []string, login []kgo.Opt, site *web
 		Links: []portal.Link{{Title: "Nightly archive, public", Path: "/alerts/public/"},
 			{Title: "Nightly archive, partnership", Path: "/alerts/partnership/"},
 			{Title: "Metrics", Path: "/metrics"}, {Title: "Every page and API", Path: "/pages"}},
+		Nights: archiveNights(archiveDir),
 	})
 	if err != nil {
 		closeAll()
@@ -113,7 +115,7 @@ func runPortal(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	// Without the broker's users and ACLs, only public alerts are shown.
-	run, closeAll, err := newPortal(cfg, strings.Split(*bootstrap, ","), nil, site, nil, logger, reg)
+	run, closeAll, err := newPortal(cfg, strings.Split(*bootstrap, ","), nil, site, nil, "", logger, reg)
 	if err != nil {
 		return err
 	}
@@ -177,4 +179,19 @@ func runReindex(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fmt.Fprintf(stdout, "reindexed %d alerts of %d topics in %s (%d did not decode); index %s, digest %s\n",
 		rep.Alerts, rep.Topics, time.Since(start).Round(time.Millisecond), rep.Undecodable, cfg.Dir, rep.Digest)
 	return nil
+}
+
+// archiveNights lists the public nights archived in dir ("": none).
+func archiveNights(dir string) func() ([]portal.ArchiveNight, error) {
+	if dir == "" {
+		return nil
+	}
+	return func() ([]portal.ArchiveNight, error) {
+		es, err := archive.List(dir, archive.Public)
+		out := make([]portal.ArchiveNight, 0, len(es))
+		for _, e := range es {
+			out = append(out, portal.ArchiveNight{Night: e.Night, Name: e.Name, Size: e.Size, URL: e.URL})
+		}
+		return out, err
+	}
 }

@@ -219,6 +219,11 @@ func TestPortal(t *testing.T) {
 		}
 	}
 	pkg("--replay", portalSamples)
+	// One night archived, for the status page's list of nights.
+	if out, err := runBinary(t, "archive", "--bootstrap", b.Kafka, "--night", "20190110", "--progress", "never",
+		"--out", filepath.Join(dataDir, "archive", "public")); err != nil {
+		t.Fatalf("archive: %v\n%s", err, out)
+	}
 	pkg("--simulate", "20", "--exposures", "6", "--interval", "100ms", "--cadence", "40s")
 	// Whether the night's fields are seen again within six exposures
 	// depends on the hour; an object surely seen in three exposures comes
@@ -676,6 +681,9 @@ func checkPages(t *testing.T, b *serveProc, objectID string) {
 	m := regexp.MustCompile(`id="alerts-indexed">(\d+)<`).FindStringSubmatch(status)
 	if m == nil || m[1] != metric(t, b, "ztfbroker_portal_index_alerts") {
 		t.Errorf("status page's alerts %v, metric ztfbroker_portal_index_alerts %s", m, metric(t, b, "ztfbroker_portal_index_alerts"))
+	}
+	if !regexp.MustCompile(`<tr class="night"><td>20190110</td><td><a href="/alerts/public/[^"]+">`).MatchString(status) {
+		t.Errorf("the status page does not list the archived night 20190110")
 	}
 	lat, _ := strconv.ParseFloat(metric(t, b, "ztfbroker_portal_last_exposure_latency_seconds"), 64)
 	if !strings.Contains(status, fmt.Sprintf(`id="latency">%.1f s<`, lat)) {

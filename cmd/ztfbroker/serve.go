@@ -233,7 +233,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		if err != nil {
 			return err
 		}
-		run, closePortal, err := newPortal(cfg.Portal, self, []kgo.Opt{login}, site, portalAccess(authz), logger, reg)
+		run, closePortal, err := newPortal(cfg.Portal, self, []kgo.Opt{login}, site, portalAccess(authz), cfg.Archive.Dir, logger, reg)
 		if err != nil {
 			return err
 		}

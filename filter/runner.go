@@ -61,6 +61,11 @@ type Config struct {
 	// SummaryLink is the link of a summary match, {objectId} and {candid}
 	// replaced; empty: none.
 	SummaryLink string `yaml:"summary.link"`
+	// Declared are the filters of the configuration (its top-level
+	// `filters:` list), stored when the runner starts. nil (no list):
+	// the declared filters stored before are left as they are; a list,
+	// even empty, removes those it does not name.
+	Declared []Declared `yaml:"-"`
 }
 
 // DefaultConfig is the runner inside serve.
@@ -101,6 +106,14 @@ func (c Config) Validate() error {
 	}
 	if c.CostLimit < 100 || c.CostLimit > 1_000_000_000 {
 		errs = append(errs, fmt.Errorf("filter.cost.limit %d: out of range: 100 to 1000000000", c.CostLimit))
+	} else if len(c.Declared) > 0 {
+		comp, err := NewCompiler(uint64(c.CostLimit))
+		if err == nil {
+			err = checkDeclared(c.Declared, comp)
+		}
+		if err != nil {
+			errs = append(errs, err)
+		}
 	}
 	return errors.Join(errs...)
 }
@@ -127,8 +140,9 @@ type Runner struct {
 	logger   *zap.Logger
 	m        *metrics
 
-	filters map[string]*running
-	byTopic map[string][]*running // source topic -> filters reading it
+	declared bool // the configuration's filters are stored (declare)
+	filters  map[string]*running
+	byTopic  map[string][]*running // source topic -> filters reading it
 	lag     map[topicPartition]int64
 
 	produceMu  sync.Mutex
@@ -211,6 +225,13 @@ func (r *Runner) session(ctx context.Context) error {
 		return err
 	}
 	defer feed.close()
+	if !r.declared && r.cfg.Declared != nil {
+		specs, _ := feed.snapshot()
+		if err := r.declare(ctx, specs); err != nil {
+			return err
+		}
+		r.declared = true
+	}
 	r.filters = map[string]*running{}
 	for ctx.Err() == nil {
 		if err := r.consume(ctx, feed); err != nil {

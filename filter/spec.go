@@ -58,6 +58,9 @@ type Spec struct {
 	// below them; Backfilled marks the backfill done.
 	BackfillUntil map[string]int64 `json:"backfill_until,omitempty"`
 	Backfilled    bool             `json:"backfilled,omitempty"`
+	// Declared filters come from serve's configuration (Declared), which
+	// removes them when it no longer lists them.
+	Declared bool `json:"declared,omitempty"`
 
 	// offset is the spec record's offset in the specs topic, which the
 	// runner's state records name (runnerState).

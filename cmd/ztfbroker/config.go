@@ -268,6 +268,7 @@ func loadServeConfig(file string, flags settingFlags) (serveConfig, error) {
 		if doc.listeners != nil {
 			cfg.Listeners = doc.listeners
 		}
+		cfg.Filter.Declared = doc.filters
 	}
 	for k, v := range flags {
 		set.set(k, v, "flag") //nolint:errcheck // a flag always wins

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/ztfbroker/ztfbroker/filter"
 )
 
 // The one naming rule of settings: lowercase words joined by dots, Kafka's
@@ -70,6 +72,7 @@ func (s settings) takeKeys(names ...string) map[string]string {
 type configDoc struct {
 	settings  settings
 	listeners []listenerSection
+	filters   []filter.Declared
 }
 
 // readConfigFile parses file into flat settings.
@@ -95,6 +98,12 @@ func readConfigFile(file string) (configDoc, error) {
 		k, n := top.Content[i].Value, top.Content[i+1]
 		if k == "listeners" {
 			if err := decodeListeners(n, &doc.listeners); err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
+		if k == "filters" {
+			if err := decodeFilters(n, &doc.filters); err != nil {
 				errs = append(errs, err)
 			}
 			continue
@@ -165,6 +174,34 @@ func decodeListeners(n *yaml.Node, into *[]listenerSection) error {
 		ls = append(ls, l)
 	}
 	*into = ls
+	return nil
+}
+
+// decodeFilters reads the top-level `filters:` list (filter.Declared).
+func decodeFilters(n *yaml.Node, into *[]filter.Declared) error {
+	if n.Kind != yaml.SequenceNode {
+		return fmt.Errorf("filters (line %d): want a list of filters, each with name, topics and expression", n.Line)
+	}
+	ds := []filter.Declared{} // even empty, the list owns the declared filters
+	for _, item := range n.Content {
+		var d filter.Declared
+		if item.Kind != yaml.MappingNode {
+			return fmt.Errorf("filters (line %d): want name, topics, expression, and optionally owner, format, start", item.Line)
+		}
+		for i := 0; i < len(item.Content); i += 2 {
+			switch k := item.Content[i].Value; k {
+			case "name", "owner", "topics", "expression", "format", "start":
+			default:
+				return fmt.Errorf("filters (line %d): unknown key %q (want name, owner, topics, expression, format, start)",
+					item.Content[i].Line, k)
+			}
+		}
+		if err := item.Decode(&d); err != nil {
+			return fmt.Errorf("filters (line %d): %w", item.Line, err)
+		}
+		ds = append(ds, d)
+	}
+	*into = ds
 	return nil
 }
 

@@ -26,12 +26,7 @@ import (
 // filter from the page, which the runner then runs, and removes it; a
 // form posted from another site, or anonymously, is refused.
 func TestFiltersPage(t *testing.T) {
-	b := startBroker(t, "")
-	pw := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pw, []byte("bobs-password\n"), 0o600)
-	if out, err := runBinary(t, "user", "add", "--bootstrap", b.Kafka, "--password-file", pw, "bob"); err != nil {
-		t.Fatalf("user add: %v\n%s", err, out)
-	}
+	b, call := startWithBob(t)
 	if out, err := runBinary(t, "acl", "add", "--bootstrap", b.Kafka, "--principal", "User:bob", "--operation", "READ",
 		"--topic", "ztf_", "--prefixed"); err != nil {
 		t.Fatalf("acl add: %v\n%s", err, out)
@@ -69,17 +64,7 @@ func TestFiltersPage(t *testing.T) {
 
 	get := func(user, query string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest("GET", "http://"+b.HTTP+"/filters?"+query, nil)
-		if user != "" {
-			req.SetBasicAuth(user, "bobs-password")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
+		return call("GET", "/filters?"+query, user, "")
 	}
 	form := func(action, expr string) string {
 		return url.Values{"action": {action}, "name": {"pagetest"}, "topics": {"ztf_*"}, "expr": {expr}, "since": {"1h"}}.Encode()
@@ -112,18 +97,10 @@ func TestFiltersPage(t *testing.T) {
 	}
 
 	// The same over the JSON API.
-	req, _ := http.NewRequest("POST", "http://"+b.HTTP+"/api/filters/preview",
-		strings.NewReader(`{"topics": "ztf_*", "expression": "candidate.magpsf < 99.0", "since": "1h"}`))
-	req.SetBasicAuth("bob", "bobs-password")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
+	code, out := call("POST", "/api/filters/preview", "bob", `{"topics": "ztf_*", "expression": "candidate.magpsf < 99.0", "since": "1h"}`)
 	var ans struct{ Alerts, Matches int64 }
-	json.NewDecoder(resp.Body).Decode(&ans)
-	resp.Body.Close()
-	if resp.StatusCode != 200 || ans.Alerts != all || ans.Matches != all {
-		t.Errorf("POST /api/filters/preview: %d %+v, want %d", resp.StatusCode, ans, all)
+	if err := json.Unmarshal([]byte(out), &ans); code != 200 || err != nil || ans.Alerts != all || ans.Matches != all {
+		t.Errorf("POST /api/filters/preview: %d %s, want %d alerts and matches", code, out, all)
 	}
 
 	// In a browser: the preview's table is there.
@@ -132,9 +109,9 @@ func TestFiltersPage(t *testing.T) {
 		shots = filepath.Join("testdata", "portal")
 	}
 	u := "http://" + b.HTTP + "/filters?" + form("preview", "candidate.magpsf < 99.0")
-	out := runTool(t, ctx, nil, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
+	dom := runTool(t, ctx, nil, "chromium", "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000",
 		"--window-size=900,1000", "--screenshot="+filepath.Join(shots, "filters.png"), "--dump-dom", u)
-	if dom := string(out); count(dom, "preview-matches") != public || !strings.Contains(dom, `<table id="matches">`) {
+	if count(string(dom), "preview-matches") != public || !strings.Contains(string(dom), `<table id="matches">`) {
 		t.Errorf("the page in Chromium:\n%s", dom)
 	}
 	if f, err := os.Open(filepath.Join(shots, "filters.png")); err != nil {

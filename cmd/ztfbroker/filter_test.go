@@ -327,26 +327,7 @@ func waitFiltersCaughtUp(t *testing.T, addr string) {
 // user; anonymous requests may not save and see none of its filters; a
 // type-wrong expression is answered with its column.
 func TestFiltersHTTPAPI(t *testing.T) {
-	b := startBroker(t, "")
-	pw := filepath.Join(t.TempDir(), "pw")
-	os.WriteFile(pw, []byte("bobs-password\n"), 0o600)
-	if out, err := runBinary(t, "user", "add", "--bootstrap", b.Kafka, "--password-file", pw, "bob"); err != nil {
-		t.Fatalf("user add: %v\n%s", err, out)
-	}
-	call := func(method, path, user, body string) (int, string) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+b.HTTP+path, strings.NewReader(body))
-		if user != "" {
-			req.SetBasicAuth(user, "bobs-password")
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		out, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(out)
-	}
+	b, call := startWithBob(t)
 	if code, out := call("POST", "/api/filters/check", "bob", `{"expression": "candidate.magpsf + 'x' > 1.0"}`); code != 400 || !strings.Contains(out, "1:18") {
 		t.Errorf("check of a type-wrong expression: %d %s", code, out)
 	}
@@ -372,5 +353,30 @@ func TestFiltersHTTPAPI(t *testing.T) {
 	}
 	if list, _ := runBinary(t, "filter", "list", "--bootstrap", b.Kafka); strings.Contains(list, "bobs") {
 		t.Errorf("removed, still listed:\n%s", list)
+	}
+}
+
+// startWithBob starts serve with the user bob (password bobs-password), and
+// returns it with a call of its web server as user ("" for anonymous).
+func startWithBob(t *testing.T) (*serveProc, func(method, path, user, body string) (int, string)) {
+	b := startBroker(t, "")
+	pw := filepath.Join(t.TempDir(), "pw")
+	os.WriteFile(pw, []byte("bobs-password\n"), 0o600)
+	if out, err := runBinary(t, "user", "add", "--bootstrap", b.Kafka, "--password-file", pw, "bob"); err != nil {
+		t.Fatalf("user add: %v\n%s", err, out)
+	}
+	return b, func(method, path, user, body string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+b.HTTP+path, strings.NewReader(body))
+		if user != "" {
+			req.SetBasicAuth(user, "bobs-password")
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		out, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(out)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // fanoutReaders is ZTF's fan-out: 8+ downstream brokers read the whole
@@ -97,8 +99,47 @@ func BenchmarkFanout(b *testing.B) {
 	}
 	// To a socket: what a Fetch costs past the log. Each reader writes to
 	// its own loopback TCP connection, drained by a goroutine; read+write
-	// is the buffered path (Read, then write the buffer), sendfile the
-	// floor a zero-copy path could reach (whole segment files, unchecked).
+	// is the buffered path (Read, then write the buffer), spans the
+	// listener's zero-copy path (ReadSpans, then sendfile of each span),
+	// sendfile the floor (whole segment files, unchecked).
+	spans := func(b *testing.B) {
+		var wg sync.WaitGroup
+		for r := 0; r < fanoutReaders; r++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				conn, drained := loopback(b)
+				defer func() { conn.Close(); <-drained }()
+				rc, err := conn.SyscallConn()
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				buf := make([]byte, 0, 2*fanoutFetchSize)
+				for off := int64(0); off < l.HighWatermark(); {
+					got, err := l.ReadSpans(off, fanoutFetchSize, buf[:0])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					next := off
+					for _, s := range got.Spans {
+						if err := sendSpan(rc, s); err != nil {
+							b.Error(err)
+						}
+						next += s.Offsets
+					}
+					if len(got.Tail) > 0 {
+						conn.Write(got.Tail)
+						next = nextOffsetAfter(got.Tail)
+					}
+					got.Release()
+					off = next
+				}
+			}()
+		}
+		wg.Wait()
+	}
 	toSocket := func(zeroCopy bool) func(*testing.B) {
 		return func(b *testing.B) {
 			var wg sync.WaitGroup
@@ -148,7 +189,7 @@ func BenchmarkFanout(b *testing.B) {
 	}{
 		{"crc-every-read", read, true}, {"verified", read, false}, {"pread", pread, false},
 		{"socket/crc-every-read", toSocket(false), true}, {"socket/verified", toSocket(false), false},
-		{"socket/sendfile", toSocket(true), false},
+		{"socket/spans", spans, false}, {"socket/sendfile", toSocket(true), false},
 	} {
 		b.Run(c.name, func(b *testing.B) {
 			l.alwaysCRC = c.crc
@@ -165,6 +206,30 @@ func BenchmarkFanout(b *testing.B) {
 		})
 	}
 	l.alwaysCRC = false
+}
+
+// sendSpan sends s to the socket of rc with sendfile, as the listener does.
+func sendSpan(rc syscall.RawConn, s Span) error {
+	off, end := s.Pos, s.Pos+s.Len
+	fd := int(s.File.Fd())
+	var opErr error
+	err := rc.Write(func(sfd uintptr) bool {
+		for off < end {
+			_, err := unix.Sendfile(int(sfd), fd, &off, int(end-off))
+			if err == unix.EAGAIN {
+				return false
+			}
+			if err != nil {
+				opErr = err
+				return true
+			}
+		}
+		return true
+	})
+	if err == nil {
+		err = opErr
+	}
+	return err
 }
 
 // loopback returns the sending end of a loopback TCP connection whose

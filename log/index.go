@@ -207,26 +207,28 @@ func decodeTimeEntry(b []byte) timeEntry {
 // lookupOffset returns the last entry at or below rel; ok is false when
 // the index is empty.
 func (x *index) lookupOffset(rel uint32) (e offsetEntry, ok bool, err error) {
-	n, err := x.search(func(b []byte) bool { return decodeOffsetEntry(b).Rel <= rel })
-	if err != nil || n == 0 {
-		return offsetEntry{}, false, err
-	}
-	b, err := x.entry(n - 1)
-	if err != nil {
+	b, ok, err := x.last(func(b []byte) bool { return decodeOffsetEntry(b).Rel <= rel })
+	if !ok {
 		return offsetEntry{}, false, err
 	}
 	return decodeOffsetEntry(b), true, nil
 }
 
+// last returns the last entry of the prefix for which less is true.
+func (x *index) last(less func(entry []byte) bool) ([]byte, bool, error) {
+	n, err := x.search(less)
+	if err != nil || n == 0 {
+		return nil, false, err
+	}
+	b, err := x.entry(n - 1)
+	return b, err == nil, err
+}
+
 // lookupTimeBelow returns the last entry whose timestamp is below ts: every
 // batch up to its offset has a max timestamp below ts.
 func (x *index) lookupTimeBelow(ts int64) (e timeEntry, ok bool, err error) {
-	n, err := x.search(func(b []byte) bool { return decodeTimeEntry(b).Timestamp < ts })
-	if err != nil || n == 0 {
-		return timeEntry{}, false, err
-	}
-	b, err := x.entry(n - 1)
-	if err != nil {
+	b, ok, err := x.last(func(b []byte) bool { return decodeTimeEntry(b).Timestamp < ts })
+	if !ok {
 		return timeEntry{}, false, err
 	}
 	return decodeTimeEntry(b), true, nil

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
-	"errors"
 	"io"
 	"net"
 	"os"
@@ -12,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 )
 
@@ -75,31 +73,13 @@ func batchEnds(b []byte) []int {
 func startFileServer(t *testing.T, cfg Config) (*testServer, *fileBackend) {
 	t.Helper()
 	fb := &fileBackend{memBackend: newMemBackend(), dir: t.TempDir()}
-	reg := prometheus.NewRegistry()
-	s, err := NewServer(cfg, fb, nil, nil, reg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := s.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, ErrServerClosed) {
-			t.Errorf("serve returned %v", err)
-		}
+	t.Cleanup(func() { // after the server's shutdown
 		if n := fb.live.Load(); n != 0 {
 			t.Errorf("%d fetched files never released", n)
 		}
 	})
-	return &testServer{s: s, b: fb.memBackend, reg: reg, addr: ln.Addr().String()}, fb
+	s, reg, addr := serveBackend(t, cfg, fb, nil)
+	return &testServer{s: s, b: fb.memBackend, reg: reg, addr: addr}, fb
 }
 
 // rawFetch sends one request on a new connection and returns the response

@@ -37,6 +37,13 @@ type testServer struct {
 func startServer(t testing.TB, cfg Config, g Groups) *testServer {
 	t.Helper()
 	b := newMemBackend()
+	s, reg, addr := serveBackend(t, cfg, b, g)
+	return &testServer{s: s, b: b, reg: reg, addr: addr}
+}
+
+// serveBackend serves b on a loopback port until the test ends.
+func serveBackend(t testing.TB, cfg Config, b Backend, g Groups) (*Server, *prometheus.Registry, string) {
+	t.Helper()
 	reg := prometheus.NewRegistry()
 	var logger *zap.Logger
 	if tt, ok := t.(*testing.T); ok && testing.Verbose() {
@@ -62,7 +69,7 @@ func startServer(t testing.TB, cfg Config, g Groups) *testServer {
 			t.Errorf("serve returned %v", err)
 		}
 	})
-	return &testServer{s: s, b: b, reg: reg, addr: ln.Addr().String()}
+	return s, reg, ln.Addr().String()
 }
 
 func newClient(t testing.TB, addr string, opts ...kgo.Opt) *kgo.Client {

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sync"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/s2"
@@ -425,11 +424,13 @@ func (w *recordWalker) next() (tsDelta, offsetDelta int64, err error) {
 // (decompressed) body exactly. A compressed batch is decompressed as a
 // stream in one of decompressSlots, never held whole.
 func (b batch) scanRecords(fn func(record) bool) error {
-	src, done, err := b.openRecords()
+	src, slot, err := b.openRecords()
 	if err != nil {
 		return err
 	}
-	defer done()
+	if slot != nil {
+		defer slot.release()
+	}
 	n := b.recordCount()
 	if n < 0 {
 		return malformed("recordCount %d", n)
@@ -467,33 +468,75 @@ func (b batch) scanRecords(fn func(record) bool) error {
 	return nil
 }
 
-// decompressSem holds one token per batch being decompressed. It is the
-// package's one piece of shared state on purpose: what it bounds, memory,
+// decompressSlot is what one batch is decompressed with: the decoders,
+// the snappy block and the read buffer are kept from batch to batch, so a
+// compressed batch costs no allocation (a zstd decoder costs about a window
+// to build). Only decompressSlots exist in the whole process, whatever asks
+// (produce checks, ListOffsets): a batch waits for a free one. They are the
+// package's one piece of shared state on purpose: what they bound, memory,
 // belongs to the process, however many Brokers run in it (tests).
-var decompressSem = make(chan struct{}, decompressSlots)
+type decompressSlot struct {
+	src     bytes.Reader
+	bounded boundedReader
+	buf     *bufio.Reader
+	zstd    *zstd.Decoder // made on first use, as are gzip and lz4
+	gzip    *gzip.Reader
+	lz4     *lz4.Reader
+	xerial  xerialReader
+	block   []byte // the array snappy blocks are decoded into, each whole
+}
+
+// keptSnappyBlock bounds the snappy block a slot keeps between batches:
+// librdkafka's 1 MB batches fit, a rare larger one is not held for good.
+const keptSnappyBlock = 2 << 20
+
+var decompressSlotsFree = func() chan *decompressSlot {
+	free := make(chan *decompressSlot, decompressSlots)
+	for range decompressSlots {
+		free <- &decompressSlot{buf: bufio.NewReaderSize(nil, streamBuffer)}
+	}
+	return free
+}()
 
 // openRecords returns b's records as a byteSource, decompressing them as a
-// stream, and a func that releases it.
-func (b batch) openRecords() (byteSource, func(), error) {
+// stream in a free decompressSlot, which the caller releases (nil for a
+// batch without compression).
+func (b batch) openRecords() (byteSource, *decompressSlot, error) {
 	codec, body := b.attributes()&attrCodec, []byte(b[batchHeaderLen:])
 	if codec == 0 {
-		return &sliceSource{b: body}, func() {}, nil
+		return &sliceSource{b: body}, nil, nil
 	}
 	if codec > maxCodec {
 		return nil, nil, fmt.Errorf("broker: unknown compression codec %d", codec)
 	}
-	decompressSem <- struct{}{}
-	release := func() { <-decompressSem }
-	r, closeStream, err := decompressor(codec, body)
+	slot := <-decompressSlotsFree
+	r, err := slot.decompressor(codec, body)
 	if err != nil {
-		release()
+		slot.release()
 		return nil, nil, err
 	}
-	src := bufio.NewReaderSize(&boundedReader{r: r, left: maxDecompressed, codec: codecNames[codec]}, streamBuffer)
-	return src, func() {
-		closeStream()
-		release()
-	}, nil
+	slot.bounded = boundedReader{r: r, left: maxDecompressed, codec: codecNames[codec]}
+	slot.buf.Reset(&slot.bounded)
+	return slot.buf, slot, nil
+}
+
+// release drops what the slot read (a stream keeps no batch alive) and
+// frees it.
+func (s *decompressSlot) release() {
+	s.buf.Reset(nil)
+	s.bounded = boundedReader{}
+	s.src.Reset(nil)
+	if cap(s.xerial.buf) > cap(s.block) {
+		s.block = s.xerial.buf
+	}
+	s.xerial = xerialReader{}
+	if s.zstd != nil {
+		s.zstd.Reset(nil)
+	}
+	if cap(s.block) > keptSnappyBlock {
+		s.block = nil
+	}
+	decompressSlotsFree <- s
 }
 
 var codecNames = [...]string{"none", "gzip", "snappy", "lz4", "zstd"}
@@ -539,67 +582,80 @@ func codecError(codec string, err error) error {
 // snappy (librdkafka) has no header.
 var xerialMagic = []byte{0x82, 'S', 'N', 'A', 'P', 'P', 'Y', 0}
 
-// decompressor returns a stream of src decompressed per codec, and a func
-// that frees the decoder.
-func decompressor(codec int16, src []byte) (io.Reader, func(), error) {
+// decompressor returns a stream of src decompressed per codec with the
+// slot's decoders.
+func (s *decompressSlot) decompressor(codec int16, src []byte) (io.Reader, error) {
+	s.src.Reset(src)
 	switch codec {
 	case 1:
-		r, err := gzip.NewReader(bytes.NewReader(src))
-		if err != nil {
-			return nil, nil, fmt.Errorf("gzip: %w", err)
+		if s.gzip == nil {
+			r, err := gzip.NewReader(&s.src)
+			if err != nil {
+				return nil, fmt.Errorf("gzip: %w", err)
+			}
+			s.gzip = r
+		} else if err := s.gzip.Reset(&s.src); err != nil {
+			return nil, fmt.Errorf("gzip: %w", err)
 		}
-		return r, func() { r.Close() }, nil
+		return s.gzip, nil
 	case 2:
 		if bytes.HasPrefix(src, xerialMagic) {
-			r, err := newXerialReader(src)
-			return r, func() {}, err
+			if len(src) < len(xerialMagic)+8 {
+				return nil, errors.New("snappy: truncated xerial header")
+			}
+			s.xerial = xerialReader{src: src[len(xerialMagic)+8:], buf: s.block}
+			return &s.xerial, nil
 		}
-		block, err := unsnappyBlock(src)
+		block, err := unsnappyBlock(s.block, src)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
-		return bytes.NewReader(block), func() {}, nil
+		s.block = block
+		s.src.Reset(block)
+		return &s.src, nil
 	case 3:
-		return lz4.NewReader(bytes.NewReader(src)), func() {}, nil
-	case 4:
-		d := zstdDecoders.Get().(*zstd.Decoder)
-		if err := d.Reset(bytes.NewReader(src)); err != nil {
-			zstdDecoders.Put(d)
-			return nil, nil, codecError("zstd", err)
+		if s.lz4 == nil {
+			s.lz4 = lz4.NewReader(&s.src)
+		} else {
+			s.lz4.Reset(&s.src)
 		}
-		return d, func() {
-			d.Reset(nil)
-			zstdDecoders.Put(d)
-		}, nil
+		return s.lz4, nil
+	case 4:
+		if s.zstd == nil {
+			d, err := newZstdDecoder()
+			if err != nil {
+				return nil, err
+			}
+			s.zstd = d
+		}
+		if err := s.zstd.Reset(&s.src); err != nil {
+			return nil, codecError("zstd", err)
+		}
+		return s.zstd, nil
 	}
-	return nil, nil, fmt.Errorf("broker: unknown compression codec %d", codec)
+	return nil, fmt.Errorf("broker: unknown compression codec %d", codec)
 }
 
-// zstdDecoders keeps decoders between batches: one costs about a window to
-// build. WithDecoderConcurrency(1) decodes in the caller's goroutine, so a
-// pooled decoder holds no goroutine.
-var zstdDecoders = sync.Pool{New: func() any {
+// newZstdDecoder decodes in the caller's goroutine
+// (WithDecoderConcurrency(1)), so a slot's decoder holds no goroutine, and
+// refuses a window over maxZstdWindow.
+func newZstdDecoder() (*zstd.Decoder, error) {
 	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(1), zstd.WithDecoderLowmem(true),
 		zstd.WithDecoderMaxWindow(maxZstdWindow), zstd.WithDecoderMaxMemory(maxDecompressed))
 	if err != nil {
-		panic(err) // only invalid options fail
+		return nil, fmt.Errorf("zstd decoder: %w", err)
 	}
-	return d
-}}
+	return d, nil
+}
 
 // xerialReader decodes xerial-framed snappy one block at a time: the magic,
 // version and compatible version (int32 each), then blocks of a big-endian
-// int32 length and raw snappy.
+// int32 length and raw snappy. Each block is decoded into buf, the array of
+// the one before.
 type xerialReader struct {
 	src   []byte
-	block []byte
-}
-
-func newXerialReader(src []byte) (*xerialReader, error) {
-	if len(src) < len(xerialMagic)+8 {
-		return nil, errors.New("snappy: truncated xerial header")
-	}
-	return &xerialReader{src: src[len(xerialMagic)+8:]}, nil
+	buf   []byte
+	block []byte // what is left to read of buf
 }
 
 func (x *xerialReader) Read(p []byte) (int, error) {
@@ -615,20 +671,21 @@ func (x *xerialReader) Read(p []byte) (int, error) {
 		if n > int64(len(x.src)) {
 			return 0, errors.New("snappy: truncated xerial block")
 		}
-		block, err := unsnappyBlock(x.src[:n])
+		block, err := unsnappyBlock(x.buf, x.src[:n])
 		if err != nil {
 			return 0, err
 		}
-		x.block, x.src = block, x.src[n:]
+		x.buf, x.block, x.src = block, block, x.src[n:]
 	}
 	n := copy(p, x.block)
 	x.block = x.block[n:]
 	return n, nil
 }
 
-// unsnappyBlock decodes one raw snappy block (s2 decodes snappy), which
-// says its decoded length first: checked before anything is allocated.
-func unsnappyBlock(src []byte) ([]byte, error) {
+// unsnappyBlock decodes one raw snappy block (s2 decodes snappy) into dst's
+// array when it is large enough. A block says its decoded length first:
+// checked before anything is allocated.
+func unsnappyBlock(dst, src []byte) ([]byte, error) {
 	n, err := s2.DecodedLen(src)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
@@ -636,7 +693,7 @@ func unsnappyBlock(src []byte) ([]byte, error) {
 	if n > maxSnappyBlock {
 		return nil, fmt.Errorf("snappy: block decodes to %d bytes, over %d: %w", n, maxSnappyBlock, errTooLarge)
 	}
-	block, err := s2.Decode(nil, src)
+	block, err := s2.Decode(dst, src)
 	if err != nil {
 		return nil, fmt.Errorf("snappy: %w", err)
 	}

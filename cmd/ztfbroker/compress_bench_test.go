@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -76,15 +77,24 @@ func (f *fetchedBatches) OnFetchBatchRead(_ kgo.BrokerMetadata, _ string, _ int3
 	f.mu.Unlock()
 }
 
+// processCPU is the CPU time this process has used, user and system: on a
+// shared machine it says what an exposure costs better than its latency.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 // BenchmarkCompressedNight packages 10,000-alert OCF exposures (after two
 // that build the objects' history) through the real broker in this process,
 // once per codec side by side, and reports: the exposure's latency from
-// arrival to the last acknowledgement (exposure-s, median), the bytes per
-// alert of the alert itself (alert-B), of the record batches on the wire
-// (wire-B) and of the partition logs (disk-B), and how fast one franz-go
-// consumer reads the night back (consume-alerts/s, consume-MB/s of alert
-// bytes after decompression). The broker fsyncs before each acknowledgement,
-// its default; the -flush200ms cases fsync every 200 ms instead, which shows
+// arrival to the last acknowledgement (exposure-s, median) and the process's
+// CPU time for it (cpu-s, mean: packager and broker), the bytes per alert of
+// the alert itself (alert-B), of the record batches on the wire (wire-B) and
+// of the partition logs (disk-B), and how fast one franz-go consumer reads
+// the night back (consume-alerts/s, consume-MB/s of alert bytes after
+// decompression). The broker fsyncs before each acknowledgement, its
+// default; the -flush200ms cases fsync every 200 ms instead, which shows
 // what of the latency is the disk's.
 func BenchmarkCompressedNight(b *testing.B) {
 	const alerts, warm = 10_000, 2
@@ -130,16 +140,19 @@ func BenchmarkCompressedNight(b *testing.B) {
 				made += res.Bytes
 			}
 			var lat []time.Duration
+			var cpu time.Duration
 			b.ResetTimer()
 			for i := range b.N {
 				b.StopTimer()
 				exp := sim.Exposure(warm + i)
 				exp.Arrived = time.Now()
 				b.StartTimer()
+				cpu0 := processCPU()
 				res, err := p.Package(ctx, exp)
 				if err != nil || res.Alerts != alerts {
 					b.Fatalf("%+v %v", res, err)
 				}
+				cpu += processCPU() - cpu0
 				lat = append(lat, res.Latency)
 				made += res.Bytes
 			}
@@ -177,6 +190,7 @@ func BenchmarkCompressedNight(b *testing.B) {
 
 			slices.Sort(lat)
 			b.ReportMetric(lat[len(lat)/2].Seconds(), "exposure-s")
+			b.ReportMetric(cpu.Seconds()/float64(b.N), "cpu-s")
 			b.ReportMetric(float64(made)/float64(total), "alert-B")
 			b.ReportMetric(float64(fetched.compressed)/float64(total), "wire-B")
 			b.ReportMetric(float64(disk)/float64(total), "disk-B")

@@ -404,11 +404,11 @@ func TestPortal(t *testing.T) {
 	if !strings.Contains(out, "digest "+want) {
 		t.Errorf("reindex built another index than the one followed (digest %s, %d alerts):\n%s", want, wantN, out)
 	}
+	if got, _ := digest("rebuilt"); got != want {
+		t.Errorf("index after reindex: digest %s, want %s; alerts that differ:\n%s\nserve's logs before:\n%s", got, want, differences(), tail(b.Logs()))
+	}
 	checkPortalCommand(t, b2.Kafka, filepath.Join(dir, "elsewhere"), int64(wantN), alerts)
 	b2.Stop()
-	if got, _ := digest("rebuilt"); got != want {
-		t.Errorf("index after reindex: digest %s, want %s; alerts that differ:\n%s", got, want, differences())
-	}
 }
 
 // checkPortalCommand runs `ztfbroker portal --bootstrap` against the broker

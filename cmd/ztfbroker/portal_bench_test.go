@@ -1,0 +1,244 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+
+	"github.com/ztfbroker/ztfbroker/alertindex"
+	"github.com/ztfbroker/ztfbroker/packager"
+)
+
+// indexShareModes are the serve processes BenchmarkExposureIndexShare runs
+// side by side: without the portal, with the portal's index reading the
+// alerts back as a Kafka consumer only (portal.tap.bytes=0), and with the
+// index fed by the broker's tap (the default).
+var indexShareModes = []struct{ name, set string }{
+	{"off", "portal.enabled=false"},
+	{"fetch", "portal.enabled=true"},
+}
+
+// BenchmarkExposureIndexShare is the broker's CPU for a 10,000-alert
+// exposure with and without the portal's index: one `ztfbroker serve`
+// process per mode (indexShareModes, packager, archive and filters off),
+// each fed the same simulated exposures by a packager in this process
+// (zstd, as serve's own), in turn. A mode's CPU for exposure i is the serve
+// process's user+system CPU from the start of exposure i to the start of
+// i+1, so that whatever an exposure leaves behind (pebble's compactions,
+// the consumer's polls) is counted; an exposure ends when the portal's group
+// has committed the end of the topic (or, without the portal, at the last
+// acknowledgement). Reported, medians over b.N exposures after two that build
+// the objects' histories: <mode>-cpu-s per exposure, and for each portal
+// mode <mode>-index-cpu-s (its CPU less off's, per 10,000 alerts) and
+// <mode>-share-% (that over the mode's CPU: the index's share of the
+// broker's CPU). Run it with -benchtime=5x or more.
+func BenchmarkExposureIndexShare(b *testing.B) {
+	const alerts, warm = 10_000, 2
+	dir := b.TempDir()
+	start := time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
+	topic := packager.NightTopic(packager.TimeJD(start), 1)
+	ctx := context.Background()
+	type run struct {
+		proc *benchServeProc
+		p    *packager.Packager
+		adm  *kadm.Client
+		sim  *packager.Simulation
+		cpu  []time.Duration // at the start of each exposure
+	}
+	runs := make([]*run, len(indexShareModes))
+	for m, mode := range indexShareModes {
+		mdir := filepath.Join(dir, mode.name)
+		set := []string{"--set", "filter.enabled=false"}
+		if mode.set != "" {
+			set = append(set, "--set", mode.set)
+		}
+		proc := benchServe(b, filepath.Join(mdir, "data"), set...)
+		prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: []string{proc.Kafka}})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(prod.Close)
+		cfg := packager.DefaultConfig()
+		cfg.HistoryDir, cfg.RejectDir = filepath.Join(mdir, "history"), filepath.Join(mdir, "rejects")
+		p, err := packager.New(cfg, prod, nil, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { p.Close() })
+		sim, err := packager.NewSimulation(packager.SimulateConfig{Alerts: alerts, Start: start}, nil)
+		if err != nil {
+			b.Fatal(err)
+		}
+		runs[m] = &run{proc: proc, p: p, adm: kadm.NewClient(prod), sim: sim}
+	}
+	exposure := func(m, i int) {
+		r := runs[m]
+		r.cpu = append(r.cpu, r.proc.CPU(b))
+		res, err := r.p.Package(ctx, r.sim.Exposure(i))
+		if err != nil || res.Alerts != alerts {
+			b.Fatalf("%s: exposure %d: %+v %v", indexShareModes[m].name, i, res, err)
+		}
+		if indexShareModes[m].name != "off" {
+			waitGroupAtEnd(b, r.adm, alertindex.DefaultConfig().Group, topic)
+		}
+	}
+	for i := range warm {
+		for m := range runs {
+			exposure(m, i)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		for m := range runs {
+			// Each mode goes first in turn, should the order matter.
+			exposure((m+i)%len(runs), warm+i)
+		}
+	}
+	for _, r := range runs {
+		r.cpu = append(r.cpu, r.proc.CPU(b))
+	}
+	b.StopTimer()
+	perExposure := func(r *run) []time.Duration {
+		var out []time.Duration
+		for i := warm; i+1 < len(r.cpu); i++ {
+			out = append(out, r.cpu[i+1]-r.cpu[i])
+		}
+		return out
+	}
+	median := func(ds []time.Duration) time.Duration {
+		ds = slices.Clone(ds)
+		slices.Sort(ds)
+		return ds[len(ds)/2]
+	}
+	off := perExposure(runs[0])
+	for m, mode := range indexShareModes {
+		cpu := perExposure(runs[m])
+		b.ReportMetric(median(cpu).Seconds(), mode.name+"-cpu-s")
+		if m == 0 {
+			continue
+		}
+		// Exposure by exposure, against off's same exposure.
+		extra := make([]time.Duration, len(cpu))
+		for i := range cpu {
+			extra[i] = cpu[i] - off[i]
+		}
+		b.ReportMetric(median(extra).Seconds()*10_000/alerts, mode.name+"-index-cpu-s")
+		b.ReportMetric(100*median(extra).Seconds()/median(cpu).Seconds(), mode.name+"-share-%")
+	}
+	b.ReportMetric(0, "ns/op")
+}
+
+// waitGroupAtEnd polls, every 5 ms, until group has committed the end of
+// every partition of topic.
+func waitGroupAtEnd(b *testing.B, adm *kadm.Client, group, topic string) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	ends, err := adm.ListEndOffsets(ctx, topic)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for ctx.Err() == nil {
+		committed, err := adm.FetchOffsets(ctx, group)
+		if err == nil {
+			behind := false
+			ends.Each(func(o kadm.ListedOffset) {
+				if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+					behind = true
+				}
+			})
+			if !behind {
+				return
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	b.Fatalf("group %s did not reach the end of %s within 5 minutes", group, topic)
+}
+
+// benchServeProc is a `ztfbroker serve` process of a benchmark.
+type benchServeProc struct {
+	cmd   *exec.Cmd
+	Kafka string
+}
+
+// benchServe starts serve on free loopback ports, without the packager,
+// the archive or the admin listener, and waits until it answers.
+func benchServe(b *testing.B, dataDir string, extra ...string) *benchServeProc {
+	b.Helper()
+	addr := func() string {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer ln.Close()
+		return ln.Addr().String()
+	}
+	kafka, web := addr(), addr()
+	args := append([]string{"serve", "--data-dir", dataDir, "--listen", kafka, "--http", web,
+		"--admin-http=", "--packager=false", "--archive=false", "--log-level", "warn"}, extra...)
+	cmd := exec.Command(binary, args...)
+	logs, err := os.Create(dataDir + ".log")
+	if err != nil && os.MkdirAll(filepath.Dir(dataDir), 0o755) == nil {
+		logs, err = os.Create(dataDir + ".log")
+	}
+	if err != nil {
+		b.Fatal(err)
+	}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		cmd.Process.Signal(syscall.SIGTERM)
+		done := make(chan struct{})
+		go func() { cmd.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(30 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+		logs.Close()
+	})
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		resp, err := http.Get("http://" + web + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return &benchServeProc{cmd: cmd, Kafka: kafka}
+			}
+		}
+	}
+	out, _ := os.ReadFile(dataDir + ".log")
+	b.Fatalf("serve %v not ready after 30 s:\n%s", extra, out)
+	return nil
+}
+
+// CPU is the process's user and system CPU so far (/proc, clock ticks).
+func (s *benchServeProc) CPU(b *testing.B) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The fields after the command name, which is in parentheses.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
+	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", s.cmd.Process.Pid, stat)
+	}
+	const ticks = 100 // USER_HZ on Linux
+	return time.Duration(utime+stime) * time.Second / ticks
+}

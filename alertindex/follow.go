@@ -36,6 +36,10 @@ type Config struct {
 	MetadataMaxAge time.Duration `yaml:"metadata.max.age.ms"`
 	// CacheBytes is pebble's block cache.
 	CacheBytes int64 `yaml:"cache.bytes"`
+	// TapBytes bounds the alerts the broker of the same process hands
+	// over as it appends them (Tap; serve only), in bytes of their
+	// prefixes; 0: no tap, every alert is fetched.
+	TapBytes int64 `yaml:"tap.bytes"`
 	// ClientOpts are extra franz-go options (a login).
 	ClientOpts []kgo.Opt `yaml:"-"`
 }
@@ -43,7 +47,7 @@ type Config struct {
 // DefaultConfig follows every ztf_ topic as group ztfbroker-portal.
 func DefaultConfig() Config {
 	return Config{Group: "ztfbroker-portal", Topics: "^ztf_", RetentionCheck: time.Minute,
-		MetadataMaxAge: 10 * time.Second, CacheBytes: 32 << 20}
+		MetadataMaxAge: 10 * time.Second, CacheBytes: 32 << 20, TapBytes: 64 << 20}
 }
 
 // Validate names every wrong setting.
@@ -63,6 +67,9 @@ func (c Config) Validate() error {
 	}
 	if c.CacheBytes < 1<<20 || c.CacheBytes > 64<<30 {
 		errs = append(errs, fmt.Errorf("portal.cache.bytes %d: must be 1048576 to 68719476736", c.CacheBytes))
+	}
+	if c.TapBytes != 0 && (c.TapBytes < 1<<20 || c.TapBytes > 1<<30) {
+		errs = append(errs, fmt.Errorf("portal.tap.bytes %d: must be 0 (no tap) or 1048576 to 1073741824", c.TapBytes))
 	}
 	return errors.Join(errs...)
 }
@@ -84,6 +91,13 @@ type Follower struct {
 	now    func() time.Time
 	closed sync.Once
 
+	// With a Tap (follow_tap.go): the partitions assigned, guarded by
+	// partsMu (the group's callbacks run on the client's goroutines).
+	tap       *Tap
+	partsMu   sync.Mutex
+	parts     map[topicPartition]*partState
+	lastCheck time.Time
+
 	mu        sync.Mutex
 	lastJD    float64
 	lastAt    time.Time
@@ -98,7 +112,10 @@ func NewFollower(cfg Config, idx *Index, logger *zap.Logger, reg prometheus.Regi
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	f := &Follower{cfg: cfg, idx: idx, log: logger, dec: Decoder{Schemas: avrofile.NewSchemas(0)},
+		now: time.Now, parts: map[topicPartition]*partState{}}
 	opts := append([]kgo.Opt{kgo.SeedBrokers(cfg.Bootstrap...), clientVersions(),
+		kgo.OnPartitionsAssigned(f.assigned), kgo.OnPartitionsRevoked(f.revoked), kgo.OnPartitionsLost(f.revoked),
 		kgo.ConsumerGroup(cfg.Group), kgo.ConsumeRegex(), kgo.ConsumeTopics(cfg.Topics),
 		kgo.DisableAutoCommit(), kgo.BlockRebalanceOnPoll(),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
@@ -115,8 +132,7 @@ func NewFollower(cfg Config, idx *Index, logger *zap.Logger, reg prometheus.Regi
 		cl.Close()
 		return nil, fmt.Errorf("alertindex: %w", err)
 	}
-	f := &Follower{cfg: cfg, idx: idx, log: logger, dec: Decoder{Schemas: avrofile.NewSchemas(0)},
-		cl: cl, rd: rd, adm: kadm.NewClient(rd), now: time.Now}
+	f.cl, f.rd, f.adm = cl, rd, kadm.NewClient(rd)
 	f.m = newMetrics(reg, idx, f)
 	return f, nil
 }
@@ -165,29 +181,50 @@ func (f *Follower) Run(ctx context.Context) error {
 		<-pruned
 	}()
 	var sums []Summary
+	commits := map[topicPartition]int64{}
 	for ctx.Err() == nil {
-		fs := f.cl.PollRecords(ctx, 2000)
+		fs := f.poll(ctx)
 		if ctx.Err() != nil {
 			f.cl.AllowRebalance()
 			break
 		}
 		fs.EachError(func(t string, p int32, err error) {
-			f.log.Warn("fetch", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
-		})
-		recs := fs.Records()
-		f.m.read.Add(float64(len(recs)))
-		sums = sums[:0]
-		for _, r := range recs {
-			s, err := f.dec.Decode(r.Value)
-			if err != nil {
-				f.m.undecodable.Inc()
-				f.log.Warn("alert not indexed: it does not decode", zap.String("topic", r.Topic),
-					zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset), zap.Error(err))
-				continue
+			if !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) {
+				f.log.Warn("fetch", zap.String("topic", t), zap.Int32("partition", p), zap.Error(err))
 			}
-			s.Topic, s.Partition, s.Offset = r.Topic, r.Partition, r.Offset
-			sums = append(sums, s)
+		})
+		sums = sums[:0]
+		clear(commits)
+		read := 0
+		f.partsMu.Lock()
+		fs.EachPartition(func(p kgo.FetchTopicPartition) {
+			tp := topicPartition{p.Topic, p.Partition}
+			st := f.parts[tp]
+			for _, r := range p.Records {
+				if !f.fetched(st, r.Offset) {
+					continue
+				}
+				read++
+				commits[tp] = r.Offset + 1
+				s, err := f.dec.Decode(r.Value)
+				if err != nil {
+					f.undecodable(r.Topic, r.Partition, r.Offset, err)
+					continue
+				}
+				s.Topic, s.Partition, s.Offset = r.Topic, r.Partition, r.Offset
+				sums = append(sums, s)
+			}
+			if st != nil && p.HighWatermark >= 0 {
+				st.hw, st.hwAt = p.HighWatermark, time.Now()
+			}
+		})
+		if f.tap != nil {
+			var tapped int
+			sums, tapped = f.takeTap(sums, commits)
+			read += tapped
 		}
+		f.partsMu.Unlock()
+		f.m.read.Add(float64(read))
 		if len(sums) > 0 {
 			added, err := f.idx.Add(sums)
 			if err != nil {
@@ -197,10 +234,13 @@ func (f *Follower) Run(ctx context.Context) error {
 			f.m.indexed.Add(float64(added))
 			f.noteIndexed(sums)
 		}
-		if len(recs) > 0 {
-			if err := f.cl.CommitRecords(ctx, recs...); err != nil && ctx.Err() == nil {
-				f.log.Warn("commit offsets", zap.Error(err))
-			}
+		if len(commits) > 0 {
+			f.commit(ctx, commits)
+		}
+		if f.tap != nil {
+			f.partsMu.Lock()
+			f.steer(ctx)
+			f.partsMu.Unlock()
 		}
 		f.cl.AllowRebalance()
 	}
@@ -359,6 +399,7 @@ func (k kzap) Log(level kgo.LogLevel, msg string, keyvals ...any) {
 // same ones.
 type metrics struct {
 	read, indexed, undecodable, removed prometheus.Counter
+	tapped, fallbacks                   prometheus.Counter
 }
 
 func newMetrics(reg prometheus.Registerer, idx *Index, f *Follower) *metrics {
@@ -371,9 +412,21 @@ func newMetrics(reg prometheus.Registerer, idx *Index, f *Follower) *metrics {
 			Help: "Messages on the alert topics that did not decode as alerts, left out of the index."}),
 		removed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ztfbroker_portal_alerts_removed_total",
 			Help: "Alerts removed from the index because retention deleted their segment or topic."}),
+		tapped: prometheus.NewCounter(prometheus.CounterOpts{Name: "ztfbroker_portal_tap_records_total",
+			Help: "Messages the index read from the broker's tap (serve) rather than fetched."}),
+		fallbacks: prometheus.NewCounter(prometheus.CounterOpts{Name: "ztfbroker_portal_tap_fallbacks_total",
+			Help: "Times a partition went back from the broker's tap to fetching (the tap full, a gap, a restart)."}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.read, m.indexed, m.undecodable, m.removed,
+		reg.MustRegister(m.read, m.indexed, m.undecodable, m.removed, m.tapped, m.fallbacks,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ztfbroker_portal_tap_dropped",
+				Help: "Messages the broker's tap dropped because its buffer (portal.tap.bytes) was full; they are fetched."},
+				func() float64 {
+					if f.tap == nil {
+						return 0
+					}
+					return float64(f.tap.Dropped())
+				}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ztfbroker_portal_index_alerts",
 				Help: "Alerts in the portal's index."}, func() float64 { return float64(idx.Count()) }),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "ztfbroker_portal_last_exposure_latency_seconds",

@@ -51,34 +51,88 @@ type Decoder struct {
 	lastSchema avro.Schema
 }
 
+// ErrShort is DecodePrefix's answer to a prefix that ends before the
+// summary's fields.
+var ErrShort = errors.New("alertindex: the value's prefix ends before the summary's fields")
+
 // Decode reads the summary of the first alert of a Kafka message value (a
 // ZTF container file). Topic, partition and offset are left to the caller.
 func (d *Decoder) Decode(value []byte) (Summary, error) {
+	s, _, err := d.decode(value, false)
+	return s, err
+}
+
+// DecodePrefix is Decode of the first bytes of a value whose rest is cut
+// off (a Tap's). It returns ErrShort when they end before the summary's
+// fields (or the block is compressed, which is decoded whole), and the
+// bytes of the value the summary needed.
+func (d *Decoder) DecodePrefix(prefix []byte) (Summary, int, error) {
+	s, n, err := d.decode(prefix, true)
+	if err != nil && errors.Is(err, avrofile.ErrTruncated) {
+		return s, n, fmt.Errorf("%w: %w", ErrShort, err)
+	}
+	return s, n, err
+}
+
+// decode is Decode, of a prefix when cut; it returns the bytes read.
+func (d *Decoder) decode(value []byte, cut bool) (Summary, int, error) {
 	h, off, err := avrofile.ParseHeader(value)
 	if err != nil {
-		return Summary{}, fmt.Errorf("%w: %w", ErrNotAlert, err)
+		return Summary{}, 0, fmt.Errorf("%w: %w", ErrNotAlert, err)
 	}
-	blk, _, err := avrofile.ReadBlock(value[off:], h.Sync)
-	if err != nil {
-		return Summary{}, fmt.Errorf("%w: %w", ErrNotAlert, err)
+	var data []byte
+	if cut {
+		// The first block as far as it goes: its count, its size in
+		// bytes, then the data (its sync marker may be cut off).
+		count, n, err := avrofile.ReadLong(value[off:])
+		if err != nil {
+			return Summary{}, 0, fmt.Errorf("%w: %w", ErrNotAlert, err)
+		}
+		off += n
+		size, n, err := avrofile.ReadLong(value[off:])
+		if err != nil {
+			return Summary{}, 0, fmt.Errorf("%w: %w", ErrNotAlert, err)
+		}
+		off += n
+		switch {
+		case count < 1:
+			return Summary{}, 0, fmt.Errorf("%w: empty block", ErrNotAlert)
+		case size < 0:
+			return Summary{}, 0, fmt.Errorf("%w: block of %d bytes", ErrNotAlert, size)
+		case h.Codec() != avrofile.CodecNull:
+			return Summary{}, 0, fmt.Errorf("%w: block compressed with %s", avrofile.ErrTruncated, h.Codec())
+		}
+		data = value[off:min(int64(len(value)), int64(off)+size)]
+	} else {
+		blk, _, err := avrofile.ReadBlock(value[off:], h.Sync)
+		if err != nil {
+			return Summary{}, 0, fmt.Errorf("%w: %w", ErrNotAlert, err)
+		}
+		if blk.Count < 1 {
+			return Summary{}, 0, fmt.Errorf("%w: empty block", ErrNotAlert)
+		}
+		if data, err = avrofile.Decompress(h.Codec(), blk.Data); err != nil {
+			return Summary{}, 0, fmt.Errorf("%w: %w", ErrNotAlert, err)
+		}
 	}
-	if blk.Count < 1 {
-		return Summary{}, fmt.Errorf("%w: empty block", ErrNotAlert)
-	}
-	data, err := avrofile.Decompress(h.Codec(), blk.Data)
-	if err != nil {
-		return Summary{}, fmt.Errorf("%w: %w", ErrNotAlert, err)
-	}
+	s, n, err := d.summary(h, data)
+	return s, off + n, err
+}
+
+// summary reads the summary's fields of one alert's data, per the writer
+// schema of h, and returns the bytes read.
+func (d *Decoder) summary(h *avrofile.Header, data []byte) (Summary, int, error) {
+	var err error
 	schema := d.lastSchema
 	if text := h.Schema(); schema == nil || !bytes.Equal(text, d.lastText) {
 		if schema, err = d.Schemas.Parse(string(text)); err != nil {
-			return Summary{}, fmt.Errorf("%w: schema: %w", ErrNotAlert, err)
+			return Summary{}, 0, fmt.Errorf("%w: schema: %w", ErrNotAlert, err)
 		}
 		d.lastText, d.lastSchema = append(d.lastText[:0], text...), schema
 	}
 	rec, ok := deref(schema).(*avro.RecordSchema)
 	if !ok {
-		return Summary{}, fmt.Errorf("%w: schema is not a record", ErrNotAlert)
+		return Summary{}, 0, fmt.Errorf("%w: schema is not a record", ErrNotAlert)
 	}
 	s := Summary{MagPSF: nan32, SigmaPSF: nan32, RB: nan32, DRB: nan32, RA: math.NaN(), Dec: math.NaN(), JD: math.NaN()}
 	r := &reader{b: data}
@@ -104,34 +158,34 @@ func (d *Decoder) Decode(value []byte) (Summary, error) {
 		case "objectId":
 			v, _, err := r.scalar(f.Type())
 			if err != nil {
-				return s, fmt.Errorf("%w: objectId: %w", ErrNotAlert, err)
+				return s, r.pos, fmt.Errorf("%w: objectId: %w", ErrNotAlert, err)
 			}
 			s.ObjectID = v.str
 		case "candid":
 			v, isNull, err := r.scalar(f.Type())
 			if err != nil {
-				return s, fmt.Errorf("%w: candid: %w", ErrNotAlert, err)
+				return s, r.pos, fmt.Errorf("%w: candid: %w", ErrNotAlert, err)
 			}
 			s.Candid, haveCandid = v.i, !isNull
 		case "candidate":
 			c, ok := deref(f.Type()).(*avro.RecordSchema)
 			if !ok {
-				return s, fmt.Errorf("%w: candidate is not a record", ErrNotAlert)
+				return s, r.pos, fmt.Errorf("%w: candidate is not a record", ErrNotAlert)
 			}
 			if err := r.candidate(c, &s, &haveCandid); err != nil {
-				return s, fmt.Errorf("%w: candidate: %w", ErrNotAlert, err)
+				return s, r.pos, fmt.Errorf("%w: candidate: %w", ErrNotAlert, err)
 			}
 		default:
 			if err := r.skip(f.Type(), 0); err != nil {
-				return s, fmt.Errorf("%w: %s: %w", ErrNotAlert, f.Name(), err)
+				return s, r.pos, fmt.Errorf("%w: %s: %w", ErrNotAlert, f.Name(), err)
 			}
 		}
 	}
 	if !haveCandid || math.IsNaN(s.JD) || math.IsNaN(s.RA) || math.IsNaN(s.Dec) ||
 		s.Dec < -90 || s.Dec > 90 || math.IsInf(s.RA, 0) {
-		return s, ErrNoPosition
+		return s, r.pos, ErrNoPosition
 	}
-	return s, nil
+	return s, r.pos, nil
 }
 
 var nan32 = float32(math.NaN())

@@ -63,6 +63,8 @@ type Broker struct {
 	corruptSeen sync.Map
 	// producers is the idempotent producer check of issue 4, if installed.
 	producers atomic.Pointer[ProducerCheck]
+	// tap is told of appended records (tap.go), if installed.
+	tap atomic.Pointer[Tap]
 
 	quit      chan struct{}
 	wg        sync.WaitGroup

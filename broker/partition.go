@@ -50,7 +50,8 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	if p.offline != nil {
 		return -1, -1, nil, p.offlineError()
 	}
-	batches, err := splitBatches(records, t.cfg.maxMessageBytes)
+	capture := b.tapCaptureFor(topic) // nil unless a Tap wants the topic
+	batches, err := splitBatchesTap(records, t.cfg.maxMessageBytes, capture)
 	if err != nil {
 		return -1, -1, nil, err
 	}
@@ -79,6 +80,7 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	}
 	first, end, err := p.write(batches, check)
 	if err != nil {
+		capture.missed(topic, partition)
 		if log.Transient(err) {
 			sp.noteFull()
 		}
@@ -92,8 +94,10 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 			// Closed (deleted, shutting down) while waiting, the
 			// batches may never be durable: storageError says so
 			// without blaming the disk.
+			capture.missed(topic, partition)
 			return b.storageError(p, "wait durable", err)
 		}
+		capture.appended(topic, partition, batches, first, end)
 		return nil
 	}
 	return first, p.log.LogStartOffset(), wait, nil

@@ -111,6 +111,12 @@ type checkedBatch struct {
 // batches, and what Kafka's LogValidator refuses (see validate). It sets
 // each partitionLeaderEpoch to 0 in place (outside the CRC).
 func splitBatches(records []byte, maxBytes int32) ([]checkedBatch, error) {
+	return splitBatchesTap(records, maxBytes, nil)
+}
+
+// splitBatchesTap is splitBatches keeping, for c when not nil, each record's
+// key and value prefix for a Tap (tap.go).
+func splitBatchesTap(records []byte, maxBytes int32, c *tapCapture) ([]checkedBatch, error) {
 	if len(records) == 0 {
 		return nil, fmt.Errorf("no record batch: %w", kerr.CorruptMessage)
 	}
@@ -139,7 +145,7 @@ func splitBatches(records []byte, maxBytes int32) ([]checkedBatch, error) {
 			}
 			return nil, fmt.Errorf("%w: %w", err, kerr.CorruptMessage)
 		}
-		if err := b.validate(); err != nil {
+		if err := b.validateTap(c); err != nil {
 			return nil, err
 		}
 		binary.BigEndian.PutUint32(b[offEpoch:], 0)
@@ -188,7 +194,10 @@ func nextBatch(data []byte) (batch, []byte, bool) {
 // framing, decompressing as a stream for a compressed batch. A batch that
 // passes can be read record by record to its end, which is what a consumer
 // does; one that does not would stop consumers at it for good.
-func (b batch) validate() error {
+func (b batch) validate() error { return b.validateTap(nil) }
+
+// validateTap is validate keeping records for c (tap.go) when not nil.
+func (b batch) validateTap(c *tapCapture) error {
 	attrs := b.attributes()
 	switch {
 	case attrs&attrCodec > maxCodec:
@@ -211,7 +220,7 @@ func (b batch) validate() error {
 			return fmt.Errorf("recordCount %d does not fit in %d bytes of records: %w", b.recordCount(), body, kerr.InvalidRecord)
 		}
 	}
-	err := b.scanRecords(nil)
+	err := b.scanRecordsTap(nil, c)
 	switch {
 	case err == nil:
 		return nil
@@ -286,6 +295,9 @@ type recordWalker struct {
 	src     byteSource
 	rem     int64 // bytes left in the current record
 	nullKey bool  // the last record read had a null key
+
+	// tap keeps keys and value prefixes for a Tap (tap.go); nil: none.
+	tap *tapCapture
 }
 
 // malformed wraps what is wrong with a record as errBadRecords; a read
@@ -387,13 +399,15 @@ func (w *recordWalker) next() (tsDelta, offsetDelta int64, err error) {
 	if err != nil {
 		return 0, 0, err
 	}
-	if keyLen > 0 {
-		if err := w.skip(keyLen); err != nil {
-			return 0, 0, err
-		}
+	if err := w.skipKey(keyLen); err != nil {
+		return 0, 0, err
 	}
 	w.nullKey = keyLen < 0
-	if err := w.bytesField("value length", -1); err != nil {
+	valueLen, err := w.int32Field("value length", -1)
+	if err != nil {
+		return 0, 0, err
+	}
+	if err := w.skipValue(offsetDelta, valueLen); err != nil {
 		return 0, 0, err
 	}
 	headers, err := w.int32Field("header count", 0)
@@ -423,7 +437,10 @@ func (w *recordWalker) next() (tsDelta, offsetDelta int64, err error) {
 // each until fn returns false. Read to the end, the records must fill the
 // (decompressed) body exactly. A compressed batch is decompressed as a
 // stream in one of decompressSlots, never held whole.
-func (b batch) scanRecords(fn func(record) bool) error {
+func (b batch) scanRecords(fn func(record) bool) error { return b.scanRecordsTap(fn, nil) }
+
+// scanRecordsTap is scanRecords keeping records for c (tap.go) when not nil.
+func (b batch) scanRecordsTap(fn func(record) bool, c *tapCapture) error {
 	src, slot, err := b.openRecords()
 	if err != nil {
 		return err
@@ -437,7 +454,7 @@ func (b batch) scanRecords(fn func(record) bool) error {
 	}
 	base, baseTS, maxTS := b.baseOffset(), b.baseTimestamp(), b.maxTimestamp()
 	logAppend := b.attributes()&attrLogAppendTime != 0
-	w := recordWalker{src: src}
+	w := recordWalker{src: src, tap: c}
 	// A batch the log cleaner rewrote keeps its lastOffsetDelta and holds
 	// fewer records (log/compact.go): their deltas rise with gaps.
 	compacted := int64(n) < int64(b.lastOffsetDelta())+1

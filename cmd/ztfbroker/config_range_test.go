@@ -82,6 +82,7 @@ var outOfRange = map[string][]string{
 	"portal.retention.check.ms":  {"999", "86400001"},
 	"portal.metadata.max.age.ms": {"0", "3600001"},
 	"portal.cache.bytes":         {"1048575", "68719476737"},
+	"portal.tap.bytes":           {"1048575", "1073741825"},
 	"portal.max.radius.arcsec":   {"0", "36001"},
 	"portal.max.limit":           {"0", "100001"},
 	"portal.scan.max":            {"999", "10000001"},

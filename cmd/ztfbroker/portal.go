@@ -29,8 +29,8 @@ const portalUser = "ztfbroker-portal"
 // and serves the portal's pages on site ("/" included). run follows the
 // alert topics until its context ends; closeAll closes the client and the
 // index.
-func newPortal(cfg portalSection, bootstrap []string, login []kgo.Opt, site *web.Server, mayRead func(*http.Request, string) bool,
-	archiveDir string, logger *zap.Logger, reg prometheus.Registerer) (run func(context.Context) error, closeAll func(), err error) {
+func newPortal(cfg portalSection, bootstrap []string, login []kgo.Opt, tap *alertindex.Tap, site *web.Server,
+	mayRead func(*http.Request, string) bool, archiveDir string, logger *zap.Logger, reg prometheus.Registerer) (run func(context.Context) error, closeAll func(), err error) {
 	ic := cfg.IndexConfig
 	ic.Bootstrap = bootstrap
 	ic.ClientOpts = append(ic.ClientOpts, login...)
@@ -42,6 +42,9 @@ func newPortal(cfg portalSection, bootstrap []string, login []kgo.Opt, site *web
 	if err != nil {
 		idx.Close()
 		return nil, nil, err
+	}
+	if tap != nil {
+		f.UseTap(tap)
 	}
 	closeAll = func() {
 		f.Close()
@@ -115,7 +118,8 @@ func runPortal(ctx context.Context, args []string, _, stderr io.Writer) error {
 		return err
 	}
 	// Without the broker's users and ACLs, only public alerts are shown.
-	run, closeAll, err := newPortal(cfg, strings.Split(*bootstrap, ","), nil, site, nil, "", logger, reg)
+	// Against another cluster there is no broker in the process to tap.
+	run, closeAll, err := newPortal(cfg, strings.Split(*bootstrap, ","), nil, nil, site, nil, "", logger, reg)
 	if err != nil {
 		return err
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -27,7 +28,8 @@ import (
 // index fed by the broker's tap (the default).
 var indexShareModes = []struct{ name, set string }{
 	{"off", "portal.enabled=false"},
-	{"fetch", "portal.enabled=true"},
+	{"fetch", "portal.tap.bytes=0"},
+	{"tap", ""},
 }
 
 // BenchmarkExposureIndexShare is the broker's CPU for a 10,000-alert
@@ -43,7 +45,10 @@ var indexShareModes = []struct{ name, set string }{
 // the objects' histories: <mode>-cpu-s per exposure, and for each portal
 // mode <mode>-index-cpu-s (its CPU less off's, per 10,000 alerts) and
 // <mode>-share-% (that over the mode's CPU: the index's share of the
-// broker's CPU). Run it with -benchtime=5x or more.
+// broker's CPU), and <mode>-tapped-% (the alerts the index read from the
+// broker's tap rather than fetched). Run it with -benchtime=5x or more.
+// ZTFBROKER_BENCH_PROFILE=DIR:SECONDS writes each mode's CPU profile over
+// the first SECONDS of the measured exposures to DIR/<mode>.pprof.
 func BenchmarkExposureIndexShare(b *testing.B) {
 	const alerts, warm = 10_000, 2
 	dir := b.TempDir()
@@ -99,6 +104,12 @@ func BenchmarkExposureIndexShare(b *testing.B) {
 			exposure(m, i)
 		}
 	}
+	if spec := os.Getenv("ZTFBROKER_BENCH_PROFILE"); spec != "" {
+		dir, secs, _ := strings.Cut(spec, ":")
+		for m, mode := range indexShareModes {
+			go runs[m].proc.profile(b, filepath.Join(dir, mode.name+".pprof"), secs)
+		}
+	}
 	b.ResetTimer()
 	for i := range b.N {
 		for m := range runs {
@@ -136,6 +147,8 @@ func BenchmarkExposureIndexShare(b *testing.B) {
 		}
 		b.ReportMetric(median(extra).Seconds()*10_000/alerts, mode.name+"-index-cpu-s")
 		b.ReportMetric(100*median(extra).Seconds()/median(cpu).Seconds(), mode.name+"-share-%")
+		read := runs[m].proc.metric(b, "ztfbroker_portal_records_read_total")
+		b.ReportMetric(100*runs[m].proc.metric(b, "ztfbroker_portal_tap_records_total")/max(read, 1), mode.name+"-tapped-%")
 	}
 	b.ReportMetric(0, "ns/op")
 }
@@ -169,8 +182,8 @@ func waitGroupAtEnd(b *testing.B, adm *kadm.Client, group, topic string) {
 
 // benchServeProc is a `ztfbroker serve` process of a benchmark.
 type benchServeProc struct {
-	cmd   *exec.Cmd
-	Kafka string
+	cmd               *exec.Cmd
+	Kafka, Web, Admin string
 }
 
 // benchServe starts serve on free loopback ports, without the packager,
@@ -185,9 +198,9 @@ func benchServe(b *testing.B, dataDir string, extra ...string) *benchServeProc {
 		defer ln.Close()
 		return ln.Addr().String()
 	}
-	kafka, web := addr(), addr()
+	kafka, web, admin := addr(), addr(), addr()
 	args := append([]string{"serve", "--data-dir", dataDir, "--listen", kafka, "--http", web,
-		"--admin-http=", "--packager=false", "--archive=false", "--log-level", "warn"}, extra...)
+		"--admin-http", admin, "--packager=false", "--archive=false", "--log-level", "warn"}, extra...)
 	cmd := exec.Command(binary, args...)
 	logs, err := os.Create(dataDir + ".log")
 	if err != nil && os.MkdirAll(filepath.Dir(dataDir), 0o755) == nil {
@@ -217,7 +230,7 @@ func benchServe(b *testing.B, dataDir string, extra ...string) *benchServeProc {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return &benchServeProc{cmd: cmd, Kafka: kafka}
+				return &benchServeProc{cmd: cmd, Kafka: kafka, Web: web, Admin: admin}
 			}
 		}
 	}
@@ -241,4 +254,41 @@ func (s *benchServeProc) CPU(b *testing.B) time.Duration {
 	}
 	const ticks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / ticks
+}
+
+// metric is the value of an unlabelled metric on /metrics (0: absent).
+func (s *benchServeProc) metric(b *testing.B, name string) float64 {
+	resp, err := http.Get("http://" + s.Web + "/metrics")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(body), "\n") {
+		if v, ok := strings.CutPrefix(line, name+" "); ok {
+			f, _ := strconv.ParseFloat(v, 64)
+			return f
+		}
+	}
+	return 0
+}
+
+// profile writes the process's CPU profile over secs seconds to path.
+func (s *benchServeProc) profile(b *testing.B, path, secs string) {
+	resp, err := http.Get("http://" + s.Admin + "/debug/pprof/profile?seconds=" + secs)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer resp.Body.Close()
+	out, err := os.Create(path)
+	if err != nil {
+		b.Error(err)
+		return
+	}
+	defer out.Close()
+	io.Copy(out, resp.Body)
 }

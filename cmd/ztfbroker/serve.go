@@ -24,6 +24,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 	"go.uber.org/zap"
 
+	"github.com/ztfbroker/ztfbroker/alertindex"
 	"github.com/ztfbroker/ztfbroker/archive"
 	"github.com/ztfbroker/ztfbroker/broker"
 	"github.com/ztfbroker/ztfbroker/mirror"
@@ -233,11 +234,23 @@ func runServe(ctx context.Context, args []string, _ io.Reader, _, stderr io.Writ
 		if err != nil {
 			return err
 		}
-		run, closePortal, err := newPortal(cfg.Portal, self, []kgo.Opt{login}, site, portalAccess(authz), cfg.Archive.Dir, logger, reg)
+		// The broker hands the index the alerts it appends, so that it
+		// need not fetch and decompress them again (alertindex.Tap).
+		var tap *alertindex.Tap
+		if cfg.Portal.TapBytes > 0 {
+			if tap, err = alertindex.NewTap(cfg.Portal.IndexConfig); err != nil {
+				return err
+			}
+		}
+		run, closePortal, err := newPortal(cfg.Portal, self, []kgo.Opt{login}, tap, site, portalAccess(authz), cfg.Archive.Dir, logger, reg)
 		if err != nil {
 			return err
 		}
 		defer closePortal()
+		if tap != nil {
+			b.SetTap(tap)
+			defer b.SetTap(nil)
+		}
 		clients = append(clients, run)
 	}
 

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -118,20 +117,30 @@ type follower struct {
 // on the broker (0: none).
 func (s *tapStack) follow(tapBytes int64) *follower {
 	s.t.Helper()
+	if tapBytes == 0 {
+		return s.followTap(nil)
+	}
 	cfg := s.cfg
 	cfg.TapBytes = tapBytes
-	reg := prometheus.NewRegistry()
-	f, err := alertindex.NewFollower(cfg, s.idx, nil, reg)
+	tap, err := alertindex.NewTap(cfg)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	fl := &follower{f: f, reg: reg}
-	if tapBytes > 0 {
-		if fl.tap, err = alertindex.NewTap(cfg); err != nil {
-			s.t.Fatal(err)
-		}
-		f.UseTap(fl.tap)
-		s.b.SetTap(fl.tap)
+	s.b.SetTap(tap)
+	return s.followTap(tap)
+}
+
+// followTap starts a follower on the index reading from tap (nil: none).
+func (s *tapStack) followTap(tap *alertindex.Tap) *follower {
+	s.t.Helper()
+	reg := prometheus.NewRegistry()
+	f, err := alertindex.NewFollower(s.cfg, s.idx, nil, reg)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	fl := &follower{f: f, reg: reg, tap: tap}
+	if tap != nil {
+		f.UseTap(tap)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -172,8 +181,6 @@ func (fl *follower) counter(name string) float64 {
 	}
 	return 0
 }
-
-var _ = testutil.ToFloat64
 
 // waitIndexed waits until the group has committed the end of every
 // partition of the topic, then checks that every alert of the topic is in
@@ -261,5 +268,61 @@ func TestTapFeedsIndex(t *testing.T) {
 		fl.counter("ztfbroker_portal_tap_fallbacks_total"), fl.counter("ztfbroker_portal_tap_dropped"))
 	if tapped != 300 {
 		t.Fatalf("%v of the 300 alerts after the first exposure came from the tap", tapped)
+	}
+}
+
+// TestTapRestartAndLag: an index restarted (its offsets committed, a new
+// Tap that holds nothing of what was produced meanwhile) and an index that
+// starts late, behind a Tap that holds the newest alerts, fetch what the
+// Tap does not continue and end with every alert indexed once.
+func TestTapRestartAndLag(t *testing.T) {
+	s := newTapStack(t, 60)
+	fl := s.follow(64 << 20)
+	s.exposure()
+	s.exposure()
+	s.waitIndexed(fl)
+	fl.halt()
+	s.exposure() // nobody follows
+	fl = s.follow(64 << 20)
+	s.exposure()
+	s.waitIndexed(fl)
+	if n := fl.counter("ztfbroker_portal_tap_records_total"); n != 60 {
+		t.Errorf("after the restart %v alerts came from the tap, want the last exposure's 60", n)
+	}
+	fl.halt()
+
+	// Late: the Tap fills (and overflows) while the index is stopped;
+	// the follower starts behind it.
+	tap, err := alertindex.NewTap(s.cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.b.SetTap(tap)
+	s.exposure()
+	s.exposure()
+	fl = s.followTap(tap)
+	s.exposure()
+	s.waitIndexed(fl)
+	if fl.counter("ztfbroker_portal_tap_records_total") == 0 {
+		t.Errorf("the late follower read nothing from the tap")
+	}
+}
+
+// TestTapOverflow: a Tap too small for an exposure drops what does not
+// fit, never blocking the broker, and the follower fetches what it dropped:
+// nothing is lost.
+func TestTapOverflow(t *testing.T) {
+	s := newTapStack(t, 150)
+	fl := s.follow(1 << 20) // ~17 whole alerts, ~35 prefixes
+	s.exposure()
+	s.waitIndexed(fl)
+	for range 2 {
+		s.exposure()
+	}
+	s.waitIndexed(fl)
+	dropped, fallbacks := fl.counter("ztfbroker_portal_tap_dropped"), fl.counter("ztfbroker_portal_tap_fallbacks_total")
+	t.Logf("dropped %v, fallbacks %v, tapped %v", dropped, fallbacks, fl.counter("ztfbroker_portal_tap_records_total"))
+	if dropped == 0 || fallbacks == 0 || dropped != float64(fl.tap.Dropped()) {
+		t.Fatalf("a 1 MiB tap dropped %v alerts of 300 (%d), and the follower fell back %v times", dropped, fl.tap.Dropped(), fallbacks)
 	}
 }

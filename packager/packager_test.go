@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -151,10 +152,19 @@ func TestPackageReplayParsesEachSchemaOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	texts := map[string]bool{}
-	for range src.Files() {
+	alerts, exposures := 0, 0
+	for {
 		exp, err := src.Next(context.Background())
+		if errors.Is(err, io.EOF) {
+			break
+		}
 		if err != nil || len(exp.Raw)+len(exp.Rejects) == 0 {
-			t.Fatalf("%s: %v %+v", exp.ID, err, exp.Rejects)
+			t.Fatalf("%v: %v", exp, err)
+		}
+		alerts += len(exp.Raw) + len(exp.Rejects)
+		exposures++
+		if len(exp.Raw) > replayGroupAlerts {
+			t.Fatalf("an exposure of %d alerts, over %d", len(exp.Raw), replayGroupAlerts)
 		}
 		for _, r := range exp.Rejects { // programid 0 and 64 (issue 13)
 			h, _, err := readContainer(r.Input)
@@ -166,14 +176,20 @@ func TestPackageReplayParsesEachSchemaOnce(t *testing.T) {
 		if len(exp.Raw) == 0 {
 			continue
 		}
-		h, _, err := readContainer(exp.Raw[0].Value)
-		if err != nil {
-			t.Fatal(err)
+		for _, a := range exp.Raw {
+			h, _, err := readContainer(a.Value)
+			if err != nil {
+				t.Fatal(err)
+			}
+			texts[string(h.Schema())] = true
+			if a.Candid == 2695378462115010012 && (string(a.Key) != "ZTF18abudxnw" || a.JD != 2460449.8784606) {
+				t.Fatalf("4.02 alert described as %s, jd %v", a.Key, a.JD)
+			}
 		}
-		texts[string(h.Schema())] = true
-		if exp.ID == one && (string(exp.Raw[0].Key) != "ZTF18abudxnw" || exp.Raw[0].JD != 2460449.8784606) {
-			t.Fatalf("4.02 alert described as %s, jd %v", exp.Raw[0].Key, exp.Raw[0].JD)
-		}
+	}
+	// 500 copies of one file and the samples: 538 alerts in 3 exposures.
+	if alerts != 538 || exposures != 3 {
+		t.Errorf("%d alerts in %d exposures, want 538 in 3 (of up to %d alerts)", alerts, exposures, replayGroupAlerts)
 	}
 	if src.schemas.Len() != len(texts) {
 		t.Errorf("%d schemas parsed for %d schema texts in %d files", src.schemas.Len(), len(texts), len(src.Files()))

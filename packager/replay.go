@@ -19,7 +19,7 @@ import (
 // Replay re-publishes existing alert files. A file holding one alert goes out
 // as the bytes it is; a file holding several is cut into single-alert
 // container files that keep the original schema text and record bytes.
-// Each file is one exposure. Each alert goes to the topic of its own night
+// Files are gathered into exposures of up to replayGroupAlerts alerts. Each alert goes to the topic of its own night
 // and programid; an alert that cannot be read, or whose programid is not 1
 // (public), 2 (partnership) or 3 (Caltech), is refused rather than sent:
 // the engineering (0) and prototype (64) alerts of the samples must not land
@@ -68,8 +68,18 @@ func NewReplay(paths []string, now func() time.Time) (*Replay, error) {
 // Files lists what will be replayed, in order.
 func (r *Replay) Files() []string { return r.files }
 
-// Next reads the next file. An unreadable file becomes an exposure holding
-// only its rejection, so a replay goes on past it.
+// A replay's exposure gathers files up to these bounds: an archived night
+// holds one alert per file, and sent a file at a time each batch would
+// hold one alert, which compresses poorly (its schema text is not shared
+// with the next alert's) and costs a round trip per alert.
+const (
+	replayGroupAlerts = 256
+	replayGroupBytes  = 16 << 20
+)
+
+// Next reads the next files, as many as fit in one exposure (replayGroupAlerts,
+// replayGroupBytes). An unreadable file becomes a rejection, so a replay
+// goes on past it.
 func (r *Replay) Next(ctx context.Context) (*Exposure, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -77,18 +87,30 @@ func (r *Replay) Next(ctx context.Context) (*Exposure, error) {
 	if r.next >= len(r.files) {
 		return nil, io.EOF
 	}
-	path := r.files[r.next]
-	r.next++
-	exp := &Exposure{ID: path, Arrived: r.now()}
+	first := r.next
+	exp := &Exposure{ID: r.files[first], Arrived: r.now()}
+	size := 0
+	for r.next < len(r.files) && len(exp.Raw) < replayGroupAlerts && size < replayGroupBytes {
+		size += r.read(r.files[r.next], exp)
+		r.next++
+	}
+	if n := r.next - first; n > 1 {
+		exp.ID = fmt.Sprintf("%s and %d more files", exp.ID, n-1)
+	}
+	return exp, nil
+}
+
+// read adds the alerts of the file at path to exp, and returns their bytes.
+func (r *Replay) read(path string, exp *Exposure) int {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error()})
-		return exp, nil
+		return 0
 	}
 	alerts, err := SplitAlerts(b, r.schemas)
 	if err != nil {
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: "-", Field: "file", Reason: err.Error(), Input: b, Name: filepath.Base(path)})
-		return exp, nil
+		return 0
 	}
 	for i, a := range alerts {
 		field, reason := a.Unroutable()
@@ -107,7 +129,7 @@ func (r *Replay) Next(ctx context.Context) (*Exposure, error) {
 		}
 		exp.Rejects = append(exp.Rejects, Reject{Exposure: path, Candidate: cand, Field: field, Reason: reason, Input: a.Value, Name: name})
 	}
-	return exp, nil
+	return len(b)
 }
 
 // Unroutable says why a cannot go to a night's topic (field and reason),

@@ -143,7 +143,7 @@ type Runner struct {
 	declared bool // the configuration's filters are stored (declare)
 	filters  map[string]*running
 	byTopic  map[string][]*running // source topic -> filters reading it
-	lag     map[topicPartition]int64
+	lag      map[topicPartition]int64
 
 	produceMu  sync.Mutex
 	produceErr error

@@ -103,7 +103,7 @@ func newConn(s *Server, l *listener, nc net.Conn) *conn {
 		// batches) are gathered into full records first.
 		c.tlsw = bufio.NewWriterSize(nc, tlsWriteBuffer)
 	}
-	c.zeroCopy = zeroCopy(nc, l.cfg.TLS != nil)
+	c.zeroCopy = !s.cfg.FetchCopy && zeroCopy(nc, l.cfg.TLS != nil)
 	return c
 }
 

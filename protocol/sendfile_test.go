@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kmsg"
 )
 
 // fileBackend is a memBackend that answers fetches as a Backend over
@@ -163,4 +164,25 @@ func TestSendfileWriteTimeout(t *testing.T) {
 	if len(r) < len(batch) {
 		t.Fatalf("a reading client got %d bytes", len(r))
 	}
+}
+
+// TestFetchCopyNoSendfile: with fetch.copy the records in files are copied
+// through memory, not sent with sendfile, and still answered whole.
+func TestFetchCopyNoSendfile(t *testing.T) {
+	ts, fb := startFileServer(t, Config{FetchCopy: true})
+	ts.b.CreateTopic(context.Background(), "t", 1, nil, false)
+	batch := makeBatch(2, 5000, 1)
+	for range 4 {
+		if _, _, err := ts.b.Produce(t.Context(), "t", 0, batch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := rawRoundTrip(t, ts.addr, fetchReq(12, 1<<20, 1<<20, fetchTarget{topic: "t"})).(*kmsg.FetchResponse)
+	if got := batchBases(t, r.Topics[0].Partitions[0].RecordBatches); len(got) != 4 {
+		t.Fatalf("batches %v, want 4", got)
+	}
+	if sent := testutil.ToFloat64(ts.s.m.sendfileBytes); sent != 0 {
+		t.Fatalf("fetch.copy: %v bytes sent with sendfile", sent)
+	}
+	waitFor(t, "every file released", func() bool { return fb.live.Load() == 0 })
 }

@@ -74,6 +74,14 @@ type Config struct {
 	// again. Checked records on plaintext listeners are sent from the
 	// segment files with sendfile and hold no memory (sendfile.go).
 	FetchMaxBytes int `yaml:"fetch.max.bytes"`
+	// FetchCopy (fetch.copy) reads fetched records into memory and writes
+	// them from there on plaintext listeners too, as on TLS, instead of
+	// sending the checked ones from the segment files with sendfile
+	// (sendfile.go). sendfile saves the broker two copies per byte; on
+	// loopback in a small VM, where the consumers share the cores and copy
+	// the bytes out of the page cache themselves, copying measured as
+	// cheap or cheaper (README, issue 14), so the choice is the operator's.
+	FetchCopy bool `yaml:"fetch.copy"`
 	// FetchMaxWait caps a Fetch request's MaxWaitMs.
 	FetchMaxWait time.Duration `yaml:"fetch.max.wait.ms"`
 	// QueuedMaxRequestBytes (queued.max.request.bytes, Kafka's name) bounds

@@ -28,7 +28,7 @@ const (
 	// zstdWindow covers a whole batch, so each alert's schema text is found
 	// in the one before it. franz-go's own zstd encoder uses a 64 KiB window,
 	// about one alert: on simulated alerts it leaves 54% of the bytes where
-	// this window leaves 46% (BenchmarkCompressBatches). The broker bounds a
+	// this window leaves 47% (BenchmarkCompressBatches). The broker bounds a
 	// window at 8 MiB; librdkafka and the Java client read any.
 	zstdWindow = 1 << 20
 	// produceLinger lets a partition's batch fill while the workers encode:

@@ -24,7 +24,15 @@ import (
 // connection's write deadline (socket.response.write.timeout.ms).
 //
 // TLS listeners keep the buffered path, as Kafka does: the records must be
-// encrypted in user space anyway.
+// encrypted in user space anyway; so does every listener with fetch.copy
+// (Config.FetchCopy). What sendfile saves is the broker's two copies of
+// each byte (file to buffer, buffer to socket); the kernel's TCP work
+// stays. Measured over loopback on a 2-core VM, against the copy path
+// (issue 14): Java ConsumerPerformance and kcat consumed 1.3-1.5x faster
+// at 0.56-0.71x the broker CPU per GB, 8 kcat consumers 1.34x at the same
+// CPU; the consumers, on the same cores, copy the bytes out of the page
+// cache themselves, so on loopback the gain is smaller than across a
+// network.
 
 // FileFetcher is optionally implemented by a Backend whose records live in
 // files. FetchFiles is Fetch whose answer may begin with sections of open

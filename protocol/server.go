@@ -77,10 +77,9 @@ type Config struct {
 	// FetchCopy (fetch.copy) reads fetched records into memory and writes
 	// them from there on plaintext listeners too, as on TLS, instead of
 	// sending the checked ones from the segment files with sendfile
-	// (sendfile.go). sendfile saves the broker two copies per byte; on
-	// loopback in a small VM, where the consumers share the cores and copy
-	// the bytes out of the page cache themselves, copying measured as
-	// cheap or cheaper (README, issue 14), so the choice is the operator's.
+	// (sendfile.go), which saves the broker two copies per byte. For
+	// measuring the two side by side, and for a kernel or file system
+	// whose sendfile misbehaves.
 	FetchCopy bool `yaml:"fetch.copy"`
 	// FetchMaxWait caps a Fetch request's MaxWaitMs.
 	FetchMaxWait time.Duration `yaml:"fetch.max.wait.ms"`

@@ -43,6 +43,18 @@
 // The prefixes, the row layout and the order-preserving encodings are part
 // of the on-disk format; a change needs a new row version or a reindex.
 //
+// # The broker's tap
+//
+// Inside serve the broker hands the follower what it appends to the alert
+// topics (Tap): each record's offset and the first bytes of its value,
+// copied while the broker decompressed the batch to check it. A partition
+// the Tap continues exactly where the index stands is read from it, its
+// fetching paused; the group's offsets are committed all the same, so the
+// Tap changes nothing of what is indexed or where a restart resumes, only
+// what it costs (the index no longer fetches and decompresses tonight's
+// alerts a second time). Whatever the Tap does not continue (a restart, a
+// follower behind, a buffer full, a prefix too short) is fetched.
+//
 // # Sky cells
 //
 // Positions are S2 leaf cells (github.com/golang/geo/s2, RA as longitude,

@@ -150,6 +150,7 @@ func (f *Follower) takeTap(sums []Summary, commits map[topicPartition]int64) ([]
 					f.tap.noteNeeded(needed)
 				}
 			}
+			f.tap.recycle(r.value) // the summary keeps none of it
 			if errors.Is(err, ErrShort) {
 				// Fetched instead, with the rest taken: whole
 				// prefixes from now on.

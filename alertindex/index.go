@@ -30,7 +30,18 @@ type Index struct {
 
 	mu     sync.Mutex // serialises writes, guards topics
 	topics map[string]int64
+	// newest is at least the largest candid indexed before the recent
+	// ones (math.MinInt64: none), recent holds the candids of the last
+	// Adds (two generations of up to recentCandids): ZTF's candids grow
+	// with time, so one above newest and not recent is new, and Add need
+	// not look it up in the store.
+	newest         int64
+	recent, former map[int64]struct{}
 }
+
+// recentCandids bounds a generation of Index.recent: a 10,000-alert
+// exposure fits in one.
+const recentCandids = 32768
 
 // Open opens (or creates) the index in dir. cacheBytes is pebble's block
 // cache (0: 8 MiB).
@@ -43,7 +54,7 @@ func Open(dir string, cacheBytes int64, logger *zap.Logger) (*Index, error) {
 	}
 	cache := pebble.NewCache(cacheBytes)
 	defer cache.Unref()
-	opts := &pebble.Options{Cache: cache, Logger: quietPebble{logger}, Levels: make([]pebble.LevelOptions, 7)}
+	opts := &pebble.Options{Cache: cache, Logger: quietPebble{logger}, Levels: make([]pebble.LevelOptions, 7), MemTableSize: 16 << 20}
 	for i := range opts.Levels {
 		// Add looks up each candid first, and most are new: bloom
 		// filters answer those without reading a block.
@@ -54,7 +65,8 @@ func Open(dir string, cacheBytes int64, logger *zap.Logger) (*Index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("alertindex: open %s: %w", dir, err)
 	}
-	x := &Index{db: db, log: logger, topics: map[string]int64{}}
+	x := &Index{db: db, log: logger, topics: map[string]int64{}, newest: math.MinInt64,
+		recent: map[int64]struct{}{}}
 	it, err := db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixMeta, 't'}, UpperBound: []byte{prefixMeta, 't' + 1}})
 	if err != nil {
 		db.Close()
@@ -64,6 +76,18 @@ func Open(dir string, cacheBytes int64, logger *zap.Logger) (*Index, error) {
 		if len(it.Value()) == 8 {
 			x.topics[string(it.Key()[2:])] = int64(binary.LittleEndian.Uint64(it.Value()))
 		}
+	}
+	if err := it.Close(); err != nil {
+		db.Close()
+		return nil, err
+	}
+	it, err = db.NewIter(&pebble.IterOptions{LowerBound: []byte{prefixCandid}, UpperBound: []byte{prefixCandid + 1}})
+	if err != nil {
+		db.Close()
+		return nil, err
+	}
+	if it.Last() && len(it.Key()) == 9 {
+		x.newest = readCandid(it.Key()[1:])
 	}
 	if err := it.Close(); err != nil {
 		db.Close()
@@ -92,12 +116,22 @@ func (x *Index) Close() error { return x.db.Close() }
 func (x *Index) Add(sums []Summary) (added int, err error) {
 	x.mu.Lock()
 	defer x.mu.Unlock()
-	b := x.db.NewIndexedBatch()
+	// A plain batch: the rows it holds are looked up in written, not in
+	// the batch (an indexed batch keeps a skiplist of its keys).
+	b := x.db.NewBatch()
 	defer b.Close()
 	counts := map[string]int64{}
+	written := make(map[int64]Summary, len(sums))
 	for i := range sums {
 		s := &sums[i]
-		old, err := getRow(b, s.Candid)
+		old, err := written[s.Candid], error(nil)
+		switch {
+		case old.Topic != "":
+		case s.Candid > x.newest && !x.isRecent(s.Candid):
+			err = ErrNotFound
+		default:
+			old, err = getRow(x.db, s.Candid)
+		}
 		switch {
 		case err == nil && old.Topic == s.Topic && old.Partition == s.Partition && old.Offset == s.Offset:
 			continue
@@ -115,13 +149,37 @@ func (x *Index) Add(sums []Summary) (added int, err error) {
 		b.Set(timeKey(s.JD, s.Candid), row, nil)
 		b.Set(skyKey(uint64(cellOf(s.RA, s.Dec)), s.Candid), skyValue(s.RA, s.Dec), nil)
 		b.Set(positionKey(s.Topic, s.Partition, s.Offset), appendCandid(nil, s.Candid), nil)
+		written[s.Candid] = *s
 		counts[s.Topic]++
 		added++
 	}
 	if err := x.commitCounts(b, counts); err != nil {
 		return 0, err
 	}
+	for c := range written {
+		x.noteRecent(c)
+	}
 	return added, nil
+}
+
+func (x *Index) isRecent(candid int64) bool {
+	_, ok := x.recent[candid]
+	if !ok {
+		_, ok = x.former[candid]
+	}
+	return ok
+}
+
+// noteRecent adds a candid indexed to recent, folding the former
+// generation into newest when recent is full.
+func (x *Index) noteRecent(candid int64) {
+	if len(x.recent) >= recentCandids {
+		for c := range x.former {
+			x.newest = max(x.newest, c)
+		}
+		x.former, x.recent = x.recent, make(map[int64]struct{}, recentCandids)
+	}
+	x.recent[candid] = struct{}{}
 }
 
 // commitCounts adds counts to the topics' counts in b and commits it.

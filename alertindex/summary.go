@@ -49,6 +49,27 @@ type Decoder struct {
 	// comparison spares copying 20 kB to look it up.
 	lastText   []byte
 	lastSchema avro.Schema
+	// Which fields of the last candidate record schema the summary
+	// reads: a name compared once per schema, not once per alert.
+	candSchema *avro.RecordSchema
+	candWanted []bool
+}
+
+// wanted says which fields of candidate record c the summary reads.
+func (d *Decoder) wanted(c *avro.RecordSchema) []bool {
+	if c != d.candSchema {
+		d.candWanted = d.candWanted[:0]
+		for _, f := range c.Fields() {
+			switch f.Name() {
+			case "jd", "ra", "dec", "fid", "magpsf", "sigmapsf", "rb", "drb", "isdiffpos", "ndethist", "programid", "candid":
+				d.candWanted = append(d.candWanted, true)
+			default:
+				d.candWanted = append(d.candWanted, false)
+			}
+		}
+		d.candSchema = c
+	}
+	return d.candWanted
 }
 
 // ErrShort is DecodePrefix's answer to a prefix that ends before the
@@ -172,7 +193,7 @@ func (d *Decoder) summary(h *avrofile.Header, data []byte) (Summary, int, error)
 			if !ok {
 				return s, r.pos, fmt.Errorf("%w: candidate is not a record", ErrNotAlert)
 			}
-			if err := r.candidate(c, &s, &haveCandid); err != nil {
+			if err := r.candidate(c, d.wanted(c), &s, &haveCandid); err != nil {
 				return s, r.pos, fmt.Errorf("%w: candidate: %w", ErrNotAlert, err)
 			}
 		default:
@@ -190,18 +211,17 @@ func (d *Decoder) summary(h *avrofile.Header, data []byte) (Summary, int, error)
 
 var nan32 = float32(math.NaN())
 
-// candidate reads the summary's fields of the candidate record.
-func (r *reader) candidate(c *avro.RecordSchema, s *Summary, haveCandid *bool) error {
-	for _, f := range c.Fields() {
-		name := f.Name()
-		switch name {
-		case "jd", "ra", "dec", "fid", "magpsf", "sigmapsf", "rb", "drb", "isdiffpos", "ndethist", "programid", "candid":
-		default:
+// candidate reads the summary's fields of the candidate record, those
+// wanted (Decoder.wanted).
+func (r *reader) candidate(c *avro.RecordSchema, wanted []bool, s *Summary, haveCandid *bool) error {
+	for i, f := range c.Fields() {
+		if !wanted[i] {
 			if err := r.skip(f.Type(), 1); err != nil {
-				return fmt.Errorf("%s: %w", name, err)
+				return fmt.Errorf("%s: %w", f.Name(), err)
 			}
 			continue
 		}
+		name := f.Name()
 		v, isNull, err := r.scalar(f.Type())
 		if err != nil {
 			return fmt.Errorf("%s: %w", name, err)

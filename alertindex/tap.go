@@ -36,6 +36,8 @@ type Tap struct {
 	matches map[string]bool // topics seen, whether they are followed
 	dropped int64           // records dropped because the buffer was full
 	wake    chan struct{}   // holds a token when records arrived
+	// free holds prefixes decoded, for Buffer to hand out again.
+	free sync.Pool
 }
 
 type topicPartition struct {
@@ -141,6 +143,22 @@ func (t *Tap) Missed(topic string, partition int32) {
 	}
 	q.missed = true
 	t.signal()
+}
+
+// Buffer hands out a recycled buffer of n bytes when one is free.
+func (t *Tap) Buffer(n int) []byte {
+	if b, ok := t.free.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:n]
+	}
+	return make([]byte, n, max(n, int(t.want.Load())))
+}
+
+// recycle gives a decoded prefix back for Buffer.
+func (t *Tap) recycle(b []byte) {
+	if cap(b) >= int(t.want.Load()) {
+		b = b[:0]
+		t.free.Put(&b)
+	}
 }
 
 func (t *Tap) signal() {

@@ -97,6 +97,7 @@ func (f *Follower) poll(ctx context.Context) kgo.Fetches {
 		case <-time.After(tapLinger):
 			cancel()
 		case <-done:
+			f.tap.signal() // the poll ended first: the next one takes them
 		}
 	}()
 	return f.cl.PollRecords(pctx, 2000)

@@ -4,6 +4,7 @@
 # tools, kcat and `ztfbroker bench`.
 #
 #   scripts/vs-kafka.sh [rounds (default 3)] [scale (default 1: ~1.5 GB per round and broker)]
+#   ZTFBROKER_SERVE_ARGS='--set fetch.copy=true' scripts/vs-kafka.sh   # ztfbroker with other settings
 #
 # Kafka's jars (broker, tools, log4j) are fetched with Maven into
 # ~/.cache/ztfbroker-vs-kafka the first time; the project itself never needs
@@ -118,7 +119,7 @@ start_ztfbroker() {
   local dir="$work/zb-$1" http
   port=$(free_port); http=$(free_port)
   "$work/ztfbroker" serve --data-dir "$dir" --listen "127.0.0.1:$port" --http "127.0.0.1:$http" --admin-http= \
-    --packager=false --archive=false 2>"$work/zb-$1.log" &
+    --packager=false --archive=false ${ZTFBROKER_SERVE_ARGS:-} 2>"$work/zb-$1.log" &
   pid=$!
   wait_port "$port"
 }

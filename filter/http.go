@@ -162,15 +162,7 @@ func (a *API) preview(w http.ResponseWriter, r *http.Request) {
 	if body.Topics == "" {
 		body.Topics = "ztf_*_programid1"
 	}
-	since, err := previewSince(body.Since)
-	if err == nil {
-		err = checkGlob(body.Topics)
-	}
-	if err != nil {
-		httpError(w, http.StatusBadRequest, err)
-		return
-	}
-	e, err := a.compiler.Compile(body.Expression)
+	e, since, err := a.previewQuery(body.Topics, body.Expression, body.Since)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, err)
 		return

@@ -134,24 +134,32 @@ func (a *API) page(w http.ResponseWriter, r *http.Request) {
 	a.render(w, r, code, d)
 }
 
+// previewQuery checks what a preview is asked: a glob of topics, an
+// expression and a window ("" is the last hour).
+func (a *API) previewQuery(glob, expr, since string) (*Expression, time.Duration, error) {
+	e, err := a.compiler.Compile(expr)
+	if err != nil {
+		return nil, 0, err
+	}
+	d, err := previewSince(since)
+	if err == nil {
+		err = checkGlob(glob)
+	}
+	return e, d, err
+}
+
 // tryForm checks the form's expression and, for a preview, runs it.
 func (a *API) tryForm(ctx context.Context, d *pageData) int {
-	e, err := a.compiler.Compile(d.Form.Expression)
-	if err != nil {
+	e, since, err := a.previewQuery(d.Form.Topics, d.Form.Expression, d.Since)
+	if e != nil {
+		d.Checked = e
+	}
+	if err != nil && (e == nil || d.Action == "preview") {
 		d.Error = err.Error()
 		return http.StatusBadRequest
 	}
-	d.Checked = e
 	if d.Action != "preview" {
 		return http.StatusOK
-	}
-	since, err := previewSince(d.Since)
-	if err == nil {
-		err = checkGlob(d.Form.Topics)
-	}
-	if err != nil {
-		d.Error = err.Error()
-		return http.StatusBadRequest
 	}
 	ans, err := a.runPreview(ctx, d.User, d.Form.Topics, e, since)
 	if err != nil {

@@ -55,6 +55,7 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 	if err != nil {
 		return -1, -1, nil, err
 	}
+	capture.noteBatches(batches)
 	if err := checkTimestamps(batches, &t.cfg, b.now().UnixMilli()); err != nil {
 		b.logger.Warn("produce refused", zap.String("topic", topic), zap.Int32("partition", partition), zap.Error(err))
 		return -1, -1, nil, err
@@ -97,7 +98,7 @@ func (b *Broker) ProduceDeferred(ctx context.Context, topic string, partition in
 			capture.missed(topic, partition)
 			return b.storageError(p, "wait durable", err)
 		}
-		capture.appended(topic, partition, batches, first, end)
+		capture.appended(topic, partition, first, end)
 		return nil
 	}
 	return first, p.log.LogStartOffset(), wait, nil

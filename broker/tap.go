@@ -54,10 +54,20 @@ func (b *Broker) SetTap(t Tap) {
 // tapCapture collects, while a produce request's batches are validated,
 // each record's offset delta, key and value prefix for a Tap.
 type tapCapture struct {
-	tap  Tap
-	want int // leading value bytes kept
-	recs []tapRecord
-	key  []byte // the key of the record being read
+	tap     Tap
+	want    int // leading value bytes kept
+	recs    []tapRecord
+	key     []byte     // the key of the record being read
+	batches []tapBatch // noted while the request's bytes are still its own
+}
+
+// tapBatch is what appended needs of one checked batch: its records and
+// the offsets it spans. It is noted while the produce request is handled,
+// because the request's buffer is reused for the connection's next frame
+// before the acknowledgement that calls appended.
+type tapBatch struct {
+	records int
+	span    int64
 }
 
 type tapRecord struct {
@@ -79,31 +89,41 @@ func (b *Broker) tapCaptureFor(topic string) *tapCapture {
 	return &tapCapture{tap: *t, want: min(want, maxTapPrefix)}
 }
 
-// tapAppended hands the captured records to the tap once the batches are
+// noteBatches keeps what appended needs of the request's batches.
+func (c *tapCapture) noteBatches(batches []checkedBatch) {
+	if c == nil {
+		return
+	}
+	c.batches = make([]tapBatch, len(batches))
+	for i, bt := range batches {
+		c.batches[i] = tapBatch{records: int(bt.recordCount()), span: int64(bt.lastOffsetDelta()) + 1}
+	}
+}
+
+// appended hands the captured records to the tap once the batches are
 // acknowledged: first and end are what partition.write returned. Each
-// batch's records are the next recordCount of the capture, at offsets from
-// its base; a request whose offsets are not one run from first (a retried
-// batch written before) is not handed over but reported missed.
-func (c *tapCapture) appended(topic string, partition int32, batches []checkedBatch, first, end int64) {
+// batch's records are the next of the capture, at offsets from its base;
+// a request whose offsets are not one run from first (a retried batch
+// written before) is not handed over but reported missed.
+func (c *tapCapture) appended(topic string, partition int32, first, end int64) {
 	if c == nil {
 		return
 	}
 	span, n := int64(0), 0
-	for _, bt := range batches {
-		span += int64(bt.lastOffsetDelta()) + 1
-		n += int(bt.recordCount())
+	for _, bt := range c.batches {
+		span += bt.span
+		n += bt.records
 	}
 	if first < 0 || end-first != span || n != len(c.recs) {
 		c.tap.Missed(topic, partition)
 		return
 	}
 	recs, base := c.recs, first
-	for _, bt := range batches {
-		k := int(bt.recordCount())
-		for _, r := range recs[:k] {
+	for _, bt := range c.batches {
+		for _, r := range recs[:bt.records] {
 			c.tap.Appended(topic, partition, base+r.delta, r.key, r.value, r.valueLen)
 		}
-		recs, base = recs[k:], base+int64(bt.lastOffsetDelta())+1
+		recs, base = recs[bt.records:], base+bt.span
 	}
 }
 

@@ -103,12 +103,7 @@ func (t *Tap) Wants(topic string) int {
 func (t *Tap) Appended(topic string, partition int32, offset int64, _, value []byte, valueLen int) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	tp := topicPartition{topic, partition}
-	q := t.parts[tp]
-	if q == nil {
-		q = &tapQueue{}
-		t.parts[tp] = q
-	}
+	q := t.queue(topicPartition{topic, partition})
 	if t.held+int64(len(value)) > t.limit {
 		q.missed = true
 		t.dropped++
@@ -131,16 +126,21 @@ func (t *Tap) Appended(topic string, partition int32, offset int64, _, value []b
 	t.signal()
 }
 
-// Missed marks the partition: records may be in the log and not here.
-func (t *Tap) Missed(topic string, partition int32) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	tp := topicPartition{topic, partition}
+// queue is tp's queue, made at its first use; t.mu is held.
+func (t *Tap) queue(tp topicPartition) *tapQueue {
 	q := t.parts[tp]
 	if q == nil {
 		q = &tapQueue{}
 		t.parts[tp] = q
 	}
+	return q
+}
+
+// Missed marks the partition: records may be in the log and not here.
+func (t *Tap) Missed(topic string, partition int32) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	q := t.queue(topicPartition{topic, partition})
 	q.missed = true
 	t.signal()
 }

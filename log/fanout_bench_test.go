@@ -48,54 +48,62 @@ func BenchmarkFanout(b *testing.B) {
 		b.Fatal(err)
 	}
 	size := l.Size()
-	read := func(b *testing.B) {
+	// readers runs one reader on each of fanoutReaders goroutines and
+	// waits for them; toConn gives each its own drained loopback socket.
+	readers := func(read func()) {
 		var wg sync.WaitGroup
 		for r := 0; r < fanoutReaders; r++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				buf := make([]byte, 0, 2*fanoutFetchSize)
-				var off, n int64
-				for off < l.HighWatermark() {
-					out, err := l.Read(off, fanoutFetchSize, buf[:0])
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					off = nextOffsetAfter(out)
-					n += int64(len(out))
-				}
-				if n != size {
-					b.Errorf("read %d bytes, want %d", n, size)
-				}
+				read()
 			}()
 		}
 		wg.Wait()
 	}
+	toConn := func(b *testing.B, send func(conn *net.TCPConn)) {
+		readers(func() {
+			conn, drained := loopback(b)
+			defer func() { conn.Close(); <-drained }()
+			send(conn)
+		})
+	}
+	read := func(b *testing.B) {
+		readers(func() {
+			buf := make([]byte, 0, 2*fanoutFetchSize)
+			var off, n int64
+			for off < l.HighWatermark() {
+				out, err := l.Read(off, fanoutFetchSize, buf[:0])
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				off = nextOffsetAfter(out)
+				n += int64(len(out))
+			}
+			if n != size {
+				b.Errorf("read %d bytes, want %d", n, size)
+			}
+		})
+	}
 	pread := func(b *testing.B) {
 		names, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-		var wg sync.WaitGroup
-		for r := 0; r < fanoutReaders; r++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				buf := make([]byte, fanoutFetchSize)
-				for _, name := range names {
-					f, err := os.Open(name)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					for pos := int64(0); ; pos += fanoutFetchSize {
-						if n, _ := f.ReadAt(buf, pos); n < len(buf) {
-							break
-						}
-					}
-					f.Close()
+		readers(func() {
+			buf := make([]byte, fanoutFetchSize)
+			for _, name := range names {
+				f, err := os.Open(name)
+				if err != nil {
+					b.Error(err)
+					return
 				}
-			}()
-		}
-		wg.Wait()
+				for pos := int64(0); ; pos += fanoutFetchSize {
+					if n, _ := f.ReadAt(buf, pos); n < len(buf) {
+						break
+					}
+				}
+				f.Close()
+			}
+		})
 	}
 	// To a socket: what a Fetch costs past the log. Each reader writes to
 	// its own loopback TCP connection, drained by a goroutine; read+write
@@ -103,83 +111,67 @@ func BenchmarkFanout(b *testing.B) {
 	// listener's zero-copy path (ReadSpans, then sendfile of each span),
 	// sendfile the floor (whole segment files, unchecked).
 	spans := func(b *testing.B) {
-		var wg sync.WaitGroup
-		for r := 0; r < fanoutReaders; r++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				conn, drained := loopback(b)
-				defer func() { conn.Close(); <-drained }()
-				rc, err := conn.SyscallConn()
+		toConn(b, func(conn *net.TCPConn) {
+			rc, err := conn.SyscallConn()
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			buf := make([]byte, 0, 2*fanoutFetchSize)
+			for off := int64(0); off < l.HighWatermark(); {
+				got, err := l.ReadSpans(off, fanoutFetchSize, buf[:0])
 				if err != nil {
 					b.Error(err)
 					return
 				}
-				buf := make([]byte, 0, 2*fanoutFetchSize)
-				for off := int64(0); off < l.HighWatermark(); {
-					got, err := l.ReadSpans(off, fanoutFetchSize, buf[:0])
-					if err != nil {
+				next := off
+				for _, s := range got.Spans {
+					if err := sendSpan(rc, s); err != nil {
 						b.Error(err)
-						return
 					}
-					next := off
-					for _, s := range got.Spans {
-						if err := sendSpan(rc, s); err != nil {
-							b.Error(err)
-						}
-						next += s.Offsets
-					}
-					if len(got.Tail) > 0 {
-						conn.Write(got.Tail)
-						next = nextOffsetAfter(got.Tail)
-					}
-					got.Release()
-					off = next
+					next += s.Offsets
 				}
-			}()
-		}
-		wg.Wait()
+				if len(got.Tail) > 0 {
+					conn.Write(got.Tail)
+					next = nextOffsetAfter(got.Tail)
+				}
+				got.Release()
+				off = next
+			}
+		})
 	}
 	toSocket := func(zeroCopy bool) func(*testing.B) {
 		return func(b *testing.B) {
-			var wg sync.WaitGroup
-			for r := 0; r < fanoutReaders; r++ {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					conn, drained := loopback(b)
-					defer func() { conn.Close(); <-drained }()
-					if zeroCopy {
-						names, _ := filepath.Glob(filepath.Join(dir, "*.log"))
-						for _, name := range names {
-							f, err := os.Open(name)
-							if err != nil {
-								b.Error(err)
-								return
-							}
-							if _, err := conn.ReadFrom(f); err != nil {
-								b.Error(err)
-							}
-							f.Close()
-						}
-						return
-					}
-					buf := make([]byte, 0, 2*fanoutFetchSize)
-					for off := int64(0); off < l.HighWatermark(); {
-						out, err := l.Read(off, fanoutFetchSize, buf[:0])
+			toConn(b, func(conn *net.TCPConn) {
+				if zeroCopy {
+					names, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+					for _, name := range names {
+						f, err := os.Open(name)
 						if err != nil {
 							b.Error(err)
 							return
 						}
-						if _, err := conn.Write(out); err != nil {
+						if _, err := conn.ReadFrom(f); err != nil {
 							b.Error(err)
-							return
 						}
-						off = nextOffsetAfter(out)
+						f.Close()
 					}
-				}()
-			}
-			wg.Wait()
+					return
+				}
+				buf := make([]byte, 0, 2*fanoutFetchSize)
+				for off := int64(0); off < l.HighWatermark(); {
+					out, err := l.Read(off, fanoutFetchSize, buf[:0])
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					if _, err := conn.Write(out); err != nil {
+						b.Error(err)
+						return
+					}
+					off = nextOffsetAfter(out)
+				}
+			})
 		}
 	}
 	for _, c := range []struct {

@@ -120,7 +120,7 @@ func benchFilterExposure(b *testing.B, filters []filter.Spec) {
 		}
 		acked := time.Now()
 		made = append(made, res.Latency)
-		waitCommittedEnd(b, adm, topic)
+		waitGroupAtEnd(b, adm, filter.DefaultConfig().Group, topic, 2*time.Millisecond)
 		return time.Since(acked)
 	}
 	for i := range warm {
@@ -152,31 +152,4 @@ func benchFilterExposure(b *testing.B, filters []filter.Spec) {
 	ends.Each(func(o kadm.ListedOffset) { matches += max(o.Offset, 0) })
 	b.ReportMetric(float64(matches)/float64(alerts*(warm+b.N)), "matches/alert")
 	b.ReportMetric(0, "ns/op")
-}
-
-// waitCommittedEnd polls, every 2 ms, until the filter runners' group has
-// committed the end of every partition of topic.
-func waitCommittedEnd(b *testing.B, adm *kadm.Client, topic string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	ends, err := adm.ListEndOffsets(ctx, topic)
-	if err != nil {
-		b.Fatal(err)
-	}
-	for ctx.Err() == nil {
-		committed, err := adm.FetchOffsets(ctx, filter.DefaultConfig().Group)
-		if err == nil {
-			behind := false
-			ends.Each(func(o kadm.ListedOffset) {
-				if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
-					behind = true
-				}
-			})
-			if !behind {
-				return
-			}
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	b.Fatal("the filters did not catch up within 5 minutes")
 }

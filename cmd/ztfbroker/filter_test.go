@@ -303,18 +303,9 @@ func waitFiltersCaughtUp(t *testing.T, addr string) {
 					names = append(names, n)
 				}
 			}
-			ends, err1 := adm.ListEndOffsets(ctx, names...)
-			committed, err2 := adm.FetchOffsets(ctx, "ztfbroker-filters")
-			if err1 == nil && err2 == nil {
-				behind := 0
-				ends.Each(func(o kadm.ListedOffset) {
-					if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
-						behind++
-					}
-				})
-				if behind == 0 && len(names) > 0 {
-					return
-				}
+			ends, err := adm.ListEndOffsets(ctx, names...)
+			if err == nil && len(names) > 0 && committedAtEnd(ctx, adm, "ztfbroker-filters", ends) {
+				return
 			}
 		}
 		time.Sleep(100 * time.Millisecond)

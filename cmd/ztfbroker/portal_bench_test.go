@@ -96,7 +96,7 @@ func BenchmarkExposureIndexShare(b *testing.B) {
 			b.Fatalf("%s: exposure %d: %+v %v", indexShareModes[m].name, i, res, err)
 		}
 		if indexShareModes[m].name != "off" {
-			waitGroupAtEnd(b, r.adm, alertindex.DefaultConfig().Group, topic)
+			waitGroupAtEnd(b, r.adm, alertindex.DefaultConfig().Group, topic, 5*time.Millisecond)
 		}
 	}
 	for i := range warm {
@@ -153,9 +153,9 @@ func BenchmarkExposureIndexShare(b *testing.B) {
 	b.ReportMetric(0, "ns/op")
 }
 
-// waitGroupAtEnd polls, every 5 ms, until group has committed the end of
-// every partition of topic.
-func waitGroupAtEnd(b *testing.B, adm *kadm.Client, group, topic string) {
+// waitGroupAtEnd polls, every interval, until group has committed the end
+// of every partition of topic.
+func waitGroupAtEnd(b *testing.B, adm *kadm.Client, group, topic string, every time.Duration) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	ends, err := adm.ListEndOffsets(ctx, topic)
@@ -163,21 +163,28 @@ func waitGroupAtEnd(b *testing.B, adm *kadm.Client, group, topic string) {
 		b.Fatal(err)
 	}
 	for ctx.Err() == nil {
-		committed, err := adm.FetchOffsets(ctx, group)
-		if err == nil {
-			behind := false
-			ends.Each(func(o kadm.ListedOffset) {
-				if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
-					behind = true
-				}
-			})
-			if !behind {
-				return
-			}
+		if committedAtEnd(ctx, adm, group, ends) {
+			return
 		}
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(every)
 	}
 	b.Fatalf("group %s did not reach the end of %s within 5 minutes", group, topic)
+}
+
+// committedAtEnd tells whether group has committed ends on every partition
+// that has records.
+func committedAtEnd(ctx context.Context, adm *kadm.Client, group string, ends kadm.ListedOffsets) bool {
+	committed, err := adm.FetchOffsets(ctx, group)
+	if err != nil {
+		return false
+	}
+	behind := false
+	ends.Each(func(o kadm.ListedOffset) {
+		if c, ok := committed.Lookup(o.Topic, o.Partition); o.Offset > 0 && (!ok || c.At < o.Offset) {
+			behind = true
+		}
+	})
+	return !behind
 }
 
 // benchServeProc is a `ztfbroker serve` process of a benchmark.

@@ -49,7 +49,10 @@
 // of the last batch, to a 4096-byte boundary, so that an append's
 // fdatasync overwrites blocks instead of journaling a new size (the first
 // few hundred KiB after the last batch may be a hole, which reads as
-// zeros too). A batch
+// zeros too). A partition written in large batches, for which zeros are
+// not written, may instead have its file extended by a hole of up to 128
+// MiB ahead of the last batch, also to a 4096-byte boundary, whose pages
+// are read once to bring them into the page cache (warm.go). A batch
 // header of zeros ends the log. The file size is then not the log's end:
 // roll and Close cut the zeros, so a sealed segment, and the active one
 // after a clean Close, ends at its last batch; after a crash recovery

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -57,6 +58,10 @@ type Log struct {
 	rateStart         time.Time
 	rateCur, ratePrev int64
 	syncBytes         int64
+	// Warming (warm.go): when the writer last wrote (unix nanoseconds of
+	// the wall clock) and the bytes read ahead so far.
+	lastWrite atomic.Int64
+	warmed    atomic.Int64
 
 	// alwaysCRC makes reads check every batch's CRC, verified or not:
 	// the benchmark's before.
@@ -208,7 +213,13 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	}
 	l.noteWrittenLocked(h.Size)
 	l.startPreallocLocked()
+	if l.warmWantLocked(s) {
+		s.acquire()
+		l.wg.Add(1)
+		go l.warm(s, s.fill)
+	}
 	l.mu.Unlock()
+	l.lastWrite.Store(time.Now().UnixNano())
 	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
 		if !Transient(err) {
 			return AppendInfo{}, l.fail(err)
@@ -293,7 +304,7 @@ func (l *Log) undoWrite(s *segment, pos int64, n int, err error) error {
 			return l.fail(fmt.Errorf("%w; undo: truncate segment %d: %w", err, s.base, terr))
 		}
 		l.mu.Lock()
-		s.fileEnd = pos // the preallocated zeros went with the cut
+		s.fileEnd, s.holeEnd = pos, pos // the preallocated zeros went with the cut
 		l.mu.Unlock()
 		// This fsync also covers batches written before and not yet
 		// flushed: if it fails, so does their durability.

@@ -100,6 +100,7 @@ func (l *Log) preallocate(s *segment, from, to int64, done chan struct{}) {
 		}
 		s.noPrealloc = true
 		end = from
+		s.holeEnd = min(s.holeEnd, from)
 	}
 	s.fileEnd = max(s.fileEnd, end)
 	s.fill, s.fillStop = nil, false
@@ -172,7 +173,7 @@ func writeZeros(f File, from, to int64, stop func() bool) (int64, error) {
 func (l *Log) trimPreallocLocked(s *segment) error {
 	l.waitPreallocLocked(s)
 	l.mu.RLock()
-	size, end := s.size, s.fileEnd
+	size, end := s.size, max(s.fileEnd, s.holeEnd)
 	l.mu.RUnlock()
 	if end <= size {
 		return nil
@@ -181,7 +182,7 @@ func (l *Log) trimPreallocLocked(s *segment) error {
 		return fmt.Errorf("trim preallocated segment %d: %w", s.base, err)
 	}
 	l.mu.Lock()
-	s.fileEnd = size
+	s.fileEnd, s.holeEnd = size, size
 	l.mu.Unlock()
 	return nil
 }

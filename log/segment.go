@@ -63,6 +63,7 @@ type segment struct {
 
 	size       int64 // bytes written: the logical end, where the next batch goes
 	fileEnd    int64 // the file's end: size plus the zeros preallocated after it
+	holeEnd    int64 // the file's end when warming (warm.go) extended it past fileEnd by a hole
 	noPrealloc bool  // a preallocation failed (a full disk): no more in this segment
 	// fill is closed when the running extension of the file (prealloc.go)
 	// is done, nil when none runs; the writer stays below fillFrom until

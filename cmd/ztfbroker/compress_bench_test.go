@@ -24,12 +24,16 @@ import (
 // serve wires them, on a loopback port; stop (also run at cleanup) stops it.
 // flushEvery > 0 fsyncs the logs on that interval instead of before each
 // acknowledgement.
-func benchBroker(b *testing.B, dataDir string, flushEvery time.Duration) (addr string, stop func()) {
+// tweak, when given, changes the configuration first.
+func benchBroker(b *testing.B, dataDir string, flushEvery time.Duration, tweak ...func(*broker.Config)) (addr string, stop func()) {
 	b.Helper()
 	cfg := broker.DefaultConfig()
 	cfg.DataDir = dataDir
 	if flushEvery > 0 {
 		cfg.Topic.Flush, cfg.Topic.FlushInterval = log.FlushInterval, flushEvery
+	}
+	for _, f := range tweak {
+		f(&cfg)
 	}
 	br, err := broker.Open(cfg, nil, nil, nil)
 	if err != nil {
@@ -199,4 +203,92 @@ func BenchmarkCompressedNight(b *testing.B) {
 			b.ReportMetric(0, "ns/op") // the exposure's latency says it better
 		})
 	}
+}
+
+// BenchmarkExposureSideBySide packages 10,000-alert zstd exposures (after
+// two that build the objects' history) through four in-process brokers in
+// turn, one exposure each per round, so that a shared machine's changing
+// load falls on all four alike:
+//
+//   - default: the log warms the pages ahead of its writers (log/warm.go)
+//     and the packager shares the alerts between two clients, each
+//     compressing on its own goroutine (packager.KafkaProducer);
+//   - cold: no warming (log.preallocate=false);
+//   - 1client: one client, as before;
+//   - before: neither.
+//
+// Each exposure is followed by 4 s untimed, as ZTF's exposures come 30-40 s
+// apart: warming uses such pauses. It reports, for each setup, the median
+// exposure latency from arrival to the last acknowledgement
+// (<setup>-exposure-s) and the mean CPU time of this process during it
+// (<setup>-cpu-s: packager and broker).
+func BenchmarkExposureSideBySide(b *testing.B) {
+	const alerts, warm, pause = 10_000, 2, 4 * time.Second
+	start := time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
+	type setup struct {
+		name    string
+		warm    bool
+		clients int
+		p       *packager.Packager
+		sim     *packager.Simulation
+		lat     []time.Duration
+		cpu     time.Duration
+	}
+	setups := []*setup{{name: "default", warm: true, clients: 2}, {name: "cold", clients: 2},
+		{name: "1client", warm: true, clients: 1}, {name: "before", clients: 1}}
+	ctx := context.Background()
+	for _, s := range setups {
+		dir := b.TempDir()
+		addr, _ := benchBroker(b, filepath.Join(dir, "data"), 0, func(c *broker.Config) {
+			if !s.warm {
+				c.Topic.PreallocateBytes = -1
+			}
+		})
+		prod, err := packager.NewKafkaProducer(packager.KafkaOptions{Bootstrap: []string{addr}, Clients: s.clients})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(prod.Close)
+		cfg := packager.DefaultConfig()
+		cfg.HistoryDir, cfg.RejectDir = filepath.Join(dir, "history"), filepath.Join(dir, "rejects")
+		if s.p, err = packager.New(cfg, prod, nil, nil); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { s.p.Close() })
+		if s.sim, err = packager.NewSimulation(packager.SimulateConfig{Alerts: alerts, Start: start}, nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+	exposure := func(s *setup, i int, timed bool) {
+		exp := s.sim.Exposure(i)
+		exp.Arrived = time.Now()
+		cpu0 := processCPU()
+		res, err := s.p.Package(ctx, exp)
+		if err != nil || res.Alerts != alerts {
+			b.Fatalf("%s: %+v %v", s.name, res, err)
+		}
+		if timed {
+			s.cpu += processCPU() - cpu0
+			s.lat = append(s.lat, res.Latency)
+		}
+		time.Sleep(pause)
+	}
+	for i := range warm {
+		for _, s := range setups {
+			exposure(s, i, false)
+		}
+	}
+	b.ResetTimer()
+	for i := range b.N {
+		for _, s := range setups {
+			exposure(s, warm+i, true)
+		}
+	}
+	b.StopTimer()
+	for _, s := range setups {
+		slices.Sort(s.lat)
+		b.ReportMetric(s.lat[len(s.lat)/2].Seconds(), s.name+"-exposure-s")
+		b.ReportMetric(s.cpu.Seconds()/float64(b.N), s.name+"-cpu-s")
+	}
+	b.ReportMetric(0, "ns/op")
 }

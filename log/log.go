@@ -58,9 +58,12 @@ type Log struct {
 	rateStart         time.Time
 	rateCur, ratePrev int64
 	syncBytes         int64
-	// Warming (warm.go): when the writer last wrote (unix nanoseconds of
-	// the wall clock) and the bytes read ahead so far.
+	// Warming (warm.go): when the writer last wrote (since born, on the
+	// monotonic clock), whether it ever wrote again after a pause of
+	// warmQuiet (under writeMu), and the bytes read ahead so far.
+	born      time.Time
 	lastWrite atomic.Int64
+	bursty    bool
 	warmed    atomic.Int64
 
 	// alwaysCRC makes reads check every batch's CRC, verified or not:
@@ -90,6 +93,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 		kick:      make(chan struct{}, 1),
 		reflush:   make(chan struct{}, 1),
 		stop:      make(chan struct{}),
+		born:      time.Now(),
 	}
 	l.fs, l.lg = l.opts.FS, l.opts.Logger.With(zap.String("log", dir))
 	err := l.recover()
@@ -213,13 +217,17 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	}
 	l.noteWrittenLocked(h.Size)
 	l.startPreallocLocked()
+	now := time.Since(l.born)
+	if last := time.Duration(l.lastWrite.Load()); last > 0 && now-last >= warmQuiet {
+		l.bursty = true // written again after a pause: warming pays (warm.go)
+	}
 	if l.warmWantLocked(s) {
 		s.acquire()
 		l.wg.Add(1)
-		go l.warm(s, s.fill)
+		go l.warm(s, s.fill, s.warmAbort)
 	}
 	l.mu.Unlock()
-	l.lastWrite.Store(time.Now().UnixNano())
+	l.lastWrite.Store(int64(now))
 	if err := s.addIndexEntries(h, pos, l.cfg.IndexIntervalBytes); err != nil {
 		if !Transient(err) {
 			return AppendInfo{}, l.fail(err)

@@ -129,6 +129,10 @@ func (l *Log) waitPreallocLocked(s *segment) {
 	done := s.fill
 	if done != nil {
 		s.fillStop = true
+		if s.warmAbort != nil {
+			close(s.warmAbort) // a warm may be waiting for a quiet moment
+			s.warmAbort = nil
+		}
 	}
 	l.mu.Unlock()
 	if done != nil {

@@ -72,10 +72,11 @@ type segment struct {
 	fill        chan struct{}
 	fillFrom    int64
 	fillStop    bool
-	maxTs       int64     // largest batch max timestamp, -1 before any batch
-	maxTsOffset int64     // last offset of the first batch carrying maxTs
-	firstTs     int64     // max timestamp of the first batch, for segment.ms
-	created     time.Time // first write (or open), for segment.ms by the clock
+	warmAbort   chan struct{} // closed with fillStop set, when the extension is a warm
+	maxTs       int64         // largest batch max timestamp, -1 before any batch
+	maxTsOffset int64         // last offset of the first batch carrying maxTs
+	firstTs     int64         // max timestamp of the first batch, for segment.ms
+	created     time.Time     // first write (or open), for segment.ms by the clock
 
 	// The writer's own state for the active segment.
 	bytesSinceIndex int

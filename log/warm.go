@@ -45,12 +45,14 @@ const (
 )
 
 // warmWantLocked says whether the active segment s should be warmed:
-// when zeros are not being written ahead of it, it is written fast
-// enough, nothing warms it yet, and less than half of its window is warm
-// ahead of the writer. On true it reserves s (s.fill) for a warm. The
-// caller holds writeMu and mu.
+// when the partition is written in bursts (it was written again after a
+// pause: a survey's exposures, not one producer streaming until it stops,
+// whose last window would be warmed for nothing), zeros are not being
+// written ahead of it, it is written fast enough, nothing warms it yet,
+// and less than half of its window is warm ahead of the writer. On true it
+// reserves s (s.fill) for a warm. The caller holds writeMu and mu.
 func (l *Log) warmWantLocked(s *segment) bool {
-	if s.fill != nil || l.closed || l.werr != nil || l.cfg.PreallocateBytes < 0 || s.noPrealloc {
+	if !l.bursty || s.fill != nil || l.closed || l.werr != nil || l.cfg.PreallocateBytes < 0 || s.noPrealloc {
 		return false
 	}
 	if l.cfg.Flush == FlushAlways && l.syncBytes < preallocMaxSyncBytes && l.cfg.PreallocateBytes > 0 {
@@ -63,6 +65,7 @@ func (l *Log) warmWantLocked(s *segment) bool {
 	// The writer never waits for a warm: reading does not change what it
 	// writes. fill only lets roll and Close stop it.
 	s.fill, s.fillFrom = make(chan struct{}), math.MaxInt64
+	s.warmAbort = make(chan struct{})
 	return true
 }
 
@@ -79,13 +82,14 @@ func (l *Log) warmTargetLocked(s *segment) (to int64, ok bool) {
 // chunk at a time, each once the writer has been still for warmQuiet:
 // from where the writer is (it may have moved on meanwhile) to the
 // target, extending the file by a hole first. It stops when the target is
-// warm, or when roll, Close or a failed write stop it (fillStop, l.stop).
-func (l *Log) warm(s *segment, done chan struct{}) {
+// warm, or at once when roll, Close or a failed write stop it (fillStop and
+// abort, l.stop).
+func (l *Log) warm(s *segment, done, abort chan struct{}) {
 	defer l.wg.Done()
 	defer s.release()
-	err := l.warmAhead(s)
+	err := l.warmAhead(s, abort)
 	l.mu.Lock()
-	s.fill, s.fillStop = nil, false
+	s.fill, s.fillStop, s.warmAbort = nil, false, nil
 	l.mu.Unlock()
 	close(done)
 	if err != nil {
@@ -96,7 +100,7 @@ func (l *Log) warm(s *segment, done chan struct{}) {
 	}
 }
 
-func (l *Log) warmAhead(s *segment) error {
+func (l *Log) warmAhead(s *segment, abort chan struct{}) error {
 	f := s.log
 	if x, ok := f.(*segFile); ok {
 		g, err := x.pin()
@@ -114,9 +118,11 @@ func (l *Log) warmAhead(s *segment) error {
 		select {
 		case <-l.stop:
 			return nil
+		case <-abort:
+			return nil
 		case <-quiet.C:
 		}
-		if still := time.Since(time.Unix(0, l.lastWrite.Load())); still < warmQuiet {
+		if still := time.Since(l.born) - time.Duration(l.lastWrite.Load()); still < warmQuiet {
 			quiet.Reset(warmQuiet - still)
 			continue
 		}

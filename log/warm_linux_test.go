@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -62,7 +63,13 @@ func TestWarmAheadOfWriter(t *testing.T) {
 			acked[mustAppend(t, l, b).BaseOffset] = b
 		}
 	}
-	write(12)
+	write(6)
+	waitPrealloc(t, l)
+	if l.Warmed() != 0 {
+		t.Fatalf("%d bytes warmed after one burst: only partitions written in bursts are", l.Warmed())
+	}
+	time.Sleep(warmQuiet + 50*time.Millisecond)
+	write(6)
 	waitPrealloc(t, l)
 	path := l.cur.path
 	st, err := os.Stat(path)
@@ -130,9 +137,15 @@ func TestWarmRollTrims(t *testing.T) {
 	defer l.Close()
 	rng := rand.New(rand.NewSource(14))
 	for i := range 40 {
+		if i == 4 {
+			time.Sleep(warmQuiet + 50*time.Millisecond) // a second burst
+		}
 		mustAppend(t, l, makeBatch(rng, 2, int64(i), 128<<10))
 	}
 	waitPrealloc(t, l)
+	if l.Warmed() == 0 {
+		t.Fatal("nothing warmed")
+	}
 	l.mu.RLock()
 	segs := append([]*segment(nil), l.segs...)
 	l.mu.RUnlock()

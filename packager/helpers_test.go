@@ -31,7 +31,7 @@ func newCluster(t testing.TB, brokers int) *kfake.Cluster {
 	return c
 }
 
-func newProducer(t testing.TB, c *kfake.Cluster) *KafkaProducer {
+func newProducer(t testing.TB, c *kfake.Cluster) *kgo.Client {
 	t.Helper()
 	cl, err := NewKafkaProducer(KafkaOptions{Bootstrap: c.ListenAddrs()})
 	if err != nil {

@@ -2,10 +2,7 @@ package packager
 
 import (
 	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"sync"
 	"time"
 
 	"github.com/klauspost/compress/zstd"
@@ -55,27 +52,14 @@ type KafkaOptions struct {
 	// CompressionLevel: 0 is the codec's default here (zstd 1, gzip 6); zstd
 	// takes 1-22, gzip 1-9; Config.CompressionLevel.
 	CompressionLevel int
-	// Clients share the alerts, each compressing its batches on its own
-	// goroutine; 0 is 2.
-	Clients int
 }
 
-// NewKafkaProducer returns the packager's producer: franz-go clients with
-// acks=all, idempotent unless NoIdempotence, batch compression as o says
-// (zstd by default), topics auto-created, batches up to Kafka's default
-// max.message.bytes. A third of every OCF alert is the same schema text,
-// which batch compression removes on the wire and on disk without
-// changing a message: consumers decompress transparently.
-//
-// A franz-go client compresses the batches of one request, and the
-// requests to one broker, on one goroutine: zstd of an exposure then runs
-// on one core while the other waits (a 10,000-alert exposure takes 0.9 s
-// of zstd). So the alerts are shared among o.Clients clients (2 by
-// default, one per core of the machine the issue names) by key: an
-// objectId always goes through the same client, so its alerts keep their
-// order, and each client's partitioner puts it in the same partition as
-// one client would.
-func NewKafkaProducer(o KafkaOptions, extra ...kgo.Opt) (*KafkaProducer, error) {
+// NewKafkaProducer returns a franz-go client for the packager: acks=all,
+// idempotent unless told otherwise, topics auto-created, record batches up to
+// 1 MB compressed with zstd unless told otherwise. A third of each OCF alert
+// is the same schema text, which batch compression removes on the wire and
+// on disk without changing a message: consumers decompress transparently.
+func NewKafkaProducer(o KafkaOptions, extra ...kgo.Opt) (*kgo.Client, error) {
 	id := o.ClientID
 	if id == "" {
 		id = "ztfbroker-packager"
@@ -84,76 +68,21 @@ func NewKafkaProducer(o KafkaOptions, extra ...kgo.Opt) (*KafkaProducer, error) 
 	if err != nil {
 		return nil, err
 	}
-	n := o.Clients
-	if n <= 0 {
-		n = defaultClients
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(o.Bootstrap...),
+		kgo.ClientID(id),
+		kgo.RequiredAcks(kgo.AllISRAcks()),
+		kgo.AllowAutoTopicCreation(),
+		compress,
+		kgo.ProducerBatchMaxBytes(batchMaxBytes),
+		kgo.MaxBufferedBytes(1 << 30),
+		kgo.MaxBufferedRecords(100_000),
+		kgo.ProducerLinger(produceLinger),
 	}
-	k := &KafkaProducer{}
-	for range n {
-		opts := []kgo.Opt{
-			kgo.SeedBrokers(o.Bootstrap...),
-			kgo.ClientID(id),
-			kgo.RequiredAcks(kgo.AllISRAcks()),
-			kgo.AllowAutoTopicCreation(),
-			compress,
-			kgo.ProducerBatchMaxBytes(batchMaxBytes),
-			kgo.MaxBufferedBytes(1 << 30 / n),
-			kgo.MaxBufferedRecords(100_000 / n),
-			kgo.ProducerLinger(produceLinger),
-		}
-		if o.NoIdempotence {
-			opts = append(opts, kgo.DisableIdempotentWrite())
-		}
-		cl, err := kgo.NewClient(append(opts, extra...)...)
-		if err != nil {
-			k.Close()
-			return nil, err
-		}
-		k.clients = append(k.clients, cl)
+	if o.NoIdempotence {
+		opts = append(opts, kgo.DisableIdempotentWrite())
 	}
-	return k, nil
-}
-
-// defaultClients is how many clients share an exposure's alerts.
-const defaultClients = 2
-
-// KafkaProducer is the packager's producer (NewKafkaProducer).
-type KafkaProducer struct{ clients []*kgo.Client }
-
-// Produce hands r to the client its key goes through (FNV-1a of the key;
-// a record without a key to the first).
-func (k *KafkaProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error)) {
-	h := uint32(2166136261)
-	for _, c := range r.Key {
-		h = (h ^ uint32(c)) * 16777619
-	}
-	k.clients[h%uint32(len(k.clients))].Produce(ctx, r, promise)
-}
-
-// Flush sends what every client buffers and waits for it.
-func (k *KafkaProducer) Flush(ctx context.Context) error {
-	errs := make([]error, len(k.clients))
-	var wg sync.WaitGroup
-	for i, cl := range k.clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = cl.Flush(ctx)
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
-}
-
-// Client is the first of the clients, for admin requests (kadm) to the
-// same brokers.
-func (k *KafkaProducer) Client() *kgo.Client { return k.clients[0] }
-
-// Close closes the clients.
-func (k *KafkaProducer) Close() {
-	for _, cl := range k.clients {
-		cl.Close()
-	}
+	return kgo.NewClient(append(opts, extra...)...)
 }
 
 // newCompressor is the producer option compressing batches with codec at

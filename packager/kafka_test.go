@@ -9,7 +9,6 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/ztfbroker/ztfbroker/avrofile"
@@ -74,7 +73,7 @@ func TestCompressionSettings(t *testing.T) {
 // teeProducer keeps a copy of each value it is handed, by key, then
 // produces it.
 type teeProducer struct {
-	*KafkaProducer
+	*kgo.Client
 	mu   sync.Mutex
 	sent map[string][]byte
 }
@@ -83,7 +82,7 @@ func (p *teeProducer) Produce(ctx context.Context, r *kgo.Record, promise func(*
 	p.mu.Lock()
 	p.sent[string(r.Key)] = bytes.Clone(r.Value)
 	p.mu.Unlock()
-	p.KafkaProducer.Produce(ctx, r, promise)
+	p.Client.Produce(ctx, r, promise)
 }
 
 // oneAlertFile checks that v is a container file of one record.
@@ -136,7 +135,7 @@ func TestProducerCompresses(t *testing.T) {
 				t.Fatal(err)
 			}
 			t.Cleanup(cl.Close)
-			tee := &teeProducer{KafkaProducer: cl, sent: map[string][]byte{}}
+			tee := &teeProducer{Client: cl, sent: map[string][]byte{}}
 			p := newTestPackager(t, testConfig(t), tee)
 			sim, err := NewSimulation(SimulateConfig{Alerts: alerts, Start: nightStart}, nil)
 			if err != nil {
@@ -167,57 +166,5 @@ func TestProducerCompresses(t *testing.T) {
 				t.Errorf("zstd stored %d bytes for %d bytes of alerts, want under 60%%", stored, made)
 			}
 		})
-	}
-}
-
-// The packager's producer shares the alerts among its clients by key: an
-// objectId's alerts go through one client (one producer id), to one
-// partition, in the order produced, and both clients take a share.
-func TestKafkaProducerKeepsEachKeyInOrder(t *testing.T) {
-	c := newCluster(t, 1)
-	prod := newProducer(t, c)
-	const topic, keys, each = "ztf_split", 40, 25
-	if _, err := kadm.NewClient(prod.Client()).CreateTopic(context.Background(), 4, 1, nil, topic); err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	for i := range each {
-		for k := range keys {
-			wg.Add(1)
-			r := &kgo.Record{Topic: topic, Key: fmt.Appendf(nil, "ZTF26k%03d", k), Value: fmt.Appendf(nil, "%d", i)}
-			prod.Produce(context.Background(), r, func(_ *kgo.Record, err error) {
-				if err != nil {
-					t.Error(err)
-				}
-				wg.Done()
-			})
-		}
-	}
-	if err := prod.Flush(context.Background()); err != nil {
-		t.Fatal(err)
-	}
-	wg.Wait()
-	type seen struct {
-		partition int32
-		producer  int64
-		next      int
-	}
-	byKey := map[string]*seen{}
-	producers := map[int64]bool{}
-	for _, r := range consume(t, c.ListenAddrs(), "^"+topic+"$", keys*each) {
-		s := byKey[string(r.Key)]
-		if s == nil {
-			s = &seen{partition: r.Partition, producer: r.ProducerID}
-			byKey[string(r.Key)] = s
-		}
-		if r.Partition != s.partition || r.ProducerID != s.producer || string(r.Value) != fmt.Sprint(s.next) {
-			t.Fatalf("key %s: record %s in partition %d from producer %d, want %d in %d from %d",
-				r.Key, r.Value, r.Partition, r.ProducerID, s.next, s.partition, s.producer)
-		}
-		s.next++
-		producers[r.ProducerID] = true
-	}
-	if len(producers) != defaultClients {
-		t.Fatalf("records from %d producers, want %d clients sharing them", len(producers), defaultClients)
 	}
 }

@@ -18,16 +18,15 @@ import (
 	"github.com/ztfbroker/ztfbroker/avrofile"
 )
 
-// Producer is where alerts go: a *KafkaProducer (or a *kgo.Client)
-// satisfies it, connected to the embedded broker or to any Kafka cluster.
-// The promise is called once the record is acknowledged (acks=all) or
-// failed. When it is either of these, the packager also creates each topic
-// before its first alert (see topicSetup).
+// Producer is where alerts go: a *kgo.Client satisfies it, connected to the
+// embedded broker or to any Kafka cluster. The promise is called once the
+// record is acknowledged (acks=all) or failed. When it is a *kgo.Client, the
+// packager also creates each topic before its first alert (see topicSetup).
 type Producer interface {
 	Produce(ctx context.Context, r *kgo.Record, promise func(*kgo.Record, error))
 }
 
-// flusher is implemented by *KafkaProducer and *kgo.Client; the packager flushes after the last
+// flusher is implemented by *kgo.Client; the packager flushes after the last
 // alert of an exposure rather than wait out the linger.
 type flusher interface {
 	Flush(ctx context.Context) error

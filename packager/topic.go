@@ -29,7 +29,7 @@ const topicCreateTimeout = 10 * time.Second
 // topicSetup creates each topic the packager writes, once per process and
 // before its first alert, with its format in its config, so that consumers
 // and tools can read the format rather than sniff the bytes. It does nothing
-// when the producer is neither a *KafkaProducer nor a *kgo.Client. Nothing here fails packaging: at
+// when the producer is not a *kgo.Client. Nothing here fails packaging: at
 // worst the topic is auto-created by the first produce, as before.
 type topicSetup struct {
 	adm        *kadm.Client // nil: no topics are created
@@ -42,11 +42,8 @@ type topicSetup struct {
 
 func newTopicSetup(prod Producer, schemaID, partitions int32, logger *zap.Logger) *topicSetup {
 	ts := &topicSetup{schemaID: schemaID, partitions: partitions, log: logger}
-	switch p := prod.(type) {
-	case *KafkaProducer:
-		ts.adm = kadm.NewClient(p.Client())
-	case *kgo.Client:
-		ts.adm = kadm.NewClient(p)
+	if cl, ok := prod.(*kgo.Client); ok {
+		ts.adm = kadm.NewClient(cl)
 	}
 	return ts
 }

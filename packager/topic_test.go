@@ -114,14 +114,14 @@ func TestTopicStatesFormat(t *testing.T) {
 				}
 			}
 			topic := NightTopic(TimeJD(nightStart), 1)
-			got := topicConfigs(t, cl.Client(), topic)
+			got := topicConfigs(t, cl, topic)
 			if got[ConfigAlertFormat] != string(tc.format) {
 				t.Errorf("%s = %q, want %q", ConfigAlertFormat, got[ConfigAlertFormat], tc.format)
 			}
 			if id, ok := got[ConfigAlertSchemaID]; ok != (tc.schemaID != "") || id != tc.schemaID {
 				t.Errorf("%s = %q (set %v), want %q", ConfigAlertSchemaID, id, ok, tc.schemaID)
 			}
-			if n := partitionCount(t, cl.Client(), topic); n != tc.want {
+			if n := partitionCount(t, cl, topic); n != tc.want {
 				t.Errorf("%d partitions, want %d", n, tc.want)
 			}
 			if n := creates.Load(); n != 1 {
@@ -156,10 +156,10 @@ func TestTopicFormatRefused(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	for _, topic := range []string{NightTopic(jd, 1), NightTopic(jd, 2), NightTopic(jd+1, 1)} {
-		if got := topicConfigs(t, cl.Client(), topic); got[ConfigAlertFormat] != "" {
+		if got := topicConfigs(t, cl, topic); got[ConfigAlertFormat] != "" {
 			t.Errorf("%s states %q on a cluster that refused it", topic, got[ConfigAlertFormat])
 		}
-		if n := partitionCount(t, cl.Client(), topic); n != DefaultPartitions {
+		if n := partitionCount(t, cl, topic); n != DefaultPartitions {
 			t.Errorf("%s: %d partitions, want %d", topic, n, DefaultPartitions)
 		}
 		consume(t, c.ListenAddrs(), "^"+topic+"$", 1)
@@ -182,7 +182,7 @@ func TestTopicExistingLeftAlone(t *testing.T) {
 	c := newCluster(t, 1)
 	cl := newProducer(t, c)
 	topic := NightTopic(TimeJD(nightStart), 1)
-	if _, err := kadm.NewClient(cl.Client()).CreateTopic(context.Background(), 1, 1,
+	if _, err := kadm.NewClient(cl).CreateTopic(context.Background(), 1, 1,
 		map[string]*string{ConfigAlertFormat: kadm.StringPtr("confluent")}, topic); err != nil {
 		t.Fatal(err)
 	}
@@ -196,10 +196,10 @@ func TestTopicExistingLeftAlone(t *testing.T) {
 	if res, err := p.Package(context.Background(), sim.Exposure(0)); err != nil || res.Alerts != 3 {
 		t.Fatalf("%+v %v", res, err)
 	}
-	if got := topicConfigs(t, cl.Client(), topic)[ConfigAlertFormat]; got != "confluent" {
+	if got := topicConfigs(t, cl, topic)[ConfigAlertFormat]; got != "confluent" {
 		t.Errorf("existing topic's %s changed to %q", ConfigAlertFormat, got)
 	}
-	if n := partitionCount(t, cl.Client(), topic); n != 1 {
+	if n := partitionCount(t, cl, topic); n != 1 {
 		t.Errorf("existing topic has %d partitions, want 1", n)
 	}
 	if n := logs.FilterLevelExact(zapcore.WarnLevel).Len(); n != 0 {
@@ -228,7 +228,7 @@ func TestTopicPartitionsKeyedByObject(t *testing.T) {
 		}
 	}
 	topic := NightTopic(jd, 1)
-	if n := partitionCount(t, cl.Client(), topic); n != 5 {
+	if n := partitionCount(t, cl, topic); n != 5 {
 		t.Fatalf("%d partitions, want 5", n)
 	}
 	recs := consume(t, c.ListenAddrs(), "^"+topic+"$", objects*exposures)
@@ -309,12 +309,12 @@ func TestNightTopicMadeAtStart(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 			continue
 		}
-		tds, err := kadm.NewClient(cl.Client()).ListTopics(context.Background(), topic)
+		tds, err := kadm.NewClient(cl).ListTopics(context.Background(), topic)
 		if err == nil && tds.Has(topic) && tds[topic].Err == nil {
 			if n := len(tds[topic].Partitions); n != 5 {
 				t.Fatalf("%s has %d partitions, want the packager's 5", topic, n)
 			}
-			if got := topicConfigs(t, cl.Client(), topic)[ConfigAlertFormat]; got != string(FormatOCF) {
+			if got := topicConfigs(t, cl, topic)[ConfigAlertFormat]; got != string(FormatOCF) {
 				t.Fatalf("%s states format %q", topic, got)
 			}
 			break

@@ -86,7 +86,7 @@ func BenchmarkExposureIndexShare(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		runs[m] = &run{proc: proc, p: p, adm: kadm.NewClient(prod.Client()), sim: sim}
+		runs[m] = &run{proc: proc, p: p, adm: kadm.NewClient(prod), sim: sim}
 	}
 	exposure := func(m, i int) {
 		r := runs[m]

@@ -112,6 +112,20 @@ func readAll(t testing.TB, l *Log, from int64, maxBytes int) map[int64][]byte {
 	return out
 }
 
+// readsBack checks that l holds exactly the batches acked, by base offset.
+func readsBack(t testing.TB, l *Log, acked map[int64][]byte) {
+	t.Helper()
+	got := readAll(t, l, 0, 1<<20)
+	if len(got) != len(acked) {
+		t.Fatalf("read %d batches, appended %d", len(got), len(acked))
+	}
+	for off, b := range acked {
+		if !bytes.Equal(got[off], b) {
+			t.Fatalf("batch at %d differs", off)
+		}
+	}
+}
+
 // sameBatch compares a stored batch with what was appended (the append
 // patched baseOffset and leader epoch in the caller's slice already).
 func sameBatch(a, b []byte) bool { return bytes.Equal(a, b) }

@@ -72,15 +72,7 @@ func TestPreallocateAhead(t *testing.T) {
 	if file-size > preallocCfg.PreallocateBytes {
 		t.Fatalf("%d bytes ahead, more than PreallocateBytes", file-size)
 	}
-	got := readAll(t, l, 0, 1<<20)
-	if len(got) != len(acked) {
-		t.Fatalf("read %d batches, appended %d", len(got), len(acked))
-	}
-	for off, b := range acked {
-		if !bytes.Equal(got[off], b) {
-			t.Fatalf("batch at %d differs", off)
-		}
-	}
+	readsBack(t, l, acked)
 	if err := VerifyFS(fsys, "/d/t-0"); err != nil {
 		t.Fatalf("verify with preallocated zeros: %v", err)
 	}

@@ -1,7 +1,6 @@
 package log
 
 import (
-	"bytes"
 	"io"
 	"math/rand"
 	"os"
@@ -101,15 +100,7 @@ func TestWarmAheadOfWriter(t *testing.T) {
 	copyDir(t, dir, crashed)
 
 	write(6)
-	got := readAll(t, l, 0, 1<<20)
-	if len(got) != len(acked) {
-		t.Fatalf("read %d batches, appended %d", len(got), len(acked))
-	}
-	for off, b := range acked {
-		if !bytes.Equal(got[off], b) {
-			t.Fatalf("batch at %d differs", off)
-		}
-	}
+	readsBack(t, l, acked)
 	size = l.Size()
 	if err := l.Close(); err != nil {
 		t.Fatal(err)

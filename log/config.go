@@ -220,11 +220,12 @@ type Metrics struct {
 	RecoveryBytesLost   prometheus.Counter
 	ScrubBytes          prometheus.Counter // bytes the scrub checked (scrub.go)
 	ScrubDamage         prometheus.Counter // damaged batches the scrub found
+	WarmedBytes         prometheus.Counter // bytes read ahead of writers into the page cache (warm.go)
 }
 
 // Collectors lists every collector of m, for whoever registers them.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost, m.ScrubBytes, m.ScrubDamage}
+	return []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost, m.ScrubBytes, m.ScrubDamage, m.WarmedBytes}
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -251,6 +252,10 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		ScrubDamage: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "ztfbroker", Subsystem: "log", Name: "scrub_damage_total",
 			Help: "Damaged batches the background scrub found (each once); reads of them answer KAFKA_STORAGE_ERROR.",
+		}),
+		WarmedBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "warmed_bytes_total",
+			Help: "Bytes ahead of busy partitions' writers read into the page cache between bursts, so that their next writes find cached pages.",
 		}),
 	}
 	if err := registerMetrics(reg, m.Collectors()...); err != nil {

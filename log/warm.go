@@ -1,7 +1,9 @@
 package log
 
 import (
+	"errors"
 	"fmt"
+	"io"
 	"math"
 	"time"
 
@@ -150,9 +152,15 @@ func (l *Log) warmAhead(s *segment, abort chan struct{}) error {
 			buf = make([]byte, warmChunk)
 		}
 		if _, err := f.ReadAt(buf[:n], at); err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil // cut meanwhile: nothing left to warm
+			}
 			return fmt.Errorf("read ahead at %d: %w", at, err)
 		}
 		l.warmed.Add(n)
+		if m := l.opts.Metrics; m != nil && m.WarmedBytes != nil {
+			m.WarmedBytes.Add(float64(n))
+		}
 		at += n
 		quiet.Reset(0)
 	}

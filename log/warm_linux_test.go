@@ -53,7 +53,8 @@ func residentPages(t *testing.T, path string, from, to int64) (in, all int) {
 // and nothing counted torn.
 func TestWarmAheadOfWriter(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "t-0")
-	l := openT(t, nil, dir, warmCfg)
+	m, _ := NewMetrics(nil)
+	l := openT(t, nil, dir, warmCfg, func(o *Options) { o.Metrics = m })
 	rng := rand.New(rand.NewSource(13))
 	acked := map[int64][]byte{}
 	write := func(n int) {
@@ -76,6 +77,9 @@ func TestWarmAheadOfWriter(t *testing.T) {
 		t.Fatal(err)
 	}
 	size := l.Size()
+	if counterValue(m.WarmedBytes) != float64(l.Warmed()) {
+		t.Fatalf("ztfbroker_log_warmed_bytes_total %v, warmed %d", counterValue(m.WarmedBytes), l.Warmed())
+	}
 	if l.Warmed() == 0 || st.Size() <= size || st.Size()%preallocAlign != 0 {
 		t.Fatalf("file %d bytes, log %d, warmed %d: want a hole ahead, to a %d boundary", st.Size(), size, l.Warmed(), preallocAlign)
 	}
@@ -109,10 +113,10 @@ func TestWarmAheadOfWriter(t *testing.T) {
 		t.Fatalf("after Close the file is %d bytes (%v), want its batches' %d", st.Size(), err, size)
 	}
 
-	m, _ := NewMetrics(nil)
-	c := openT(t, nil, crashed, warmCfg, func(o *Options) { o.Metrics = m })
+	rm, _ := NewMetrics(nil)
+	c := openT(t, nil, crashed, warmCfg, func(o *Options) { o.Metrics = rm })
 	defer c.Close()
-	if n := counterValue(m.RecoveryTruncations); n != 0 {
+	if n := counterValue(rm.RecoveryTruncations); n != 0 {
 		t.Fatalf("%v truncations after a crash with a hole ahead: the hole taken for a torn tail", n)
 	}
 	if got := readAll(t, c, 0, 1<<20); len(got) != 12 {

@@ -59,11 +59,12 @@ type Log struct {
 	rateCur, ratePrev int64
 	syncBytes         int64
 	// Warming (warm.go): when the writer last wrote (since born, on the
-	// monotonic clock), whether it ever wrote again after a pause of
-	// warmQuiet (under writeMu), and the bytes read ahead so far.
+	// monotonic clock), how many times it wrote again after a pause of
+	// warmGap (under writeMu), and the bytes read ahead so far.
 	born      time.Time
 	lastWrite atomic.Int64
-	bursty    bool
+	warmGap   time.Duration
+	gaps      int
 	warmed    atomic.Int64
 
 	// alwaysCRC makes reads check every batch's CRC, verified or not:
@@ -94,6 +95,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 		reflush:   make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		born:      time.Now(),
+		warmGap:   warmBurstGap,
 	}
 	l.fs, l.lg = l.opts.FS, l.opts.Logger.With(zap.String("log", dir))
 	err := l.recover()
@@ -218,8 +220,8 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	l.noteWrittenLocked(h.Size)
 	l.startPreallocLocked()
 	now := time.Since(l.born)
-	if last := time.Duration(l.lastWrite.Load()); last > 0 && now-last >= warmQuiet {
-		l.bursty = true // written again after a pause: warming pays (warm.go)
+	if last := time.Duration(l.lastWrite.Load()); last > 0 && now-last >= l.warmGap {
+		l.gaps++ // written again after a pause: bursts, which warming pays for (warm.go)
 	}
 	if l.warmWantLocked(s) {
 		s.acquire()

@@ -44,17 +44,27 @@ const (
 	// pays for its fresh pages, as without warming.
 	warmChunk = 1 << 20
 	warmQuiet = 250 * time.Millisecond
+	// warmBurstGap and warmBursts: a partition is warmed once its writer
+	// has come back after a pause of warmBurstGap warmBursts times. A
+	// survey's exposures come 30-40 s apart; a producer streaming under
+	// load may stall for a few hundred ms (a slow fsync, a p99 of a second
+	// under Kafka's own tools), and its last window, warmed when it
+	// stops, would cost CPU for nothing (vs-kafka.sh saw 2 s per GB
+	// consumed next).
+	warmBurstGap = 2 * time.Second
+	warmBursts   = 2
 )
 
 // warmWantLocked says whether the active segment s should be warmed:
-// when the partition is written in bursts (it was written again after a
-// pause: a survey's exposures, not one producer streaming until it stops,
-// whose last window would be warmed for nothing), zeros are not being
+// when the partition is written in bursts (warmBursts times written again
+// after a pause of warmBurstGap: a survey's exposures, not one producer
+// streaming until it stops, whose last window would be warmed for
+// nothing), zeros are not being
 // written ahead of it, it is written fast enough, nothing warms it yet,
 // and less than half of its window is warm ahead of the writer. On true it
 // reserves s (s.fill) for a warm. The caller holds writeMu and mu.
 func (l *Log) warmWantLocked(s *segment) bool {
-	if !l.bursty || s.fill != nil || l.closed || l.werr != nil || l.cfg.PreallocateBytes < 0 || s.noPrealloc {
+	if l.gaps < warmBursts || s.fill != nil || l.closed || l.werr != nil || l.cfg.PreallocateBytes < 0 || s.noPrealloc {
 		return false
 	}
 	if l.cfg.Flush == FlushAlways && l.syncBytes < preallocMaxSyncBytes && l.cfg.PreallocateBytes > 0 {

@@ -55,6 +55,7 @@ func TestWarmAheadOfWriter(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "t-0")
 	m, _ := NewMetrics(nil)
 	l := openT(t, nil, dir, warmCfg, func(o *Options) { o.Metrics = m })
+	l.warmGap = warmQuiet + 50*time.Millisecond // bursts 2 s apart, sooner
 	rng := rand.New(rand.NewSource(13))
 	acked := map[int64][]byte{}
 	write := func(n int) {
@@ -63,13 +64,15 @@ func TestWarmAheadOfWriter(t *testing.T) {
 			acked[mustAppend(t, l, b).BaseOffset] = b
 		}
 	}
-	write(6)
-	waitPrealloc(t, l)
-	if l.Warmed() != 0 {
-		t.Fatalf("%d bytes warmed after one burst: only partitions written in bursts are", l.Warmed())
+	for range warmBursts {
+		write(4)
+		waitPrealloc(t, l)
+		if l.Warmed() != 0 {
+			t.Fatalf("%d bytes warmed after %d pauses: only partitions written in %d bursts are", l.Warmed(), l.gaps, warmBursts+1)
+		}
+		time.Sleep(l.warmGap)
 	}
-	time.Sleep(warmQuiet + 50*time.Millisecond)
-	write(6)
+	write(4)
 	waitPrealloc(t, l)
 	path := l.cur.path
 	st, err := os.Stat(path)
@@ -130,10 +133,11 @@ func TestWarmRollTrims(t *testing.T) {
 	dir := filepath.Join(t.TempDir(), "t-0")
 	l := openT(t, nil, dir, Config{SegmentBytes: 4 << 20})
 	defer l.Close()
+	l.warmGap = warmQuiet + 50*time.Millisecond
 	rng := rand.New(rand.NewSource(14))
 	for i := range 40 {
-		if i == 4 {
-			time.Sleep(warmQuiet + 50*time.Millisecond) // a second burst
+		if i == 4 || i == 6 {
+			time.Sleep(l.warmGap) // bursts
 		}
 		mustAppend(t, l, makeBatch(rng, 2, int64(i), 128<<10))
 	}

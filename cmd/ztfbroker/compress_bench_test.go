@@ -205,7 +205,7 @@ func BenchmarkCompressedNight(b *testing.B) {
 	}
 }
 
-// BenchmarkExposureWarm packages 10,000-alert zstd exposures (after two
+// BenchmarkExposureWarm packages 10,000-alert zstd exposures (after three
 // that build the objects' history) through two in-process brokers in turn,
 // one exposure each per round, so that a shared machine's changing load
 // falls on both alike: "warm", the default, where the log warms the pages
@@ -216,7 +216,9 @@ func BenchmarkCompressedNight(b *testing.B) {
 // acknowledgement (<setup>-exposure-s) and the mean CPU time of this
 // process during it (<setup>-cpu-s: packager and broker).
 func BenchmarkExposureWarm(b *testing.B) {
-	const alerts, warm, pause = 10_000, 2, 4 * time.Second
+	// Three untimed exposures: the history, and the bursts after which
+	// the log starts warming (log/warm.go, warmBursts).
+	const alerts, warm, pause = 10_000, 3, 4 * time.Second
 	start := time.Date(2026, 11, 29, 4, 0, 0, 0, time.UTC)
 	type setup struct {
 		name string

@@ -110,7 +110,9 @@ transaction.state.log.min.isr=1
 share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 EOF
-  jvm kafka.tools.StorageTool format --standalone -t "$(python3 -c 'import uuid,base64;print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')" \
+  jvm kafka.tools.StorageTool format --standalone -t "$(python3 -c 'import uuid,base64
+while (i := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))[0] == "-": pass
+print(i)')" \
     -c "$dir/server.properties" >/dev/null
   # Kafka's own start script gives the broker a 1 GiB heap.
   java -Xmx1G -Xms1G -server -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Dlog4j2.configurationFile="$work/log4j2.yaml" \

@@ -102,12 +102,10 @@ func (l *Log) warm(s *segment, done, abort chan struct{}) {
 	err := l.warmAhead(s, abort)
 	l.mu.Lock()
 	s.fill, s.fillStop, s.warmAbort = nil, false, nil
+	s.noPrealloc = s.noPrealloc || err != nil
 	l.mu.Unlock()
 	close(done)
 	if err != nil {
-		l.mu.Lock()
-		s.noPrealloc = true
-		l.mu.Unlock()
 		l.lg.Warn("warming stopped for this segment", zap.Int64("segment", s.base), zap.Error(err))
 	}
 }

@@ -83,6 +83,12 @@ type Config struct {
 	FetchCopy bool `yaml:"fetch.copy"`
 	// FetchMaxWait caps a Fetch request's MaxWaitMs.
 	FetchMaxWait time.Duration `yaml:"fetch.max.wait.ms"`
+	// SendBufferBytes (socket.send.buffer.bytes, Kafka's name) is the
+	// socket send buffer (SO_SNDBUF) of a connection whose round trip at
+	// connect is under 1 ms, a client on this host or its LAN; connections
+	// with a longer round trip are left to the kernel's autotuning. -1:
+	// every connection is left to the kernel. See sockbuf.go.
+	SendBufferBytes int `yaml:"socket.send.buffer.bytes"`
 	// QueuedMaxRequestBytes (queued.max.request.bytes, Kafka's name) bounds
 	// the bytes of request frames being read or handled, over every
 	// connection; see budget.go.
@@ -117,6 +123,7 @@ func DefaultConfig() Config {
 		MaxConnections:     5000,
 		FetchMaxBytes:      16 << 20,
 		FetchMaxWait:       30 * time.Second,
+		SendBufferBytes:    256 << 10,
 		// Kafka does not bound these by default (it sends fetched
 		// records with sendfile); ztfbroker holds requests, and the
 		// fetched records it reads to check or encrypt, in memory, so
@@ -150,6 +157,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.FetchMaxWait == 0 {
 		c.FetchMaxWait = d.FetchMaxWait
+	}
+	if c.SendBufferBytes == 0 {
+		c.SendBufferBytes = d.SendBufferBytes
 	}
 	if c.QueuedMaxRequestBytes == 0 {
 		c.QueuedMaxRequestBytes = d.QueuedMaxRequestBytes
@@ -203,6 +213,11 @@ func (c Config) Validate() error {
 	}
 	if c.FetchMaxWait <= 0 {
 		errs = append(errs, fmt.Errorf("fetch.max.wait.ms %v: must be > 0", c.FetchMaxWait))
+	}
+	if c.SendBufferBytes != -1 && (c.SendBufferBytes < minSendBuffer || c.SendBufferBytes > maxSendBuffer) {
+		errs = append(errs, fmt.Errorf("socket.send.buffer.bytes %d: must be -1 (the kernel's autotuning) or in [%d, %d]: "+
+			"a buffer of less than two 64 KiB loopback segments waits on the client's delayed acknowledgement (40 ms) every segment",
+			c.SendBufferBytes, minSendBuffer, maxSendBuffer))
 	}
 	// A small request must always fit, even with a quarter of the budget.
 	if c.QueuedMaxRequestBytes < 4*smallFrameBytes {
@@ -427,6 +442,7 @@ func (s *Server) ServeListener(ln net.Listener, lc ListenerConfig) error {
 
 // accept starts serving one connection, or refuses it.
 func (s *Server) accept(l *listener, nc net.Conn) {
+	s.sizeSendBuffer(nc)
 	s.mu.Lock()
 	if s.closing {
 		s.mu.Unlock()

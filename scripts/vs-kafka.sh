@@ -16,7 +16,9 @@
 # is told how many to read (-c N), not to stop at the end (-e), because
 # librdkafka signals a partition's end only after an empty fetch, which any
 # broker holds for fetch.wait.max.ms (500 ms): a constant, 80% of the time
-# to read 240 MB from ztfbroker. It prints every round, then the medians
+# to read 240 MB from ztfbroker. kcat prints each message's size (%S), not
+# the message: piping 240 MB to a counter cost more CPU than kcat itself
+# and bounded the rate. It prints every round, then the medians
 # and the ratio ztfbroker / Kafka (throughput: above 1 is faster; CPU per GB:
 # below 1 is cheaper). ztfbroker runs with its defaults: every acknowledged
 # batch is fsynced first. Kafka runs with its defaults: it acknowledges from
@@ -31,6 +33,13 @@
 #   kcat-cons-60k  kcat consuming them
 #   fanout-8       8 kcat consumers reading that topic at once
 #   bench          `ztfbroker bench` against both brokers (its own table, printed first)
+#
+# The floor: in each round the consume and fan-out workloads are also served
+# by scripts/sendfile-floor, a server that does nothing but sendfile(2) 1 MiB
+# (kcat's fetch size) per request, to Go clients. Its CPU per GB is the
+# kernel's own cost of moving bytes over loopback, which no broker can go
+# under: on loopback the receiving side's TCP work runs in the sender's
+# context and is charged to it.
 set -euo pipefail
 ROUNDS=${1:-3}
 SCALE=${2:-1}
@@ -74,6 +83,7 @@ EOF
 jvm() { java -Xmx512m -Dlog4j2.configurationFile="$work/log4j2.yaml" -cp "$cp" "$@"; }
 
 go build -o "$work/ztfbroker" ./cmd/ztfbroker
+go build -o "$work/floor" ./scripts/sendfile-floor
 
 hz=$(getconf CLK_TCK)
 cpu() { awk '{print $14 + $15}' "/proc/$1/stat"; }
@@ -84,7 +94,7 @@ N1K=$(awk -v s="$SCALE" 'BEGIN{print int(1000000*s)}')    # 1 KiB records: ~1 GB
 N64K=$(awk -v s="$SCALE" 'BEGIN{print int(8000*s)}')      # 64 KiB records: ~0.5 GB
 N60K=$(awk -v s="$SCALE" 'BEGIN{print int(4000*s)}')      # 60 kB kcat messages: ~240 MB
 head -c $((N60K * 60000 * 3 / 4)) /dev/urandom | base64 -w 60000 | head -n "$N60K" > "$work/msgs"
-kcat_bytes=$(stat -c %s "$work/msgs")
+kcat_bytes=$(( $(stat -c %s "$work/msgs") - N60K ))   # the messages, without kcat -l's newlines
 
 results="$work/results"   # round broker workload value-kind value
 : > "$results"
@@ -169,12 +179,15 @@ consperf() { # topic records
   jvm org.apache.kafka.tools.ConsumerPerformance --bootstrap-server "127.0.0.1:$port" --topic "$1" --messages "$2" \
     --group "perf-$RANDOM" --timeout 60000
 }
+# kcat_sizes TOPIC: kcat reads the topic's N60K messages and prints the sum
+# of their sizes.
+kcat_sizes() {
+  kcat -b "127.0.0.1:$port" -t "$1" -C -o beginning -c "$N60K" -q -f '%S\n' | awk '{s += $1} END {print s}'
+}
 fanout() { # topic
   local i pids=()
   for i in $(seq 8); do
-    # Counted, not written to files: 8 x 240 MB of output written to this
-    # disk bounded the run (850-990 MB/s against 2.5-3 GB/s counted).
-    sh -c "kcat -b 127.0.0.1:$port -t $1 -C -o beginning -c $N60K -q -f '%s\n' | wc -c > $work/fan.$i" & pids+=($!)
+    kcat_sizes "$1" > "$work/fan.$i" & pids+=($!)
   done
   wait "${pids[@]}"
   for i in $(seq 8); do
@@ -199,13 +212,25 @@ run_round() {
   tool_mbps "$round" "$broker" java-cons-64k
   measure "$round" "$broker" kcat-prod-60k "$kcat_bytes" kcat -b "127.0.0.1:$port" -t k60 -P -X acks=all \
     -X queue.buffering.max.kbytes=1048576 -l "$work/msgs"
-  measure "$round" "$broker" kcat-cons-60k "$kcat_bytes" sh -c "kcat -b 127.0.0.1:$port -t k60 -C -o beginning -c $N60K -q -f '%s\n' | wc -c"
+  measure "$round" "$broker" kcat-cons-60k "$kcat_bytes" kcat_sizes k60
   [ "$(cat "$work/out")" = "$kcat_bytes" ] || { echo "$broker: kcat consumed $(cat "$work/out") bytes of $kcat_bytes" >&2; exit 1; }
   measure "$round" "$broker" fanout-8 $((8 * kcat_bytes)) fanout k60
   record "$round" "$broker" all rssmb "$(awk '/VmHWM/ {printf "%.0f", $2/1024}' "/proc/$pid/status")"
   : "$rss0"
   kill -TERM "$pid"; wait "$pid" 2>/dev/null || true
   rm -rf "$work/kafka-$round" "$work/zb-$round"
+}
+
+# floor ROUND: the consume and fan-out workloads' bytes served by a server
+# that only sendfiles them, from the (cached) file kcat produced.
+floor() {
+  local out
+  out=$("$work/floor" "$work/msgs" 1048576 1 "$kcat_bytes")
+  record "$1" floor kcat-cons-60k mbps "${out%% *}"
+  record "$1" floor kcat-cons-60k cpu "$(echo "$out" | awk '{print $3}')"
+  out=$("$work/floor" "$work/msgs" 1048576 8 "$kcat_bytes")
+  record "$1" floor fanout-8 mbps "${out%% *}"
+  record "$1" floor fanout-8 cpu "$(echo "$out" | awk '{print $3}')"
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -216,6 +241,8 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round: $b" >&2
     run_round "$round" "$b"
   done
+  echo "round $round: sendfile floor" >&2
+  floor "$round"
 done
 
 # `ztfbroker bench` measures both brokers in one run, one after the other,
@@ -252,6 +279,16 @@ for wl in wls:
           zm / km, zc, kc, zc / kc if kc else float("nan")))
     if ("ztfbroker", wl, "p99ms") in v:
         print("%-14s p99 latency ms: ztfbroker %.0f, kafka %.0f" % ("", med("ztfbroker", "p99ms"), med("kafka", "p99ms")))
+print()
+print("the sendfile floor (scripts/sendfile-floor: read a request, sendfile 1 MiB; no broker can cost less):")
+print("%-14s %22s %14s %16s %20s" % ("workload", "floor MB/s", "CPU s/GB", "ratio to kafka", "ztfbroker / floor"))
+for wl in wls:
+    if ("floor", wl, "cpu") not in v:
+        continue
+    fm, fc = statistics.median(v[("floor", wl, "mbps")]), statistics.median(v[("floor", wl, "cpu")])
+    kc, zc = statistics.median(v[("kafka", wl, "cpu")]), statistics.median(v[("ztfbroker", wl, "cpu")])
+    xs = v[("floor", wl, "mbps")]
+    print("%-14s %22s %14.2f %16.2f %20.2f" % (wl, "%.1f (%.1f-%.1f)" % (fm, min(xs), max(xs)), fc, fc / kc, zc / fc))
 print("peak RSS MB: ztfbroker %.0f, kafka %.0f" % (statistics.median(v[("ztfbroker", "all", "rssmb")]),
       statistics.median(v[("kafka", "all", "rssmb")])))
 print("(%s rounds, median (min-max); %d cores)" % (sys.argv[2], __import__("os").cpu_count()))

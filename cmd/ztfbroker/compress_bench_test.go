@@ -35,6 +35,13 @@ func benchBroker(b *testing.B, dataDir string, flushEvery time.Duration, tweak .
 	for _, f := range tweak {
 		f(&cfg)
 	}
+	return benchServer(b, cfg, protocol.DefaultConfig())
+}
+
+// benchServer is benchBroker with both configurations given: the broker's
+// and the Kafka listener's.
+func benchServer(b *testing.B, cfg broker.Config, pcfg protocol.Config) (addr string, stop func()) {
+	b.Helper()
 	br, err := broker.Open(cfg, nil, nil, nil)
 	if err != nil {
 		b.Fatal(err)
@@ -43,7 +50,7 @@ func benchBroker(b *testing.B, dataDir string, flushEvery time.Duration, tweak .
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv, err := protocol.NewServer(protocol.DefaultConfig(), br, gc, nil, nil)
+	srv, err := protocol.NewServer(pcfg, br, gc, nil, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,6 +30,7 @@ var outOfRange = map[string][]string{
 	"max.connections":                           {"-1"},
 	"fetch.max.bytes":                           {"-1", "2147483648"},
 	"fetch.max.wait.ms":                         {"-1"},
+	"socket.send.buffer.bytes":                  {"-2", "131071", "67108865"},
 	"queued.max.request.bytes":                  {"-1", "1000"},
 	"max.inflight.response.bytes":               {"-1", "1000"},
 	"connection.max.inflight.response.bytes":    {"-1"},

@@ -25,27 +25,27 @@ var anyPackage = []string{"*"}
 // allowedImports is the house table: each package of the module and the
 // packages of the project it may import directly (not counting itself).
 var allowedImports = map[string][]string{
-	"durable":                {},
-	"log":                    {"durable"},
-	"protocol":               {},
-	"broker":                 {"log", "durable"},
-	"avrofile":               {},
-	"packager":               {"avrofile"},
-	"archive":                {"avrofile", "durable"},
-	"alertcat":               {"avrofile"},
-	"mirror":                 {"alertcat"},
-	"alertindex":             {"avrofile"},
-	"portal":                 {"alertcat", "alertindex", "avrofile"},
-	"mirror/mm2":             {}, // tests only: Kafka's MirrorMaker 2 between two ztfbroker processes
-	"web":                    {},
-	"filter":                 {"avrofile", "packager"},
-	"bench":                  anyPackage,
-	"bench/kfakeserve":       {},
-	"cmd/ztfbroker":          anyPackage,
-	"configs":                {}, // tests only: the operator's kit against promtool, Prometheus, systemd-analyze
-	"internal/binarytest":    {}, // tests only: the binary built once for end-to-end tests
-	"scripts/sendfile-floor": {}, // vs-kafka.sh's floor: a server that does nothing but sendfile
-	"":                       {}, // this test's own package at the module root
+	"durable":             {},
+	"log":                 {"durable"},
+	"protocol":            {},
+	"broker":              {"log", "durable"},
+	"avrofile":            {},
+	"packager":            {"avrofile"},
+	"archive":             {"avrofile", "durable"},
+	"alertcat":            {"avrofile"},
+	"mirror":              {"alertcat"},
+	"alertindex":          {"avrofile"},
+	"portal":              {"alertcat", "alertindex", "avrofile"},
+	"mirror/mm2":          {}, // tests only: Kafka's MirrorMaker 2 between two ztfbroker processes
+	"web":                 {},
+	"filter":              {"avrofile", "packager"},
+	"bench":               anyPackage,
+	"bench/kfakeserve":    {},
+	"cmd/ztfbroker":       anyPackage,
+	"configs":             {}, // tests only: the operator's kit against promtool, Prometheus, systemd-analyze
+	"internal/binarytest": {}, // tests only: the binary built once for end-to-end tests
+	"scripts/write-floor": {}, // vs-kafka.sh: what storing bytes in the page cache costs, with no broker
+	"":                    {}, // this test's own package at the module root
 }
 
 // forbiddenDeps are modules a package must not link, even indirectly.

@@ -40,11 +40,17 @@
 # machine, which every broker pays per byte produced. On a virtual machine
 # whose memory balloon reports free pages to the host (virtio-balloon free
 # page reporting), each new page-cache page is first faulted in by the host:
-# 2-8 s/GB here, most of a produce's CPU, and it swings with how recently
-# pages were freed.
+# 2-8 s/GB here, most of a produce's CPU. It depends on how long ago the
+# memory was freed: writing 720 MB into a new file cost 0.8 s/GB right after
+# another file was deleted, 2.7 s/GB 3 s later, 7.2 s/GB 10 s later, as the
+# balloon hands the freed pages back to the host. So every broker starts,
+# and the floor runs, SETTLE seconds (default 15) after the last files were
+# deleted: otherwise the broker that starts sooner after the other's cleanup
+# (ztfbroker in 0.1 s, Kafka in 3 s) writes into cheaper memory.
 set -euo pipefail
 ROUNDS=${1:-3}
 SCALE=${2:-1}
+SETTLE=${SETTLE:-15}
 KAFKA_VERSION=4.1.1
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -199,6 +205,7 @@ fanout() { # topic
 
 run_round() {
   local round=$1 broker=$2
+  sleep "$SETTLE"
   if [ "$broker" = kafka ]; then start_kafka "$round"; else start_ztfbroker "$round"; fi
   local rss0; rss0=$(awk '/VmRSS/ {print $2}' "/proc/$pid/status")
   create p1k 6; create p64k 6; create k60 1
@@ -227,6 +234,7 @@ run_round() {
 # the brokers' file system, and nothing else.
 write_floor() {
   local out
+  sleep "$SETTLE"
   out=$("$work/write-floor" "$work" "$kcat_bytes")
   record "$1" floor write mbps "${out%% *}"
   record "$1" floor write cpu "$(echo "$out" | awk '{print $3}')"

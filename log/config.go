@@ -69,7 +69,7 @@ type Config struct {
 	// < 0 off. Only under FlushAlways, and for a partition that writes
 	// a sixteenth of it within 10-20 s (it then preallocates what it
 	// writes in that time, up to this), while its fsyncs average under
-	// 32 KiB (above that the zeros cost more than they save); never past
+	// 128 KiB (above that the zeros cost more than they save); never past
 	// segment.bytes.
 	PreallocateBytes int64
 	// LeaderEpoch is written into every batch's partitionLeaderEpoch (which

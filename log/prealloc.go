@@ -39,15 +39,9 @@ const (
 	// bytes durable on average (large batches, or many producers sharing
 	// each fsync) does not preallocate: the metadata commit is a small
 	// part of such an fsync, and the zeros would double the bytes the
-	// disk writes. Measured on ext4 (BenchmarkDurableAppend), one fsync
-	// at a time: a gain at 16 and 64 KiB per fsync, none at 256 KiB (and
-	// longer tails). But under load the doubled bytes win: Kafka's
-	// ProducerPerformance with 64 KiB records on 6 partitions (an fsync
-	// of one or a few 64 KiB batches each) made 96-123 MB/s at 6.1-8.0 s
-	// of broker CPU per GB with zeros written ahead, 150-185 MB/s at
-	// 2.4-3.1 s/GB without (128 and 32 KiB here, 4 runs each; at 64 KiB
-	// the average hovers at the threshold).
-	preallocMaxSyncBytes = 32 << 10
+	// disk writes. Measured on ext4 (BenchmarkDurableAppend): a gain at
+	// 16 and 64 KiB per fsync, none at 256 KiB (and longer tails).
+	preallocMaxSyncBytes = 128 << 10
 	// preallocWarmup: a partition preallocates once it has written
 	// PreallocateBytes/preallocWarmup in the last one or two
 	// preallocRateWindow (512 KiB by default: about 36 KB/s sustained),

@@ -288,7 +288,7 @@ for wl in wls:
         print("%-14s p99 latency ms: ztfbroker %.0f, kafka %.0f" % ("", med("ztfbroker", "p99ms"), med("kafka", "p99ms")))
 fc = v.get(("floor", "write", "cpu"))
 if fc:
-    print("write floor (scripts/write-floor: pwrite into a new file, nothing else): %.2f s/GB (%.2f-%.2f), %.0f MB/s;"
+    print("write floor (scripts/write-floor: pwrite into a new file, nothing else): %.2f s/GB (%.2f-%.2f), %.0f MB/s"
           % (statistics.median(fc), min(fc), max(fc), statistics.median(v[("floor", "write", "mbps")])))
     for wl in ("java-prod-1k", "java-prod-64k", "kcat-prod-60k"):
         kc = statistics.median(v.get(("kafka", wl, "cpu")) or [float("nan")])

@@ -53,8 +53,8 @@ func sendBufferFor(bytes int, rtt time.Duration) int {
 // autotuning, which serves as before.
 func (s *Server) sizeSendBuffer(nc net.Conn) {
 	tc, ok := nc.(*net.TCPConn)
-	if !ok {
-		return
+	if !ok || s.cfg.SendBufferBytes <= 0 {
+		return // -1: no round trip to ask for
 	}
 	if n := sendBufferFor(s.cfg.SendBufferBytes, connRTT(tc)); n > 0 {
 		tc.SetWriteBuffer(n)

@@ -46,16 +46,8 @@ func TestSendBufferOfLoopbackConn(t *testing.T) {
 			t.Fatalf("%d connections, want 1", len(ts.s.conns))
 		}
 		for sc := range ts.s.conns {
-			rc, err := sc.nc.(*net.TCPConn).SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			var n int
-			rc.Control(func(fd uintptr) { n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			return n, connRTT(sc.nc.(*net.TCPConn))
+			tc := sc.nc.(*net.TCPConn)
+			return sndbuf(t, tc), connRTT(tc)
 		}
 		return 0, 0
 	}
@@ -86,12 +78,24 @@ func TestSendBufferOfLoopbackConn(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer plain.Close()
-	rc, _ := plain.(*net.TCPConn).SyscallConn()
-	var kernel int
-	rc.Control(func(fd uintptr) { kernel, _ = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
-	if auto != kernel {
+	if kernel := sndbuf(t, plain.(*net.TCPConn)); auto != kernel {
 		t.Errorf("socket.send.buffer.bytes=-1: SO_SNDBUF %d, want the kernel's own %d", auto, kernel)
 	}
+}
+
+// sndbuf is SO_SNDBUF of tc as the kernel reports it.
+func sndbuf(t *testing.T, tc *net.TCPConn) int {
+	t.Helper()
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int
+	rc.Control(func(fd uintptr) { n, err = unix.GetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_SNDBUF) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
 }
 
 // TestSendBufferOutOfRange: too small a buffer is refused with the reason.

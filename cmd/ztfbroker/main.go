@@ -45,6 +45,9 @@ func ignoreStdin(f func(context.Context, []string, io.Writer, io.Writer) error) 
 }
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "serve" {
+		keepSysmonAwake()
+	}
 	os.Exit(run(os.Args[1:], os.Stdin, os.Stdout, os.Stderr))
 }
 

@@ -27,11 +27,12 @@ func TestMain(m *testing.M) { binarytest.Main(m, ".", &binary) }
 
 // serveProc is a running `ztfbroker serve` process.
 type serveProc struct {
-	t       *testing.T
+	t       testing.TB
 	DataDir string
 	Kafka   string // host:port of the Kafka listener
 	HTTP    string // host:port of the HTTP listener
 	args    []string
+	env     []string // the environment's, when nil
 	cmd     *exec.Cmd
 	mu      sync.Mutex
 	logs    strings.Builder
@@ -41,12 +42,18 @@ type serveProc struct {
 // startBroker starts `ztfbroker serve` on free loopback ports with a fresh
 // data directory (or dataDir when not empty) and waits until it answers. The
 // packager stays off unless extra has a --packager flag.
-func startBroker(t *testing.T, dataDir string, extra ...string) *serveProc {
+func startBroker(t testing.TB, dataDir string, extra ...string) *serveProc {
+	t.Helper()
+	return startBrokerEnv(t, nil, dataDir, extra...)
+}
+
+// startBrokerEnv is startBroker with env as the process's environment.
+func startBrokerEnv(t testing.TB, env []string, dataDir string, extra ...string) *serveProc {
 	t.Helper()
 	if dataDir == "" {
 		dataDir = filepath.Join(t.TempDir(), "data")
 	}
-	b := &serveProc{t: t, DataDir: dataDir, Kafka: freeAddr(t), HTTP: freeAddr(t)}
+	b := &serveProc{t: t, DataDir: dataDir, Kafka: freeAddr(t), HTTP: freeAddr(t), env: env}
 	b.args = append([]string{"serve", "--data-dir", dataDir, "--listen", b.Kafka, "--http", b.HTTP}, extra...)
 	if !slices.ContainsFunc(extra, func(a string) bool { return strings.HasPrefix(a, "--packager") }) {
 		// Tests of the broker leave out the simulated night unless they ask.
@@ -64,6 +71,7 @@ func startBroker(t *testing.T, dataDir string, extra ...string) *serveProc {
 func (b *serveProc) start() {
 	b.t.Helper()
 	b.cmd = exec.Command(binary, b.args...)
+	b.cmd.Env = b.env
 	stderr, err := b.cmd.StderrPipe()
 	if err != nil {
 		b.t.Fatal(err)
@@ -163,7 +171,7 @@ func (b *serveProc) Kill() {
 // Restart starts the process again on the same ports and data directory.
 func (b *serveProc) Restart() { b.start() }
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -28,7 +28,12 @@ var errTooManyOpenFiles = syscall.EMFILE
 const minHeaderBytes = 2 + 2 + 4 + 2
 
 // conn is one client connection. The read goroutine owns reading and
-// handling; the write goroutine owns writing and closing the socket.
+// handling; the write goroutine owns writing and closing the socket. A
+// fetch answer is written by the reader itself when nothing is queued for
+// the writer (writeInline): a consumer has one fetch in flight, and the
+// handoff to the writer (a channel send waking another thread) cost more
+// CPU than the rest of the fetch outside sendfile. The reader then reads
+// the next request once the answer is in the socket, as Kafka does.
 type conn struct {
 	s      *Server
 	l      *listener
@@ -46,6 +51,10 @@ type conn struct {
 	// writer signals drained (buffered, never blocks) when it lowers it.
 	queued  atomic.Int64
 	drained chan struct{}
+	// unwritten counts the answers sent to out and not yet written; at 0
+	// the writer is idle and the reader may write a fetch answer itself.
+	unwritten atomic.Int64
+	ibuf      []byte // the reader's buffer for answers it writes
 
 	// tlsw gathers a TLS connection's writes into full records; nil on
 	// plaintext, where writev already sends a response in one call.
@@ -197,10 +206,18 @@ func (c *conn) read() {
 			// has not read yet (connection.max.inflight.response.bytes).
 			r.bytes = fr.held + fr.fileBytes
 			c.queued.Add(r.bytes)
+			if c.unwritten.Load() == 0 {
+				if !c.writeInline(r) {
+					return
+				}
+				continue
+			}
 		}
+		c.unwritten.Add(1)
 		select {
 		case c.out <- r:
 		case <-c.ctx.Done():
+			c.unwritten.Add(-1)
 			c.queued.Add(-r.bytes)
 			releaseResponse(r.resp)
 			return
@@ -382,6 +399,7 @@ func (c *conn) write() {
 		var err error
 		buf, err = c.writeOne(buf, r)
 		c.written(r)
+		c.unwritten.Add(-1)
 		c.s.m.observe(kmsg.NameForKey(r.key), time.Since(r.start))
 		if err != nil {
 			if !errors.Is(err, net.ErrClosed) {
@@ -392,6 +410,7 @@ func (c *conn) write() {
 			for r := range c.out { // let the reader finish and exit
 				releaseResponse(r.resp)
 				c.written(r)
+				c.unwritten.Add(-1)
 			}
 			return
 		}
@@ -399,6 +418,27 @@ func (c *conn) write() {
 			buf = make([]byte, 0, 4096) // do not pin a one-off large answer
 		}
 	}
+}
+
+// writeInline writes a fetch answer on the reader's goroutine, the writer
+// being idle. It reports false when the connection is to close.
+func (c *conn) writeInline(r response) bool {
+	var err error
+	c.ibuf, err = c.writeOne(c.ibuf, r)
+	c.written(r)
+	c.s.m.observe(kmsg.NameForKey(r.key), time.Since(r.start))
+	if err != nil {
+		if !errors.Is(err, net.ErrClosed) {
+			c.s.log.Debug("writing response", zap.String("remote", c.remote), zap.Error(err))
+		}
+		c.nc.Close()
+		c.cancel()
+		return false
+	}
+	if cap(c.ibuf) > 1<<20 {
+		c.ibuf = nil
+	}
+	return true
 }
 
 // written uncounts an answer written or dropped and wakes a reader held

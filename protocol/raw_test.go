@@ -2,6 +2,7 @@ package protocol
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"io"
@@ -272,6 +273,49 @@ func TestPipelined(t *testing.T) {
 		}
 	}
 	wg.Wait()
+}
+
+// TestPipelinedFetches mixes produce (acks=all), fetch and metadata requests
+// sent before any answer is read: fetch answers, which the reader writes
+// itself when nothing is queued (conn.writeInline), still come in request
+// order, and each fetch sees every batch produced before it.
+func TestPipelinedFetches(t *testing.T) {
+	ts := startServer(t, Config{}, nil)
+	ts.b.CreateTopic(context.Background(), "pf", 1, nil, false)
+	c := dial(t, ts.addr)
+	const n = 300
+	var buf bytes.Buffer
+	for i := range n {
+		var req kmsg.Request
+		switch i % 3 {
+		case 0:
+			req = produceReq(9, -1, "pf", 0, makeBatch(1, 100, int64(i)))
+		case 1:
+			req = fetchReq(11, 1<<20, 1<<20, fetchTarget{topic: "pf"})
+		default:
+			req = kmsg.NewPtrMetadataRequest()
+		}
+		buf.Write(frame(req, int32(i)))
+	}
+	go c.Write(buf.Bytes())
+	for i := range n {
+		body := readFrame(t, c)
+		if corr := int32(binary.BigEndian.Uint32(body)); corr != int32(i) {
+			t.Fatalf("answer %d has correlation id %d", i, corr)
+		}
+		if i%3 != 1 {
+			continue
+		}
+		resp := kmsg.NewPtrFetchResponse()
+		resp.Version = 11
+		if err := resp.ReadFrom(body[4:]); err != nil {
+			t.Fatalf("fetch answer %d: %v", i, err)
+		}
+		p := resp.Topics[0].Partitions[0]
+		if got := len(batchBases(t, p.RecordBatches)); p.ErrorCode != 0 || got != i/3+1 {
+			t.Fatalf("fetch %d: error %d, %d batches, want %d", i, p.ErrorCode, got, i/3+1)
+		}
+	}
 }
 
 // TestStalledRequest closes a connection that stops in the middle of a

@@ -1,6 +1,7 @@
 package log
 
 import (
+	"bytes"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -19,8 +20,13 @@ const (
 )
 
 // index is an append-only file of fixed-size entries, read by binary
-// search with pread so that sealed segments keep nothing in memory.
-// Entries not yet written sit in pending.
+// search with pread. Entries not yet written sit in pending. A search
+// first looks in the summary, the first entry of every summaryEvery
+// entries of the file, kept in memory, then reads the one block of the
+// file that holds the answer with one pread: a consumer's fetch searches
+// twice, and a search by pread alone read one entry per step (4.9% of the
+// broker's CPU under 8 kcat consumers). The summary is 1/summaryEvery of
+// the file, built on a segment's first search and kept up by add.
 type index struct {
 	mu        sync.RWMutex
 	f         File
@@ -28,7 +34,16 @@ type index struct {
 	entrySize int
 	written   int    // entries in the file
 	pending   []byte // entries after them, not yet written
+	summary   []byte // entry k*summaryEvery of the file, for each block k
+	summed    int    // file entries the summary covers; below written: to build
 }
+
+// summaryEvery is how many entries a block of the summary stands for:
+// the most one search reads from the file (2 KiB of offset entries).
+const summaryEvery = 256
+
+// blockPool holds the buffers a search reads a block into.
+var blockPool = sync.Pool{New: func() any { return new([summaryEvery * timeEntrySize]byte) }}
 
 func newIndex(f File, path string, entrySize int, entries int) *index {
 	return &index{f: f, path: path, entrySize: entrySize, written: entries}
@@ -60,7 +75,16 @@ func (x *index) flushLocked() error {
 	if _, err := x.f.WriteAt(x.pending, int64(x.written*x.entrySize)); err != nil {
 		return fmt.Errorf("write index %s: %w", x.path, err)
 	}
-	x.written += len(x.pending) / x.entrySize
+	n := len(x.pending) / x.entrySize
+	if x.summed == x.written {
+		for i := range n {
+			if (x.written+i)%summaryEvery == 0 {
+				x.summary = append(x.summary, x.pending[i*x.entrySize:(i+1)*x.entrySize]...)
+			}
+		}
+		x.summed += n
+	}
+	x.written += n
 	x.pending = x.pending[:0]
 	return nil
 }
@@ -90,6 +114,10 @@ func (x *index) truncate(n int) error {
 			return fmt.Errorf("truncate index %s: %w", x.path, err)
 		}
 		x.written = n
+		if x.summed > n {
+			x.summed = n
+			x.summary = x.summary[:(n+summaryEvery-1)/summaryEvery*x.entrySize]
+		}
 	}
 	return nil
 }
@@ -114,20 +142,74 @@ func (x *index) entryLocked(i int, buf []byte) error {
 // search returns the number of entries for which less is true, entries
 // being ordered so that less is true for a prefix (sort.Search's contract).
 func (x *index) search(less func(entry []byte) bool) (int, error) {
-	x.mu.RLock()
-	defer x.mu.RUnlock()
-	var buf [timeEntrySize]byte
-	var err error
-	i := sort.Search(x.lenLocked(), func(i int) bool {
-		if err != nil {
-			return true
-		}
-		if err = x.entryLocked(i, buf[:]); err != nil {
-			return true
-		}
-		return !less(buf[:x.entrySize])
-	})
+	i, _, err := x.find(less)
 	return i, err
+}
+
+// find is search that also returns a copy of the last entry for which
+// less is true, nil when there is none.
+func (x *index) find(less func(entry []byte) bool) (int, []byte, error) {
+	x.mu.RLock()
+	for x.summed < x.written {
+		x.mu.RUnlock()
+		x.mu.Lock()
+		err := x.summarizeLocked()
+		x.mu.Unlock()
+		if err != nil {
+			return 0, nil, err
+		}
+		x.mu.RLock()
+	}
+	defer x.mu.RUnlock()
+	es := x.entrySize
+	at := func(b []byte, i int) []byte { return b[i*es : (i+1)*es] }
+	if len(x.pending) > 0 && less(at(x.pending, 0)) {
+		// Every entry of the file too: the answer is among pending.
+		k := sort.Search(len(x.pending)/es, func(i int) bool { return !less(at(x.pending, i)) })
+		return x.written + k, bytes.Clone(at(x.pending, k-1)), nil
+	}
+	b := sort.Search(len(x.summary)/es, func(k int) bool { return !less(at(x.summary, k)) })
+	if b == 0 {
+		return 0, nil, nil
+	}
+	// The first entry for which less is false is in block b-1 or is the
+	// first of block b (or the end of the file).
+	from := (b - 1) * summaryEvery
+	n := min(summaryEvery, x.written-from)
+	buf := blockPool.Get().(*[summaryEvery * timeEntrySize]byte)
+	defer blockPool.Put(buf)
+	block := buf[:n*es]
+	if err := readFull(x.f, block, int64(from*es)); err != nil {
+		return 0, nil, fmt.Errorf("read index %s entries %d..: %w", x.path, from, err)
+	}
+	k := sort.Search(n, func(i int) bool { return !less(at(block, i)) })
+	if k == 0 {
+		// The summary said less holds for the block's first entry.
+		return 0, nil, fmt.Errorf("read index %s entry %d: changed under its summary", x.path, from)
+	}
+	return from + k, bytes.Clone(at(block, k-1)), nil
+}
+
+// summarizeLocked completes the summary from the file, reading it in
+// chunks of 64 KiB.
+func (x *index) summarizeLocked() error {
+	es := x.entrySize
+	blocks := (x.summed + summaryEvery - 1) / summaryEvery
+	x.summary = x.summary[:blocks*es]
+	const chunkBlocks = 64 << 10 / (summaryEvery * offsetEntrySize)
+	buf := make([]byte, 0, chunkBlocks*summaryEvery*es)
+	for from := blocks * summaryEvery; from < x.written; from += chunkBlocks * summaryEvery {
+		n := min(chunkBlocks*summaryEvery, x.written-from)
+		chunk := buf[:n*es]
+		if err := readFull(x.f, chunk, int64(from*es)); err != nil {
+			return fmt.Errorf("read index %s entries %d..: %w", x.path, from, err)
+		}
+		for i := 0; i < n; i += summaryEvery {
+			x.summary = append(x.summary, chunk[i*es:(i+1)*es]...)
+		}
+	}
+	x.summed = x.written
+	return nil
 }
 
 func (x *index) entry(i int) ([]byte, error) {
@@ -158,6 +240,7 @@ func (x *index) reopen(fsys FS, entries int) error {
 		x.f = f
 	}
 	x.written, x.pending = entries, x.pending[:0]
+	x.summary, x.summed = x.summary[:0], 0
 	return nil
 }
 
@@ -216,12 +299,11 @@ func (x *index) lookupOffset(rel uint32) (e offsetEntry, ok bool, err error) {
 
 // last returns the last entry of the prefix for which less is true.
 func (x *index) last(less func(entry []byte) bool) ([]byte, bool, error) {
-	n, err := x.search(less)
-	if err != nil || n == 0 {
+	_, b, err := x.find(less)
+	if err != nil || b == nil {
 		return nil, false, err
 	}
-	b, err := x.entry(n - 1)
-	return b, err == nil, err
+	return b, true, nil
 }
 
 // lookupTimeBelow returns the last entry whose timestamp is below ts: every

@@ -503,12 +503,15 @@ func (s *segment) noteBatch(h batchHeader) {
 }
 
 // headerReader reads batch headers through a small window so that walking
-// many small batches costs few preads.
+// many small batches costs few preads. After a batch larger than the
+// window (alerts come in batches of about 1 MB) it reads only the next
+// header's bytes: the window would hold nothing else.
 type headerReader struct {
 	f      File
 	buf    []byte
 	bufPos int64
 	n      int
+	large  bool // the last header read was of a batch larger than buf
 }
 
 const headerWindow = 16 << 10
@@ -524,6 +527,9 @@ func (r *headerReader) header(pos, limit int64) (batchHeader, error) {
 	}
 	if r.bufPos < 0 || pos < r.bufPos || pos+batchHeaderSize > r.bufPos+int64(r.n) {
 		want := min(int64(len(r.buf)), limit-pos)
+		if r.large {
+			want = batchHeaderSize
+		}
 		n, err := r.f.ReadAt(r.buf[:want], pos)
 		if int64(n) < want {
 			if err == nil || err == io.EOF {
@@ -535,7 +541,9 @@ func (r *headerReader) header(pos, limit int64) (batchHeader, error) {
 		r.bufPos, r.n = pos, n
 	}
 	off := pos - r.bufPos
-	return parseBatchHeader(r.buf[off : off+batchHeaderSize])
+	h, err := parseBatchHeader(r.buf[off : off+batchHeaderSize])
+	r.large = err == nil && h.Size > int64(len(r.buf))
+	return h, err
 }
 
 // findBatch returns the position and header of the batch containing

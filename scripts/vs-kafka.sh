@@ -35,18 +35,22 @@
 #   bench          `ztfbroker bench` against both brokers (its own table, printed first)
 #
 # The write floor: at the end of each round scripts/write-floor writes the
-# kcat workload's bytes to a new file, 1 MiB per pwrite, nothing else (no
-# fsync, no checks): what storing bytes in the page cache costs on this
-# machine, which every broker pays per byte produced. On a virtual machine
-# whose memory balloon reports free pages to the host (virtio-balloon free
-# page reporting), each new page-cache page is first faulted in by the host:
-# 2-8 s/GB here, most of a produce's CPU. It depends on how long ago the
-# memory was freed: writing 720 MB into a new file cost 0.8 s/GB right after
+# round's produced bytes (the three workloads' in their order) to new
+# files, 1 MiB per pwrite, nothing else (no fsync, no checks): what storing
+# bytes in the page cache costs on this machine, which every broker pays
+# per byte produced. Printed per workload, with each broker's CPU beyond it.
+# On a virtual machine whose memory balloon reports free pages to the host
+# (virtio-balloon free page reporting), each new page-cache page is first
+# faulted in by the host: 0.4-8 s/GB here, often most of a produce's CPU.
+# It depends on how long ago the memory was freed and on how much was
+# written since: writing 720 MB into a new file cost 0.8 s/GB right after
 # another file was deleted, 2.7 s/GB 3 s later, 7.2 s/GB 10 s later, as the
-# balloon hands the freed pages back to the host. So every broker starts,
-# and the floor runs, SETTLE seconds (default 15) after the last files were
-# deleted: otherwise the broker that starts sooner after the other's cleanup
-# (ztfbroker in 0.1 s, Kafka in 3 s) writes into cheaper memory.
+# balloon hands the freed pages back to the host; a broker's kcat produce
+# cost 1.0 s/GB on its own and 3.2-3.4 s/GB after 4.3 GB written first. So
+# every broker starts, and the floor runs, SETTLE seconds (default 15) after
+# the last files were deleted: otherwise the broker that starts sooner after
+# the other's cleanup (ztfbroker in 0.1 s, Kafka in 3 s) writes into cheaper
+# memory.
 set -euo pipefail
 ROUNDS=${1:-3}
 SCALE=${2:-1}
@@ -230,14 +234,18 @@ run_round() {
   rm -rf "$work/kafka-$round" "$work/zb-$round"
 }
 
-# write_floor ROUND: the kcat workload's bytes written to a new file in
-# the brokers' file system, and nothing else.
+# write_floor ROUND: the bytes of the round's three produce workloads
+# written to new files in the brokers' file system, in the same order, and
+# nothing else.
 write_floor() {
-  local out
+  local out wl
   sleep "$SETTLE"
-  out=$("$work/write-floor" "$work" "$kcat_bytes")
-  record "$1" floor write mbps "${out%% *}"
-  record "$1" floor write cpu "$(echo "$out" | awk '{print $3}')"
+  out=$("$work/write-floor" "$work" $((N1K * 1024)) $((N64K * 65536)) "$kcat_bytes")
+  for wl in java-prod-1k java-prod-64k kcat-prod-60k; do
+    record "$1" floor "$wl" mbps "$(echo "$out" | head -1 | awk '{print $1}')"
+    record "$1" floor "$wl" cpu "$(echo "$out" | head -1 | awk '{print $3}')"
+    out=$(echo "$out" | tail -n +2)
+  done
 }
 
 for round in $(seq "$ROUNDS"); do
@@ -286,13 +294,17 @@ for wl in wls:
           zm / km, zc, kc, zc / kc if kc else float("nan")))
     if ("ztfbroker", wl, "p99ms") in v:
         print("%-14s p99 latency ms: ztfbroker %.0f, kafka %.0f" % ("", med("ztfbroker", "p99ms"), med("kafka", "p99ms")))
-fc = v.get(("floor", "write", "cpu"))
-if fc:
-    print("write floor (scripts/write-floor: pwrite into a new file, nothing else): %.2f s/GB (%.2f-%.2f), %.0f MB/s"
-          % (statistics.median(fc), min(fc), max(fc), statistics.median(v[("floor", "write", "mbps")])))
+if ("floor", "kcat-prod-60k", "cpu") in v:
+    print("write floor (scripts/write-floor: the round's produced bytes written to new files in the same order,")
+    print("nothing else), and each broker's CPU beyond it:")
+    print("%-14s %16s %10s %14s %14s %8s" % ("workload", "floor CPU s/GB", "floor MB/s", "zb - floor", "kafka - floor", "ratio"))
     for wl in ("java-prod-1k", "java-prod-64k", "kcat-prod-60k"):
+        fc = v[("floor", wl, "cpu")]
+        f = statistics.median(fc)
+        zc = statistics.median(v.get(("ztfbroker", wl, "cpu")) or [float("nan")])
         kc = statistics.median(v.get(("kafka", wl, "cpu")) or [float("nan")])
-        print("  %-14s floor / kafka CPU s/GB: %.2f" % (wl, statistics.median(fc) / kc))
+        print("%-14s %16s %10.0f %14.2f %14.2f %8.2f" % (wl, "%.2f (%.2f-%.2f)" % (f, min(fc), max(fc)),
+              statistics.median(v[("floor", wl, "mbps")]), zc - f, kc - f, (zc - f) / (kc - f)))
 print("peak RSS MB: ztfbroker %.0f, kafka %.0f" % (statistics.median(v[("ztfbroker", "all", "rssmb")]),
       statistics.median(v[("kafka", "all", "rssmb")])))
 print("(%s rounds, median (min-max); %d cores)" % (sys.argv[2], __import__("os").cpu_count()))

@@ -96,6 +96,11 @@ type segment struct {
 	// found, 0 when none. Both in memory only.
 	verified atomic.Int64
 	damaged  atomic.Int64
+
+	// resume is where recent ReadSpans stopped (span.go), in a ring.
+	resumeMu   sync.Mutex
+	resume     [resumePoints]resumePoint
+	resumeNext int
 }
 
 func segmentPaths(dir string, base int64) (logPath, idxPath, tidxPath string) {

@@ -1,6 +1,9 @@
 package log
 
-import "os"
+import (
+	"os"
+	"sync"
+)
 
 // Spans: reads that leave the bytes in the file.
 //
@@ -13,7 +16,8 @@ import "os"
 // does; an answer is its spans, then that buffer, in log order.
 //
 // The ends of a span are found without reading its bytes: the first batch
-// by the offset index and its header (as Read), the last whole batch within
+// where a recent read stopped (resumeFrom, below), else by the offset index
+// and its header (as Read), the last whole batch within
 // the byte budget by the last offset-index entry at or below the budget's
 // end and a walk of the headers after it (a few KiB at most). The headers
 // between are not read again: their framing, offsets and CRCs were checked
@@ -58,6 +62,10 @@ func (r *Spans) Release() {
 // a time: the batches after an offset-index entry, a few KiB.
 const spanHeaderWindow = 8 << 10
 
+// spanWindows holds header windows between ReadSpans calls: one per fetch
+// was most of what a fetch allocated.
+var spanWindows = sync.Pool{New: func() any { return new([spanHeaderWindow]byte) }}
+
 // ReadSpans is Read whose verified batches stay in their files: it returns
 // the batches starting with the whole batch that contains offset, below
 // the high watermark, up to maxBytes (at least one batch), as spans of
@@ -71,10 +79,15 @@ func (l *Log) ReadSpans(offset int64, maxBytes int, dst []byte) (Spans, error) {
 		return out, err
 	}
 	defer releaseViews(views)
-	r := &headerReader{f: views[0].s.log, buf: make([]byte, spanHeaderWindow), bufPos: -1}
-	pos, h, err := l.findFirst(views[0], r, offset)
-	if err != nil {
-		return out, err
+	win := spanWindows.Get().(*[spanHeaderWindow]byte)
+	defer spanWindows.Put(win)
+	r := &headerReader{f: views[0].s.log, buf: win[:], bufPos: -1}
+	pos, h, ok := views[0].s.resumeFrom(offset, views[0].limit)
+	if !ok {
+		pos, h, err = l.findFirst(views[0], r, offset)
+		if err != nil {
+			return out, err
+		}
 	}
 	expect := h.BaseOffset
 	budget := max(int64(maxBytes), h.Size)
@@ -142,10 +155,19 @@ func (l *Log) verifiedEnd(v view, r *headerReader, pos, expect, budget int64) (e
 			return pos, expect, false
 		}
 		if p+h.Size > target {
+			if p+h.Size <= limit {
+				v.s.stopAt(p, h)
+			}
 			break
 		}
 		p += h.Size
 		next = h.nextOffset()
+	}
+	if p == target && p < limit {
+		// The budget ended on a batch boundary: the next read starts here.
+		if h, err := r.header(p, v.limit); err == nil && h.BaseOffset == next && p+h.Size <= limit {
+			v.s.stopAt(p, h)
+		}
 	}
 	return p, next, target < limit
 }
@@ -184,4 +206,44 @@ func (r *Spans) hold(s *segment, pos, end, offsets int64) bool {
 	r.segs = append(r.segs, s)
 	r.Spans = append(r.Spans, Span{File: of.File, Pos: pos, Len: end - pos, Offsets: offsets})
 	return true
+}
+
+// A consumer's next fetch starts at the batch after the last one its
+// previous fetch got, whose header that fetch read to find it did not fit.
+// The segment remembers the last resumePoints such batches, and a read
+// starting at one skips the offset index and the header read. Only whole
+// verified batches are remembered, and only while they stay verified: the
+// scrub's damage mark lowers the verified end below them.
+const resumePoints = 16
+
+type resumePoint struct {
+	pos int64
+	h   batchHeader // Size 0: an empty slot
+}
+
+// resumeFrom returns the position and header of the batch with base offset
+// offset when a recent read stopped at it and it is verified below limit.
+func (s *segment) resumeFrom(offset, limit int64) (int64, batchHeader, bool) {
+	limit = min(limit, s.verified.Load())
+	s.resumeMu.Lock()
+	defer s.resumeMu.Unlock()
+	for _, p := range s.resume {
+		if p.h.Size > 0 && p.h.BaseOffset == offset && p.pos+p.h.Size <= limit {
+			return p.pos, p.h, true
+		}
+	}
+	return 0, batchHeader{}, false
+}
+
+// stopAt remembers that a read stopped before the verified batch h at pos.
+func (s *segment) stopAt(pos int64, h batchHeader) {
+	s.resumeMu.Lock()
+	defer s.resumeMu.Unlock()
+	for _, p := range s.resume {
+		if p.h.Size > 0 && p.pos == pos {
+			return // consumers reading together stop at the same batches
+		}
+	}
+	s.resume[s.resumeNext] = resumePoint{pos: pos, h: h}
+	s.resumeNext = (s.resumeNext + 1) % resumePoints
 }

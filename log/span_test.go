@@ -301,3 +301,56 @@ func (l *Log) posOf(t *testing.T, s *segment, offset int64) int64 {
 	}
 	return pos
 }
+
+// TestReadSpansResume: a consumer reading the log in order starts most
+// fetches where the previous one stopped (segment.resumeFrom), and gets the
+// bytes Read does; once the scrub marks that batch damaged, a fetch from
+// it no longer sends it from the file but reads and checks it again.
+func TestReadSpansResume(t *testing.T) {
+	l, hs := spanLog(t, t.TempDir())
+	defer l.Close()
+	var fetches, resumed int
+	for off := int64(0); off < l.HighWatermark(); fetches++ {
+		s := l.segFor(off)
+		if _, _, ok := s.resumeFrom(off, s.size); ok {
+			resumed++
+		}
+		r, err := l.ReadSpans(off, 20<<10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := spanBytes(t, r)
+		r.Release()
+		want, err := l.Read(off, 20<<10, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(got, want) {
+			t.Fatalf("ReadSpans(%d) answered %d bytes, Read %d", off, len(got), len(want))
+		}
+		off = nextOffsetAfter(got)
+	}
+	if resumed < fetches/2 {
+		t.Fatalf("%d of %d fetches resumed where the previous one stopped", resumed, fetches)
+	}
+
+	// A fetch that stops before the victim, then the scrub's mark on it.
+	i := len(hs) / 2
+	prev, victim := hs[i-1], hs[i]
+	if _, err := l.ReadSpans(prev.BaseOffset, int(prev.Size)+1, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := l.segFor(victim.BaseOffset)
+	if _, _, ok := s.resumeFrom(victim.BaseOffset, s.size); !ok {
+		t.Fatalf("no resume point at %d after a fetch stopped before it", victim.BaseOffset)
+	}
+	s.markDamaged(l.posOf(t, s, victim.BaseOffset))
+	if _, _, ok := s.resumeFrom(victim.BaseOffset, s.size); ok {
+		t.Fatalf("resume point at %d kept after the scrub marked it damaged", victim.BaseOffset)
+	}
+	r, err := l.ReadSpans(victim.BaseOffset, 64<<10, nil)
+	if err != nil || len(r.Spans) > 0 || len(r.Tail) == 0 {
+		t.Fatalf("fetch of a batch marked damaged: %d spans, %d checked bytes, %v", len(r.Spans), len(r.Tail), err)
+	}
+	r.Release()
+}

@@ -98,7 +98,7 @@ for path in sys.argv[1:]:
     a = alerts[0]
     print(path.rsplit("/", 1)[-1], len(alerts), a["candid"], a["schemavsn"], len(a["cutoutScience"]["stampData"]) > 0)
 `
-	got := runTool(t, ctx, nil, "python3", append([]string{"-c", script}, members...)...)
+	got := runTool(t, ctx, nil, "/usr/bin/python3", append([]string{"-c", script}, members...)...)
 	lines := strings.Split(strings.TrimSpace(string(got)), "\n")
 	if len(lines) != 25 {
 		t.Fatalf("python3-avro read %d members:\n%s", len(lines), got)

@@ -396,17 +396,10 @@ func (c *conn) write() {
 	defer c.nc.Close()
 	buf := make([]byte, 0, 4096)
 	for r := range c.out {
-		var err error
-		buf, err = c.writeOne(buf, r)
-		c.written(r)
+		var ok bool
+		buf, ok = c.answer(buf, r)
 		c.unwritten.Add(-1)
-		c.s.m.observe(kmsg.NameForKey(r.key), time.Since(r.start))
-		if err != nil {
-			if !errors.Is(err, net.ErrClosed) {
-				c.s.log.Debug("writing response", zap.String("remote", c.remote), zap.Error(err))
-			}
-			c.nc.Close()
-			c.cancel()
+		if !ok {
 			for r := range c.out { // let the reader finish and exit
 				releaseResponse(r.resp)
 				c.written(r)
@@ -414,17 +407,21 @@ func (c *conn) write() {
 			}
 			return
 		}
-		if cap(buf) > 1<<20 {
-			buf = make([]byte, 0, 4096) // do not pin a one-off large answer
-		}
 	}
 }
 
 // writeInline writes a fetch answer on the reader's goroutine, the writer
 // being idle. It reports false when the connection is to close.
 func (c *conn) writeInline(r response) bool {
-	var err error
-	c.ibuf, err = c.writeOne(c.ibuf, r)
+	var ok bool
+	c.ibuf, ok = c.answer(c.ibuf, r)
+	return ok
+}
+
+// answer writes one response with buf, returning buf to reuse. On a write
+// error it closes the connection and reports false.
+func (c *conn) answer(buf []byte, r response) ([]byte, bool) {
+	buf, err := c.writeOne(buf, r)
 	c.written(r)
 	c.s.m.observe(kmsg.NameForKey(r.key), time.Since(r.start))
 	if err != nil {
@@ -433,12 +430,12 @@ func (c *conn) writeInline(r response) bool {
 		}
 		c.nc.Close()
 		c.cancel()
-		return false
+		return buf, false
 	}
-	if cap(c.ibuf) > 1<<20 {
-		c.ibuf = nil
+	if cap(buf) > 1<<20 {
+		buf = make([]byte, 0, 4096) // do not pin a one-off large answer
 	}
-	return true
+	return buf, true
 }
 
 // written uncounts an answer written or dropped and wakes a reader held

@@ -139,15 +139,9 @@ func (x *index) entryLocked(i int, buf []byte) error {
 	return fmt.Errorf("read index %s entry %d: %w", x.path, i, err)
 }
 
-// search returns the number of entries for which less is true, entries
-// being ordered so that less is true for a prefix (sort.Search's contract).
-func (x *index) search(less func(entry []byte) bool) (int, error) {
-	i, _, err := x.find(less)
-	return i, err
-}
-
-// find is search that also returns a copy of the last entry for which
-// less is true, nil when there is none.
+// find returns the number of entries for which less is true, entries
+// being ordered so that less is true for a prefix (sort.Search's
+// contract), and a copy of the last of them, nil when there is none.
 func (x *index) find(less func(entry []byte) bool) (int, []byte, error) {
 	x.mu.RLock()
 	for x.summed < x.written {

@@ -51,9 +51,9 @@ func TestIndexSummarySearch(t *testing.T) {
 				}
 				key := func(b []byte) uint32 { return uint32(b[0])<<24 | uint32(b[1])<<16 | uint32(b[2])<<8 | uint32(b[3]) }
 				less := func(b []byte) bool { return key(b) <= q }
-				n, err := x.search(less)
+				n, _, err := x.find(less)
 				if err != nil || n != want {
-					t.Fatalf("%d-byte entries, %s: search(<= %d) = %d, %v; want %d", es, stage, q, n, err, want)
+					t.Fatalf("%d-byte entries, %s: find(<= %d) = %d, %v; want %d", es, stage, q, n, err, want)
 				}
 				b, ok, err := x.last(less)
 				if err != nil || ok != (want > 0) || (ok && (key(b) != keys[want-1] || b[es-1] != byte(want))) {

@@ -30,7 +30,7 @@ const minHeaderBytes = 2 + 2 + 4 + 2
 // conn is one client connection. The read goroutine owns reading and
 // handling; the write goroutine owns writing and closing the socket. A
 // fetch answer is written by the reader itself when nothing is queued for
-// the writer (writeInline): a consumer has one fetch in flight, and the
+// the writer: a consumer has one fetch in flight, and the
 // handoff to the writer (a channel send waking another thread) cost more
 // CPU than the rest of the fetch outside sendfile. The reader then reads
 // the next request once the answer is in the socket, as Kafka does.
@@ -207,7 +207,9 @@ func (c *conn) read() {
 			r.bytes = fr.held + fr.fileBytes
 			c.queued.Add(r.bytes)
 			if c.unwritten.Load() == 0 {
-				if !c.writeInline(r) {
+				// The writer is idle: write the answer here.
+				var ok bool
+				if c.ibuf, ok = c.answer(c.ibuf, r); !ok {
 					return
 				}
 				continue
@@ -408,14 +410,6 @@ func (c *conn) write() {
 			return
 		}
 	}
-}
-
-// writeInline writes a fetch answer on the reader's goroutine, the writer
-// being idle. It reports false when the connection is to close.
-func (c *conn) writeInline(r response) bool {
-	var ok bool
-	c.ibuf, ok = c.answer(c.ibuf, r)
-	return ok
 }
 
 // answer writes one response with buf, returning buf to reuse. On a write

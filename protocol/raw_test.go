@@ -277,7 +277,7 @@ func TestPipelined(t *testing.T) {
 
 // TestPipelinedFetches mixes produce (acks=all), fetch and metadata requests
 // sent before any answer is read: fetch answers, which the reader writes
-// itself when nothing is queued (conn.writeInline), still come in request
+// itself when nothing is queued (conn.read), still come in request
 // order, and each fetch sees every batch produced before it.
 func TestPipelinedFetches(t *testing.T) {
 	ts := startServer(t, Config{}, nil)

@@ -204,7 +204,7 @@ func BenchmarkConsumeSysmon(b *testing.B) {
 					b.Fatalf("%s: %v", s.name, err)
 				}
 				s.secs[k] += time.Since(t0).Seconds()
-				s.cpu[k] += pidCPU(b, s.proc.cmd.Process.Pid) - cpu0
+				s.cpu[k] += (pidCPU(b, s.proc.cmd.Process.Pid) - cpu0).Seconds()
 				s.bytes[k] += int64(n * msgs * size)
 			}
 		}
@@ -219,16 +219,19 @@ func BenchmarkConsumeSysmon(b *testing.B) {
 	}
 }
 
-// pidCPU is the CPU seconds process pid has spent (utime and stime in
-// /proc/<pid>/stat, in USER_HZ).
-func pidCPU(b *testing.B, pid int) float64 {
+// pidCPU is the CPU time process pid has spent (utime and stime in
+// /proc/<pid>/stat, in USER_HZ, 100 on Linux).
+func pidCPU(b *testing.B, pid int) time.Duration {
 	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
 	if err != nil {
 		b.Fatal(err)
 	}
 	// The command name may hold spaces; fields count from after its ')'.
 	f := strings.Fields(string(data[bytes.LastIndexByte(data, ')')+1:]))
-	utime, _ := strconv.ParseFloat(f[11], 64)
-	stime, _ := strconv.ParseFloat(f[12], 64)
-	return (utime + stime) / 100
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err1 != nil || err2 != nil {
+		b.Fatalf("/proc/%d/stat: %q", pid, data)
+	}
+	return time.Duration(utime+stime) * time.Second / 100
 }

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -246,22 +245,8 @@ func benchServe(b *testing.B, dataDir string, extra ...string) *benchServeProc {
 	return nil
 }
 
-// CPU is the process's user and system CPU so far (/proc, clock ticks).
-func (s *benchServeProc) CPU(b *testing.B) time.Duration {
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", s.cmd.Process.Pid))
-	if err != nil {
-		b.Fatal(err)
-	}
-	// The fields after the command name, which is in parentheses.
-	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
-	utime, err1 := strconv.ParseInt(fields[11], 10, 64)
-	stime, err2 := strconv.ParseInt(fields[12], 10, 64)
-	if err1 != nil || err2 != nil {
-		b.Fatalf("/proc/%d/stat: %q", s.cmd.Process.Pid, stat)
-	}
-	const ticks = 100 // USER_HZ on Linux
-	return time.Duration(utime+stime) * time.Second / ticks
-}
+// CPU is the process's user and system CPU so far.
+func (s *benchServeProc) CPU(b *testing.B) time.Duration { return pidCPU(b, s.cmd.Process.Pid) }
 
 // metric is the value of an unlabelled metric on /metrics (0: absent).
 func (s *benchServeProc) metric(b *testing.B, name string) float64 {

@@ -193,6 +193,12 @@ type Options struct {
 	// (scrub.go); one is shared by all logs. nil means no scrub: every
 	// batch is still checked once by this process before it is served.
 	Scrub *Scrubber
+	// Journal, shared by all logs of a data directory, makes small
+	// batches durable under FlushAlways with one fdatasync of its ring
+	// for all of them (journal.go); JournalKey is the log's topic id
+	// there. nil means each log fsyncs its own segment.
+	Journal    *Journal
+	JournalKey JournalKey
 }
 
 func (o Options) withDefaults() Options {

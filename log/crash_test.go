@@ -72,7 +72,10 @@ func crashIteration(t *testing.T, seed int64) {
 	if deletes {
 		cfg.RetentionBytes = 4000
 	}
-	crashRounds(t, rng, cfg, deletes, func() int64 { return int64(1 + rng.Intn(60)) }, nil)
+	// Half the runs under FlushAlways acknowledge through a journal whose
+	// small ring wraps every few dozen batches.
+	journal := cfg.Flush == FlushAlways && rng.Intn(2) == 0
+	crashRounds(t, rng, cfg, deletes, journal, func() int64 { return int64(1 + rng.Intn(60)) }, nil)
 }
 
 // crashRounds runs three rounds on one crash-simulating file system: open
@@ -81,17 +84,14 @@ func crashIteration(t *testing.T, seed int64) {
 // append crashes the file system with random tears; then it opens the log a
 // last time, checks every acknowledged batch, and verifies the files.
 // afterAppend, when given, sees the log after each acknowledged append.
-func crashRounds(t *testing.T, rng *rand.Rand, cfg Config, deletes bool, crashAt func() int64, afterAppend func(*Log)) {
+func crashRounds(t *testing.T, rng *rand.Rand, cfg Config, deletes, journal bool, crashAt func() int64, afterAppend func(*Log)) {
 	var rngMu sync.Mutex
 	fsys := NewCrashFS()
 	acked := map[int64][]byte{} // base offset -> batch as stored
 	var ackedMu sync.Mutex
 	var ackedEnd int64
 	for round := 0; round < 3; round++ {
-		l, err := Open("/d/t-0", cfg, Options{FS: fsys})
-		if err != nil {
-			t.Fatalf("round %d open: %v", round, err)
-		}
+		l, j := openJournaled(t, fsys, cfg, journal)
 		checkRecovered(t, l, acked, ackedEnd)
 		crashAt := crashAt()
 		var appends atomic.Int64
@@ -167,13 +167,16 @@ func crashRounds(t *testing.T, rng *rand.Rand, cfg Config, deletes bool, crashAt
 		wg.Wait()
 		crash()
 		l.Close() // fails on crashed handles; must still release everything
+		if j != nil {
+			j.Close()
+		}
 		fsys = rebooted
 	}
-	l, err := Open("/d/t-0", cfg, Options{FS: fsys})
-	if err != nil {
-		t.Fatalf("final open: %v", err)
-	}
+	l, j := openJournaled(t, fsys, cfg, journal)
 	defer l.Close()
+	if j != nil {
+		defer j.Close()
+	}
 	checkRecovered(t, l, acked, ackedEnd)
 	t.Logf("%v deletes=%v: %d acknowledged batches, log start %d, high watermark %d, %d segments", cfg.Flush, deletes, len(acked), l.LogStartOffset(), l.HighWatermark(), l.Segments())
 	if err := l.Close(); err != nil {
@@ -182,6 +185,31 @@ func crashRounds(t *testing.T, rng *rand.Rand, cfg Config, deletes bool, crashAt
 	if err := VerifyFS(fsys, "/d/t-0"); err != nil {
 		t.Fatalf("verify after recovery: %v", err)
 	}
+}
+
+// openJournaled opens the log /d/t-0, with journal behind the journal
+// /d/journal of a 16 KiB ring (j is then not nil).
+func openJournaled(t *testing.T, fsys *CrashFS, cfg Config, journal bool) (*Log, *Journal) {
+	t.Helper()
+	opts := Options{FS: fsys}
+	var j *Journal
+	if journal {
+		var err error
+		if j, err = OpenJournal("/d/journal", 16<<10, Options{FS: fsys}); err != nil {
+			t.Fatalf("open journal: %v", err)
+		}
+		opts.Journal, opts.JournalKey = j, JournalKey{1}
+	}
+	l, err := Open("/d/t-0", cfg, opts)
+	if err != nil {
+		t.Fatalf("open: %v", err)
+	}
+	if j != nil {
+		if err := j.Start(); err != nil {
+			t.Fatalf("start journal: %v", err)
+		}
+	}
+	return l, j
 }
 
 func checkRecovered(t *testing.T, l *Log, acked map[int64][]byte, ackedEnd int64) {

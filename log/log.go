@@ -41,6 +41,16 @@ type Log struct {
 	writtenPos   int64 // end of the active segment
 	durable      int64 // every offset below is fsynced
 	durablePos   int64 // where durable ends in the segment it was reached in
+	// Under a journal, durable may run ahead of what the segment files
+	// hold fsynced: segDurable (and segDurablePos in the active segment)
+	// is that, and jq the batches past it (journaled.go).
+	segDurable    int64
+	segDurablePos int64
+	jq            []journalEntry
+	owed          int    // entries of jq the journal did not take: a segment fsync is owed
+	jSynced       uint64 // the journal's records below this are durable
+	journaling    bool   // the last batch went to the journal (no preallocation)
+	journalDirty  bool   // in the journal's dirty list (under the journal's mu)
 	hw           int64 // high watermark
 	hwSeg        *segment
 	hwPos        int64 // end of visible bytes in hwSeg
@@ -98,7 +108,13 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 		warmGap:   warmBurstGap,
 	}
 	l.fs, l.lg = l.opts.FS, l.opts.Logger.With(zap.String("log", dir))
-	err := l.recover()
+	var err error
+	if j := l.opts.Journal; j != nil {
+		err = j.replay(l.fs, dir, l.opts.JournalKey, l.lg)
+	}
+	if err == nil {
+		err = l.recover()
+	}
 	if err == nil {
 		err = l.loadProducers()
 	}
@@ -113,6 +129,7 @@ func Open(dir string, cfg Config, opts Options) (*Log, error) {
 	l.writtenPos = active.size
 	l.durable, l.hw, l.hwSeg, l.hwPos = l.written, l.written, active, active.size
 	l.durablePos = active.size
+	l.segDurable, l.segDurablePos = l.written, active.size
 	l.lastIdxSync = time.Now()
 	l.wg.Add(1)
 	go l.flushLoop()
@@ -205,6 +222,7 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	// CheckBatch checked the CRC of these very bytes: reads may skip it.
 	s.advanceVerified(pos, pos+h.Size)
 	l.producers.noteBatch(batch, l.opts.Now)
+	jseq := l.journalAppend(s, pos, batch)
 	l.mu.Lock()
 	if s.size == 0 {
 		s.created = l.opts.Now()
@@ -214,6 +232,7 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 	s.fileEnd = max(s.fileEnd, s.size)
 	l.written = h.nextOffset()
 	l.writtenPos = s.size
+	l.noteJournaledLocked(s, jseq)
 	if l.cfg.Flush == FlushInterval {
 		l.advanceHWLocked(l.written, s, s.size)
 	}
@@ -239,9 +258,10 @@ func (l *Log) WriteChecked(c Checked) (AppendInfo, error) {
 		// buffered and are written at the next index sync.
 		l.keepIndexesInStep(s, h)
 	}
-	if l.cfg.Flush == FlushAlways {
+	if l.cfg.Flush == FlushAlways && jseq == 0 {
 		// Start the fsync now: the high watermark must move even for
-		// writers that never wait (acks=0).
+		// writers that never wait (acks=0). A journaled batch's fsync
+		// is the journal's, already started.
 		select {
 		case l.kick <- struct{}{}:
 		default:
@@ -290,6 +310,9 @@ func (l *Log) fail(err error) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.werr == nil {
+		if j := l.opts.Journal; j != nil {
+			j.noteFailed()
+		}
 		l.werr = fmt.Errorf("%w: %w", ErrReadOnly, err)
 		l.lg.Error("log is read-only", zap.Error(err))
 		close(l.durableCh)
@@ -367,8 +390,8 @@ func (l *Log) Reopen() error {
 	l.flushMu.Lock()
 	defer l.flushMu.Unlock()
 	l.mu.RLock()
-	werr, closed, cur, keep := l.werr, l.closed, l.cur, l.durablePos
-	if l.durable <= cur.base {
+	werr, closed, cur, keep := l.werr, l.closed, l.cur, l.segDurablePos
+	if l.segDurable <= cur.base {
 		keep = 0
 	}
 	l.mu.RUnlock()
@@ -384,6 +407,12 @@ func (l *Log) Reopen() error {
 	}
 	if err := cur.log.Sync(); err != nil {
 		return fmt.Errorf("reopen: sync segment %d: %w", cur.base, err)
+	}
+	// What the journal took past the cut was acknowledged: it goes back.
+	if j := l.opts.Journal; j != nil {
+		if err := j.replayLive(l.fs, l.dir, l.opts.JournalKey, l.lg); err != nil {
+			return fmt.Errorf("reopen: %w", err)
+		}
 	}
 	fresh := &Log{dir: l.dir, cfg: l.cfg, opts: l.opts, fs: l.fs, lg: l.lg}
 	err := fresh.recover()
@@ -408,6 +437,7 @@ func (l *Log) Reopen() error {
 	old := l.segs
 	l.segs, l.cur, l.logStart, l.written, l.writtenPos = fresh.segs, active, fresh.logStart, fresh.written, active.size
 	l.durable, l.durablePos = fresh.written, active.size
+	l.segDurable, l.segDurablePos, l.jq, l.owed = fresh.written, active.size, nil, 0
 	l.hw, l.hwSeg, l.hwPos = fresh.written, active, active.size
 	l.werr = nil
 	l.lastIdxSync = time.Now()
@@ -471,6 +501,7 @@ func (l *Log) rollLocked() error {
 	l.segs = append(l.segs, s)
 	l.cur = s
 	l.writtenPos = 0
+	l.segSyncedLocked(l.written, 0)
 	l.advanceDurableLocked(l.written, old, old.size)
 	l.mu.Unlock()
 	old.seal()
@@ -492,6 +523,7 @@ func (l *Log) WaitDurable(end int64) error {
 		l.mu.RLock()
 		durable, werr, closed, ch := l.durable, l.werr, l.closed, l.durableCh
 		end = min(end, l.written) // nothing past the written end can become durable
+		segOwed, journaled := l.opts.Journal == nil || l.owed > 0, len(l.jq) > l.owed
 		l.mu.RUnlock()
 		switch {
 		case durable >= end:
@@ -501,9 +533,14 @@ func (l *Log) WaitDurable(end int64) error {
 		case closed:
 			return ErrClosed
 		}
-		select {
-		case l.kick <- struct{}{}:
-		default:
+		if segOwed {
+			select {
+			case l.kick <- struct{}{}:
+			default:
+			}
+		}
+		if journaled {
+			l.opts.Journal.poke()
 		}
 		<-ch
 	}
@@ -556,9 +593,9 @@ func (l *Log) flush(indexes bool) error {
 	defer l.flushMu.Unlock()
 	l.mu.RLock()
 	s, target, pos, werr := l.cur, l.written, l.writtenPos, l.werr
-	pending := target > l.durable
-	synced := pos - l.durablePos // bytes this fsync makes durable
-	if synced < 0 || l.durable <= s.base {
+	pending := target > l.segDurable
+	synced := pos - l.segDurablePos // bytes this fsync makes durable
+	if synced < 0 || l.segDurable <= s.base {
 		synced = pos // the last fsync was in the segment before
 	}
 	indexes = indexes || time.Since(l.lastIdxSync) >= indexSyncEvery
@@ -593,6 +630,7 @@ func (l *Log) flush(indexes bool) error {
 	}
 	if pending {
 		l.syncBytes += (synced - l.syncBytes) / 8
+		l.segSyncedLocked(target, pos)
 	}
 	l.advanceDurableLocked(target, s, pos)
 	l.mu.Unlock()

@@ -235,7 +235,7 @@ func zeroTail(f File, pos, size int64) (prealloc bool, end int64, err error) {
 // caller holds writeMu and mu.
 func (l *Log) startPreallocLocked() {
 	s := l.cur
-	if s.fill != nil || l.closed || l.werr != nil || l.cfg.Flush != FlushAlways {
+	if s.fill != nil || l.closed || l.werr != nil || l.cfg.Flush != FlushAlways || l.journaling {
 		return
 	}
 	to, ok := l.preallocWantLocked(s)

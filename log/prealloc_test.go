@@ -511,7 +511,7 @@ func preallocCrashIteration(t *testing.T, seed int64) {
 		cfg.RetentionBytes = 40 << 10
 	}
 	preallocated := false
-	crashRounds(t, rng, cfg, deletes, func() int64 { return int64(50 + rng.Intn(400)) }, func(l *Log) {
+	crashRounds(t, rng, cfg, deletes, false, func() int64 { return int64(50 + rng.Intn(400)) }, func(l *Log) {
 		preallocated = preallocated || l.Preallocated() > 0
 	})
 	if !preallocated {

@@ -33,6 +33,9 @@ type Broker struct {
 	logMetric *log.Metrics
 	// files bounds the descriptors of every partition's sealed segments.
 	files *log.FileCache
+	// journal makes small batches durable for all partitions at once; nil
+	// under log.journal.bytes -1.
+	journal *log.Journal
 	// scrub paces every partition's background CRC check; nil: none.
 	scrub     *log.Scrubber
 	collector *collector
@@ -148,8 +151,21 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	if cfg.LogScrubBytesPerSecond >= 0 {
 		b.scrub = log.NewScrubber(cfg.LogScrubBytesPerSecond, 0)
 	}
+	if cfg.LogJournalBytes >= 0 {
+		size := cfg.LogJournalBytes
+		if size == 0 {
+			size = log.DefaultJournalBytes
+		}
+		// Opened before the logs, which replay their records from it.
+		if b.journal, err = log.OpenJournal(filepath.Join(cfg.DataDir, journalDir), size, log.Options{Logger: logger}); err != nil {
+			return nil, errors.Join(fmt.Errorf("broker: %w", err), db.Close(), unlock())
+		}
+	}
 	fail := func(err error) (*Broker, error) {
 		b.closeLogs()
+		if b.journal != nil {
+			b.journal.Close()
+		}
 		return nil, errors.Join(err, db.Close(), unlock())
 	}
 	if reg != nil {
@@ -159,6 +175,12 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	}
 	if err := b.load(); err != nil {
 		return fail(err)
+	}
+	if b.journal != nil {
+		// Every log replayed its records: the journal starts over.
+		if err := b.journal.Start(); err != nil {
+			return fail(err)
+		}
 	}
 	if err := b.ensureConsumerOffsetsTopic(); err != nil {
 		return fail(err)
@@ -263,8 +285,10 @@ func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 		Logger:    b.logger.With(zap.String("topic", t.name), zap.Int32("partition", i)),
 		Now:       b.now,
 		Metrics:   b.logMetric,
-		FileCache: b.files,
-		Scrub:     b.scrub,
+		FileCache:  b.files,
+		Scrub:      b.scrub,
+		Journal:    b.journal,
+		JournalKey: log.JournalKey(t.id),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("open %s-%d: %w", t.name, i, err)
@@ -273,6 +297,9 @@ func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 	// high watermark.
 	return &partition{topic: t.name, index: i, log: l, end: l.HighWatermark()}, nil
 }
+
+// journalDir is the journal's folder in the data directory.
+const journalDir = "journal"
 
 func (b *Broker) moveAside(dir string) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
@@ -348,7 +375,7 @@ func (b *Broker) reportOrphans() {
 		return
 	}
 	for _, e := range entries {
-		if !e.IsDir() || e.Name() == "meta" {
+		if !e.IsDir() || e.Name() == "meta" || e.Name() == journalDir {
 			continue
 		}
 		// Only `<topic>-<partition>` folders are the broker's; others beside
@@ -495,6 +522,9 @@ func (b *Broker) Close() error {
 			}
 		}
 		errs := []error{b.closeLogs()}
+		if b.journal != nil {
+			errs = append(errs, b.journal.Close())
+		}
 		if err := b.db.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close metadata: %w", err))
 		}

@@ -76,6 +76,13 @@ type Config struct {
 	// log.scrub.bytes.per.second (ztfbroker's own); 0, the default:
 	// log.DefaultScrubBytesPerSecond (8 MiB/s); -1: no scrub.
 	LogScrubBytesPerSecond int64
+	// LogJournalBytes is the size of the journal's ring (log/journal.go):
+	// under flush.ms 0, batches up to 256 KiB are made durable by one
+	// fdatasync of the journal for all partitions, and the segments are
+	// fsynced as the ring turns over. log.journal.bytes (ztfbroker's own);
+	// 0, the default: log.DefaultJournalBytes (64 MiB); -1: no journal,
+	// each partition fsyncs its own segment.
+	LogJournalBytes int64
 	// CleanerMapBytes bounds the log cleaner's key->offset map, the memory
 	// one clean of a compacted topic holds (compact.go); a log with more
 	// keys is cleaned in passes. serve carves it from memory.budget.bytes;
@@ -848,6 +855,25 @@ var brokerOnly = []brokerKey{
 		},
 		check: func(c *Config) error {
 			return atLeast(c.LogScrubBytesPerSecond, -1, "-1 (no scrub), 0 (8 MiB/s) or more")
+		},
+	},
+	{
+		name: "log.journal.bytes", typ: kmsg.ConfigTypeLong,
+		doc: "ztfbroker's own: size of the journal's ring, which makes batches up to 256 KiB durable under " +
+			"flush.ms 0 with one fdatasync for every partition written at once (the segments are fsynced as " +
+			"the ring turns over); 0: 64 MiB; -1: no journal (each partition fsyncs its own segment).",
+		get: func(c *Config) string { return strconv.FormatInt(c.LogJournalBytes, 10) },
+		set: func(c *Config, v string) error {
+			n, err := parseInt(v, 64)
+			c.LogJournalBytes = n
+			return err
+		},
+		check: func(c *Config) error {
+			allowed := fmt.Sprintf("-1 (no journal), 0 (64 MiB) or at least %d", log.MinJournalBytes)
+			if c.LogJournalBytes > 0 && c.LogJournalBytes < log.MinJournalBytes {
+				return outOfRange(allowed)
+			}
+			return atLeast(c.LogJournalBytes, -1, allowed)
 		},
 	},
 	{

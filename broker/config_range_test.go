@@ -21,6 +21,7 @@ var badNumbers = map[string][]string{
 	"log.retention.check.interval.ms":     {"0", "-1", "9223372036855"},
 	"log.dir.free.min.bytes":              {"-2"},
 	"log.scrub.bytes.per.second":          {"-2"},
+	"log.journal.bytes":                   {"-2", "1000"},
 	"log.segment.bytes":                   {"1048575", "-1", "2147483648"},
 	"log.roll.ms":                         {"0", "-1", "9223372036855"},
 	"log.cleaner.delete.retention.ms":     {"-1", "9223372036855"},

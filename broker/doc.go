@@ -8,6 +8,7 @@
 //	DataDir/
 //	  .lock                 flock: held by the open broker (holds its pid), shared by verify
 //	  meta/                 pebble: the metadata store (Metadata keys, below)
+//	  journal/              the logs' shared journal (log/journal.go), under log.journal.bytes >= 0
 //	  <topic>-<partition>/  one log.Log per partition (segments, indexes)
 //	  <topic>-<partition>.deleted/   a deleted topic's log, until removed
 //	  <topic>-<partition>.orphan-<unix ms>/  an empty folder no topic owned, moved aside

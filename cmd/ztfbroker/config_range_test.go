@@ -62,6 +62,7 @@ var outOfRange = map[string][]string{
 	"log.retention.check.interval.ms":     {"0", "-1"},
 	"log.dir.free.min.bytes":              {"-2"},
 	"log.scrub.bytes.per.second":          {"-2"},
+	"log.journal.bytes":                   {"-2", "1000"},
 	"log.segment.bytes":                   {"1048575", "2147483648"},
 	"log.roll.ms":                         {"0", "-1"},
 	"log.cleaner.delete.retention.ms":     {"-1"},

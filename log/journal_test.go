@@ -106,8 +106,9 @@ func durableBatches(fsys *CrashFS, dir string) int {
 	return n
 }
 
-// A topic deleted and created again under the same name (a new topic id)
-// gets none of the old topic's records from the journal.
+// A topic deleted and created again under the same name (a new topic id),
+// then a power cut: the new topic's log gets none of the old topic's
+// records, which the ring still holds.
 func TestJournalKeyedByTopic(t *testing.T) {
 	fsys := NewCrashFS()
 	j, logs := openJournalT(t, fsys, DefaultJournalBytes, []JournalKey{{7}})
@@ -115,15 +116,23 @@ func TestJournalKeyedByTopic(t *testing.T) {
 	for n := 0; n < 20; n++ {
 		mustAppend(t, logs[0], makeBatch(rng, 2, 1000, 300))
 	}
+	// DeleteTopic: the log closes and its folder goes.
+	if err := logs[0].Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.RemoveAll("/d/t-0"); err != nil {
+		t.Fatal(err)
+	}
+	if err := fsys.SyncDir("/d"); err != nil {
+		t.Fatal(err)
+	}
+	// CreateTopics: a new log in a new folder of the same name.
+	l, err := Open("/d/t-0", Config{Flush: FlushAlways, RetentionAge: -1}, Options{FS: fsys, Journal: j, JournalKey: JournalKey{8}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	rebooted := fsys.Crash(nil)
-	closeJournalT(j, logs)
-	// The old topic's folder goes; the new topic's log creates its own.
-	if err := rebooted.RemoveAll("/d/t-0"); err != nil {
-		t.Fatal(err)
-	}
-	if err := rebooted.SyncDir("/d"); err != nil {
-		t.Fatal(err)
-	}
+	closeJournalT(j, []*Log{l})
 	j, logs = openJournalT(t, rebooted, DefaultJournalBytes, []JournalKey{{8}})
 	defer closeJournalT(j, logs)
 	if hw := logs[0].HighWatermark(); hw != 0 {

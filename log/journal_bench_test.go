@@ -57,6 +57,7 @@ func benchJournal(b *testing.B, journal bool, parts, size, inflight int) {
 		if err := opts.Journal.Start(); err != nil {
 			b.Fatal(err)
 		}
+		waitFilled(b, opts.Journal)
 	}
 	// Batches of 1 KiB records, made once; each write patches its offset.
 	records := max(1, size/1100)

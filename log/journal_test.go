@@ -5,6 +5,7 @@ import (
 	"math/rand"
 	"sync"
 	"testing"
+	"time"
 )
 
 // openJournalT opens the journal /d/journal of fsys with a ring of ring
@@ -27,7 +28,22 @@ func openJournalT(t *testing.T, fsys *CrashFS, ring int64, keys []JournalKey) (*
 	if err := j.Start(); err != nil {
 		t.Fatalf("start journal: %v", err)
 	}
+	waitFilled(t, j)
 	return j, logs
+}
+
+// waitFilled waits until the journal takes records (its ring is filled).
+func waitFilled(t testing.TB, j *Journal) {
+	t.Helper()
+	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
+		j.mu.Lock()
+		filled := j.filled
+		j.mu.Unlock()
+		if filled {
+			return
+		}
+	}
+	t.Fatal("the journal's ring was not filled in 10 s")
 }
 
 func closeJournalT(j *Journal, logs []*Log) {

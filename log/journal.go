@@ -478,7 +478,7 @@ func (j *Journal) append(l *Log, segBase, filePos int64, batch []byte) (uint64, 
 		}
 		at = 0
 		j.leave(1, 0, seq)
-	case at < j.ring/2 && at+n > j.ring/2: // across the middle: leaves half 0
+	case j.halfOf(at+n-1) != j.half: // into half 1: the record counts in half 0
 		if !j.free[1] {
 			return 0, errJournalOff
 		}
@@ -488,7 +488,7 @@ func (j *Journal) append(l *Log, segBase, filePos int64, batch []byte) (uint64, 
 	if err := j.writeRecord(at, seq, journalKindBatch, l.opts.JournalKey, dir, segBase, filePos, batch); err != nil {
 		return 0, err
 	}
-	j.logsIn[j.halfOf(at)][l] = struct{}{}
+	j.logsIn[j.half][l] = struct{}{}
 	j.pos, j.seq = at+n, seq+1
 	if !l.journalDirty {
 		l.journalDirty = true

@@ -154,7 +154,7 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	if cfg.LogJournalBytes >= 0 {
 		size := cfg.LogJournalBytes
 		if size == 0 {
-			size = log.DefaultJournalBytes
+			size = defaultJournalBytes(cfg.DataDir)
 		}
 		// Opened before the logs, which replay their records from it.
 		if b.journal, err = log.OpenJournal(filepath.Join(cfg.DataDir, journalDir), size, log.Options{Logger: logger}); err != nil {
@@ -300,6 +300,16 @@ func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 
 // journalDir is the journal's folder in the data directory.
 const journalDir = "journal"
+
+// defaultJournalBytes is log.journal.bytes 0: log.DefaultJournalBytes, or
+// 1/64 of a smaller file system, at least log.MinJournalBytes.
+func defaultJournalBytes(dataDir string) int64 {
+	_, total, err := statfs(dataDir)
+	if err != nil || total/64 >= log.DefaultJournalBytes {
+		return log.DefaultJournalBytes
+	}
+	return max(total/64, log.MinJournalBytes)
+}
 
 func (b *Broker) moveAside(dir string) error {
 	if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {

@@ -80,7 +80,8 @@ type Config struct {
 	// under flush.ms 0, batches up to 256 KiB are made durable by one
 	// fdatasync of the journal for all partitions, and the segments are
 	// fsynced as the ring turns over. log.journal.bytes (ztfbroker's own);
-	// 0, the default: log.DefaultJournalBytes (64 MiB); -1: no journal,
+	// 0, the default: log.DefaultJournalBytes (64 MiB), or 1/64 of a smaller
+	// file system; -1: no journal,
 	// each partition fsyncs its own segment.
 	LogJournalBytes int64
 	// CleanerMapBytes bounds the log cleaner's key->offset map, the memory
@@ -861,7 +862,7 @@ var brokerOnly = []brokerKey{
 		name: "log.journal.bytes", typ: kmsg.ConfigTypeLong,
 		doc: "ztfbroker's own: size of the journal's ring, which makes batches up to 256 KiB durable under " +
 			"flush.ms 0 with one fdatasync for every partition written at once (the segments are fsynced as " +
-			"the ring turns over); 0: 64 MiB; -1: no journal (each partition fsyncs its own segment).",
+			"the ring turns over); 0: 64 MiB (1/64 of a smaller file system); -1: no journal (each partition fsyncs its own segment).",
 		get: func(c *Config) string { return strconv.FormatInt(c.LogJournalBytes, 10) },
 		set: func(c *Config, v string) error {
 			n, err := parseInt(v, 64)

@@ -198,6 +198,7 @@ func openJournaled(t *testing.T, fsys *CrashFS, cfg Config, journal bool) (*Log,
 		if j, err = OpenJournal("/d/journal", 16<<10, Options{FS: fsys}); err != nil {
 			t.Fatalf("open journal: %v", err)
 		}
+		j.solo = true
 		opts.Journal, opts.JournalKey = j, JournalKey{1}
 	}
 	l, err := Open("/d/t-0", cfg, opts)

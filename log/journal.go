@@ -94,6 +94,10 @@ const (
 	// journalRetry is how long the checkpointer waits before fsyncing a
 	// log again whose fsync failed (until Reopen or Close).
 	journalRetry = time.Second
+	// journalWindow is how long a log counts as writing beside others.
+	journalWindow = 50 * time.Millisecond
+	// journalFill is how far fill writes the ring ahead of the writer.
+	journalFill = 4 << 20
 )
 
 var (
@@ -124,7 +128,17 @@ type Journal struct {
 
 	mu      sync.Mutex
 	started bool
-	filled  bool  // the ring is written to its full size: records overwrite blocks
+	// filled: the ring holds written blocks below this (zeros or
+	// records), where a record's fdatasync is an overwrite (fill).
+	filled  int64
+	fillReq chan struct{}
+	// The logs that wrote in this window of journalWindow and the last:
+	// with one writer there is no fsync to share, and it is cheaper for
+	// the log to fsync its own segment than to write its bytes twice.
+	window     time.Time
+	writers    map[*Log]struct{}
+	wasWriters int
+	solo       bool // take a lone writer's records too (tests of the ring)
 	broken  error // a write or fsync of the ring failed: no more records
 	pos     int64 // where the next record goes
 	seq     uint64
@@ -177,7 +191,7 @@ func OpenJournal(dir string, ringBytes int64, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal: a ring of %d bytes is below the least, %d", ringBytes, MinJournalBytes)
 	}
 	j := &Journal{fs: opts.FS, dir: dir, ring: ringBytes, lg: opts.Logger.With(zap.String("journal", dir)), m: opts.Metrics,
-		found: map[journalFolder][]journalRecord{}, kick: make(chan struct{}, 1), tasks: make(chan journalTask, 2),
+		found: map[journalFolder][]journalRecord{}, kick: make(chan struct{}, 1), fillReq: make(chan struct{}, 1), tasks: make(chan journalTask, 2),
 		stop: make(chan struct{})}
 	j.maxBatch = min(JournalMaxBatch, int(ringBytes/8)-journalHeader-1024)
 	if err := makeDirDurable(j.fs, dir); err != nil {
@@ -414,33 +428,50 @@ func (j *Journal) Start() error {
 	return nil
 }
 
-// fill writes the ring to its full size in zeros, fsynced, before it takes
-// a record: an fdatasync of blocks written before is an overwrite, one of
-// new blocks also writes their allocation and the file's size (3x slower
-// on this VM's disk for 16 KiB records). Until then the logs fsync their
-// segments. Only a ring grown or new is filled, and only once.
+// fill writes the ring's first pass in fsynced zeros, journalFill bytes
+// ahead of the writer, before records go there: the fdatasync of a record
+// in blocks written before is an overwrite, while one in new blocks also
+// writes their allocation and the file's size (3x slower on this VM's disk
+// for 16 KiB records). Meanwhile the logs fsync their segments. An idle
+// broker's ring stays one step long; a ring filled once stays so.
 func (j *Journal) fill() {
 	defer j.wg.Done()
 	size, err := j.f.Size()
-	zero := make([]byte, 1<<20)
-	for at := size; err == nil && at < j.ring; at += int64(len(zero)) {
-		select {
-		case <-j.stop:
-			return
-		default:
-		}
-		_, err = j.f.WriteAt(zero[:min(int64(len(zero)), j.ring-at)], at)
+	if err == nil && size > j.ring {
+		err = j.f.Truncate(j.ring) // a smaller ring than the last: give the space back
+		size = j.ring
 	}
-	if err == nil && size < j.ring {
-		err = j.f.Sync()
+	zero := make([]byte, 1<<20)
+	for err == nil {
+		j.mu.Lock()
+		j.filled = size
+		want := size < j.ring && size-j.pos < journalFill
+		j.mu.Unlock()
+		if !want {
+			select {
+			case <-j.stop:
+				return
+			case <-j.fillReq:
+				continue
+			}
+		}
+		to := min(size+journalFill, j.ring)
+		for at := size; err == nil && at < to; at += int64(len(zero)) {
+			_, err = j.f.WriteAt(zero[:min(int64(len(zero)), to-at)], at)
+		}
+		if err == nil {
+			err = j.f.Sync()
+		}
+		if err == nil {
+			size = to
+		} else {
+			// A full disk: the zeros go, not to hold space the logs need.
+			j.f.Truncate(size)
+		}
 	}
 	j.mu.Lock()
-	defer j.mu.Unlock()
-	if err != nil {
-		j.breakLocked(fmt.Errorf("journal: fill ring: %w", err))
-		return
-	}
-	j.filled = true
+	j.breakLocked(fmt.Errorf("journal: fill ring: %w", err))
+	j.mu.Unlock()
 }
 
 func (j *Journal) halfOf(pos int64) int {
@@ -461,10 +492,30 @@ func (j *Journal) append(l *Log, segBase, filePos int64, batch []byte) (uint64, 
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if !j.started || !j.filled || j.broken != nil {
+	if !j.started || j.broken != nil {
 		return 0, errJournalOff
 	}
+	if now := time.Now(); now.Sub(j.window) >= journalWindow {
+		j.wasWriters = len(j.writers)
+		if now.Sub(j.window) >= 2*journalWindow {
+			j.wasWriters = 0
+		}
+		j.writers, j.window = map[*Log]struct{}{}, now
+	}
+	j.writers[l] = struct{}{}
+	if max(j.wasWriters, len(j.writers)) < 2 && !j.solo {
+		return 0, errJournalOff // alone: no fsync to share
+	}
 	at, seq := j.pos, j.seq
+	if j.filled < j.ring && at+n+journalFill/2 > j.filled {
+		select {
+		case j.fillReq <- struct{}{}:
+		default:
+		}
+		if at+n > j.filled {
+			return 0, errJournalOff
+		}
+	}
 	switch {
 	case at+n > j.ring: // to the start: the writer leaves half 1
 		if !j.free[0] {

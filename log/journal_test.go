@@ -17,6 +17,7 @@ func openJournalT(t *testing.T, fsys *CrashFS, ring int64, keys []JournalKey) (*
 	if err != nil {
 		t.Fatalf("open journal: %v", err)
 	}
+	j.solo = true // one log alone also goes through the ring
 	logs := make([]*Log, len(keys))
 	for i, k := range keys {
 		l, err := Open(fmt.Sprintf("/d/t-%d", i), Config{Flush: FlushAlways, RetentionAge: -1}, Options{FS: fsys, Journal: j, JournalKey: k})
@@ -32,12 +33,13 @@ func openJournalT(t *testing.T, fsys *CrashFS, ring int64, keys []JournalKey) (*
 	return j, logs
 }
 
-// waitFilled waits until the journal takes records (its ring is filled).
+// waitFilled waits until the journal takes records (the start of its ring
+// is filled).
 func waitFilled(t testing.TB, j *Journal) {
 	t.Helper()
 	for start := time.Now(); time.Since(start) < 10*time.Second; time.Sleep(time.Millisecond) {
 		j.mu.Lock()
-		filled := j.filled
+		filled := j.filled > j.pos
 		j.mu.Unlock()
 		if filled {
 			return
@@ -175,6 +177,24 @@ func TestJournalSyncFailure(t *testing.T) {
 	}
 	if got := durableBatches(fsys.Crash(nil), "/d/t-0"); got < len(acked)-1 {
 		t.Fatalf("with the journal off the segment holds %d of the %d batches acknowledged after", got, len(acked)-1)
+	}
+	closeJournalT(j, logs)
+}
+
+// A log writing alone shares no fsync: it fsyncs its own segment, and the
+// journal stays out of its way.
+func TestJournalLoneWriter(t *testing.T) {
+	fsys := NewCrashFS()
+	j, logs := openJournalT(t, fsys, DefaultJournalBytes, []JournalKey{{1}})
+	j.mu.Lock()
+	j.solo = false
+	j.mu.Unlock()
+	rng := rand.New(rand.NewSource(1))
+	for n := 0; n < 20; n++ {
+		mustAppend(t, logs[0], makeBatch(rng, 1, 1000, 100))
+	}
+	if got := durableBatches(fsys.Crash(nil), "/d/t-0"); got != 20 {
+		t.Fatalf("the segment holds %d of 20 batches acknowledged by a lone writer", got)
 	}
 	closeJournalT(j, logs)
 }

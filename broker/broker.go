@@ -282,9 +282,9 @@ func (b *Broker) openTopic(name string, r topicRecord, first int32, fresh bool) 
 
 func (b *Broker) openPartition(t *topic, i int32) (*partition, error) {
 	l, err := log.Open(b.partitionDir(t.name, i), logConfig(t.cfg.log), log.Options{
-		Logger:    b.logger.With(zap.String("topic", t.name), zap.Int32("partition", i)),
-		Now:       b.now,
-		Metrics:   b.logMetric,
+		Logger:     b.logger.With(zap.String("topic", t.name), zap.Int32("partition", i)),
+		Now:        b.now,
+		Metrics:    b.logMetric,
 		FileCache:  b.files,
 		Scrub:      b.scrub,
 		Journal:    b.journal,

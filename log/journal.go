@@ -122,9 +122,9 @@ type Journal struct {
 	// maxBatch is the largest batch taken: JournalMaxBatch, or less in a
 	// small ring, which a half must hold several records of.
 	maxBatch int
-	lg   *zap.Logger
-	m    *Metrics
-	f    File
+	lg       *zap.Logger
+	m        *Metrics
+	f        File
 
 	mu      sync.Mutex
 	started bool
@@ -138,15 +138,15 @@ type Journal struct {
 	window     time.Time
 	writers    map[*Log]struct{}
 	wasWriters int
-	solo       bool // take a lone writer's records too (tests of the ring)
-	broken  error // a write or fsync of the ring failed: no more records
-	pos     int64 // where the next record goes
-	seq     uint64
-	half    int
-	logsIn  [2]map[*Log]struct{} // logs with records in each half, this pass
-	free    [2]bool              // the half's last pass is checkpointed away
-	dirty   []*Log               // logs with records since the flusher's round
-	buf     []byte
+	solo       bool  // take a lone writer's records too (tests of the ring)
+	broken     error // a write or fsync of the ring failed: no more records
+	pos        int64 // where the next record goes
+	seq        uint64
+	half       int
+	logsIn     [2]map[*Log]struct{} // logs with records in each half, this pass
+	free       [2]bool              // the half's last pass is checkpointed away
+	dirty      []*Log               // logs with records since the flusher's round
+	buf        []byte
 	// The checkpoint on disk: replay starts there.
 	ckptPos int64
 	ckptSeq uint64

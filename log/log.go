@@ -33,14 +33,14 @@ type Log struct {
 	flushMu sync.Mutex // one fsync round at a time
 	retMu   sync.Mutex // one retention or DeleteRecords at a time
 
-	mu           sync.RWMutex
-	segs         []*segment // by base offset; the last one is cur
-	cur          *segment   // the active segment; changes under writeMu and mu
-	logStart     int64
-	written      int64 // next offset to assign
-	writtenPos   int64 // end of the active segment
-	durable      int64 // every offset below is fsynced
-	durablePos   int64 // where durable ends in the segment it was reached in
+	mu         sync.RWMutex
+	segs       []*segment // by base offset; the last one is cur
+	cur        *segment   // the active segment; changes under writeMu and mu
+	logStart   int64
+	written    int64 // next offset to assign
+	writtenPos int64 // end of the active segment
+	durable    int64 // every offset below is fsynced
+	durablePos int64 // where durable ends in the segment it was reached in
 	// Under a journal, durable may run ahead of what the segment files
 	// hold fsynced: segDurable (and segDurablePos in the active segment)
 	// is that, and jq the batches past it (journaled.go).
@@ -51,17 +51,17 @@ type Log struct {
 	jSynced       uint64 // the journal's records below this are durable
 	journaling    bool   // the last batch went to the journal (no preallocation)
 	journalDirty  bool   // in the journal's dirty list (under the journal's mu)
-	hw           int64 // high watermark
-	hwSeg        *segment
-	hwPos        int64 // end of visible bytes in hwSeg
-	changed      chan struct{}
-	changedTaken bool // changed was handed out by Changed
-	durableCh    chan struct{}
-	werr         error
-	closed       bool
-	lastIdxSync  time.Time
-	producers    *producerTable // idempotent producers' last batches (producers.go)
-	cleaner      cleanerState   // compaction (compact.go)
+	hw            int64  // high watermark
+	hwSeg         *segment
+	hwPos         int64 // end of visible bytes in hwSeg
+	changed       chan struct{}
+	changedTaken  bool // changed was handed out by Changed
+	durableCh     chan struct{}
+	werr          error
+	closed        bool
+	lastIdxSync   time.Time
+	producers     *producerTable // idempotent producers' last batches (producers.go)
+	cleaner       cleanerState   // compaction (compact.go)
 	// What preallocation (prealloc.go) goes by: the bytes written in the
 	// current and the previous preallocRateWindow, and the bytes made
 	// durable per data fsync, a moving average.

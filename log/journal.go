@@ -284,7 +284,7 @@ func (j *Journal) walk(ring, pos int64, seq uint64, each func(journalFolder, jou
 		if binary.BigEndian.Uint64(h[8:]) != seq || size < journalHeader+dirLen || pos+size > ring {
 			return nil
 		}
-		body = append(body[:0], make([]byte, size-journalHeader)...)
+		body = grow(body[:0], int(size-journalHeader))
 		if n, err := j.f.ReadAt(body, pos+journalHeader); int64(n) < size-journalHeader {
 			if err == nil || errors.Is(err, io.EOF) {
 				return nil
@@ -377,7 +377,7 @@ func (j *Journal) apply(fsys FS, dir string, recs []journalRecord, lg *zap.Logge
 		if r.segBase != active {
 			continue
 		}
-		buf = append(buf[:0], make([]byte, r.n)...)
+		buf = grow(buf[:0], int(r.n))
 		if n, err := j.f.ReadAt(buf, r.at); int64(n) < r.n {
 			return fmt.Errorf("journal replay: read ring at %d: %w", r.at, err)
 		}
@@ -568,7 +568,7 @@ func (j *Journal) leave(half int, pos int64, seq uint64) {
 
 func (j *Journal) writeRecord(at int64, seq uint64, kind uint16, key JournalKey, dir string, segBase, filePos int64, batch []byte) error {
 	n := journalHeader + len(dir) + len(batch)
-	b := append(j.buf[:0], make([]byte, n)...)
+	b := grow(j.buf[:0], n)
 	j.buf = b
 	binary.BigEndian.PutUint32(b[4:], uint32(n))
 	binary.BigEndian.PutUint64(b[8:], seq)

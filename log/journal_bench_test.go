@@ -7,7 +7,6 @@ import (
 	"math/rand"
 	"path/filepath"
 	"sync"
-	"syscall"
 	"testing"
 )
 
@@ -71,7 +70,7 @@ func benchJournal(b *testing.B, journal bool, parts, size, inflight int) {
 		bytes += int64(len(bt))
 	}
 	b.SetBytes(bytes / int64(len(batches)) * int64(parts))
-	cpu0 := processCPU()
+	cpu0 := cpuTime()
 	b.ResetTimer()
 	var wg sync.WaitGroup
 	ops := make(chan int)
@@ -105,14 +104,6 @@ func benchJournal(b *testing.B, journal bool, parts, size, inflight int) {
 	wg.Wait()
 	b.StopTimer()
 	gb := float64(b.N) * float64(bytes/int64(len(batches))*int64(parts)) / 1e9
-	b.ReportMetric((processCPU()-cpu0)/gb, "cpu-s/GB")
+	b.ReportMetric((cpuTime()-cpu0).Seconds()/gb, "cpu-s/GB")
 }
 
-// processCPU is this process's user and system CPU seconds so far.
-func processCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return float64(ru.Utime.Nano()+ru.Stime.Nano()) / 1e9
-}

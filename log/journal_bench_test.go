@@ -106,4 +106,3 @@ func benchJournal(b *testing.B, journal bool, parts, size, inflight int) {
 	gb := float64(b.N) * float64(bytes/int64(len(batches))*int64(parts)) / 1e9
 	b.ReportMetric((cpuTime()-cpu0).Seconds()/gb, "cpu-s/GB")
 }
-

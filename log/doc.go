@@ -253,6 +253,16 @@
 // cannot be opened (EMFILE) fails that read with an *OpenError; it is not
 // damage, and the log stays writable.
 //
+// # Journal (journal.go)
+//
+// Under FlushAlways, logs that share a Journal (Options.Journal, one per
+// data directory) acknowledge batches of up to 256 KiB, written while
+// other logs write too, once the journal's ring holds them fsynced: one
+// fdatasync for every partition written meanwhile. Their segments are
+// fsynced as the ring turns over, and Open replays the journal's records
+// of the log into its active segment before the recovery below. The ring's
+// byte layout is at the top of journal.go.
+//
 // # Recovery
 //
 // Open costs O(segments): a sealed segment's sizes come from stat, and

@@ -158,7 +158,9 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		}
 		// Opened before the logs, which replay their records from it.
 		if b.journal, err = log.OpenJournal(filepath.Join(cfg.DataDir, journalDir), size, log.Options{Logger: logger}); err != nil {
-			return nil, errors.Join(fmt.Errorf("broker: %w", err), db.Close(), unlock())
+			err = fmt.Errorf("broker: %w (with the folder %s moved away the broker starts without the "+
+				"records acknowledged since the journal's last checkpoint that their segments lack)", err, filepath.Join(cfg.DataDir, journalDir))
+			return nil, errors.Join(err, db.Close(), unlock())
 		}
 	}
 	fail := func(err error) (*Broker, error) {

@@ -151,18 +151,6 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 	if cfg.LogScrubBytesPerSecond >= 0 {
 		b.scrub = log.NewScrubber(cfg.LogScrubBytesPerSecond, 0)
 	}
-	if cfg.LogJournalBytes >= 0 {
-		size := cfg.LogJournalBytes
-		if size == 0 {
-			size = defaultJournalBytes(cfg.DataDir)
-		}
-		// Opened before the logs, which replay their records from it.
-		if b.journal, err = log.OpenJournal(filepath.Join(cfg.DataDir, journalDir), size, log.Options{Logger: logger}); err != nil {
-			err = fmt.Errorf("broker: %w (with the folder %s moved away the broker starts without the "+
-				"records acknowledged since the journal's last checkpoint that their segments lack)", err, filepath.Join(cfg.DataDir, journalDir))
-			return nil, errors.Join(err, db.Close(), unlock())
-		}
-	}
 	fail := func(err error) (*Broker, error) {
 		b.closeLogs()
 		if b.journal != nil {
@@ -174,6 +162,18 @@ func Open(cfg Config, logger *zap.Logger, reg prometheus.Registerer, now func() 
 		// Registered below with the broker's collector, once Open can no
 		// longer fail, so a failed Open leaves reg as it found it.
 		b.logMetric, _ = log.NewMetrics(nil)
+	}
+	if cfg.LogJournalBytes >= 0 {
+		size := cfg.LogJournalBytes
+		if size == 0 {
+			size = defaultJournalBytes(cfg.DataDir)
+		}
+		// Opened before the logs, which replay their records from it.
+		if b.journal, err = log.OpenJournal(filepath.Join(cfg.DataDir, journalDir), size, log.Options{Logger: logger, Metrics: b.logMetric}); err != nil {
+			err = fmt.Errorf("broker: %w (with the folder %s moved away the broker starts without the "+
+				"records acknowledged since the journal's last checkpoint that their segments lack)", err, filepath.Join(cfg.DataDir, journalDir))
+			return fail(err)
+		}
 	}
 	if err := b.load(); err != nil {
 		return fail(err)

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 )
 
@@ -49,4 +50,47 @@ func TestJournalCheckpointDamaged(t *testing.T) {
 			t.Fatalf("partition %d: high watermark %d after the restart, want 5", i, hw)
 		}
 	}
+}
+
+// Partitions written at once are acknowledged through the journal, and its
+// metrics say so.
+func TestJournalTakesConcurrentPartitions(t *testing.T) {
+	e := newEnv(t, nil)
+	b := e.open()
+	ctx := context.Background()
+	if err := b.CreateTopic(ctx, "night", 3, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for i := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range 200 {
+				if _, _, err := b.Produce(ctx, "night", int32(i), e.batch(2, 1, 500)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	mfs, err := e.reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var bytes float64
+	var syncs uint64
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "ztfbroker_log_journal_bytes_total":
+			bytes = mf.Metric[0].GetCounter().GetValue()
+		case "ztfbroker_log_journal_fsync_seconds":
+			syncs = mf.Metric[0].GetHistogram().GetSampleCount()
+		}
+	}
+	if bytes == 0 || syncs == 0 {
+		t.Fatalf("600 batches to 3 partitions at once: %v bytes and %d fsyncs through the journal", bytes, syncs)
+	}
+	t.Logf("%v bytes through the journal in %d fsyncs", bytes, syncs)
 }

@@ -227,11 +227,17 @@ type Metrics struct {
 	ScrubBytes          prometheus.Counter // bytes the scrub checked (scrub.go)
 	ScrubDamage         prometheus.Counter // damaged batches the scrub found
 	WarmedBytes         prometheus.Counter // bytes read ahead of writers into the page cache (warm.go)
+	// The journal (journal.go): its ring's fdatasyncs, the batch bytes
+	// it made durable, and its checkpoints.
+	JournalFsyncSeconds prometheus.Histogram
+	JournalBytes        prometheus.Counter
+	JournalCheckpoints  prometheus.Counter
 }
 
 // Collectors lists every collector of m, for whoever registers them.
 func (m *Metrics) Collectors() []prometheus.Collector {
-	return []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost, m.ScrubBytes, m.ScrubDamage, m.WarmedBytes}
+	return []prometheus.Collector{m.FsyncSeconds, m.RecoveryTruncations, m.RecoveryBytesLost, m.ScrubBytes, m.ScrubDamage, m.WarmedBytes,
+		m.JournalFsyncSeconds, m.JournalBytes, m.JournalCheckpoints}
 }
 
 // NewMetrics creates the collectors and registers them with reg (nil
@@ -262,6 +268,19 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		WarmedBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Namespace: "ztfbroker", Subsystem: "log", Name: "warmed_bytes_total",
 			Help: "Bytes ahead of busy partitions' writers read into the page cache between bursts, so that their next writes find cached pages.",
+		}),
+		JournalFsyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "journal_fsync_seconds",
+			Help:    "Latency of fdatasync on the journal's ring, one for every partition's batches written meanwhile.",
+			Buckets: prometheus.ExponentialBuckets(50e-6, 2, 16),
+		}),
+		JournalBytes: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "journal_bytes_total",
+			Help: "Batch bytes written to the journal's ring, acknowledged once it is fsynced (log.journal.bytes).",
+		}),
+		JournalCheckpoints: prometheus.NewCounter(prometheus.CounterOpts{
+			Namespace: "ztfbroker", Subsystem: "log", Name: "journal_checkpoints_total",
+			Help: "Halves of the journal's ring checkpointed: their partitions' segments fsynced, the half free again.",
 		}),
 	}
 	if err := registerMetrics(reg, m.Collectors()...); err != nil {

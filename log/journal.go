@@ -541,6 +541,9 @@ func (j *Journal) append(l *Log, segBase, filePos int64, batch []byte) (uint64, 
 	}
 	j.logsIn[j.half][l] = struct{}{}
 	j.pos, j.seq = at+n, seq+1
+	if j.m != nil && j.m.JournalBytes != nil {
+		j.m.JournalBytes.Add(float64(len(batch)))
+	}
 	if !l.journalDirty {
 		l.journalDirty = true
 		j.dirty = append(j.dirty, l)
@@ -618,8 +621,8 @@ func (j *Journal) flushLoop() {
 		if err == nil {
 			start := time.Now()
 			err = j.f.Sync()
-			if j.m != nil && j.m.FsyncSeconds != nil {
-				j.m.FsyncSeconds.Observe(time.Since(start).Seconds())
+			if j.m != nil && j.m.JournalFsyncSeconds != nil {
+				j.m.JournalFsyncSeconds.Observe(time.Since(start).Seconds())
 			}
 			if err != nil {
 				j.mu.Lock()
@@ -670,6 +673,9 @@ func (j *Journal) checkpointLoop() {
 		j.ckptPos, j.ckptSeq = t.pos, t.seq
 		j.free[t.half] = true
 		j.mu.Unlock()
+		if j.m != nil && j.m.JournalCheckpoints != nil {
+			j.m.JournalCheckpoints.Inc()
+		}
 	}
 }
 

@@ -39,7 +39,7 @@ type Log struct {
 	logStart   int64
 	written    int64 // next offset to assign
 	writtenPos int64 // end of the active segment
-	durable    int64 // every offset below is fsynced
+	durable    int64 // every offset below is fsynced (in the segment or the journal)
 	durablePos int64 // where durable ends in the segment it was reached in
 	// Under a journal, durable may run ahead of what the segment files
 	// hold fsynced: segDurable (and segDurablePos in the active segment)
@@ -376,8 +376,10 @@ func (l *Log) indexFailed(err error) error {
 // as a restart would, without closing it: the active segment is cut back
 // to its last durable end (after a failed fsync the page cache may hold
 // bytes that never reached the disk, and recovery would take them for
-// good ones), that cut is fsynced, and the log is recovered from its files
-// as Open does. Offsets past the durable end are gone, as after a crash;
+// good ones), that cut is fsynced, the journal's records of the log are
+// replayed over it (what it acknowledged past the cut comes back), and the
+// log is recovered from its files as Open does. Offsets past the durable
+// end are gone, as after a crash;
 // under flush.ms > 0 the high watermark may move back. Reads keep going
 // meanwhile. A log that is not read-only is left alone. When Reopen fails
 // (the disk is still full), the log stays read-only and Reopen may be

@@ -208,15 +208,15 @@ func OpenJournal(dir string, ringBytes int64, opts Options) (*Journal, error) {
 		return nil, fmt.Errorf("journal: sync dir: %w", err)
 	}
 	ring, pos, seq, err := j.readCheckpoint()
+	j.scanEnd, j.scanSeq = pos, seq
 	if err == nil && ring > 0 {
-		err = j.scan(ring, pos, seq)
+		err = j.walk(ring, pos, seq, func(k journalFolder, r journalRecord) {
+			j.found[k] = append(j.found[k], r)
+		}, func(end int64, next uint64) { j.scanEnd, j.scanSeq = end, next })
 	}
 	if err != nil {
 		f.Close()
 		return nil, err
-	}
-	if ring == 0 {
-		j.scanEnd, j.scanSeq = 0, 1
 	}
 	return j, nil
 }
@@ -254,17 +254,9 @@ func (j *Journal) writeCheckpoint(ring, pos int64, seq uint64) error {
 	return durable.WriteFile(j.fs, filepath.Join(j.dir, "checkpoint"), b, 0o644)
 }
 
-// scan reads the records from (pos, seq) until one is missing, torn or of
-// an earlier pass, indexing batch records by folder.
-func (j *Journal) scan(ring, pos int64, seq uint64) error {
-	j.scanEnd, j.scanSeq = pos, seq
-	return j.walk(ring, pos, seq, func(k journalFolder, r journalRecord) {
-		j.found[k] = append(j.found[k], r)
-	}, func(end int64, next uint64) { j.scanEnd, j.scanSeq = end, next })
-}
-
 // walk calls each for every valid batch record from (pos, seq) on, and
-// at after each record with where the next one would go.
+// at after each record with where the next one would go, until a record is
+// missing, torn or of an earlier pass.
 func (j *Journal) walk(ring, pos int64, seq uint64, each func(journalFolder, journalRecord), at func(int64, uint64)) error {
 	h := make([]byte, journalHeader)
 	var body []byte
